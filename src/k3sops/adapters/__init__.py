@@ -1,0 +1,1 @@
+"""Adapters: the only modules that do I/O. They raise k3sops errors, never library ones."""

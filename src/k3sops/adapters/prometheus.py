@@ -1,0 +1,84 @@
+"""Prometheus HTTP API (also Alertmanager's), by URL or through the API server's service proxy."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx2
+
+from k3sops.adapters.kube import KubeAdapter
+from k3sops.config import Endpoint
+from k3sops.errors import AdapterError, ConfigError, NotFound, Timeout, Unauthorized, Unreachable
+
+
+class HttpApi:
+    """A JSON HTTP API at a base URL; names the endpoint in every error it raises."""
+
+    def __init__(self, name: str, base_url: str, client: httpx2.Client, how: str) -> None:
+        self.name = name
+        self.base_url = base_url.rstrip("/")
+        self.client = client
+        self.how = how
+
+    @classmethod
+    def from_endpoint(cls, name: str, endpoint: Endpoint, kube: KubeAdapter | None) -> HttpApi:
+        """Reach ``endpoint`` by URL, or by service through the API server's service proxy."""
+        timeout = httpx2.Timeout(endpoint.timeout_seconds)
+        if endpoint.url is not None:
+            return cls(name, str(endpoint.url), httpx2.Client(timeout=timeout), str(endpoint.url))
+        if kube is None:
+            raise ConfigError(f"{name} is configured as service {endpoint.service}, which needs "
+                              "the Kubernetes API", hint="configure a kubeconfig or give a url")
+        client = kube.http()
+        client.timeout = timeout
+        return cls(name, kube.server.rstrip("/") + endpoint.proxy_path(), client,
+                   f"service {endpoint.service} via {kube.server}")
+
+    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """GET base_url+path and decode JSON; raise k3sops errors naming the endpoint."""
+        url = f"{self.base_url}{path}"
+        where = f"{self.name} at {self.how}"
+        try:
+            resp = self.client.get(url, params=params)
+        except httpx2.TimeoutException as e:
+            raise Timeout(f"{where} did not answer {path} in time",
+                          hint="is it overloaded? raise timeout_seconds in platform.yaml") from e
+        except httpx2.HTTPError as e:
+            raise Unreachable(f"cannot reach {where}: {e}",
+                              hint=f"check that {self.name} runs and the endpoint in "
+                                   "platform.yaml is right") from e
+        if resp.status_code in (401, 403):
+            raise Unauthorized(f"{where} refused GET {path} (HTTP {resp.status_code})")
+        if resp.status_code == 404:
+            raise NotFound(f"{where}: GET {path} not found (HTTP 404)",
+                           hint="is this the right service and port?")
+        try:
+            body = resp.json()
+        except ValueError as e:
+            raise AdapterError(f"{where}: GET {path} returned HTTP {resp.status_code}, "
+                               "not JSON") from e
+        if resp.status_code >= 400:
+            msg = body.get("error") if isinstance(body, dict) else None
+            raise AdapterError(f"{where}: GET {path} failed (HTTP {resp.status_code}): "
+                               f"{msg or resp.text[:200]}")
+        return body
+
+    def close(self) -> None:
+        """Release connections."""
+        self.client.close()
+
+
+class PrometheusAdapter:
+    """The Prometheus queries k3sops needs."""
+
+    def __init__(self, api: HttpApi) -> None:
+        self.api = api
+
+    def targets(self) -> list[dict[str, Any]]:
+        """Active scrape targets (/api/v1/targets?state=active)."""
+        body = self.api.get_json("/api/v1/targets", {"state": "active"})
+        data = body.get("data") if isinstance(body, dict) else None
+        if not isinstance(data, dict):
+            raise AdapterError(f"{self.api.name}: unexpected /api/v1/targets answer")
+        active = data.get("activeTargets") or []
+        return [t for t in active if isinstance(t, dict)]

@@ -1,0 +1,1 @@
+"""Command-line interface: thin layer that parses, calls a service and renders."""

@@ -1,0 +1,190 @@
+"""`k3sops lab build | up | down | status | kubeconfig | scenario`."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from k3sops.cli.options import OutputFormat, get_options
+from k3sops.errors import LabError, UsageError
+
+lab = typer.Typer(help="The local lab: real Kubernetes, etcd, kwok, Prometheus, Alertmanager, "
+                       "PostgreSQL on 127.0.0.1.", no_args_is_help=True)
+scenario = typer.Typer(help="Inject faults into the lab (and remove them).", no_args_is_help=True)
+lab.add_typer(scenario, name="scenario")
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the lab group to the root app."""
+    app.add_typer(lab, name="lab")
+
+
+def _layout():  # type: ignore[no-untyped-def]
+    from k3sops.lab.layout import LabLayout
+
+    return LabLayout.from_env(os.environ, Path.home())
+
+
+@contextmanager
+def _progress(title: str) -> Iterator[Callable[[str], None]]:
+    """A spinner with the current step on a terminal; plain lines on stderr otherwise."""
+    err = Console(stderr=True)
+    if err.is_terminal:
+        with err.status(title) as st:
+            yield lambda msg: st.update(f"{title}: {msg}")
+    else:
+        def say(msg: str) -> None:
+            print(f"[lab] {msg}", file=sys.stderr, flush=True)
+
+        yield say
+
+
+@lab.command("build")
+def build_cmd(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
+    """Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok."""
+    from k3sops.lab.build import COMPONENTS, build_component, find_go_root, installed_binaries
+
+    layout = _layout()
+    root = find_go_root(os.environ)
+    rows = []
+    with _progress("lab build") as say:
+        for comp in COMPONENTS:
+            say(f"{comp.name}")
+            r = build_component(layout, comp, root, dict(os.environ),
+                                on_binary=lambda b: say(f"building {b}"), force=force)
+            rows.append((r.name, r.version, "built" if r.built else "cached",
+                         f"{r.seconds:.0f}s", str(r.directory)))
+    installed_binaries(layout, os.environ)  # fails naming any Debian package still missing
+    t = Table("component", "version", "result", "time", "directory")
+    for row in rows:
+        t.add_row(*row)
+    Console().print(t)
+
+
+@lab.command("up")
+def up_cmd(
+    ctx: typer.Context,
+    servers: Annotated[int, typer.Option(min=1, max=7, help="K3s server nodes (fake).")] = 3,
+    agents: Annotated[int, typer.Option(min=0, max=200, help="K3s agent nodes (fake).")] = 3,
+) -> None:
+    """Start the lab (PKI, etcd, control plane, kwok, monitoring, PostgreSQL) and shape it."""
+    from k3sops.lab.build import COMPONENTS, build_component, find_go_root
+    from k3sops.lab.runner import up
+
+    layout = _layout()
+    t0 = time.monotonic()
+    with _progress("lab up") as say:
+        root = find_go_root(os.environ)
+        for comp in COMPONENTS:  # a no-op when cached; a first `lab up` builds what it lacks
+            build_component(layout, comp, root, dict(os.environ),
+                            on_binary=lambda b: say(f"building {b} (first run only)"))
+        result = up(layout, os.environ, servers=servers, agents=agents, progress=say)
+    out = {"already_running": result.already_running, "kubeconfig": str(result.kubeconfig),
+           "platform_file": str(result.platform_file),
+           "seconds": round(time.monotonic() - t0, 1),
+           "timings": {k: round(v, 2) for k, v in result.timings.items()}}
+    opts = get_options(ctx)
+    if opts.output is OutputFormat.table:
+        state = "already running" if result.already_running else f"up in {out['seconds']}s"
+        typer.echo(f"lab {state}\n  kubeconfig: {result.kubeconfig}\n"
+                   f"  platform:   {result.platform_file}\n"
+                   f"  try: k3sops --config {result.platform_file} status")
+    else:
+        _emit(out, opts.output)
+
+
+@lab.command("down")
+def down_cmd(purge: Annotated[bool, typer.Option(
+        help="Also delete the run directory (data, logs, PKI).")] = False) -> None:
+    """Stop every lab process; nothing is left running."""
+    from k3sops.lab.runner import down
+
+    stopped = down(_layout(), purge=purge)
+    typer.echo(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@lab.command("status")
+def status_cmd(ctx: typer.Context) -> None:
+    """Show the lab's processes and endpoints."""
+    from k3sops.lab.runner import status
+
+    st = status(_layout())
+    opts = get_options(ctx)
+    if opts.output is not OutputFormat.table:
+        _emit(st, opts.output)
+        return
+    t = Table("process", "pid", "alive", title=f"lab: {'up' if st['up'] else 'down'}")
+    procs = st["processes"]
+    assert isinstance(procs, list)  # noqa: S101 - shape of our own dict
+    for p in procs:
+        t.add_row(str(p["name"]), str(p["pid"]), "yes" if p["alive"] else "[red]no[/]")
+    Console().print(t)
+    endpoints = st["endpoints"]
+    assert isinstance(endpoints, dict)  # noqa: S101
+    for k, v in endpoints.items():
+        typer.echo(f"{k:>13}: {v}")
+    if not st["up"]:
+        raise typer.Exit(1)
+
+
+@lab.command("kubeconfig")
+def kubeconfig_cmd(path_only: Annotated[bool, typer.Option(
+        "--path", help="Print the file's path instead of its content.")] = False) -> None:
+    """Print the lab's admin kubeconfig (or its path), e.g. `export KUBECONFIG=$(... --path)`."""
+    layout = _layout()
+    if not layout.kubeconfig.is_file():
+        raise LabError("the lab has no kubeconfig yet", hint="run `k3sops lab up`")
+    typer.echo(str(layout.kubeconfig) if path_only else layout.kubeconfig.read_text(), nl=path_only)
+
+
+@scenario.command("list")
+def scenario_list() -> None:
+    """List the fault scenarios."""
+    from k3sops.lab.scenarios import SCENARIOS
+
+    t = Table("scenario", "what it does")
+    for s in SCENARIOS.values():
+        t.add_row(s.name, s.description)
+    Console().print(t)
+
+
+@scenario.command("apply")
+def scenario_apply(names: Annotated[list[str], typer.Argument(help="Scenario names, or all.")]
+                   ) -> None:
+    """Inject one or more faults into the running lab."""
+    from k3sops.lab.scenarios import SCENARIOS, apply_scenarios
+
+    wanted = list(SCENARIOS) if names == ["all"] else names
+    unknown = [n for n in wanted if n not in SCENARIOS]
+    if unknown:
+        raise UsageError(f"unknown scenario(s): {', '.join(unknown)}",
+                         hint=f"known: {', '.join(SCENARIOS)} (or `all`)")
+    apply_scenarios(_layout(), os.environ, wanted)
+    typer.echo(f"applied: {', '.join(wanted)}")
+
+
+@scenario.command("reset")
+def scenario_reset() -> None:
+    """Remove every injected fault."""
+    from k3sops.lab.scenarios import reset
+
+    reset(_layout(), os.environ)
+    typer.echo("scenarios reset")
+
+
+def _emit(data: object, fmt: OutputFormat) -> None:
+    if fmt is OutputFormat.json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    else:
+        typer.echo(yaml.safe_dump(data, sort_keys=False, default_flow_style=False), nl=False)

@@ -1,0 +1,106 @@
+"""The one error hierarchy of k3sops; every error carries the process exit code it maps to.
+
+    K3sopsError (1)
+     ├── UsageError (2)
+     ├── ConfigError (2)
+     ├── AdapterError (1)            something outside k3sops failed
+     │    ├── NotFound
+     │    ├── Unauthorized            401/403: names the verb and the resource refused
+     │    ├── Unreachable             names the address and a hint
+     │    ├── Timeout
+     │    └── Conflict
+     ├── LabError (1)                the local lab could not be built, started or shaped
+     ├── PlanRejected (1)
+     ├── FindingsAtThreshold (3)     findings reached --fail-on
+     └── PartialResult (4)           a source could not be read; names which
+
+Adapters raise these, never their libraries' exceptions (``raise ... from e``). Messages say
+what happened, where, and what to do next, and never contain secrets.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """Documented process exit codes (README, "Exit codes")."""
+
+    OK = 0
+    RUNTIME = 1
+    USAGE = 2
+    FINDINGS = 3
+    PARTIAL = 4
+    INTERRUPTED = 130
+
+
+class K3sopsError(Exception):
+    """Root of every error k3sops raises on purpose."""
+
+    exit_code: ExitCode = ExitCode.RUNTIME
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        if self.hint:
+            return f"{self.message}\n  hint: {self.hint}"
+        return self.message
+
+
+class UsageError(K3sopsError):
+    """A command was called wrongly (bad flag combination, bad argument)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class ConfigError(K3sopsError):
+    """platform.yaml (or another input file) is malformed or invalid."""
+
+    exit_code = ExitCode.USAGE
+
+
+class AdapterError(K3sopsError):
+    """A component outside k3sops (API server, Prometheus, a tool) failed."""
+
+
+class NotFound(AdapterError):
+    """The object or endpoint asked for does not exist."""
+
+
+class Unauthorized(AdapterError):
+    """The credentials were refused (401) or lack permission (403)."""
+
+
+class Unreachable(AdapterError):
+    """The endpoint could not be connected to."""
+
+
+class Timeout(AdapterError):
+    """The endpoint did not answer in time."""
+
+
+class Conflict(AdapterError):
+    """The object changed underneath us or already exists."""
+
+
+class LabError(K3sopsError):
+    """The local lab could not be built, started, shaped or stopped."""
+
+
+class PlanRejected(K3sopsError):
+    """A plan was refused (policy, approval, or a precondition no longer holds)."""
+
+
+class FindingsAtThreshold(K3sopsError):
+    """Findings reached the ``--fail-on`` severity."""
+
+    exit_code = ExitCode.FINDINGS
+
+
+class PartialResult(K3sopsError):
+    """Some sources could not be read; the result shown is incomplete."""
+
+    exit_code = ExitCode.PARTIAL

@@ -1,0 +1,67 @@
+"""Configuration files of the lab's processes (pure text builders)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+from k3sops.lab.layout import LabLayout
+from k3sops.lab.pki import Pki
+
+CLUSTER_LABEL = "k3sops-lab"
+
+
+def prometheus_yaml(layout: LabLayout, pki: Pki) -> str:
+    """prometheus.yml: scrape every lab component, alert to the lab's Alertmanager."""
+    h = layout.host
+    tls = {"ca_file": str(pki.crt("ca")), "cert_file": str(pki.crt("admin")),
+           "key_file": str(pki.key("admin"))}
+
+    def job(name: str, port: str, scheme: str = "http", path: str = "/metrics",
+            extra: dict[str, object] | None = None) -> dict[str, object]:
+        j: dict[str, object] = {"job_name": name, "scheme": scheme, "metrics_path": path,
+                                "static_configs": [{"targets": [f"{h}:{layout.port(port)}"]}]}
+        if scheme == "https":
+            j["tls_config"] = tls
+        j.update(extra or {})
+        return j
+
+    cfg = {
+        "global": {"scrape_interval": "15s", "evaluation_interval": "15s",
+                   "external_labels": {"cluster": CLUSTER_LABEL}},
+        "alerting": {"alertmanagers": [{"static_configs": [
+            {"targets": [f"{h}:{layout.port('alertmanager')}"]}]}]},
+        "rule_files": [str(layout.run_dir / "rules" / "*.yml")],
+        "scrape_configs": [
+            job("prometheus", "prometheus"),
+            job("alertmanager", "alertmanager"),
+            job("node-exporter", "node-exporter",
+                extra={"relabel_configs": [{"target_label": "node", "replacement": "lab-host"}]}),
+            job("apiserver", "apiserver", "https"),
+            job("kube-controller-manager", "controller-manager", "https"),
+            job("kube-scheduler", "scheduler", "https"),
+            job("etcd", "etcd-metrics"),
+            job("kube-state-metrics", "kube-state-metrics",
+                extra={"honor_labels": True}),
+            job("kwok", "kwok", "https"),
+        ],
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def alertmanager_yaml() -> str:
+    """alertmanager.yml: one default receiver (no delivery: the API is what the lab tests)."""
+    cfg = {
+        "route": {"receiver": "default", "group_by": ["alertname", "namespace"],
+                  "group_wait": "5s", "group_interval": "30s", "repeat_interval": "4h"},
+        "receivers": [{"name": "default"}],
+    }
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def write(path: Path, text: str) -> Path:
+    """Write a config file (creating its directory)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

@@ -1,0 +1,1 @@
+"""Output formatters: a registry from format name to renderer."""

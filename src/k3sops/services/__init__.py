@@ -1,0 +1,1 @@
+"""Services: one verb each; gather through adapters, analyse with the domain, return models."""

@@ -1,0 +1,82 @@
+"""Shared fixtures: the lab is started once per test run (or reused with --lab-reuse)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from k3sops.lab.build import installed_binaries
+from k3sops.lab.layout import LabLayout
+
+TEST_PORT_BASE = "27000"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--lab-reuse", action="store_true",
+                     help="use a running test lab if there is one, and leave it running")
+    parser.addoption("--no-lab", action="store_true", help="skip tests marked lab")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--no-lab"):
+        skip = pytest.mark.skip(reason="--no-lab")
+        for item in items:
+            if "lab" in item.keywords:
+                item.add_marker(skip)
+
+
+@dataclass(frozen=True)
+class Lab:
+    """A running lab, as tests see it."""
+
+    layout: LabLayout
+    env: dict[str, str]
+    binaries: dict[str, Path]
+
+    def k3sops(self, *args: str, check: bool = False,
+               timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Run the k3sops CLI as a user would, against this lab."""
+        return subprocess.run([sys.executable, "-m", "k3sops", *args], env=self.env,
+                              capture_output=True, text=True, timeout=timeout, check=check)
+
+    def kubectl(self, *args: str, check: bool = True, timeout: float = 60,
+                input: str | None = None) -> subprocess.CompletedProcess[str]:
+        """Run plain kubectl (the lab's, built from Kubernetes) with the lab kubeconfig."""
+        return subprocess.run([str(self.binaries["kubectl"]), "--kubeconfig",
+                               str(self.layout.kubeconfig), *args], capture_output=True,
+                              text=True, timeout=timeout, check=check, input=input)
+
+
+def lab_env(tmp_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("K3SOPS_LAB_DIR", str(tmp_root))
+    env.setdefault("K3SOPS_LAB_PORT_BASE", TEST_PORT_BASE)
+    env.pop("K3SOPS_CONFIG", None)
+    env.pop("KUBECONFIG", None)
+    return env
+
+
+@pytest.fixture(scope="session")
+def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """The lab, up for the whole session; started here unless --lab-reuse finds one running."""
+    from k3sops.lab import runner
+
+    root = Path(os.environ.get("K3SOPS_TEST_LAB_DIR", "/tmp/k3sops-test-lab"))
+    env = lab_env(root)
+    layout = LabLayout.from_env(env, Path.home())
+    reuse = bool(request.config.getoption("--lab-reuse"))
+    started = False
+    if not (reuse and runner.is_up(layout)):
+        runner.down(layout, purge=True)
+        runner.up(layout, env, progress=lambda m: print(f"[lab] {m}", file=sys.stderr))
+        started = True
+    env["K3SOPS_CONFIG"] = str(layout.platform_file)
+    yield Lab(layout=layout, env=env, binaries=installed_binaries(layout, env))
+    if started and not reuse:
+        runner.down(layout, purge=True)
