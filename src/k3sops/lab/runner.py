@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import pwd
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -138,33 +140,41 @@ def _specs(layout: LabLayout, b: Mapping[str, Path], p: pki.Pki,
     }
 
 
+def _pg_dirs(layout: LabLayout, user: str | None) -> tuple[Path, Path]:
+    """(data dir, socket dir) of the lab's PostgreSQL.
+
+    Run as root, PostgreSQL runs as `postgres`, which cannot enter root's home (mode 0700):
+    its directories then live under /tmp, named after the run dir, and `lab down --purge`
+    removes them with the run dir.
+    """
+    if user is None:
+        return layout.data_dir / "postgres", layout.run_dir / "pgsock"
+    tag = hashlib.sha256(str(layout.run_dir).encode()).hexdigest()[:10]
+    base = Path(tempfile.gettempdir()) / f"k3sops-lab-pg-{tag}"
+    return base / "data", base / "sock"
+
+
 def _postgres_spec(layout: LabLayout, b: Mapping[str, Path], user: str | None) -> ProcSpec:
-    sock = layout.run_dir / "pgsock"
+    pgdata, sock = _pg_dirs(layout, user)
     return ProcSpec("postgres", [
-        str(b["postgres"]), "-D", str(layout.data_dir / "postgres"), "-h", layout.host,
+        str(b["postgres"]), "-D", str(pgdata), "-h", layout.host,
         "-p", str(layout.port("postgres")), "-k", str(sock),
         "-c", "fsync=off", "-c", "shared_buffers=32MB"],
         ready_port=layout.port("postgres"), user=user)
 
 
 def _init_postgres(layout: LabLayout, b: Mapping[str, Path], user: str | None) -> None:
-    pgdata = layout.data_dir / "postgres"
-    sock = layout.run_dir / "pgsock"
-    sock.mkdir(parents=True, exist_ok=True)
+    pgdata, sock = _pg_dirs(layout, user)
+    for d in (pgdata.parent, pgdata, sock):
+        d.mkdir(parents=True, exist_ok=True)
     if user:
         pw = pwd.getpwnam(user)
-        for d in (layout.data_dir, sock):
-            d.mkdir(parents=True, exist_ok=True)
-        os.chown(sock, pw.pw_uid, pw.pw_gid)
+        for d in (pgdata.parent, pgdata, sock):
+            os.chown(d, pw.pw_uid, pw.pw_gid)
+        pgdata.parent.chmod(0o700)
+        pgdata.chmod(0o700)
     if (pgdata / "PG_VERSION").is_file():
         return
-    pgdata.mkdir(parents=True, exist_ok=True)
-    if user:
-        pw = pwd.getpwnam(user)
-        os.chown(pgdata, pw.pw_uid, pw.pw_gid)
-        # The run dir must be traversable by the postgres user.
-        for d in (layout.run_dir, layout.data_dir):
-            d.chmod(d.stat().st_mode | 0o011)
     out = subprocess.run([str(b["initdb"]), "-D", str(pgdata), "-U", "postgres",
                           "--auth=trust", "-E", "UTF8", "--no-sync"],
                          capture_output=True, text=True, user=user, check=False,
@@ -282,8 +292,13 @@ def down(layout: LabLayout, purge: bool = False) -> list[str]:
         procs.stop(layout, name, rs[name].pid)
         stopped.append(name)
     _state_file(layout).unlink(missing_ok=True)
-    if purge and layout.run_dir.exists():
-        shutil.rmtree(layout.run_dir, ignore_errors=True)
+    if purge:
+        pg_user = None if os.geteuid() != 0 else "postgres"
+        pgdata, _ = _pg_dirs(layout, pg_user)
+        if pg_user is not None:
+            shutil.rmtree(pgdata.parent, ignore_errors=True)
+        if layout.run_dir.exists():
+            shutil.rmtree(layout.run_dir, ignore_errors=True)
     return stopped
 
 
