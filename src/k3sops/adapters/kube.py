@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx2
 import lightkube
@@ -45,7 +45,6 @@ SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 LIST_CHUNK = 500
 """Objects per page of a LIST: large enough for few round trips, small enough for etcd."""
 
-R = TypeVar("R", bound=Resource)
 
 
 @dataclass(frozen=True)
@@ -74,7 +73,8 @@ def discover_kubeconfig(
         return KubeconfigSource(explicit, "--kubeconfig")
     if platform_kubeconfig is not None:
         if not platform_kubeconfig.is_file():
-            raise ConfigError(f"kubeconfig {platform_kubeconfig} (from platform.yaml) does not exist",
+            raise ConfigError(f"kubeconfig {platform_kubeconfig} (from platform.yaml) "
+                              "does not exist",
                               hint="fix `kubeconfig:` in platform.yaml or pass --kubeconfig")
         return KubeconfigSource(platform_kubeconfig, "platform.yaml")
     for item in env.get("KUBECONFIG", "").split(":"):
@@ -164,20 +164,20 @@ class KubeAdapter:
                 hint=f"is the cluster up? kubeconfig {self.source.path} ({self.source.origin}), "
                      f"context {self.context!r}; for the local lab run `k3sops lab up`") from e
 
-    def list(self, kind: type[R], namespace: str | None = None,
-             labels: dict[str, Any] | None = None) -> list[R]:
+    def list(self, kind: type[Any], namespace: str | None = None,
+             labels: dict[str, Any] | None = None) -> list[Any]:
         """One paginated LIST of ``kind`` (all namespaces when ``namespace`` is None)."""
         ns: Any = namespace if namespace is not None else lightkube.ALL_NS
+        client: Any = self.client
         with self.errors("list", _plural(kind), namespace):
             if _namespaced(kind):
-                return list(self.client.list(kind, namespace=ns, chunk_size=LIST_CHUNK,
-                                             labels=labels))
-            return list(self.client.list(kind, chunk_size=LIST_CHUNK, labels=labels))
+                return [*client.list(kind, namespace=ns, chunk_size=LIST_CHUNK, labels=labels)]
+            return [*client.list(kind, chunk_size=LIST_CHUNK, labels=labels)]
 
-    def list_many(self, kinds: Sequence[type[Resource]],
-                  namespace: str | None = None) -> dict[type[Resource], list[Any] | AdapterError]:
+    def list_many(self, kinds: Sequence[type[Resource]], namespace: str | None = None,
+                  ) -> dict[type[Resource], Sequence[Any] | AdapterError]:
         """LIST several kinds concurrently; a failing kind yields its error, not an exception."""
-        def one(k: type[Resource]) -> list[Any] | AdapterError:
+        def one(k: type[Resource]) -> Sequence[Any] | AdapterError:
             try:
                 return self.list(k, namespace)
             except AdapterError as e:
@@ -195,17 +195,18 @@ class KubeAdapter:
         return str(data.get("gitVersion", "unknown"))
 
     def http(self) -> httpx2.Client:
-        """A raw HTTP client carrying this context's TLS and credentials (service proxy, /version)."""
+        """A raw HTTP client with this context's TLS and credentials (service proxy, /version)."""
         return _raw_client(self._single, ConnectionParams(timeout=httpx2.Timeout(self._timeout)))
 
     def close(self) -> None:
         """Release connections."""
         with contextlib.suppress(Exception):
-            self.client._client.close()  # noqa: SLF001 - lightkube exposes no close()
+            inner: Any = self.client._client  # lightkube exposes no close()
+            inner.close()
 
 
 def _plural(kind: type[Resource]) -> str:
-    return str(kind._api_info.plural)  # noqa: SLF001 - lightkube's public per-kind metadata
+    return str(kind._api_info.plural)
 
 
 def _namespaced(kind: type[Resource]) -> bool:

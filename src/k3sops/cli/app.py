@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(int(ExitCode.INTERRUPTED))
     except typer.Exit as e:
         sys.exit(e.exit_code)
-    except (typer.Abort,):
+    except typer.Abort:
         err.print("aborted")
         sys.exit(int(ExitCode.INTERRUPTED))
     except Exception as e:  # click usage errors come through here in non-standalone mode

@@ -18,6 +18,7 @@ from rich.table import Table
 
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.errors import LabError, UsageError
+from k3sops.lab.layout import LabLayout
 
 lab = typer.Typer(help="The local lab: real Kubernetes, etcd, kwok, Prometheus, Alertmanager, "
                        "PostgreSQL on 127.0.0.1.", no_args_is_help=True)
@@ -30,9 +31,7 @@ def register(app: typer.Typer) -> None:
     app.add_typer(lab, name="lab")
 
 
-def _layout():  # type: ignore[no-untyped-def]
-    from k3sops.lab.layout import LabLayout
-
+def _layout() -> LabLayout:
     return LabLayout.from_env(os.environ, Path.home())
 
 
@@ -124,11 +123,14 @@ def status_cmd(ctx: typer.Context) -> None:
     if opts.output is not OutputFormat.table:
         _emit(st, opts.output)
         return
-    t = Table("process", "pid", "alive", title=f"lab: {'up' if st['up'] else 'down'}")
+    t = Table("process", "pid", "alive", "memory (RSS)",
+              title=f"lab: {'up' if st['up'] else 'down'}", caption=f"total RSS "
+              f"{st['rss_mib_total']} MiB")
     procs = st["processes"]
     assert isinstance(procs, list)  # noqa: S101 - shape of our own dict
     for p in procs:
-        t.add_row(str(p["name"]), str(p["pid"]), "yes" if p["alive"] else "[red]no[/]")
+        t.add_row(str(p["name"]), str(p["pid"]), "yes" if p["alive"] else "[red]no[/]",
+                  f"{p['rss_mib']} MiB")
     Console().print(t)
     endpoints = st["endpoints"]
     assert isinstance(endpoints, dict)  # noqa: S101

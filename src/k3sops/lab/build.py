@@ -155,7 +155,7 @@ def build_component(layout: LabLayout, comp: GoComponent, go_root: Path,
     log_dir = layout.cache_dir / "build-logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     build_env = {**env, "CGO_ENABLED": "0", "GOTOOLCHAIN": env.get("GOTOOLCHAIN", "local"),
-                 "GOFLAGS": "-mod=readonly"}
+                 "GOFLAGS": "-mod=readonly -buildvcs=false"}
     started = time.monotonic()
     try:
         for binary, pkg in comp.binaries.items():

@@ -1,4 +1,4 @@
-"""Where the lab keeps its binaries, state and logs, and which ports it binds (all settings, no I/O)."""
+"""Where the lab keeps its binaries, state and logs, and which ports it binds (no I/O)."""
 
 from __future__ import annotations
 
@@ -46,8 +46,8 @@ class LabLayout:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], home: Path) -> LabLayout:
-        """Build from ``K3SOPS_LAB_CACHE``, ``K3SOPS_LAB_DIR``, ``K3SOPS_LAB_PORT_BASE`` or defaults."""
-        cache = Path(env.get("K3SOPS_LAB_CACHE") or env.get("XDG_CACHE_HOME", home / ".cache"))
+        """From ``K3SOPS_LAB_CACHE``, ``K3SOPS_LAB_DIR``, ``K3SOPS_LAB_PORT_BASE`` or defaults."""
+        cache = Path(env.get("K3SOPS_LAB_CACHE") or env.get("XDG_CACHE_HOME") or home / ".cache")
         if "K3SOPS_LAB_CACHE" not in env:
             cache = cache / "k3sops"
         run = Path(env.get("K3SOPS_LAB_DIR") or home / ".local" / "state" / "k3sops" / "lab")

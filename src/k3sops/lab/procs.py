@@ -34,11 +34,28 @@ class ProcSpec:
 
 @dataclass(frozen=True)
 class Running:
-    """A process the lab started (from its pid file)."""
+    """A process the lab started (from its pid file), with its process group's memory."""
 
     name: str
     pid: int
     alive: bool
+    rss_kib: int = 0
+
+
+def group_rss_kib(pgid: int) -> int:
+    """Resident memory (KiB) of every process in a process group (PostgreSQL forks workers)."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) != pgid:
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 def port_free(host: str, port: int) -> bool:
@@ -75,7 +92,8 @@ def running(layout: LabLayout) -> list[Running]:
             pid = int(f.read_text().split()[0])
         except (OSError, ValueError, IndexError):
             continue
-        out.append(Running(f.stem, pid, _alive(pid)))
+        alive = _alive(pid)
+        out.append(Running(f.stem, pid, alive, group_rss_kib(pid) if alive else 0))
     return out
 
 

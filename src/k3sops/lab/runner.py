@@ -199,7 +199,7 @@ def is_up(layout: LabLayout) -> bool:
     return bool(rs) and all(r.alive for r in rs) and _state_file(layout).is_file()
 
 
-def up(layout: LabLayout, env: Mapping[str, str], servers: int = 3, agents: int = 3,
+def up(layout: LabLayout, env: Mapping[str, str], servers: int = 3, agents: int = 3,  # noqa: PLR0915
        progress: Progress | None = None) -> UpResult:
     """Start the lab (or find it running), shape the cluster, write kubeconfig and platform.yaml.
 
@@ -312,7 +312,9 @@ def status(layout: LabLayout) -> dict[str, object]:
         "run_dir": str(layout.run_dir),
         "up": is_up(layout),
         "state": state,
-        "processes": [{"name": r.name, "pid": r.pid, "alive": r.alive} for r in rs],
+        "processes": [{"name": r.name, "pid": r.pid, "alive": r.alive,
+                       "rss_mib": round(r.rss_kib / 1024, 1)} for r in rs],
+        "rss_mib_total": round(sum(r.rss_kib for r in rs) / 1024, 1),
         "endpoints": {
             "apiserver": f"https://{layout.host}:{layout.port('apiserver')}",
             "prometheus": layout.url("prometheus"),

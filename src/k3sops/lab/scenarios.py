@@ -110,7 +110,9 @@ SCENARIOS = _scenarios()
 
 
 def _stuck_rollout(layout: LabLayout, b: Mapping[str, Path]) -> None:
-    api = _deploy("api", "stuck-rollout", progressDeadlineSeconds=20,
+    # minReadySeconds: a new pod must stay ready 30s to count; the crashing ones never do, so
+    # the rollout cannot progress and passes its 45s deadline (ProgressDeadlineExceeded).
+    api = _deploy("api", "stuck-rollout", progressDeadlineSeconds=45, minReadySeconds=30,
                   strategy={"type": "RollingUpdate",
                             "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}})
     api["spec"]["replicas"] = 2
@@ -150,8 +152,11 @@ def reset(layout: LabLayout, env: Mapping[str, str], wait: bool = True) -> None:
         kubectl(layout, b, "wait", "--for=condition=Ready", f"node/{NOT_READY_NODE}",
                 "--timeout=90s", timeout=120)
         deadline = time.monotonic() + 60
+        left = ""
         while time.monotonic() < deadline:
             left = kubectl(layout, b, "get", "pods", "-A", "-l", SCENARIO_LABEL, "-o", "name")
             if not left.strip():
                 return
             time.sleep(1)
+        raise LabError("scenario pods still present after reset: " + " ".join(left.split()),
+                       hint="check the kwok log in the lab's logs directory")

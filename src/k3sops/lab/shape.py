@@ -221,7 +221,7 @@ def custom_objects() -> list[dict[str, Any]]:
 
 
 def kwok_rules(layout: LabLayout) -> list[dict[str, object]]:
-    """kwok exec/logs/port-forward rules that connect lab pods to the real local processes."""
+    """Kwok exec/logs/port-forward rules that connect lab pods to the real local processes."""
     api = "kwok.x-k8s.io/v1alpha1"
     pod_logs = layout.run_dir / "pod-logs"
     return [
@@ -249,17 +249,22 @@ def kwok_rules(layout: LabLayout) -> list[dict[str, object]]:
 
 
 def write_pod_logs(layout: LabLayout) -> None:
-    """The log lines kwok serves for `kubectl logs` of lab pods."""
+    """The log lines kwok serves for `kubectl logs` of lab pods (CRI log format, as kubelet's)."""
     d = layout.run_dir / "pod-logs"
     d.mkdir(parents=True, exist_ok=True)
-    (d / "current.log").write_text(
-        "2026-01-01T00:00:00Z level=info msg=\"starting\" component=app\n"
-        "2026-01-01T00:00:01Z level=info msg=\"listening\" addr=:8080\n")
-    (d / "previous.log").write_text(
-        "2026-01-01T00:00:00Z level=info msg=\"starting\" component=app\n"
-        "2026-01-01T00:00:02Z level=error msg=\"cannot connect to database\" "
-        "err=\"dial tcp 10.43.12.7:5432: connect: connection refused\"\n"
-        "panic: dial tcp: connection refused\n")
+
+    def cri(lines: list[tuple[str, str]]) -> str:
+        return "".join(f"2026-01-01T00:00:{i:02d}.000000000Z {stream} F {text}\n"
+                       for i, (stream, text) in enumerate(lines))
+
+    (d / "current.log").write_text(cri([
+        ("stdout", 'level=info msg="starting" component=app'),
+        ("stdout", 'level=info msg="listening" addr=:8080')]))
+    (d / "previous.log").write_text(cri([
+        ("stdout", 'level=info msg="starting" component=app'),
+        ("stderr", 'level=error msg="cannot connect to database" '
+                   'err="dial tcp 10.43.12.7:5432: connect: connection refused"'),
+        ("stderr", "panic: dial tcp: connection refused")]))
 
 
 def shape(layout: LabLayout, binaries: Mapping[str, Path], servers: int, agents: int,

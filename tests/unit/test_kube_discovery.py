@@ -1,0 +1,53 @@
+"""Kubeconfig discovery order and error wrapping (no cluster needed)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from k3sops.adapters.kube import discover_kubeconfig
+from k3sops.errors import ConfigError, ExitCode
+
+pytestmark = pytest.mark.unit
+
+
+def _touch(p: Path) -> Path:
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text("apiVersion: v1\n")
+    return p
+
+
+def test_flag_wins(tmp_path: Path) -> None:
+    flag = _touch(tmp_path / "flag")
+    plat = _touch(tmp_path / "plat")
+    src = discover_kubeconfig(flag, plat, {"KUBECONFIG": str(plat)}, tmp_path)
+    assert src.path == flag and src.origin == "--kubeconfig"
+
+
+def test_platform_then_env_then_home(tmp_path: Path) -> None:
+    plat = _touch(tmp_path / "plat")
+    env_kc = _touch(tmp_path / "envkc")
+    home = tmp_path / "home"
+    _touch(home / ".kube" / "config")
+    assert discover_kubeconfig(None, plat, {"KUBECONFIG": str(env_kc)}, home).path == plat
+    got = discover_kubeconfig(None, None, {"KUBECONFIG": f"/nope:{env_kc}"}, home)
+    assert got.path == env_kc and got.origin == "$KUBECONFIG"
+    assert discover_kubeconfig(None, None, {}, home).path == home / ".kube" / "config"
+
+
+def test_missing_explicit_file_is_a_config_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as e:
+        discover_kubeconfig(tmp_path / "nope", None, {}, tmp_path)
+    assert e.value.exit_code == ExitCode.USAGE and "nope" in str(e.value)
+
+
+def test_nothing_found_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                            ) -> None:
+    import k3sops.adapters.kube as kube
+
+    monkeypatch.setattr(kube, "K3S_KUBECONFIG", tmp_path / "absent-k3s.yaml")
+    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", tmp_path / "absent-sa")
+    with pytest.raises(ConfigError) as e:
+        discover_kubeconfig(None, None, {}, tmp_path)
+    assert "~/.kube/config" in str(e.value) and "lab up" in str(e.value)
