@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +17,7 @@ from k3sops.lab.build import installed_binaries
 from k3sops.lab.layout import LabLayout
 
 TEST_PORT_BASE = "27000"
+T = TypeVar("T")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -51,6 +54,16 @@ class Lab:
         return subprocess.run([str(self.binaries["kubectl"]), "--kubeconfig",
                                str(self.layout.kubeconfig), *args], capture_output=True,
                               text=True, timeout=timeout, check=check, input=input)
+
+
+def wait_for(fn: Callable[[], T], timeout: float = 90, every: float = 1.0) -> T:
+    """Poll ``fn`` until it returns something truthy; return the last value either way."""
+    deadline = time.monotonic() + timeout
+    last = fn()
+    while not last and time.monotonic() < deadline:
+        time.sleep(every)
+        last = fn()
+    return last
 
 
 def lab_env(tmp_root: Path) -> dict[str, str]:

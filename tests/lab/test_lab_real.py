@@ -3,26 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
 import uuid
 
 import httpx2
 import pytest
 
-from conftest import Lab
+from conftest import Lab, wait_for
 
 pytestmark = pytest.mark.lab
-
-
-def _poll(fn, timeout: float = 90, every: float = 1.0):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    return last
 
 
 def test_deployment_scaled_to_five_runs_five_pods_on_fake_nodes(lab: Lab) -> None:
@@ -53,7 +41,7 @@ def test_every_prometheus_target_is_up(lab: Lab) -> None:
         active = httpx2.get(url, timeout=5).json()["data"]["activeTargets"]
         return active if active and all(t["health"] == "up" for t in active) else None
 
-    active = _poll(all_up, timeout=90, every=3)
+    active = wait_for(all_up, timeout=90, every=3)
     assert active, httpx2.get(url, timeout=5).text[:2000]
     jobs = {t["labels"]["job"] for t in active}
     assert {"apiserver", "etcd", "kube-state-metrics", "node-exporter", "alertmanager",
@@ -71,7 +59,7 @@ def test_alert_posted_to_alertmanager_is_listed(lab: Lab) -> None:
         "labels": {"alertname": name, "severity": "warning", "environment": "development"},
         "annotations": {"summary": "lab test alert"}}], timeout=5)
     assert r.status_code == 200
-    alerts = _poll(lambda: [a for a in httpx2.get(f"{base}/api/v2/alerts", timeout=5).json()
+    alerts = wait_for(lambda: [a for a in httpx2.get(f"{base}/api/v2/alerts", timeout=5).json()
                             if a["labels"]["alertname"] == name], timeout=30)
     assert alerts and alerts[0]["status"]["state"] == "active"
 
@@ -98,7 +86,7 @@ def test_port_forward_to_prometheus_service_reaches_real_prometheus(lab: Lab) ->
                 return None
             return r.text if r.status_code == 200 else None
 
-        assert "Prometheus" in (_poll(ready, timeout=20, every=0.5) or "")
+        assert "Prometheus" in (wait_for(ready, timeout=20, every=0.5) or "")
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from conftest import Lab
+from conftest import Lab, wait_for
 
 pytestmark = pytest.mark.lab
 NS = "development"
@@ -18,15 +18,10 @@ def _json(lab: Lab, *args: str) -> Any:
     return json.loads(lab.kubectl(*args, "-o", "json").stdout)
 
 
-def _wait(fn, timeout: float = 120) -> Any:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(2)
-    raise AssertionError(f"condition not met within {timeout}s; last: {last!r}")
+def _wait(fn: Callable[[], Any], timeout: float = 120) -> Any:
+    last = wait_for(fn, timeout=timeout, every=2)
+    assert last, f"condition not met within {timeout}s; last: {last!r}"
+    return last
 
 
 def _pods(lab: Lab, scenario: str) -> list[dict[str, Any]]:

@@ -44,7 +44,7 @@ def test_missing_explicit_file_is_a_config_error(tmp_path: Path) -> None:
 
 def test_nothing_found_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                             ) -> None:
-    import k3sops.adapters.kube as kube
+    from k3sops.adapters import kube
 
     monkeypatch.setattr(kube, "K3S_KUBECONFIG", tmp_path / "absent-k3s.yaml")
     monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", tmp_path / "absent-sa")

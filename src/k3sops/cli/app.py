@@ -94,11 +94,11 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         err.print("aborted")
         sys.exit(int(ExitCode.INTERRUPTED))
-    except Exception as e:  # click usage errors come through here in non-standalone mode
-        import click
-
-        if isinstance(e, click.exceptions.ClickException):
-            e.show(file=sys.stderr)
-            sys.exit(int(ExitCode.USAGE))
-        raise
+    except typer.TyperException as e:  # bad flags and arguments (click's usage errors)
+        show = getattr(e, "show", None)
+        if callable(show):
+            show(file=sys.stderr)
+        else:
+            err.print(Text.assemble(("error: ", "bold red"), str(e)))
+        sys.exit(int(ExitCode.USAGE))
     sys.exit(0)
