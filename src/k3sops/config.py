@@ -329,6 +329,21 @@ class Endpoint(BaseModel):
         return f"/api/v1/namespaces/{ref.namespace}/services/{target}/proxy/"
 
 
+class AppMetrics(BaseModel):
+    """Application metric names; defaults follow the common Prometheus client conventions."""
+
+    model_config = _MODEL_CONFIG
+
+    requests_total: str = "http_requests_total"
+    """Counter of HTTP requests, labelled with the status code."""
+    duration_seconds: str = "http_request_duration_seconds"
+    """Histogram of request durations (its ``_bucket`` series is used for p95)."""
+    status_label: str = "code"
+    """Label holding the HTTP status code (``code`` or ``status``)."""
+    workload_labels: list[str] = Field(default_factory=lambda: ["namespace", "job"])
+    """Labels that identify a workload when aggregating."""
+
+
 class Monitoring(BaseModel):
     """Where the monitoring stack answers."""
 
@@ -348,6 +363,21 @@ class Monitoring(BaseModel):
     """Grafana HTTP API, for dashboards; unset: dashboards are written as files only."""
     loki: Endpoint | None = None
     """Loki HTTP API, for log queries during diagnosis; unset: logs come from the API server."""
+    rule_files_dir: FilePath | None = None
+    """Directory a Prometheus on this host reads rule files from (``rule_files`` glob), such as
+    the lab's; `alerts apply` writes there and reloads Prometheus. Unset: rules are applied to the
+    cluster as PrometheusRule objects in ``namespace``."""
+    etcd_metrics: bool = True
+    """Whether etcd metrics are scraped (K3s: ``--etcd-expose-metrics``); without them the etcd
+    alert rules are left out rather than firing falsely."""
+    embedded_control_plane: bool = True
+    """K3s runs the scheduler and controller-manager inside the server process, with no scrape
+    targets of their own: rules for their absence are left out unless this is false."""
+    runbook_base_url: str | None = None
+    """Where your runbook pages are published (``runbook_url`` = base + id); every alert also
+    carries ``runbook_id`` for `k3sops runbook show ID`."""
+    app_metrics: AppMetrics = Field(default_factory=AppMetrics)
+    """Names of the application (RED) metrics, for `metrics apps` and the application rules."""
 
 
 class Ansible(BaseModel):

@@ -36,10 +36,19 @@ class HttpApi:
 
     def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
         """GET base_url+path and decode JSON; raise k3sops errors naming the endpoint."""
+        return self.request_json("GET", path, params=params)
+
+    def request_json(self, method: str, path: str, params: dict[str, str] | None = None,
+                     body: Any = None, expect_json: bool = True) -> Any:
+        """Send a request and decode the JSON answer; raise k3sops errors naming the endpoint.
+
+        With ``expect_json=False`` a 2xx answer with any body is accepted and None returned
+        (Prometheus' /-/reload, Alertmanager's DELETE of a silence).
+        """
         url = f"{self.base_url}{path}"
         where = f"{self.name} at {self.how}"
         try:
-            resp = self.client.get(url, params=params)
+            resp = self.client.request(method, url, params=params, json=body)
         except httpx2.TimeoutException as e:
             raise Timeout(f"{where} did not answer {path} in time",
                           hint="is it overloaded? raise timeout_seconds in platform.yaml") from e
@@ -48,18 +57,20 @@ class HttpApi:
                               hint=f"check that {self.name} runs and the endpoint in "
                                    "platform.yaml is right") from e
         if resp.status_code in (401, 403):
-            raise Unauthorized(f"{where} refused GET {path} (HTTP {resp.status_code})")
+            raise Unauthorized(f"{where} refused {method} {path} (HTTP {resp.status_code})")
         if resp.status_code == 404:
-            raise NotFound(f"{where}: GET {path} not found (HTTP 404)",
+            raise NotFound(f"{where}: {method} {path} not found (HTTP 404)",
                            hint="is this the right service and port?")
+        if not expect_json and resp.status_code < 400:
+            return None
         try:
             body = resp.json()
         except ValueError as e:
-            raise AdapterError(f"{where}: GET {path} returned HTTP {resp.status_code}, "
-                               "not JSON") from e
+            raise AdapterError(f"{where}: {method} {path} returned HTTP {resp.status_code}, "
+                               f"not JSON: {resp.text[:200]}") from e
         if resp.status_code >= 400:
             msg = body.get("error") if isinstance(body, dict) else None
-            raise AdapterError(f"{where}: GET {path} failed (HTTP {resp.status_code}): "
+            raise AdapterError(f"{where}: {method} {path} failed (HTTP {resp.status_code}): "
                                f"{msg or resp.text[:200]}")
         return body
 
@@ -82,3 +93,13 @@ class PrometheusAdapter:
             raise AdapterError(f"{self.api.name}: unexpected /api/v1/targets answer")
         active = data.get("activeTargets") or []
         return [t for t in active if isinstance(t, dict)]
+
+    def reload(self) -> None:
+        """Make Prometheus re-read its config and rule files (needs --web.enable-lifecycle)."""
+        self.api.request_json("POST", "/-/reload", expect_json=False)
+
+    def rules(self) -> list[dict[str, Any]]:
+        """Loaded rule groups (/api/v1/rules)."""
+        body = self.api.get_json("/api/v1/rules")
+        groups = body.get("data", {}).get("groups", []) if isinstance(body, dict) else []
+        return [g for g in groups if isinstance(g, dict)]

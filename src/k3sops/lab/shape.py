@@ -307,6 +307,7 @@ def write_platform_file(layout: LabLayout) -> None:
             # addresses, so the lab names URLs (a real cluster would name the Service).
             "prometheus": {"url": layout.url("prometheus")},
             "alertmanager": {"url": layout.url("alertmanager")},
+            "rule_files_dir": str(layout.run_dir / "rules"),
         },
     }
     text = "# Written by `k3sops lab up`: the local lab as a platform.\n" + yaml.safe_dump(
