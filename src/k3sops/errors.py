@@ -2,6 +2,7 @@
 
     K3sopsError (1)
      ├── UsageError (2)
+     │    └── QueryError              PromQL/LogQL the server refused to parse
      ├── ConfigError (2)
      ├── AdapterError (1)            something outside k3sops failed
      │    ├── NotFound
@@ -12,7 +13,8 @@
      ├── LabError (1)                the local lab could not be built, started or shaped
      ├── PlanRejected (1)
      ├── FindingsAtThreshold (3)     findings reached --fail-on
-     └── PartialResult (4)           a source could not be read; names which
+     ├── PartialResult (4)           a source could not be read; names which
+     └── Interrupted (130)
 
 Adapters raise these, never their libraries' exceptions (``raise ... from e``). Messages say
 what happened, where, and what to do next, and never contain secrets.
@@ -104,3 +106,13 @@ class PartialResult(K3sopsError):
     """Some sources could not be read; the result shown is incomplete."""
 
     exit_code = ExitCode.PARTIAL
+
+
+class QueryError(UsageError):
+    """Prometheus refused a query as malformed (HTTP 400, errorType bad_data): fix the PromQL."""
+
+
+class Interrupted(K3sopsError):
+    """The user stopped a long-running command (Ctrl-C); exit 130 like a shell."""
+
+    exit_code = ExitCode.INTERRUPTED

@@ -68,11 +68,25 @@ def root(
 
 def _register() -> None:
     # Imported here so that each group module can import `app` helpers without cycles.
-    from k3sops.cli import config_cmd, lab_cmd, status_cmd
+    from k3sops.cli import (
+        alerts_cmd,
+        config_cmd,
+        dashboards_cmd,
+        lab_cmd,
+        logs_cmd,
+        metrics_cmd,
+        silences_cmd,
+        status_cmd,
+    )
 
     config_cmd.register(app)
-    lab_cmd.register(app)
     status_cmd.register(app)
+    metrics_cmd.register(app)
+    silences_cmd.register(alerts_cmd.alerts)
+    alerts_cmd.register(app)
+    dashboards_cmd.register(app)
+    logs_cmd.register(app)
+    lab_cmd.register(app)
 
 
 _register()
@@ -82,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to documented exit codes."""
     err = Console(stderr=True, highlight=False)
     try:
-        app(args=argv, standalone_mode=False)
+        rv = app(args=argv, standalone_mode=False)
     except K3sopsError as e:
         err.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)
         sys.exit(int(e.exit_code))
@@ -101,4 +115,5 @@ def main(argv: list[str] | None = None) -> None:
         else:
             err.print(Text.assemble(("error: ", "bold red"), str(e)))
         sys.exit(int(ExitCode.USAGE))
-    sys.exit(0)
+    # In non-standalone mode click turns Ctrl-C into a returned 130 instead of raising.
+    sys.exit(rv if isinstance(rv, int) else 0)

@@ -1,0 +1,175 @@
+"""`k3sops alerts render | test | apply`: the default alert rules.
+
+The `alerts` group object is shared: cli/silences_cmd.py adds list/silence/unsilence to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from k3sops.cli.options import get_options
+from k3sops.config import Platform
+from k3sops.domain.rules.reports import AlertsApplyReport, RuleTestReport
+from k3sops.errors import ConfigError, K3sopsError
+from k3sops.output.render import render
+from k3sops.services import alerts as service
+from k3sops.services import context
+
+alerts = typer.Typer(
+    help="Alert rules (render, test with promtool, apply to Prometheus) and firing alerts.",
+    no_args_is_help=True,
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `alerts` group to the root app."""
+    app.add_typer(alerts, name="alerts")
+
+
+class RenderFormat(StrEnum):
+    """What `alerts render` produces."""
+
+    rules = "rules"
+    prometheusrule = "prometheusrule"
+
+
+class EnvName(StrEnum):
+    """Environment names accepted by ``--env``."""
+
+    development = "development"
+    staging = "staging"
+    production = "production"
+
+
+def _platform(ctx: typer.Context) -> tuple[context.Settings, Platform]:
+    opts = get_options(ctx)
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    platform, is_default = service.platform_of(settings)
+    err = Console(stderr=True, highlight=False)
+    if is_default and opts.verbosity >= 0:
+        err.print(f"note: {service.DEFAULT_PLATFORM_NOTICE}")
+    return settings, platform
+
+
+def _notes(notes: list[str], quiet: bool) -> None:
+    if quiet:
+        return
+    err = Console(stderr=True, highlight=False)
+    for n in notes:
+        err.print(f"note: {escape(n)}")
+
+
+@alerts.command("render")
+def render_cmd(
+    ctx: typer.Context,
+    fmt: Annotated[RenderFormat, typer.Option(
+        "--format", help="rules: a Prometheus rule file; prometheusrule: PrometheusRule "
+                         "objects (monitoring.coreos.com/v1).")] = RenderFormat.rules,
+    env: Annotated[EnvName | None, typer.Option(
+        "--env", help="Only the rules concerning this environment (its namespace rules and "
+                      "its cluster's rules).")] = None,
+    file: Annotated[Path | None, typer.Option(
+        "--file", "-f", help="Write to this file instead of stdout.")] = None,
+) -> None:
+    """Render the default alert rules with the platform's per-environment thresholds.
+
+    YAML by default (also with -o table); -o json prints the same document as JSON.
+    """
+    opts = get_options(ctx)
+    _, platform = _platform(ctx)
+    result = service.render(platform, fmt.value, env.value if env else None)
+    _notes(result.notes, opts.verbosity < 0)
+    text = (json.dumps(result.document, indent=2) + "\n" if opts.output.value == "json"
+            else result.text)
+    if file is None:
+        sys.stdout.write(text)
+        return
+    try:
+        file.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot write {file}: {e.strerror or type(e).__name__}",
+                          hint="check the path and its permissions") from e
+    if opts.verbosity >= 0:
+        Console(stderr=True, highlight=False).print(
+            f"wrote {result.rules} rules in {result.groups} groups to {file}")
+
+
+def _test_table(r: RuleTestReport, out: Console) -> None:
+    t = Table("rule", "environment", "severity", "firing + quiet case",
+              title=f"Rule unit tests ({r.passed}/{len(r.results)} passed) — {r.promtool}")
+    for x in r.results:
+        t.add_row(x.rule, x.environment, x.severity,
+                  "[green]pass[/]" if x.passed else "[red]FAIL[/]")
+    out.print(t)
+    check = "[green]pass[/]" if r.check.passed else "[red]FAIL[/]"
+    out.print(f"promtool check rules: {check} ({r.check.rules_found} rules found)")
+    if not r.check.passed:
+        out.print(escape(r.check.output), soft_wrap=True)
+    for x in r.results:
+        if not x.passed:
+            out.print(f"\n[bold red]{x.rule}[/] ({x.environment}):")
+            out.print(escape(x.output), soft_wrap=True, highlight=False)
+
+
+@alerts.command("test")
+def test_cmd(ctx: typer.Context) -> None:
+    """Run promtool's unit tests of every rule: a case that fires and one that must not.
+
+    Also runs `promtool check rules` on the whole rendered file. Exit 0 when everything
+    passes, 1 when anything fails (promtool's output is shown).
+    """
+    opts = get_options(ctx)
+    _, platform = _platform(ctx)
+    report = service.run_tests(platform)
+    _notes(report.notes, opts.verbosity < 0)
+    render(report, opts.output.value, _test_table)
+    if not report.ok:
+        failed = [f"{x.rule} ({x.environment})" for x in report.results if not x.passed]
+        what = ", ".join(failed) if failed else "promtool check rules"
+        raise K3sopsError(f"{report.failed} of {len(report.results)} rule tests failed"
+                          f"{'' if report.check.passed else ' and the rule check failed'}: "
+                          f"{what}")
+
+
+def _apply_table(r: AlertsApplyReport, out: Console) -> None:
+    if r.dry_run and r.content is not None:
+        out.file.write(r.content)
+    verb = "would apply" if r.dry_run else "applied"
+    for a in r.applied:
+        where = f" on {a.cluster}" if a.cluster else ""
+        env = f" ({a.environment})" if a.environment else ""
+        line = f"{verb} {a.rules} rules in {a.groups} groups{env} to {a.target}{where}"
+        if a.loaded_groups is not None:
+            source = "Prometheus lists" if a.kind == "rule-file" else "read back:"
+            line += f"; {source} {a.loaded_groups} groups, {a.loaded_rules} rules"
+        out.print(escape(line), soft_wrap=True, highlight=False)
+
+
+@alerts.command("apply")
+def apply_cmd(
+    ctx: typer.Context,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Print what would be written; change nothing.")] = False,
+) -> None:
+    """Load the rules into Prometheus (rule file) or the cluster (PrometheusRule objects).
+
+    With monitoring.rule_files_dir, write k3sops-rules.yml there and reload Prometheus;
+    otherwise apply PrometheusRule objects in monitoring.namespace of each environment's
+    cluster. Rules are not destructive, so this applies directly; --dry-run only shows the result.
+    """
+    opts = get_options(ctx)
+    settings, platform = _platform(ctx)
+    report = service.apply(settings, platform, os.environ, Path.home(), dry_run=dry_run)
+    _notes(report.notes, opts.verbosity < 0)
+    render(report, opts.output.value, _apply_table)

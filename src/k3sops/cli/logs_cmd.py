@@ -1,0 +1,86 @@
+"""`k3sops logs`: a pod's logs (Kubernetes API), or a LogQL query when Loki is configured."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from k3sops.cli.options import OutputFormat, get_options
+from k3sops.domain.logs import Direction, LogsResult, short_labels
+from k3sops.errors import UsageError
+from k3sops.output.render import render
+from k3sops.services import context, logs
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `logs` to the root app."""
+    app.command("logs")(logs_cmd)
+
+
+def _plain(timestamps: bool) -> Callable[[LogsResult, Console], None]:
+    def table(r: LogsResult, out: Console) -> None:
+        # Written raw: log lines are not rich markup, and `[` in them must stay as it is.
+        mixed = len({tuple(sorted(x.labels.items())) for x in r.lines}) > 1
+        for x in r.lines:
+            prefix = ""
+            if timestamps and x.timestamp is not None:
+                prefix += x.timestamp.isoformat().replace("+00:00", "Z") + " "
+            if mixed:
+                prefix += f"[{short_labels(x.labels)}] "
+            out.file.write(prefix + x.line + "\n")
+    return table
+
+
+def logs_cmd(
+    ctx: typer.Context,
+    pod: Annotated[str | None, typer.Argument(help="Pod name (optional with --query).")] = None,
+    namespace: Annotated[str | None, typer.Option(
+        "--namespace", "-n", help="Namespace (default: the context's).")] = None,
+    container: Annotated[str | None, typer.Option(
+        "--container", "-c", help="Container (needed when the pod has several).")] = None,
+    previous: Annotated[bool, typer.Option(
+        "--previous", "-p", help="Logs of the previous (crashed) container instance.")] = False,
+    tail: Annotated[int | None, typer.Option(
+        "--tail", help="Only the last N lines (with Loki: at most N lines, default 100).",
+    )] = None,
+    since: Annotated[str | None, typer.Option(
+        "--since", help="Only lines newer than this: 30m, 2h, 1d (Loki default: 1h).")] = None,
+    query: Annotated[str | None, typer.Option(
+        "--query", metavar="LOGQL", help="A LogQL query to run over Loki (needs monitoring.loki).",
+    )] = None,
+    loki: Annotated[bool, typer.Option(
+        "--loki", help="Read the pod's logs from Loki instead of the Kubernetes API.")] = False,
+    direction: Annotated[Direction, typer.Option(
+        "--direction", help="Loki: which end of the range --tail keeps (lines print oldest "
+                            "first either way).")] = Direction.backward,
+    timestamps: Annotated[bool, typer.Option(
+        "--timestamps", help="Prefix each line with its timestamp.")] = False,
+    output: Annotated[OutputFormat | None, typer.Option(
+        "--output", "-o", help="Output format (overrides the global -o).")] = None,
+) -> None:
+    """Show a pod's logs, or the lines of a LogQL query when Loki is configured."""
+    opts = get_options(ctx)
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    if query is not None or loki:
+        if previous:
+            raise UsageError("--previous applies to Kubernetes logs, not to Loki",
+                             hint="drop --previous, or drop --query/--loki")
+        result = logs.loki_logs(settings, os.environ, Path.home(), now=datetime.now(UTC),
+                                query=query, pod=pod, namespace=namespace,
+                                container=container, since=since, limit=tail,
+                                direction=direction)
+    else:
+        if pod is None:
+            raise UsageError("which pod? give POD (or --query LOGQL with Loki)",
+                             hint="k3sops logs POD -n NAMESPACE [-c CONTAINER]")
+        result = logs.pod_logs(settings, os.environ, Path.home(), pod=pod,
+                               namespace=namespace, container=container, previous=previous,
+                               tail=tail, since=since)
+    render(result, (output or opts.output).value, _plain(timestamps))
