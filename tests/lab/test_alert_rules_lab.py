@@ -105,7 +105,7 @@ def test_high_cpu_fires_from_real_series_and_reaches_alertmanager(
     assert alert is not None, "NodeCPUHighUsage did not fire in Prometheus within 90s"
     assert alert["labels"]["environment"] == "production"  # the lab's contexts are shared
     assert alert["labels"]["severity"] == "warning"
-    assert alert["labels"]["instance"] == "127.0.0.1:27100"  # the real node-exporter
+    assert alert["labels"]["instance"] == f"127.0.0.1:{lab.layout.port('node-exporter')}"  # real
     assert alert["annotations"]["runbook_id"] == "node-high-cpu"
     assert "above 0.01%" in alert["annotations"]["summary"]
 

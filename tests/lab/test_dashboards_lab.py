@@ -48,7 +48,7 @@ def test_every_panel_query_parses_and_core_panels_have_data(lab: Lab) -> None:
 
     report = wait_for(checked, timeout=120, every=5) or svc.check(
         settings, dashboards, lab.env, Path.home())
-    assert report.prometheus == "http://127.0.0.1:27090"
+    assert report.prometheus == lab.layout.url("prometheus")
     assert not report.errors, [(p.panel, p.error) for p in report.errors]
     assert not report.missing, [(p.dashboard, p.panel, p.query) for p in report.missing]
     expected = sum(len(d.definition.panels) for d in dashboards)

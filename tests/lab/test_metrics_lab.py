@@ -114,7 +114,7 @@ def test_bad_promql_exits_2_with_the_position(lab: Lab) -> None:
     r = lab.k3sops("metrics", "--query", "sum(rate(up[5m])")
     assert r.returncode == 2
     assert "1:17: parse error: unclosed left parenthesis" in r.stderr
-    assert "127.0.0.1:27090" in r.stderr and r.stdout == ""
+    assert lab.layout.url("prometheus").removeprefix("http://") in r.stderr and r.stdout == ""
 
 
 def test_unreachable_prometheus_exits_1_naming_it(lab: Lab, tmp_path: Path) -> None:
