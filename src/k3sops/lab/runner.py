@@ -183,8 +183,19 @@ def _init_postgres(layout: LabLayout, b: Mapping[str, Path], user: str | None) -
         raise LabError(f"initdb failed: {out.stderr.strip()[-800:]}")
 
 
+EPHEMERAL_LOW = 32768
+"""Linux hands out outgoing connections' source ports from 32768 up: lab ports stay below."""
+
+
 def check_ports(layout: LabLayout) -> None:
     """Refuse to start when a lab port is taken, naming the port and what wanted it."""
+    highest = layout.port_base + max(PORT_OFFSETS.values())
+    if layout.port_base < 1024 or highest >= EPHEMERAL_LOW:
+        raise LabError(f"lab port base {layout.port_base} puts ports in {layout.port_base}-"
+                       f"{highest}, outside 1024-{EPHEMERAL_LOW - 1}",
+                       hint="ports at 32768 and above are the kernel's ephemeral range and get "
+                            "taken by outgoing connections; choose K3SOPS_LAB_PORT_BASE between "
+                            f"1024 and {EPHEMERAL_LOW - 1 - max(PORT_OFFSETS.values())}")
     busy = [f"{layout.host}:{layout.port(n)} ({n})" for n in PORT_OFFSETS
             if not procs.port_free(layout.host, layout.port(n))]
     if busy:
