@@ -12,6 +12,7 @@ Kubeconfig discovery order (first that applies wins; documented in the README):
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -185,6 +186,66 @@ class KubeAdapter:
 
         with ThreadPoolExecutor(max_workers=min(8, max(1, len(kinds)))) as pool:
             return dict(zip(kinds, pool.map(one, kinds), strict=True))
+
+    def list_raw(self, path: str, what: str, client: httpx2.Client | None = None,
+                 ) -> builtins.list[dict[str, Any]]:
+        """One paginated LIST of an API path (``/api/v1/pods``) as plain dicts.
+
+        Plain JSON rather than lightkube models: a check of tens of thousands of pods should cost
+        what the LIST costs, not a model object per pod.
+        """
+        own = client is None
+        http = client or self.http()
+        items: builtins.list[dict[str, Any]] = []
+        params: dict[str, str | int] = {"limit": LIST_CHUNK}
+        try:
+            with self.errors("list", what):
+                while True:
+                    resp = http.get(f"{self.server.rstrip('/')}{path}", params=params)
+                    self._raise_for(resp, "list", what)
+                    body = resp.json()
+                    items.extend(body.get("items") or [])
+                    cont = (body.get("metadata") or {}).get("continue")
+                    if not cont:
+                        return items
+                    params = {"limit": LIST_CHUNK, "continue": cont}
+        finally:
+            if own:
+                http.close()
+
+    def _raise_for(self, resp: httpx2.Response, verb: str, what: str) -> None:
+        if resp.status_code < 400:
+            return
+        try:
+            reason = str(resp.json().get("message", ""))
+        except ValueError:
+            reason = resp.text[:200]
+        code = resp.status_code
+        if code in (401, 403):
+            raise Unauthorized(
+                f"API server {self.server} refused to {verb} {what} (HTTP {code}): {reason}",
+                hint=f"check the credentials of context {self.context!r} and their RBAC "
+                     "permissions")
+        if code == 404:
+            raise NotFound(f"{verb} {what}: not found on {self.server}: {reason}")
+        raise AdapterError(f"{verb} {what} failed on {self.server} (HTTP {code}): {reason}")
+
+    def list_raw_many(self, paths: Mapping[str, str], workers: int = 8,
+                      ) -> dict[str, builtins.list[dict[str, Any]] | AdapterError]:
+        """LIST several API paths concurrently over one connection pool; errors are returned."""
+        http = self.http()
+
+        def one(item: tuple[str, str]) -> builtins.list[dict[str, Any]] | AdapterError:
+            try:
+                return self.list_raw(item[1], item[0], client=http)
+            except AdapterError as e:
+                return e
+
+        try:
+            with ThreadPoolExecutor(max_workers=max(1, min(workers, len(paths)))) as pool:
+                return dict(zip(paths, pool.map(one, paths.items()), strict=True))
+        finally:
+            http.close()
 
     def version(self) -> str:
         """The API server's gitVersion (a cheap reachability probe)."""

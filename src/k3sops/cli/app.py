@@ -70,6 +70,7 @@ def _register() -> None:
     # Imported here so that each group module can import `app` helpers without cycles.
     from k3sops.cli import (
         alerts_cmd,
+        check_cmd,
         config_cmd,
         dashboards_cmd,
         lab_cmd,
@@ -81,6 +82,7 @@ def _register() -> None:
 
     config_cmd.register(app)
     status_cmd.register(app)
+    check_cmd.register(app)
     metrics_cmd.register(app)
     silences_cmd.register(alerts_cmd.alerts)
     alerts_cmd.register(app)

@@ -15,6 +15,9 @@ class OutputFormat(StrEnum):
     table = "table"
     json = "json"
     yaml = "yaml"
+    markdown = "markdown"
+    html = "html"
+    junit = "junit"
 
 
 @dataclass(frozen=True)

@@ -279,10 +279,13 @@ def shape(layout: LabLayout, binaries: Mapping[str, Path], servers: int, agents:
     apply(layout, binaries, platform_objects(servers, agents))
     apply(layout, binaries, custom_objects())
     progress("waiting for nodes to be Ready")
-    kubectl(layout, binaries, "wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+    # A lab restarted with scenarios still applied keeps its injected faults: wait only for
+    # what the scenarios did not break.
+    kubectl(layout, binaries, "wait", "--for=condition=Ready", "node", "-l",
+            "!node-not-ready.stage.kwok.x-k8s.io", "--timeout=120s")
     progress("waiting for workloads to be available")
-    kubectl(layout, binaries, "wait", "--for=condition=Available", "deployment", "--all",
-            "-A", "--timeout=180s", timeout=240)
+    kubectl(layout, binaries, "wait", "--for=condition=Available", "deployment", "-A",
+            "-l", "!k3sops.io/scenario", "--timeout=180s", timeout=240)
     for ns, sts in (("monitoring", "prometheus-server"), ("monitoring", "alertmanager"),
                     ("production", "postgres")):
         kubectl(layout, binaries, "-n", ns, "rollout", "status", f"statefulset/{sts}",

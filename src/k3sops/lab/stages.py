@@ -118,7 +118,8 @@ containerStatuses:
                   "selector": {"matchExpressions": [
                       *base, {"key": waiting, "operator": "DoesNotExist"}]},
                   "weight": 20000,
-                  "delay": {"durationMilliseconds": 4000, "jitterDurationMilliseconds": 6000},
+                  # Runs for a moment, then dies: as a crashing container does.
+                  "delay": {"durationMilliseconds": 1500, "jitterDurationMilliseconds": 3000},
                   "next": {"statusTemplate": crash,
                            "event": {"type": "Warning", "reason": "BackOff",
                                      "message": "Back-off restarting failed container"}}}},
@@ -128,7 +129,9 @@ containerStatuses:
                   "selector": {"matchExpressions": [
                       *base, {"key": waiting, "operator": "In", "values": ["CrashLoopBackOff"]}]},
                   "weight": 20000,
-                  "delay": {"durationMilliseconds": 8000, "jitterDurationMilliseconds": 10000},
+                  # The kubelet's back-off (10s doubling to 5m); kept short enough to watch
+                  # restarts rise, long enough that CrashLoopBackOff is what a client sees.
+                  "delay": {"durationMilliseconds": 20000, "jitterDurationMilliseconds": 25000},
                   "next": {"statusTemplate": rerun}}},
     ]
 

@@ -10,6 +10,8 @@ import yaml
 from pydantic import BaseModel
 from rich.console import Console
 
+from k3sops.errors import UsageError
+
 M = TypeVar("M", bound=BaseModel)
 
 Formatter = Callable[[BaseModel], str]
@@ -27,4 +29,8 @@ def render(model: M, fmt: str, table: Callable[[M, Console], None],
     if fmt == "table":
         table(model, out)
         return
+    if fmt not in FORMATTERS:
+        raise UsageError(f"-o {fmt} is not available for this command",
+                         hint="use table, json or yaml (markdown, html and junit are for "
+                              "reports such as `k3sops check`)")
     out.file.write(FORMATTERS[fmt](model))

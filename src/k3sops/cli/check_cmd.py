@@ -1,0 +1,136 @@
+"""`k3sops check`: the morning check (and the weekly and monthly reviews)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from k3sops.cli.options import get_options
+from k3sops.domain.findings import CheckReport, Period, Severity, at_or_above
+from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
+from k3sops.output.render import render
+from k3sops.services import check as check_service
+from k3sops.services import context
+
+check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
+                        invoke_without_command=True)
+
+COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `check` group to the root app."""
+    app.add_typer(check_app, name="check")
+
+
+def _table(r: CheckReport, out: Console) -> None:
+    s = r.summary
+    colour = "green" if s.critical == s.warning == 0 else ("red" if s.critical else "yellow")
+    out.print(Text.assemble(
+        (f"health {s.health_score}/100", f"bold {colour}"),
+        f"  {s.period} check{' of ' + s.environment if s.environment else ''}: "
+        f"{s.critical} critical, {s.warning} warning, {s.info} info"
+        f"  ({s.new} new, {s.resolved} resolved; {s.checks_run} checks in "
+        f"{s.duration_seconds:.1f}s)"))
+    if r.findings:
+        t = Table("sev", "check", "resource", "message", "runbook", title="Findings",
+                  show_lines=False)
+        for f in r.findings:
+            res = f.resource
+            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
+            t.add_row(Text(f.severity, style=COLOURS[f.severity]),
+                      f.check + (" [bold](new)[/]" if f.new else ""), where, f.message,
+                      f.runbook)
+        out.print(t)
+    if r.resolved:
+        out.print("[green]resolved since the last check:[/] " + ", ".join(
+            f"{f.check} {f.resource.kind}/{f.resource.name}" for f in r.resolved))
+    if r.manual:
+        t = Table("item", "what to do", "acknowledged", title="Manual steps")
+        for m in r.manual:
+            ack = (f"{m.acknowledged_by} at {m.acknowledged_at}" + (f": {m.note}" if m.note
+                                                                       else "")
+                   if m.acknowledged_by else "[yellow]open[/]")
+            t.add_row(f"{m.id}\n({m.period})", f"{m.title}\n{m.instructions}", ack)
+        out.print(t)
+    for src in r.sources:
+        if not src.ok:
+            out.print(f"[red]unavailable:[/] {src.name} ({src.endpoint}): {src.error}")
+
+
+def _period(daily: bool, weekly: bool, monthly: bool) -> Period:
+    chosen: list[Period] = [p for p, on in (("daily", daily), ("weekly", weekly),
+                                             ("monthly", monthly)) if on]
+    if len(chosen) > 1:
+        raise UsageError("choose one of --daily, --weekly, --monthly")
+    return chosen[0] if chosen else "daily"
+
+
+def _history(state_dir: Path | None):  # type: ignore[no-untyped-def]
+    """The history store, when the history module is available (SQLite in the state dir)."""
+    try:
+        from k3sops.adapters.history import HistoryStore
+    except ImportError:  # pragma: no cover - history lands with its own module
+        return None
+    return HistoryStore.open(state_dir or HistoryStore.default_dir(os.environ, Path.home()))
+
+
+@check_app.callback()
+def check_cmd(
+    ctx: typer.Context,
+    daily: Annotated[bool, typer.Option("--daily", help="The morning check (default).")] = False,
+    weekly: Annotated[bool, typer.Option("--weekly", help="Weekly review (includes daily).")
+                      ] = False,
+    monthly: Annotated[bool, typer.Option("--monthly", help="Monthly review (includes weekly).")
+                       ] = False,
+    env: Annotated[str | None, typer.Option("--env", "-e", help="Only this environment.")
+                   ] = None,
+    fail_on: Annotated[str | None, typer.Option(
+        "--fail-on", help="Exit 3 when findings reach this severity: warning or critical.")
+                       ] = None,
+    history: Annotated[bool, typer.Option(
+        "--history/--no-history", help="Store the run and mark new/resolved findings.")] = True,
+    state_dir: Annotated[Path | None, typer.Option(
+        help="Where the history database lives (default: ~/.local/state/k3sops).",
+        envvar="K3SOPS_STATE_DIR")] = None,
+) -> None:
+    """Run the checklist: nodes, control plane, workloads, network, storage, alerts, backups."""
+    if ctx.invoked_subcommand is not None:
+        return
+    if fail_on not in (None, "warning", "critical"):
+        raise UsageError(f"--fail-on {fail_on!r} is not a severity",
+                         hint="use --fail-on warning or --fail-on critical")
+    threshold: Severity | None = fail_on  # type: ignore[assignment]
+    opts = get_options(ctx)
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    store = _history(state_dir) if history else None
+    try:
+        report = check_service.check(settings, os.environ, Path.home(),
+                                     _period(daily, weekly, monthly), env, threshold,
+                                     history=store)
+    finally:
+        if store is not None:
+            store.close()
+    fmt: str = opts.output.value
+    if fmt in ("markdown", "html", "junit"):
+        from k3sops.output import reports
+
+        Console().file.write(reports.render(report, fmt, store_dir=None))
+    else:
+        render(report, fmt, _table)
+    missing = [s for s in report.sources if not s.ok]
+    if threshold is not None and at_or_above(report.findings, threshold):
+        n = len(at_or_above(report.findings, threshold))
+        raise FindingsAtThreshold(f"{n} finding(s) at or above {threshold}")
+    if missing:
+        raise PartialResult("partial result: could not read " + ", ".join(
+            f"{s.name} ({s.endpoint}): {s.error}" for s in missing))
+
+

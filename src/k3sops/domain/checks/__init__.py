@@ -1,0 +1,6 @@
+"""The checks of `k3sops check`; importing this package registers every one of them."""
+
+from k3sops.domain.checks import nodes, pods  # noqa: F401 - registration side effect
+from k3sops.domain.checks.base import MANUAL, REGISTRY, CheckContext, CheckSpec, check, selected
+
+__all__ = ["MANUAL", "REGISTRY", "CheckContext", "CheckSpec", "check", "selected"]

@@ -1,0 +1,56 @@
+"""Node health: Ready, pressure conditions, cordoned nodes."""
+
+from __future__ import annotations
+
+from k3sops.domain.checks.base import CheckContext, check
+from k3sops.domain.findings import Finding
+from k3sops.domain.snapshot import conditions, events_for, get, meta
+
+PRESSURES = {"MemoryPressure": "node-memory-pressure", "DiskPressure": "node-disk-pressure",
+             "PIDPressure": "node-pid-pressure"}
+
+
+@check("node-not-ready", "Nodes Ready")
+def node_not_ready(ctx: CheckContext) -> list[Finding]:
+    """A node whose Ready condition is not True (critical: its pods are being lost)."""
+    out = []
+    for node in ctx.snapshot.get("nodes"):
+        _, name = meta(node)
+        ready = conditions(node).get("Ready")
+        status = str(ready.get("status")) if ready else "Unknown"
+        if status == "True":
+            continue
+        taints = [t.get("key") for t in get(node, "spec", "taints", default=[]) or []]
+        out.append(ctx.finding(
+            "node-not-ready", "critical", "Node", None, name,
+            f"node {name} is {'NotReady' if status == 'False' else 'Unknown'}"
+            + (f" since {ready.get('lastTransitionTime')}" if ready else ""),
+            "node-not-ready",
+            {"ready": status, "reason": ready.get("reason") if ready else None,
+             "message": ready.get("message") if ready else None, "taints": taints,
+             "events": events_for(ctx.snapshot, "Node", None, name)}))
+    return out
+
+
+@check("node-pressure", "Nodes without pressure")
+def node_pressure(ctx: CheckContext) -> list[Finding]:
+    """Memory, disk or PID pressure reported by the kubelet."""
+    out = []
+    for node in ctx.snapshot.get("nodes"):
+        _, name = meta(node)
+        for cond, runbook in PRESSURES.items():
+            c = conditions(node).get(cond)
+            if c and c.get("status") == "True":
+                out.append(ctx.finding("node-pressure", "warning", "Node", None, name,
+                                       f"node {name} reports {cond}", runbook,
+                                       {"condition": dict(c)}))
+    return out
+
+
+@check("node-cordoned", "Nodes schedulable")
+def node_cordoned(ctx: CheckContext) -> list[Finding]:
+    """A cordoned node (unschedulable): fine during maintenance, worth knowing every morning."""
+    return [ctx.finding("node-cordoned", "info", "Node", None, meta(n)[1],
+                        f"node {meta(n)[1]} is cordoned (unschedulable)", "node-cordoned",
+                        {"taints": get(n, "spec", "taints", default=[])})
+            for n in ctx.snapshot.get("nodes") if get(n, "spec", "unschedulable")]

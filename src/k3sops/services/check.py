@@ -1,0 +1,245 @@
+"""`k3sops check`: collect once, run the pure checks, compare with history, report.
+
+Collection is one paginated LIST per kind (concurrently, as plain JSON), one batch of
+Prometheus queries (those every selected check declared), and one read of Alertmanager's
+alerts. A source that cannot be read is named in ``sources`` (exit 4); the checks that need it
+are skipped and everything else is still reported.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from k3sops.adapters.alertmanager import AlertmanagerAdapter
+from k3sops.adapters.kube import KubeAdapter
+from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
+from k3sops.config import Endpoint
+from k3sops.domain import checks as registry
+from k3sops.domain.findings import (
+    CheckReport,
+    Finding,
+    ManualItem,
+    Period,
+    Severity,
+    Source,
+    Summary,
+    health_score,
+    sort_findings,
+)
+from k3sops.domain.metrics import InstantResult
+from k3sops.domain.snapshot import ClusterSnapshot
+from k3sops.errors import AdapterError, K3sopsError, UsageError
+from k3sops.services.context import Settings, kube
+
+DEFAULT_PROMETHEUS = Endpoint(service="monitoring/prometheus-server:80")
+DEFAULT_ALERTMANAGER = Endpoint(service="monitoring/alertmanager:9093")
+
+CORE_PATHS: dict[str, str] = {
+    "nodes": "/api/v1/nodes",
+    "namespaces": "/api/v1/namespaces",
+    "pods": "/api/v1/pods",
+    "services": "/api/v1/services",
+    "persistentvolumeclaims": "/api/v1/persistentvolumeclaims",
+    "persistentvolumes": "/api/v1/persistentvolumes",
+    "events": "/api/v1/events",
+    "deployments": "/apis/apps/v1/deployments",
+    "statefulsets": "/apis/apps/v1/statefulsets",
+    "daemonsets": "/apis/apps/v1/daemonsets",
+    "replicasets": "/apis/apps/v1/replicasets",
+    "jobs": "/apis/batch/v1/jobs",
+    "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
+    "ingresses": "/apis/networking.k8s.io/v1/ingresses",
+    "storageclasses": "/apis/storage.k8s.io/v1/storageclasses",
+}
+CUSTOM_PATHS: dict[str, str] = {
+    "etcdsnapshotfiles.k3s.cattle.io": "/apis/k3s.cattle.io/v1/etcdsnapshotfiles",
+    "backups.longhorn.io": "/apis/longhorn.io/v1beta2/backups",
+    "volumes.longhorn.io": "/apis/longhorn.io/v1beta2/volumes",
+    "applications.argoproj.io": "/apis/argoproj.io/v1alpha1/applications",
+    "ipaddresspools.metallb.io": "/apis/metallb.io/v1beta1/ipaddresspools",
+    "l2advertisements.metallb.io": "/apis/metallb.io/v1beta1/l2advertisements",
+}
+
+
+def _endpoint(settings: Settings, which: str) -> Endpoint:
+    if settings.platform is None:
+        return DEFAULT_PROMETHEUS if which == "prometheus" else DEFAULT_ALERTMANAGER
+    ep: Endpoint = getattr(settings.platform.monitoring, which)
+    return ep
+
+
+def _collect_kube(k: KubeAdapter, sources: list[Source],
+                  ) -> tuple[dict[str, list[Any]], dict[str, str], str | None]:
+    objects: dict[str, list[Any]] = {}
+    errors: dict[str, str] = {}
+    try:
+        version: str | None = k.version()
+    except AdapterError as e:
+        sources.append(Source(name="kubernetes", ok=False, endpoint=k.server, error=e.message))
+        return objects, errors, None
+    for kind, res in k.list_raw_many({**CORE_PATHS, **CUSTOM_PATHS}).items():
+        if isinstance(res, AdapterError):
+            if kind in CUSTOM_PATHS and "not found" in res.message:
+                continue  # CRD not installed: nothing of that kind to check
+            errors[kind] = res.message
+        else:
+            objects[kind] = res
+    core_failed = [kind for kind in errors if kind in CORE_PATHS]
+    sources.append(Source(name="kubernetes", ok=not core_failed, endpoint=k.server,
+                          error=("could not list " + ", ".join(core_failed))
+                          if core_failed else None))
+    return objects, errors, version
+
+
+def _collect_metrics(k: KubeAdapter, settings: Settings, queries: dict[str, str],
+                     sources: list[Source]) -> tuple[dict[str, InstantResult], dict[str, str]]:
+    metrics: dict[str, InstantResult] = {}
+    metric_errors: dict[str, str] = {}
+    if not queries:
+        return metrics, metric_errors
+    prom_ep = _endpoint(settings, "prometheus")
+    api = None
+    try:
+        api = HttpApi.from_endpoint("Prometheus", prom_ep, k)
+        for name, ans in PrometheusAdapter(api).query_many(queries).items():
+            if isinstance(ans, K3sopsError):
+                metric_errors[name] = ans.message
+            else:
+                metrics[name] = ans
+        error = None
+        if metric_errors and not metrics:
+            error = next(iter(metric_errors.values()))
+        elif metric_errors:
+            error = f"{len(metric_errors)} queries failed: " + ", ".join(sorted(metric_errors))
+        sources.append(Source(name="prometheus", ok=not metric_errors, endpoint=api.how,
+                              error=error))
+    except K3sopsError as e:
+        sources.append(Source(name="prometheus", ok=False,
+                              endpoint=api.how if api else str(prom_ep.url or prom_ep.service),
+                              error=e.message))
+        metric_errors = {n: e.message for n in queries}
+    finally:
+        if api is not None:
+            api.close()
+    return metrics, metric_errors
+
+
+def _collect_alerts(k: KubeAdapter, settings: Settings,
+                    sources: list[Source]) -> list[Any] | None:
+    am_ep = _endpoint(settings, "alertmanager")
+    am = None
+    try:
+        am = AlertmanagerAdapter(HttpApi.from_endpoint("Alertmanager", am_ep, k))
+        alerts = am.alerts()
+        sources.append(Source(name="alertmanager", ok=True, endpoint=am.api.how))
+        return alerts
+    except K3sopsError as e:
+        sources.append(Source(name="alertmanager", ok=False,
+                              endpoint=am.api.how if am else str(am_ep.url or am_ep.service),
+                              error=e.message))
+        return None
+    finally:
+        if am is not None:
+            am.close()
+
+
+def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
+            now: datetime) -> tuple[ClusterSnapshot, list[Source]]:
+    """Gather the snapshot: kinds, queries, alerts. Never raises for a missing source."""
+    sources: list[Source] = []
+    objects, errors, version = _collect_kube(k, sources)
+    queries: dict[str, str] = {}
+    for spec in specs:
+        queries.update(spec.queries)
+    metrics, metric_errors = _collect_metrics(k, settings, queries, sources)
+    alerts = (_collect_alerts(k, settings, sources)
+              if any("alertmanager" in s.needs for s in specs) else None)
+    snap = ClusterSnapshot(now=now, objects=objects, errors=errors, metrics=metrics,
+                           metric_errors=metric_errors, alerts=alerts, server_version=version)
+    return snap, sources
+
+
+def run_checks(ctx: registry.CheckContext, specs: list[registry.CheckSpec],
+               sources: list[Source]) -> tuple[list[Finding], int]:
+    """Run every selected check whose sources are available; return findings and count run."""
+    down = {s.name for s in sources if not s.ok}
+    if "kubernetes" in down and not ctx.snapshot.objects:
+        down.add("kubernetes")
+    findings: list[Finding] = []
+    ran = 0
+    for spec in specs:
+        if any(n in down and (n != "prometheus" or not ctx.snapshot.metrics) for n in spec.needs):
+            continue
+        ran += 1
+        findings.extend(spec.fn(ctx))
+    if ctx.environment is not None:
+        findings = [f for f in findings if f.environment in (None, ctx.environment)
+                    or f.resource.namespace is None]
+    return sort_findings(findings), ran
+
+
+def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period,
+          environment: str | None, fail_on: Severity | None,
+          history: Any | None = None) -> CheckReport:
+    """Run the checklist of ``period`` and build the report (history marks new/resolved)."""
+    if environment is not None:
+        if settings.platform is None:
+            raise UsageError("--env needs a platform.yaml that defines environments",
+                             hint="pass --config FILE or run `k3sops init`")
+        if environment not in settings.platform.environments:
+            known = ", ".join(settings.platform.environments)
+            raise UsageError(f"environment {environment!r} is not in platform.yaml",
+                             hint=f"known: {known}")
+    started = time.monotonic()
+    now = datetime.now(UTC)
+    specs = registry.selected(period)
+    k = kube(settings, env, home)
+    try:
+        snapshot, sources = collect(k, settings, specs, now)
+    finally:
+        k.close()
+    previous = history.last_run(period, environment) if history is not None else None
+    ctx = registry.CheckContext(
+        snapshot=snapshot, platform=settings.platform, period=period, environment=environment,
+        last_check=previous.started_at if previous else None,
+        history=history.facts() if history is not None else {})
+    findings, ran = run_checks(ctx, specs, sources)
+    resolved: list[Finding] = []
+    if previous is not None:
+        before = {f.key: f for f in previous.findings}
+        now_keys = {f.key for f in findings}
+        findings = [f.model_copy(update={"new": f.key not in before}) for f in findings]
+        resolved = [f for key, f in before.items() if key not in now_keys]
+    elif history is not None:
+        findings = [f.model_copy(update={"new": True}) for f in findings]
+    manual = _manual_items(period, history)
+    summary = Summary(
+        period=period, environment=environment, started_at=now.isoformat(timespec="seconds"),
+        duration_seconds=round(time.monotonic() - started, 3), total=len(findings),
+        critical=sum(f.severity == "critical" for f in findings),
+        warning=sum(f.severity == "warning" for f in findings),
+        info=sum(f.severity == "info" for f in findings),
+        new=sum(f.new for f in findings), resolved=len(resolved),
+        health_score=health_score(findings), checks_run=ran, fail_on=fail_on)
+    report = CheckReport(summary=summary, findings=findings, sources=sources,
+                         resolved=resolved, manual=manual)
+    if history is not None:
+        history.record(report)
+    return report
+
+
+def _manual_items(period: Period, history: Any | None) -> list[ManualItem]:
+    order = {"daily": 0, "weekly": 1, "monthly": 2}
+    items = [m for m in registry.MANUAL.values() if order[m.period] <= order[period]]
+    acks: Mapping[str, Mapping[str, str]] = history.acks() if history is not None else {}
+    out = []
+    for m in sorted(items, key=lambda m: (order[m.period], m.id)):
+        ack = acks.get(m.id)
+        out.append(m.model_copy(update={"acknowledged_by": ack.get("by"),
+                                        "acknowledged_at": ack.get("at"),
+                                        "note": ack.get("note")}) if ack else m)
+    return out
