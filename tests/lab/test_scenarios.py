@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,3 +136,47 @@ def test_loadbalancer_without_external_ip(faults: Lab) -> None:
     assert svc["spec"]["type"] == "LoadBalancer"
     assert not svc["status"].get("loadBalancer", {}).get("ingress")
     assert "<pending>" in faults.kubectl("-n", NS, "get", "service", "public-gateway").stdout
+
+
+EXPECTED = {
+    ("node-not-ready", "Node", None, "k3s-agent-3"),
+    ("pod-crashloop", "Pod", NS, "checkout-"),
+    ("pod-pending", "Pod", NS, "batch-big-"),
+    ("pod-failed", "Pod", NS, "report-generator"),
+    ("pod-oomkilled", "Pod", NS, "cache-"),
+    ("deployment-rollout-stuck", "Deployment", NS, "api"),
+    ("pvc-pending", "PersistentVolumeClaim", NS, "data-orders"),
+    ("service-no-endpoints", "Service", NS, "payments"),
+    ("ingress-backend-missing", "Ingress", NS, "shop"),
+    ("loadbalancer-no-ip", "Service", NS, "public-gateway"),
+}
+
+
+def test_check_reports_every_scenario_with_the_right_id_and_resource(
+        faults: Lab, tmp_path: Path) -> None:
+    """The accuracy bar of `k3sops check`: each injected fault, named by check id and object.
+
+    Consequences of the NotReady node (its pods marked not ready, workloads short of replicas)
+    are real findings too, so only the presence of each expected finding is asserted here; the
+    healthy-lab test asserts the absence of false alarms.
+    """
+    def report() -> Any:
+        r = faults.k3sops("-o", "json", "check", "--state-dir", str(tmp_path), timeout=180)
+        assert r.returncode in (0, 4), r.stderr
+        return json.loads(r.stdout)
+
+    def missing(rep: Any) -> set[tuple[str, str, str | None, str]]:
+        got = {(f["check"], f["resource"]["kind"], f["resource"]["namespace"],
+                f["resource"]["name"]) for f in rep["findings"]}
+        return {e for e in EXPECTED
+                if not any(g[:3] == e[:3] and g[3].startswith(e[3]) for g in got)}
+
+    # Faults settle at their own pace (the crash loop, the progress deadline): poll.
+    def complete_report() -> Any:
+        rep = report()
+        return None if missing(rep) else rep
+
+    complete = wait_for(complete_report, timeout=150, every=5)
+    if complete is None:
+        pytest.fail(f"never reported: {sorted(missing(report()))}")
+    assert complete["summary"]["critical"] >= 4

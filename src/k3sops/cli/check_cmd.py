@@ -65,20 +65,12 @@ def _table(r: CheckReport, out: Console) -> None:
 
 
 def _period(daily: bool, weekly: bool, monthly: bool) -> Period:
-    chosen: list[Period] = [p for p, on in (("daily", daily), ("weekly", weekly),
-                                             ("monthly", monthly)) if on]
+    options: tuple[tuple[Period, bool], ...] = (("daily", daily), ("weekly", weekly),
+                                                ("monthly", monthly))
+    chosen = [p for p, on in options if on]
     if len(chosen) > 1:
         raise UsageError("choose one of --daily, --weekly, --monthly")
     return chosen[0] if chosen else "daily"
-
-
-def _history(state_dir: Path | None):  # type: ignore[no-untyped-def]
-    """The history store, when the history module is available (SQLite in the state dir)."""
-    try:
-        from k3sops.adapters.history import HistoryStore
-    except ImportError:  # pragma: no cover - history lands with its own module
-        return None
-    return HistoryStore.open(state_dir or HistoryStore.default_dir(os.environ, Path.home()))
 
 
 @check_app.callback()
@@ -110,7 +102,7 @@ def check_cmd(
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
-    store = _history(state_dir) if history else None
+    store = check_service.open_history(state_dir, os.environ, Path.home()) if history else None
     try:
         report = check_service.check(settings, os.environ, Path.home(),
                                      _period(daily, weekly, monthly), env, threshold,
@@ -122,7 +114,8 @@ def check_cmd(
     if fmt in ("markdown", "html", "junit"):
         from k3sops.output import reports
 
-        Console().file.write(reports.render(report, fmt, store_dir=None))
+        trend = check_service.trend(state_dir, os.environ, Path.home()) if history else []
+        Console().file.write(reports.render(report, fmt, trend))
     else:
         render(report, fmt, _table)
     missing = [s for s in report.sources if not s.ok]

@@ -96,6 +96,8 @@ class Summary(_Model):
     health_score: int
     checks_run: int
     fail_on: Severity | None = None
+    usage: dict[str, float] = Field(default_factory=dict)
+    """Cluster-wide CPU, memory and disk use in percent at check time (trend charts)."""
 
 
 class CheckReport(_Model):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from k3sops.adapters.alertmanager import AlertmanagerAdapter
+from k3sops.adapters.history import HistoryStore, TrendPoint
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.config import Endpoint
@@ -152,7 +153,7 @@ def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
     """Gather the snapshot: kinds, queries, alerts. Never raises for a missing source."""
     sources: list[Source] = []
     objects, errors, version = _collect_kube(k, sources)
-    queries: dict[str, str] = {}
+    queries: dict[str, str] = {f"usage_{n}": q for n, q in USAGE_QUERIES.items()}
     for spec in specs:
         queries.update(spec.queries)
     metrics, metric_errors = _collect_metrics(k, settings, queries, sources)
@@ -184,7 +185,7 @@ def run_checks(ctx: registry.CheckContext, specs: list[registry.CheckSpec],
 
 def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period,
           environment: str | None, fail_on: Severity | None,
-          history: Any | None = None) -> CheckReport:
+          history: HistoryStore | None = None) -> CheckReport:
     """Run the checklist of ``period`` and build the report (history marks new/resolved)."""
     if environment is not None:
         if settings.platform is None:
@@ -224,7 +225,8 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         warning=sum(f.severity == "warning" for f in findings),
         info=sum(f.severity == "info" for f in findings),
         new=sum(f.new for f in findings), resolved=len(resolved),
-        health_score=health_score(findings), checks_run=ran, fail_on=fail_on)
+        health_score=health_score(findings), checks_run=ran, fail_on=fail_on,
+        usage=_usage(snapshot))
     report = CheckReport(summary=summary, findings=findings, sources=sources,
                          resolved=resolved, manual=manual)
     if history is not None:
@@ -232,7 +234,28 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
     return report
 
 
-def _manual_items(period: Period, history: Any | None) -> list[ManualItem]:
+USAGE_QUERIES: dict[str, str] = {
+    "cpu": 'avg(100 - (avg by(instance) (rate(node_cpu_seconds_total{mode="idle"}[5m])) * 100))',
+    "memory": "avg((1 - (node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)) * 100)",
+    "disk": 'max(100 - ((node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs|ramfs"} '
+            '* 100) / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs|ramfs"}))',
+}
+"""Cluster-wide usage recorded with every run (the `usage-*` queries of the checks)."""
+
+
+def _usage(snapshot: ClusterSnapshot) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for name in USAGE_QUERIES:
+        res = snapshot.metric(f"usage_{name}")
+        if res is not None and res.samples:
+            try:
+                out[name] = round(float(res.samples[0].value), 2)
+            except ValueError:
+                continue
+    return out
+
+
+def _manual_items(period: Period, history: HistoryStore | None) -> list[ManualItem]:
     order = {"daily": 0, "weekly": 1, "monthly": 2}
     items = [m for m in registry.MANUAL.values() if order[m.period] <= order[period]]
     acks: Mapping[str, Mapping[str, str]] = history.acks() if history is not None else {}
@@ -243,3 +266,18 @@ def _manual_items(period: Period, history: Any | None) -> list[ManualItem]:
                                         "acknowledged_at": ack.get("at"),
                                         "note": ack.get("note")}) if ack else m)
     return out
+
+
+def open_history(state_dir: Path | None, env: Mapping[str, str], home: Path) -> HistoryStore:
+    """The SQLite history of check runs and acknowledgements (default: the state directory)."""
+    return HistoryStore.open(state_dir or HistoryStore.default_dir(env, home))
+
+
+def trend(state_dir: Path | None, env: Mapping[str, str], home: Path,
+          limit: int = 90) -> list[TrendPoint]:
+    """Stored runs, oldest first, for the HTML report's charts."""
+    store = open_history(state_dir, env, home)
+    try:
+        return store.trend(limit)
+    finally:
+        store.close()
