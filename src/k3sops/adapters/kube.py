@@ -236,10 +236,16 @@ class KubeAdapter:
         http = self.http()
 
         def one(item: tuple[str, str]) -> builtins.list[dict[str, Any]] | AdapterError:
-            try:
-                return self.list_raw(item[1], item[0], client=http)
-            except AdapterError as e:
-                return e
+            for attempt in (1, 2):
+                try:
+                    return self.list_raw(item[1], item[0], client=http)
+                except (Timeout, Unreachable) as e:
+                    # One retry: a busy API server drops or stalls the odd request.
+                    if attempt == 2:
+                        return e
+                except AdapterError as e:
+                    return e
+            raise AssertionError("unreachable")  # pragma: no cover
 
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(workers, len(paths)))) as pool:

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import OutputFormat, get_options
 from k3sops.domain.findings import CheckReport, Period, Severity, at_or_above
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
 from k3sops.output.render import render
@@ -25,7 +25,10 @@ COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def register(app: typer.Typer) -> None:
-    """Attach the `check` group to the root app."""
+    """Attach the `check` group (with `history` and `ack`) to the root app."""
+    from k3sops.cli import check_history_cmd
+
+    check_history_cmd.register(check_app)
     app.add_typer(check_app, name="check")
 
 
@@ -88,6 +91,9 @@ def check_cmd(
                        ] = None,
     history: Annotated[bool, typer.Option(
         "--history/--no-history", help="Store the run and mark new/resolved findings.")] = True,
+    output: Annotated[OutputFormat | None, typer.Option(
+        "--output", "-o", help="Output format (overrides the global -o): table, json, yaml, "
+        "markdown, html, junit.")] = None,
     state_dir: Annotated[Path | None, typer.Option(
         help="Where the history database lives (default: ~/.local/state/k3sops).",
         envvar="K3SOPS_STATE_DIR")] = None,
@@ -110,7 +116,7 @@ def check_cmd(
     finally:
         if store is not None:
             store.close()
-    fmt: str = opts.output.value
+    fmt: str = (output or opts.output).value
     if fmt in ("markdown", "html", "junit"):
         from k3sops.output import reports
 

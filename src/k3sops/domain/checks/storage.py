@@ -1,0 +1,207 @@
+"""Storage: PVCs Pending or Lost, missing StorageClasses, Longhorn volume robustness.
+
+A PVC whose class binds on first consumer (K3s' default ``local-path`` does) stays Pending
+until a pod uses it: that is by design, so it is reported as info only while no pod does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from k3sops.domain.checks.base import CheckContext, check
+from k3sops.domain.findings import Finding, Severity
+from k3sops.domain.snapshot import Obj, events_for, get, meta
+
+DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
+                             "storageclass.beta.kubernetes.io/is-default-class")
+LONGHORN_VOLUMES = "volumes.longhorn.io"
+LONGHORN_REPLICAS = "replicas.longhorn.io"
+"""Not part of the standard snapshot; read when present (the replicas' nodes as evidence)."""
+
+
+def _classes(ctx: CheckContext) -> dict[str, Obj]:
+    return {meta(sc)[1]: sc for sc in ctx.snapshot.get("storageclasses")}
+
+
+def _default_class(classes: Mapping[str, Obj]) -> str | None:
+    for name, sc in classes.items():
+        if any(get(sc, "metadata", "annotations", a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
+            return name
+    return None
+
+
+def _claims(ctx: CheckContext) -> list[Obj]:
+    return [c for c in ctx.snapshot.get("persistentvolumeclaims") if ctx.in_scope(meta(c)[0])
+            and not get(c, "metadata", "deletionTimestamp")]
+
+
+def _class_name(pvc: Obj) -> str | None:
+    """The class a PVC asks for: spec field, else the legacy annotation (None: the default)."""
+    name = get(pvc, "spec", "storageClassName")
+    if name is None:
+        name = get(pvc, "metadata", "annotations", "volume.beta.kubernetes.io/storage-class")
+    return None if name is None else str(name)
+
+
+def _missing_class(pvc: Obj, classes: Mapping[str, Obj]) -> str | None:
+    name = _class_name(pvc)
+    return name if name and name not in classes else None
+
+
+def _consumers(ctx: CheckContext, ns: str | None, claim: str) -> list[str]:
+    return [meta(p)[1] for p in ctx.snapshot.get("pods") if meta(p)[0] == ns
+            and any(get(v, "persistentVolumeClaim", "claimName") == claim
+                    for v in get(p, "spec", "volumes", default=[]) or [])]
+
+
+def _request(pvc: Obj) -> Any:
+    return get(pvc, "spec", "resources", "requests", "storage")
+
+
+@check("pvc-pending", "PVCs bound")
+def pvc_pending(ctx: CheckContext) -> list[Finding]:
+    """PVCs in phase Pending, with their class, its provisioner and the provisioning events."""
+    classes = _classes(ctx)
+    default = _default_class(classes)
+    out = []
+    for pvc in _claims(ctx):
+        ns, name = meta(pvc)
+        if get(pvc, "status", "phase") != "Pending" or _missing_class(pvc, classes):
+            continue  # a claim on a missing class is storageclass-missing's (critical)
+        asked = _class_name(pvc)
+        cls_name = default if asked is None else asked
+        sc = classes.get(cls_name) if cls_name else None
+        binding = get(sc, "volumeBindingMode", default="Immediate") if sc else None
+        consumers = _consumers(ctx, ns, name)
+        events = events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)
+        severity: Severity = "warning"
+        if cls_name == "" or (asked is None and default is None):
+            why = "it names no storage class: only a pre-created PersistentVolume can bind it"
+        elif binding == "WaitForFirstConsumer" and not consumers:
+            severity = "info"
+            why = f"class {cls_name} binds when a pod first uses the claim, and none does yet"
+        else:
+            failed = next((e for e in events if e.get("reason") == "ProvisioningFailed"), None)
+            why = (f"provisioning failed: {failed.get('message')}" if failed else
+                   f"no volume provisioned yet by {get(sc, 'provisioner')} (class {cls_name})")
+        out.append(ctx.finding(
+            "pvc-pending", severity, "PersistentVolumeClaim", ns, name,
+            f"PVC {ns}/{name} ({_request(pvc)}) is Pending: {why}", "pvc-pending",
+            {"storage_class": cls_name, "class_from_default": asked is None,
+             "class_exists": sc is not None,
+             "provisioner": get(sc, "provisioner") if sc else None,
+             "volume_binding_mode": binding, "requested": _request(pvc),
+             "access_modes": get(pvc, "spec", "accessModes"),
+             "volume_name": get(pvc, "spec", "volumeName"), "consumers": consumers,
+             "since": get(pvc, "metadata", "creationTimestamp"), "events": events}))
+    return out
+
+
+@check("pvc-lost", "No PVC lost its volume")
+def pvc_lost(ctx: CheckContext) -> list[Finding]:
+    """PVCs in phase Lost: the PersistentVolume they were bound to is gone."""
+    pvs = {meta(pv)[1] for pv in ctx.snapshot.get("persistentvolumes")}
+    out = []
+    for pvc in _claims(ctx):
+        ns, name = meta(pvc)
+        if get(pvc, "status", "phase") != "Lost":
+            continue
+        volume = get(pvc, "spec", "volumeName")
+        out.append(ctx.finding(
+            "pvc-lost", "critical", "PersistentVolumeClaim", ns, name,
+            f"PVC {ns}/{name} is Lost: its volume {volume or '?'} "
+            + ("no longer exists" if volume not in pvs else "is no longer bound to it"),
+            "pvc-lost",
+            {"volume_name": volume, "volume_exists": volume in pvs,
+             "storage_class": _class_name(pvc), "consumers": _consumers(ctx, ns, name),
+             "events": events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)}))
+    return out
+
+
+@check("storageclass-missing", "PVCs name existing StorageClasses")
+def storageclass_missing(ctx: CheckContext) -> list[Finding]:
+    """PVCs naming a StorageClass that does not exist.
+
+    Critical while the claim waits for a volume; a warning once bound (the volume keeps
+    working, but nothing can re-provision or expand it).
+    """
+    classes = _classes(ctx)
+    out = []
+    for pvc in _claims(ctx):
+        ns, name = meta(pvc)
+        missing = _missing_class(pvc, classes)
+        if missing is None:
+            continue
+        bound = get(pvc, "status", "phase") == "Bound"
+        severity: Severity = "warning" if bound else "critical"
+        out.append(ctx.finding(
+            "storageclass-missing", severity, "PersistentVolumeClaim", ns, name,
+            f"PVC {ns}/{name} names StorageClass {missing}, which does not exist"
+            + (" (the claim is bound; its volume cannot be re-provisioned or expanded)"
+               if bound else ""), "storageclass-missing",
+            {"storage_class": missing, "phase": get(pvc, "status", "phase"),
+             "existing_classes": sorted(classes), "default_class": _default_class(classes),
+             "events": events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)}))
+    return out
+
+
+def _replicas(ctx: CheckContext, volume: str) -> list[dict[str, Any]] | None:
+    if not ctx.snapshot.has(LONGHORN_REPLICAS):
+        return None
+    return [{"name": meta(r)[1], "node": get(r, "spec", "nodeID"),
+             "state": get(r, "status", "currentState"),
+             "failed_at": get(r, "spec", "failedAt") or None}
+            for r in ctx.snapshot.get(LONGHORN_REPLICAS)
+            if get(r, "spec", "volumeName") == volume]
+
+
+def _abnormal(conds: list[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Longhorn volume conditions worth showing: Scheduled=False, any other one True."""
+    return [{k: c.get(k) for k in ("type", "status", "reason", "message") if c.get(k)}
+            for c in conds
+            if (c.get("type") == "Scheduled") == (c.get("status") == "False")]
+
+
+def _longhorn(ctx: CheckContext, robustness: str, check_id: str,
+              severity: Severity) -> list[Finding]:
+    out = []
+    for vol in ctx.snapshot.get(LONGHORN_VOLUMES):
+        if get(vol, "status", "robustness") != robustness:
+            continue
+        ns, name = meta(vol)
+        kstatus = get(vol, "status", "kubernetesStatus", default={}) or {}
+        claim_ns = kstatus.get("namespace") or None
+        if claim_ns is not None and not ctx.in_scope(claim_ns):
+            continue  # scope by the namespace of the claim the volume serves
+        claim = f"{claim_ns}/{kstatus.get('pvcName')}" if kstatus.get("pvcName") else None
+        replicas = _replicas(ctx, name)
+        healthy = (None if replicas is None else
+                   sum(r["state"] == "running" and not r["failed_at"] for r in replicas))
+        wanted = get(vol, "spec", "numberOfReplicas")
+        what = ("is degraded: fewer healthy replicas than wanted" if robustness == "degraded"
+                else "is faulted: no healthy replica, its data is unavailable")
+        out.append(ctx.finding(
+            check_id, severity, "Volume", ns, name,
+            f"Longhorn volume {name}" + (f" (PVC {claim})" if claim else "") + f" {what}"
+            + (f" ({healthy}/{wanted} healthy)" if healthy is not None else ""), check_id,
+            {"state": get(vol, "status", "state"), "robustness": robustness,
+             "number_of_replicas": wanted, "healthy_replicas": healthy, "replicas": replicas,
+             "node": get(vol, "status", "currentNodeID") or None,
+             "last_degraded_at": get(vol, "status", "lastDegradedAt"), "pvc": claim,
+             "pv": kstatus.get("pvName"),
+             "workloads": kstatus.get("workloadsStatus"),
+             "conditions": _abnormal(get(vol, "status", "conditions", default=[]) or [])}))
+    return out
+
+
+@check("longhorn-volume-degraded", "Longhorn volumes fully replicated")
+def longhorn_volume_degraded(ctx: CheckContext) -> list[Finding]:
+    """Longhorn volumes with robustness degraded (still serving, with fewer replicas)."""
+    return _longhorn(ctx, "degraded", "longhorn-volume-degraded", "warning")
+
+
+@check("longhorn-volume-faulted", "No faulted Longhorn volume")
+def longhorn_volume_faulted(ctx: CheckContext) -> list[Finding]:
+    """Longhorn volumes with robustness faulted (no healthy replica: data unavailable)."""
+    return _longhorn(ctx, "faulted", "longhorn-volume-faulted", "critical")
