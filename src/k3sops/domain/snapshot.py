@@ -20,6 +20,7 @@ KINDS: tuple[str, ...] = (
 
 CUSTOM_KINDS: tuple[str, ...] = (
     "etcdsnapshotfiles.k3s.cattle.io", "backups.longhorn.io", "volumes.longhorn.io",
+    "replicas.longhorn.io",
     "applications.argoproj.io", "ipaddresspools.metallb.io", "l2advertisements.metallb.io",
 )
 """Custom kinds read when their CRD is installed (absent CRD: the kind is simply missing)."""

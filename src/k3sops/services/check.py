@@ -60,6 +60,7 @@ CUSTOM_PATHS: dict[str, str] = {
     "etcdsnapshotfiles.k3s.cattle.io": "/apis/k3s.cattle.io/v1/etcdsnapshotfiles",
     "backups.longhorn.io": "/apis/longhorn.io/v1beta2/backups",
     "volumes.longhorn.io": "/apis/longhorn.io/v1beta2/volumes",
+    "replicas.longhorn.io": "/apis/longhorn.io/v1beta2/replicas",
     "applications.argoproj.io": "/apis/argoproj.io/v1alpha1/applications",
     "ipaddresspools.metallb.io": "/apis/metallb.io/v1beta1/ipaddresspools",
     "l2advertisements.metallb.io": "/apis/metallb.io/v1beta1/l2advertisements",
@@ -155,7 +156,7 @@ def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
     objects, errors, version = _collect_kube(k, sources)
     queries: dict[str, str] = {f"usage_{n}": q for n, q in USAGE_QUERIES.items()}
     for spec in specs:
-        queries.update(spec.queries)
+        queries.update(spec.queries_for(settings.platform))
     metrics, metric_errors = _collect_metrics(k, settings, queries, sources)
     alerts = (_collect_alerts(k, settings, sources)
               if any("alertmanager" in s.needs for s in specs) else None)

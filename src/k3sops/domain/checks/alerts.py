@@ -8,7 +8,7 @@ purpose all the time and are never findings.
 
 ``alert-overnight`` reads the ``ALERTS`` series of Prometheus. A PromQL range is fixed per
 query, so the query looks back a fixed 24 hours (:data:`OVERNIGHT_WINDOW`); a second query
-gives, per series, the last time it was seen firing (sampled every minute), and a series last
+gives, per series, the last time it was seen firing (sampled every 15 seconds), and a series last
 seen firing before the previous stored check is dropped: it was reported then. A series that
 fired in the window and is no longer in ``ALERTS{alertstate="firing"}`` gives one info finding
 per alert name and namespace, listing the series.
@@ -30,6 +30,9 @@ ALWAYS_FIRING = frozenset({"Watchdog", "InfoInhibitor"})
 OVERNIGHT_WINDOW = "24h"
 """How far `alert-overnight` looks back (PromQL needs a fixed range; see the module doc)."""
 WINDOW_SECONDS = 24 * 3600
+LAST_SEEN_STEP = "15s"
+"""Resolution of the last-seen subquery: a firing shorter than this may have no last-seen time
+(it is then reported whatever the last check saw; one rule evaluation interval is typical)."""
 
 Q_FIRED = "alert-overnight:fired"
 Q_LAST_SEEN = "alert-overnight:last_seen"
@@ -94,7 +97,8 @@ def _identity(labels: Obj) -> tuple[tuple[str, str], ...]:
 
 @check("alert-overnight", "Alerts that fired overnight", queries={
     Q_FIRED: f'max_over_time(ALERTS{{alertstate="firing"}}[{OVERNIGHT_WINDOW}])',
-    Q_LAST_SEEN: f'max_over_time(timestamp(ALERTS{{alertstate="firing"}})[{OVERNIGHT_WINDOW}:1m])',
+    Q_LAST_SEEN: ('max_over_time(timestamp(ALERTS{alertstate="firing"})'
+                  f"[{OVERNIGHT_WINDOW}:{LAST_SEEN_STEP}])"),
     Q_NOW: 'ALERTS{alertstate="firing"}',
 }, needs=("prometheus",))
 def alert_overnight(ctx: CheckContext) -> list[Finding]:

@@ -13,13 +13,21 @@ describe different series, so both checks stay silent rather than judge the wron
 
 from __future__ import annotations
 
-from k3sops.config import AppMetrics
+from k3sops.config import AppMetrics, Platform
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding
 from k3sops.domain.metrics import AppRow, InstantResult, app_queries, build_apps
 
 DEFAULT_APP = AppMetrics()
-_QUERIES = {q.name: q.expr for q in app_queries(DEFAULT_APP)}
+
+
+def _app(platform: Platform | None) -> AppMetrics:
+    return platform.monitoring.app_metrics if platform is not None else DEFAULT_APP
+
+
+def _queries(platform: Platform | None) -> dict[str, str]:
+    """`metrics apps`' expressions with the platform's configured metric names."""
+    return {q.name: q.expr for q in app_queries(_app(platform))}
 
 Q_REQUESTS = "app-error-rate:requests"
 Q_5XX = "app-error-rate:5xx"
@@ -28,19 +36,18 @@ Q_P95 = "app-latency:p95"
 
 def _rows(ctx: CheckContext) -> list[AppRow]:
     """Workload rows from this module's answers (empty when the metric names differ)."""
-    configured = ctx.platform.monitoring.app_metrics if ctx.platform is not None else DEFAULT_APP
-    if configured != DEFAULT_APP:
-        return []
     results: dict[str, InstantResult] = {}
     for mine, theirs in ((Q_REQUESTS, "app_requests"), (Q_5XX, "app_5xx"), (Q_P95, "app_p95")):
         res = ctx.snapshot.metric(mine)
         if res is not None:
             results[theirs] = res
-    return [r for r in build_apps(results, DEFAULT_APP) if ctx.in_scope(r.namespace or None)]
+    return [r for r in build_apps(results, _app(ctx.platform))
+            if ctx.in_scope(r.namespace or None)]
 
 
-@check("app-error-rate", "Applications answer without 5xx errors", queries={
-    Q_REQUESTS: _QUERIES["app_requests"], Q_5XX: _QUERIES["app_5xx"]}, needs=("prometheus",))
+@check("app-error-rate", "Applications answer without 5xx errors",
+       queries=lambda p: {Q_REQUESTS: _queries(p)["app_requests"], Q_5XX: _queries(p)["app_5xx"]},
+       needs=("prometheus",))
 def app_error_rate(ctx: CheckContext) -> list[Finding]:
     """Workloads whose 5xx share over 5m is above their environment's threshold."""
     out = []
@@ -57,12 +64,12 @@ def app_error_rate(ctx: CheckContext) -> list[Finding]:
             f"over 5m (threshold {limit:g}%)", "app-error-rate",
             {"error_percent": round(percent, 3), "threshold_percent": limit,
              "requests_per_second": row.request_rate, "errors_per_second": row.rate_5xx,
-             "query": _QUERIES["app_5xx"]}))
+             "query": _queries(ctx.platform)["app_5xx"]}))
     return out
 
 
-@check("app-latency", "Applications respond fast", queries={Q_P95: _QUERIES["app_p95"]},
-       needs=("prometheus",))
+@check("app-latency", "Applications respond fast",
+       queries=lambda p: {Q_P95: _queries(p)["app_p95"]}, needs=("prometheus",))
 def app_latency(ctx: CheckContext) -> list[Finding]:
     """Workloads whose p95 latency over 5m is above their environment's threshold."""
     out = []
@@ -77,5 +84,5 @@ def app_latency(ctx: CheckContext) -> list[Finding]:
             f"p95 latency of {row.namespace}/{row.workload} is {row.p95_seconds:.3f}s over 5m "
             f"(threshold {limit:g}s)", "app-latency",
             {"p95_seconds": round(row.p95_seconds, 4), "threshold_seconds": limit,
-             "query": _QUERIES["app_p95"]}))
+             "query": _queries(ctx.platform)["app_p95"]}))
     return out

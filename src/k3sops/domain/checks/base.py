@@ -81,6 +81,7 @@ class CheckContext:
 
 
 CheckFn = Callable[[CheckContext], list[Finding]]
+QueryFn = Callable[[Platform | None], Mapping[str, str]]
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,15 @@ class CheckSpec:
     title: str
     periods: tuple[Period, ...]
     fn: CheckFn
-    queries: Mapping[str, str] = field(default_factory=dict)
+    queries: Mapping[str, str] | QueryFn = field(default_factory=dict)
+    """PromQL by unique name, or a function of platform.yaml giving them (configured metric
+    names, such as the application RED metrics)."""
     needs: tuple[str, ...] = ("kubernetes",)
     """Sources without which the check is skipped: kubernetes, prometheus, alertmanager."""
+
+    def queries_for(self, platform: Platform | None) -> Mapping[str, str]:
+        """The queries for this platform."""
+        return self.queries(platform) if callable(self.queries) else self.queries
 
 
 REGISTRY: dict[str, CheckSpec] = {}
@@ -101,14 +108,16 @@ MANUAL: dict[str, ManualItem] = {}
 
 
 def check(id: str, title: str, periods: tuple[Period, ...] = ("daily",),
-          queries: Mapping[str, str] | None = None,
+          queries: Mapping[str, str] | QueryFn | None = None,
           needs: tuple[str, ...] = ("kubernetes",)) -> Callable[[CheckFn], CheckFn]:
     """Register a check function under a stable id."""
     def deco(fn: CheckFn) -> CheckFn:
         if id in REGISTRY:
             raise ValueError(f"check id {id!r} registered twice")
-        REGISTRY[id] = CheckSpec(id=id, title=title, periods=periods, fn=fn,
-                                 queries=dict(queries or {}), needs=needs)
+        qs: Mapping[str, str] | QueryFn = (queries if callable(queries)
+                                            else dict(queries or {}))
+        REGISTRY[id] = CheckSpec(id=id, title=title, periods=periods, fn=fn, queries=qs,
+                                 needs=needs)
         return fn
     return deco
 

@@ -48,11 +48,18 @@ def _matches(labels: Mapping[str, Any] | None, selector: Mapping[str, Any]) -> b
     return all(labels.get(k) == v for k, v in selector.items())
 
 
-def _pods_matching(ctx: CheckContext, ns: str | None,
+def pods_by_namespace(ctx: CheckContext) -> dict[str | None, list[Obj]]:
+    """Live pods grouped by namespace (one pass, so lookups do not grow with the cluster)."""
+    out: dict[str | None, list[Obj]] = defaultdict(list)
+    for p in ctx.snapshot.get("pods"):
+        if not get(p, "metadata", "deletionTimestamp"):
+            out[meta(p)[0]].append(p)
+    return out
+
+
+def _pods_matching(pods: Mapping[str | None, list[Obj]], ns: str | None,
                    selector: Mapping[str, Any]) -> list[Obj]:
-    return [p for p in ctx.snapshot.get("pods") if meta(p)[0] == ns
-            and _matches(get(p, "metadata", "labels"), selector)
-            and not get(p, "metadata", "deletionTimestamp")]
+    return [p for p in pods.get(ns, []) if _matches(get(p, "metadata", "labels"), selector)]
 
 
 def _is_ready(pod: Obj) -> bool:
@@ -68,6 +75,7 @@ def _is_dns_service(ns: str | None, name: str) -> bool:
 def service_no_endpoints(ctx: CheckContext) -> list[Finding]:
     """Services with a selector whose EndpointSlices hold no ready endpoint."""
     slices = _slices_by_service(ctx)
+    pods_in: dict[str | None, list[Obj]] | None = None
     out = []
     for svc in ctx.snapshot.get("services"):
         ns, name = meta(svc)
@@ -78,7 +86,9 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:
         mine = slices.get((ns, name), [])
         if _ready_endpoints(mine):
             continue
-        pods = _pods_matching(ctx, ns, selector)
+        if pods_in is None:
+            pods_in = pods_by_namespace(ctx)
+        pods = _pods_matching(pods_in, ns, selector)
         ready = sum(_is_ready(p) for p in pods)
         cause = ("no pod matches its selector" if not pods
                  else f"none of the {len(pods)} matching pods is ready")

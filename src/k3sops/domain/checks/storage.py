@@ -6,6 +6,7 @@ until a pod uses it: that is by design, so it is reported as info only while no 
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
@@ -49,10 +50,16 @@ def _missing_class(pvc: Obj, classes: Mapping[str, Obj]) -> str | None:
     return name if name and name not in classes else None
 
 
-def _consumers(ctx: CheckContext, ns: str | None, claim: str) -> list[str]:
-    return [meta(p)[1] for p in ctx.snapshot.get("pods") if meta(p)[0] == ns
-            and any(get(v, "persistentVolumeClaim", "claimName") == claim
-                    for v in get(p, "spec", "volumes", default=[]) or [])]
+def _claim_users(ctx: CheckContext) -> dict[tuple[str | None, str], list[str]]:
+    """Pods by the (namespace, claim) they mount, in one pass over the pods."""
+    out: dict[tuple[str | None, str], list[str]] = defaultdict(list)
+    for p in ctx.snapshot.get("pods"):
+        ns, name = meta(p)
+        for v in get(p, "spec", "volumes", default=[]) or []:
+            claim = get(v, "persistentVolumeClaim", "claimName")
+            if claim:
+                out[(ns, str(claim))].append(name)
+    return out
 
 
 def _request(pvc: Obj) -> Any:
@@ -64,16 +71,18 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
     """PVCs in phase Pending, with their class, its provisioner and the provisioning events."""
     classes = _classes(ctx)
     default = _default_class(classes)
+    pending = [c for c in _claims(ctx) if get(c, "status", "phase") == "Pending"
+               # a claim on a missing class is storageclass-missing's (critical)
+               and not _missing_class(c, classes)]
+    users = _claim_users(ctx) if pending else {}
     out = []
-    for pvc in _claims(ctx):
+    for pvc in pending:
         ns, name = meta(pvc)
-        if get(pvc, "status", "phase") != "Pending" or _missing_class(pvc, classes):
-            continue  # a claim on a missing class is storageclass-missing's (critical)
         asked = _class_name(pvc)
         cls_name = default if asked is None else asked
         sc = classes.get(cls_name) if cls_name else None
         binding = get(sc, "volumeBindingMode", default="Immediate") if sc else None
-        consumers = _consumers(ctx, ns, name)
+        consumers = users.get((ns, name), [])
         events = events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)
         severity: Severity = "warning"
         if cls_name == "" or (asked is None and default is None):
@@ -101,12 +110,14 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
 @check("pvc-lost", "No PVC lost its volume")
 def pvc_lost(ctx: CheckContext) -> list[Finding]:
     """PVCs in phase Lost: the PersistentVolume they were bound to is gone."""
+    lost = [c for c in _claims(ctx) if get(c, "status", "phase") == "Lost"]
+    if not lost:
+        return []
     pvs = {meta(pv)[1] for pv in ctx.snapshot.get("persistentvolumes")}
+    users = _claim_users(ctx)
     out = []
-    for pvc in _claims(ctx):
+    for pvc in lost:
         ns, name = meta(pvc)
-        if get(pvc, "status", "phase") != "Lost":
-            continue
         volume = get(pvc, "spec", "volumeName")
         out.append(ctx.finding(
             "pvc-lost", "critical", "PersistentVolumeClaim", ns, name,
@@ -114,7 +125,7 @@ def pvc_lost(ctx: CheckContext) -> list[Finding]:
             + ("no longer exists" if volume not in pvs else "is no longer bound to it"),
             "pvc-lost",
             {"volume_name": volume, "volume_exists": volume in pvs,
-             "storage_class": _class_name(pvc), "consumers": _consumers(ctx, ns, name),
+             "storage_class": _class_name(pvc), "consumers": users.get((ns, name), []),
              "events": events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)}))
     return out
 

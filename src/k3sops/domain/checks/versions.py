@@ -5,7 +5,8 @@
 * ``cert-expiry-horizon``: certificates expiring within 30 days (warning) or 7 days (critical):
   client certificates presented to the API server in the last hour (the lowest non-empty bucket
   of the ``apiserver_client_certificate_expiration_seconds`` histogram: its bounds are all the
-  metric knows, and 7 and 30 days are among them), kubelet client and serving certificates
+  metric knows, and 7 and 30 days are among them; at most a warning, as certificates issued
+  short-lived on purpose land there too), kubelet client and serving certificates
   (``kubelet_certificate_manager_*_ttl_seconds``) and cert-manager Certificates
   (``certmanager_certificate_expiration_timestamp_seconds``). Whatever is not scraped is skipped.
 * ``noisy-alerts``: the five alert names with the most firing samples (one per rule evaluation)
@@ -23,7 +24,7 @@ from datetime import UTC, datetime
 from k3sops.domain.checks.alerts import ALWAYS_FIRING
 from k3sops.domain.checks.backups import drill_overdue
 from k3sops.domain.checks.base import CheckContext, check
-from k3sops.domain.findings import Finding, Severity
+from k3sops.domain.findings import SEVERITY_RANK, Finding, Severity
 from k3sops.domain.metrics import InstantResult, Sample
 from k3sops.domain.snapshot import get, meta
 
@@ -119,6 +120,13 @@ def _soonest_bucket(samples: list[Sample]) -> dict[str, tuple[float, float]]:
     return out
 
 
+def _span(seconds: float) -> str:
+    """A duration as people say it: ``30 minutes``, ``6 hours``, ``30 days``."""
+    if seconds < 2 * 3600:
+        return f"{seconds / 60:.0f} minutes"
+    return f"{seconds / 3600:.0f} hours" if seconds < 2 * 86400 else f"{seconds / 86400:.0f} days"
+
+
 def _cert_severity(seconds: float) -> Severity | None:
     days = seconds / 86400
     if days <= CERT_CRITICAL_DAYS:
@@ -141,10 +149,13 @@ def cert_expiry_horizon(ctx: CheckContext) -> list[Finding]:
     out = []
 
     def add(seconds: float | None, kind: str, namespace: str | None, name: str, what: str,
-            runbook: str, labels: dict[str, str], when: str | None = None) -> None:
+            runbook: str, labels: dict[str, str], when: str | None = None,
+            cap: Severity | None = None) -> None:
         severity = None if seconds is None else _cert_severity(seconds)
         if seconds is None or severity is None:
             return
+        if cap is not None and SEVERITY_RANK[severity] > SEVERITY_RANK[cap]:
+            severity = cap
         expires = datetime.fromtimestamp(now + seconds, UTC).isoformat(timespec="seconds")
         out.append(ctx.finding(
             "cert-expiry-horizon", severity, kind, namespace, name,
@@ -154,10 +165,13 @@ def cert_expiry_horizon(ctx: CheckContext) -> list[Finding]:
 
     for job, (low, high) in sorted(_soonest_bucket(_samples(s.metric(Q_CLIENT_CERT))).items()):
         # Judged by the bucket's upper bound: the certificate expires by then at the latest.
+        # Capped at warning: the histogram cannot tell a certificate about to lapse from one
+        # issued short-lived on purpose (CSR-issued or exec-plugin credentials of an hour).
         add(high, "ClientCertificate", None, job,
             f"a client certificate presented to {job} in the last hour",
             "apiserver-client-cert-expiry", {"job": job},
-            when=f"in {low / 86400:.0f} to {high / 86400:.0f} days (histogram bucket)")
+            when=f"in {_span(low)} to {_span(high)} (histogram bucket; short-lived "
+                 "certificates issued on purpose show here too)", cap="warning")
     for smp in _samples(s.metric(Q_KUBELET_CERT)):
         which = "serving" if "server" in smp.labels.get("__name__", "") else "client"
         node = smp.labels.get("node") or smp.labels.get("instance", "?")

@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from k3sops.domain.checks.base import CheckContext, check
+from k3sops.domain.checks.network import DNS_DEPLOYMENTS, DNS_NAMESPACE
 from k3sops.domain.findings import Finding, Severity
 from k3sops.domain.snapshot import Obj, conditions, events_for, get, meta, parse_time
 
@@ -71,10 +72,14 @@ def _rolling_out(dep: Obj) -> bool:
                 and prog.get("reason") != "NewReplicaSetAvailable")
 
 
-def _zero_for_long(ctx: CheckContext, obj: Obj, cond_type: str) -> bool:
-    """Whether the workload has had no availability for longer than the rollout grace."""
-    cond = conditions(obj).get(cond_type)
-    since = parse_time((cond or {}).get("lastTransitionTime")) if cond else None
+def _zero_for_long(ctx: CheckContext, obj: Obj, cond_type: str | None = None) -> bool:
+    """Whether the workload has had no availability for longer than the rollout grace.
+
+    Measured from the transition of ``cond_type`` (Deployments: Available), else from the
+    object's creation (StatefulSets and DaemonSets have no such condition).
+    """
+    cond = conditions(obj).get(cond_type) if cond_type else None
+    since = parse_time(cond.get("lastTransitionTime")) if cond else None
     since = since or parse_time(get(obj, "metadata", "creationTimestamp"))
     return since is None or (ctx.snapshot.now - since).total_seconds() >= ROLLOUT_GRACE_SECONDS
 
@@ -121,7 +126,7 @@ def _problem_summary(problems: list[dict[str, Any]]) -> str:
     return ""
 
 
-def _new_and_old_rs(ctx: CheckContext, dep: Obj, prog: Mapping[str, Any] | None,
+def _new_and_old_rs(dep: Obj, prog: Mapping[str, Any] | None,
                     rs_by_owner: Mapping[str, list[Obj]]) -> tuple[Obj | None, list[Obj]]:
     ns, name = meta(dep)
     uid = get(dep, "metadata", "uid")
@@ -173,7 +178,7 @@ def deployment_rollout_stuck(ctx: CheckContext) -> list[Finding]:
     out = []
     for dep, prog in stuck:
         ns, name = meta(dep)
-        new, old = _new_and_old_rs(ctx, dep, prog, rs_by_owner)
+        new, old = _new_and_old_rs(dep, prog, rs_by_owner)
         new_pods = pods_by_owner.get(f"{ns}/{meta(new)[1]}", []) if new is not None else []
         problems = [pod_problems(p) for p in new_pods
                     if conditions(p).get("Ready", {}).get("status") != "True"]
@@ -208,6 +213,8 @@ def deployment_unavailable(ctx: CheckContext) -> list[Finding]:
         available = _int(get(dep, "status", "availableReplicas"))
         if desired == 0 or available >= desired or _stuck(dep) is not None:
             continue  # scaled to 0, fine, or reported by deployment-rollout-stuck
+        if available == 0 and ns == DNS_NAMESPACE and name in DNS_DEPLOYMENTS:
+            continue  # cluster DNS down: dns-coredns-unavailable reports it
         if _rolling_out(dep) and (available > 0 or not _zero_for_long(ctx, dep, "Available")):
             continue  # a rollout in progress: its progress deadline decides
         severity: Severity = "critical" if available == 0 else "warning"
@@ -224,8 +231,7 @@ def deployment_unavailable(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-def _pods_of(ctx: CheckContext, index: Mapping[str, list[Obj]], ns: str | None,
-             name: str) -> list[dict[str, Any]]:
+def _pods_of(index: Mapping[str, list[Obj]], ns: str | None, name: str) -> list[dict[str, Any]]:
     pods = index.get(f"{ns}/{name}", [])
     bad = [p for p in pods if conditions(p).get("Ready", {}).get("status") != "True"]
     return [pod_problems(p) for p in bad[:MAX_POD_PROBLEMS]]
@@ -244,11 +250,11 @@ def statefulset_unavailable(ctx: CheckContext) -> list[Finding]:
             continue
         updating = (get(sts, "status", "updateRevision") not in
                     (None, get(sts, "status", "currentRevision")))
-        if updating and (ready > 0 or not _zero_for_long(ctx, sts, "")):
+        if updating and (ready > 0 or not _zero_for_long(ctx, sts)):
             continue  # a rolling update replaces pods one by one: not an outage yet
         if index is None:
             index = _index(ctx.snapshot.get("pods"), "StatefulSet")
-        problems = _pods_of(ctx, index, ns, name)
+        problems = _pods_of(index, ns, name)
         why = _problem_summary(problems)
         severity: Severity = "critical" if ready == 0 else "warning"
         out.append(ctx.finding(
@@ -278,12 +284,12 @@ def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
         if desired == 0 or unavailable == 0:
             continue
         updating = _int(get(ds, "status", "updatedNumberScheduled")) < desired
-        if updating and (available > 0 or not _zero_for_long(ctx, ds, "")):
+        if updating and (available > 0 or not _zero_for_long(ctx, ds)):
             continue  # a rolling update takes pods down maxUnavailable at a time
         if index is None:
             index = _index(ctx.snapshot.get("pods"), "DaemonSet")
-        problems = _pods_of(ctx, index, ns, name)
-        nodes = [p.get("spec", {}).get("nodeName") for p in index.get(f"{ns}/{name}", [])
+        problems = _pods_of(index, ns, name)
+        nodes = [get(p, "spec", "nodeName") for p in index.get(f"{ns}/{name}", [])
                  if conditions(p).get("Ready", {}).get("status") != "True"]
         why = _problem_summary(problems)
         severity: Severity = "critical" if available == 0 else "warning"
