@@ -96,6 +96,12 @@ def peers(args: argparse.Namespace, kubeconfig: Path) -> dict[str, list[str]]:
     return found
 
 
+FLOORS = ("floor-sequential", "floor-concurrent")
+"""The floor is the faster of these two (paginated at 500, like k3sops)."""
+INFO_ONLY = ("list-unpaginated",)
+"""Measured for context, not a floor: one LIST per kind without a limit, 8 threads."""
+
+
 def measure_step(args: argparse.Namespace, lab: _cluster.Lab, work: Path,
                  nodes: int, pods: int) -> dict[str, Any]:
     """Grow the cluster to this step's size and measure every tool on it."""
@@ -111,16 +117,22 @@ def measure_step(args: argparse.Namespace, lab: _cluster.Lab, work: Path,
     paths_file.write_text(json.dumps(paths))
     py = sys.executable
     k3sops = str(Path(sys.executable).with_name("k3sops"))
-    platform_file = args.lab_dir / "platform.yaml"
-    check_args = ["-c", str(platform_file), "-o", "json", "check", "--no-history"]
+    check_args = ["-c", str(args.lab_dir / "platform.yaml"), "-o", "json", "check",
+                  "--no-history"]
+
+    def floor(mode: str, page: int) -> list[str]:
+        return [py, str(BENCH / "floor.py"), "--server", lab.server, "--pki",
+                str(args.lab_dir / "pki"), "--paths", str(paths_file), "--mode", mode,
+                "--workers", "8", "--page", str(page)]
+
     tools: dict[str, list[str]] = {
-        f"floor-{mode}": [py, str(BENCH / "floor.py"), "--server", lab.server,
-                          "--pki", str(args.lab_dir / "pki"), "--paths", str(paths_file),
-                          "--mode", mode, "--workers", "8"]
-        for mode in ("sequential", "concurrent")
+        "floor-sequential": floor("sequential", _cluster.PAGE),
+        "floor-concurrent": floor("concurrent", _cluster.PAGE),
+        "list-unpaginated": floor("concurrent", 0),
+        "k3sops-check": [k3sops, *check_args],
     }
-    tools["k3sops-check"] = [k3sops, *check_args]
-    tools.update(peers(args, args.lab_dir / "kubeconfig"))
+    peer_cmds = peers(args, args.lab_dir / "kubeconfig")
+    tools.update(peer_cmds)
     env = {**os.environ, "NO_COLOR": "1", "HOME": str(work)}  # no history, no user config
 
     with lab.client(connections=1) as metrics:
@@ -129,14 +141,17 @@ def measure_step(args: argparse.Namespace, lab: _cluster.Lab, work: Path,
         runs: dict[str, list[_measure.Run]] = {t: [] for t in tools}
         for i in range(args.repeat):
             for tool, argv in tools.items():  # interleaved: drift hits every tool alike
-                peer = tool not in ("floor-sequential", "floor-concurrent", "k3sops-check")
+                peer = tool in peer_cmds
                 if peer and i >= args.peer_repeat:
                     continue
                 r = _measure.run(tool, argv, metrics, work / f"{tool}-{i}.out", env=env,
                                  rss_limit_mb=args.peer_rss_limit_mb if peer else None)
                 say(f"  {tool} #{i + 1}: {r.wall:.2f}s, {r.max_rss_kb / 1024:.0f} MB, "
-                    f"{r.lists} LIST, exit {r.exit_code}")
+                    f"{r.lists} LIST, exit {r.exit_code} {r.killed}")
                 runs[tool].append(r)
+        # Client-side count, right after a floor run so both see (nearly) the same objects.
+        ref = _measure.run("floor-ref", floor("sequential", _cluster.PAGE), metrics,
+                           work / "floor-ref.out", env=env)
         counted = work / "counted.json"
         _measure.run("k3sops-counted", [py, str(BENCH / "_counted.py"), str(counted),
                                         *check_args], metrics, work / "counted.out", env=env)
@@ -144,34 +159,58 @@ def measure_step(args: argparse.Namespace, lab: _cluster.Lab, work: Path,
     step["idle"] = {"seconds": round(idle_seconds, 2),
                     "requests_per_second": round(sum(idle.values()) / idle_seconds, 2),
                     "list_requests": sum(v for (verb, _, _), v in idle.items()
-                                         if verb == "LIST")}
+                                         if verb == "LIST"),
+                    "top": {f"{verb} {res}": v for (verb, res, _), v in idle.most_common(12)}}
     step["tools"] = {t: _measure.summarize(rs, idle, idle_seconds) for t, rs in runs.items()}
-    floor_out = json.loads(runs["floor-sequential"][-1].stdout.read_text())  # type: ignore[union-attr]
-    objects = {k: v["items"] for k, v in floor_out["kinds"].items()}
+    ref_kinds = json.loads(_text(ref))["kinds"]
+    objects = {k: v["items"] for k, v in ref_kinds.items()}
     step["objects"] = objects
     step["objects_total"] = sum(objects.values())
-    step["floor_list_seconds"] = {
-        mode: statistics.median(json.loads(r.stdout.read_text())["list_seconds"]  # type: ignore[union-attr]
-                                for r in runs[f"floor-{mode}"])
-        for mode in ("sequential", "concurrent")}
+    step["in_process_list_seconds"] = {
+        t: statistics.median(json.loads(_text(r))["list_seconds"] for r in runs[t])
+        for t in (*FLOORS, *INFO_ONLY)}
     step["pages_theoretical"] = sum(_cluster.pages(n) for n in objects.values())
-    client = json.loads(counted.read_text()) if counted.is_file() else {}
-    api_host = lab.server.removeprefix("https://")
-    step["k3sops_client_requests"] = {
-        "api_server": sum(v for k, v in client.items() if f" {api_host} " in k),
-        "api_server_lists": sum(v for k, v in client.items()
-                                if f" {api_host} " in k and not k.endswith(" /version")),
-        "other": {k: v for k, v in client.items() if f" {api_host} " not in k},
-        "by_path": client,
-    }
-    report = json.loads(runs["k3sops-check"][-1].stdout.read_text() or "{}")  # type: ignore[union-attr]
+    step["k3sops_client_requests"] = client_requests(lab, counted, paths, ref_kinds)
+    report = json.loads(_text(runs["k3sops-check"][-1]) or "{}")
     step["k3sops_report"] = {
         "summary": report.get("summary"),
         "findings_by_check": _count_by(report.get("findings") or [], "check"),
         "sources": report.get("sources"),
     }
+    if "popeye" in runs and runs["popeye"][-1].exit_code == 0:
+        pop = json.loads(_text(runs["popeye"][-1]) or "{}").get("popeye") or {}
+        step["popeye_report"] = {"score": pop.get("score"), "grade": pop.get("grade"),
+                                 "sections": len(pop.get("sections") or [])}
     step["ratios"] = ratios(step)
     return step
+
+
+def _text(r: _measure.Run) -> str:
+    return r.stdout.read_text() if r.stdout else ""
+
+
+def client_requests(lab: _cluster.Lab, counted: Path, paths: dict[str, str],
+                    ref_kinds: dict[str, dict[str, int]]) -> dict[str, Any]:
+    """k3sops' own count of its requests, per kind against the pages the floor needed."""
+    client: dict[str, int] = json.loads(counted.read_text()) if counted.is_file() else {}
+    api = f" {lab.server.removeprefix('https://')} "
+    per_kind = {}
+    for kind, path in paths.items():
+        got = sum(v for k, v in client.items() if api in k and k.endswith(" " + path))
+        per_kind[kind] = {"k3sops_requests": got, "floor_pages": ref_kinds[kind]["pages"],
+                          "objects": ref_kinds[kind]["items"]}
+    return {
+        "api_server": sum(v for k, v in client.items() if api in k),
+        "api_server_lists": sum(d["k3sops_requests"] for d in per_kind.values()),
+        "api_server_other": {k: v for k, v in client.items()
+                             if api in k and not any(k.endswith(" " + p)
+                                                     for p in paths.values())},
+        "per_kind": per_kind,
+        # A kind that grew between the two runs (events do) can need one more page.
+        "excess_over_floor_pages": sum(max(0, d["k3sops_requests"] - d["floor_pages"])
+                                       for d in per_kind.values()),
+        "prometheus_and_alertmanager": {k: v for k, v in client.items() if api not in k},
+    }
 
 
 def _count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:
@@ -184,12 +223,10 @@ def _count_by(items: list[dict[str, Any]], key: str) -> dict[str, int]:
 def ratios(step: dict[str, Any]) -> dict[str, Any]:
     """Every tool against the floor (the faster of sequential and concurrent LISTing)."""
     t = step["tools"]
-    floor_name = min(("floor-sequential", "floor-concurrent"), key=lambda n: t[n]["wall_median"])
+    floor_name = min(FLOORS, key=lambda n: t[n]["wall_median"])
     floor = t[floor_name]
     out: dict[str, Any] = {"floor": floor_name}
     for name, s in t.items():
-        if name.startswith("floor-"):
-            continue
         out[name] = {"time": round(s["wall_median"] / floor["wall_median"], 2),
                      "rss": round(s["max_rss_mb"] / floor["max_rss_mb"], 2),
                      "list_requests": round(s["api_list_requests"]
@@ -200,11 +237,13 @@ def ratios(step: dict[str, Any]) -> dict[str, Any]:
             out[f"{peer}_vs_k3sops"] = {
                 "time": round(t[peer]["wall_median"] / check["wall_median"], 2),
                 "rss": round(t[peer]["max_rss_mb"] / check["max_rss_mb"], 2)}
-    pages = step["pages_theoretical"]
-    client_api = step["k3sops_client_requests"]["api_server_lists"]
-    out["k3sops_list_requests_minus_pages"] = client_api - pages
+    c = step["k3sops_client_requests"]
+    out["k3sops_list_requests_minus_pages"] = c["excess_over_floor_pages"]
     out["k3sops_requests_per_500_objects"] = round(
-        check["api_list_requests"] / (step["objects_total"] / _cluster.PAGE), 3)
+        c["api_server"] / (step["objects_total"] / _cluster.PAGE), 3)
+    big = c["per_kind"]["pods"]
+    out["k3sops_pod_requests_per_500_pods"] = round(
+        big["k3sops_requests"] / (big["objects"] / _cluster.PAGE), 3)
     return out
 
 
@@ -212,34 +251,36 @@ def table(result: dict[str, Any]) -> str:
     lines = []
     for step in result["steps"]:
         s = step["settled"]
-        lines.append(f"\n== {s['nodes']} nodes, {s['pods']} pods, {step['objects_total']} "
-                     f"objects listed in {len(step['objects'])} kinds "
-                     f"(pages at 500: {step['pages_theoretical']})")
-        lines.append(f"{'tool':<18}{'wall med':>10}{'min':>8}{'max':>8}{'RSS MB':>9}"
-                     f"{'LISTs':>7}{'req-idle':>10}{'x floor':>9}{'RSS x':>7}")
+        lines.append(f"\n== {s['nodes']} nodes, {s['pods']} pods; {step['objects_total']} "
+                     f"objects in {len(step['objects'])} kinds (pages at 500: "
+                     f"{step['pages_theoretical']})")
+        lines.append(f"{'tool':<18}{'runs':>5}{'wall med':>10}{'min':>8}{'max':>8}"
+                     f"{'RSS MB':>9}{'LISTs':>7}{'x floor':>9}{'RSS x':>7}")
         r = step["ratios"]
         for name, t in step["tools"].items():
-            ratio = r.get(name, {})
+            ratio = r[name]
             lines.append(
-                f"{name:<18}{t['wall_median']:>9.2f}s{t['wall_min']:>7.2f}s"
+                f"{name:<18}{t['runs']:>5}{t['wall_median']:>9.2f}s{t['wall_min']:>7.2f}s"
                 f"{t['wall_max']:>7.2f}s{t['max_rss_mb']:>9.0f}{t['api_list_requests']:>7.0f}"
-                f"{t['api_requests_minus_idle']:>10.0f}"
-                f"{ratio.get('time', 1.0 if name == r['floor'] else float('nan')):>9.2f}"
-                f"{ratio.get('rss', 1.0 if name == r['floor'] else float('nan')):>7.2f}")
-        for name, t in step["tools"].items():
+                f"{ratio['time']:>9.2f}{ratio['rss']:>7.2f}")
             if t["killed"] or t["exit_codes"] != [0]:
                 lines.append(f"  note: {name} exit codes {t['exit_codes']} {t['killed']}")
-        fl = step["floor_list_seconds"]
-        summ = (step["k3sops_report"].get("summary") or {})
-        lines.append(f"floor = {r['floor']}; in-process LIST time: sequential "
-                     f"{fl['sequential']:.2f}s, concurrent {fl['concurrent']:.2f}s; "
-                     f"k3sops internal duration {summ.get('duration_seconds')}s")
+        fl = step["in_process_list_seconds"]
+        summ = step["k3sops_report"].get("summary") or {}
+        lines.append(f"floor = {r['floor']}; LIST time inside the process: "
+                     + ", ".join(f"{k} {v:.2f}s" for k, v in fl.items())
+                     + f"; k3sops' own duration_seconds {summ.get('duration_seconds')}")
         c = step["k3sops_client_requests"]
-        lines.append(f"k3sops client-side: {c['api_server']} API requests "
-                     f"({c['api_server_lists']} LIST pages + /version), pages needed "
-                     f"{step['pages_theoretical']}, excess {r['k3sops_list_requests_minus_pages']};"
-                     f" other: {c['other']}")
-        lines.append(f"requests per 500 objects listed: {r['k3sops_requests_per_500_objects']}")
+        lines.append(f"k3sops client-side: {c['api_server']} API requests = "
+                     f"{c['api_server_lists']} LIST pages + {c['api_server_other']}; "
+                     f"over the floor's pages: {c['excess_over_floor_pages']}; "
+                     f"requests per 500 pods: {r['k3sops_pod_requests_per_500_pods']}, "
+                     f"per 500 objects: {r['k3sops_requests_per_500_objects']}")
+        lines.append(f"k3sops other requests: {c['prometheus_and_alertmanager']}")
+        for peer in ("popeye", "k8sgpt"):
+            if f"{peer}_vs_k3sops" in r:
+                v = r[f"{peer}_vs_k3sops"]
+                lines.append(f"{peer} / k3sops: time {v['time']}x, RSS {v['rss']}x")
     return "\n".join(lines)
 
 

@@ -5,7 +5,7 @@ interpreter start and the import of httpx2, and nothing of k3sops is imported. E
 decoded as JSON (a client has to read the continue token and hold the objects, as k3sops does).
 
     python bench/floor.py --server https://127.0.0.1:20443 --pki DIR --paths FILE.json \
-        --mode sequential|concurrent [--workers 8]
+        --mode sequential|concurrent [--workers 8] [--page 500]
 
 Prints one JSON object: list_seconds (from the first request to the last page), items and
 pages per kind.
@@ -27,10 +27,17 @@ import httpx2
 PAGE = 500
 
 
-def list_kind(http: httpx2.Client, path: str) -> tuple[int, int, int]:
-    """(items, pages, status) of one paginated LIST; 404 (CRD not installed) is one page."""
+HELD: list[list[dict[str, Any]]] = []
+"""Every page's objects, kept to the end as k3sops keeps its snapshot (a fair memory floor)."""
+
+
+def list_kind(http: httpx2.Client, path: str, page: int) -> tuple[int, int, int]:
+    """(items, pages, status) of one paginated LIST; 404 (CRD not installed) is one page.
+
+    ``page`` 0 sends no limit: one unpaginated LIST (informative, not the floor).
+    """
     items = pages = 0
-    params: dict[str, str | int] = {"limit": PAGE}
+    params: dict[str, str | int] = {"limit": page} if page else {}
     while True:
         r = http.get(path, params=params)
         pages += 1
@@ -38,11 +45,13 @@ def list_kind(http: httpx2.Client, path: str) -> tuple[int, int, int]:
             return 0, pages, 404
         r.raise_for_status()
         body: dict[str, Any] = r.json()
-        items += len(body.get("items") or [])
+        page_items = body.get("items") or []
+        HELD.append(page_items)
+        items += len(page_items)
         cont = (body.get("metadata") or {}).get("continue")
         if not cont:
             return items, pages, r.status_code
-        params = {"limit": PAGE, "continue": cont}
+        params = {"limit": page, "continue": cont}
 
 
 def main() -> int:
@@ -52,6 +61,7 @@ def main() -> int:
     p.add_argument("--paths", type=Path, required=True, help="JSON {kind: path}")
     p.add_argument("--mode", choices=("sequential", "concurrent"), default="sequential")
     p.add_argument("--workers", type=int, default=8)
+    p.add_argument("--page", type=int, default=PAGE, help="limit per page; 0: unpaginated")
     a = p.parse_args()
     if not a.server.startswith("https://127.0.0.1:"):
         print("refusing a non-loopback API server", file=sys.stderr)
@@ -64,12 +74,14 @@ def main() -> int:
                        limits=httpx2.Limits(max_connections=workers)) as http:
         t0 = time.monotonic()
         if workers == 1:
-            results = [list_kind(http, path) for path in paths.values()]
+            results = [list_kind(http, path, a.page) for path in paths.values()]
         else:
             with ThreadPoolExecutor(max_workers=workers) as pool:
-                results = list(pool.map(lambda path: list_kind(http, path), paths.values()))
+                results = list(pool.map(lambda path: list_kind(http, path, a.page),
+                                        paths.values()))
         elapsed = time.monotonic() - t0
-    out = {"mode": a.mode, "workers": workers, "list_seconds": round(elapsed, 4),
+    out = {"mode": a.mode, "workers": workers, "page": a.page,
+           "list_seconds": round(elapsed, 4),
            "kinds": {k: {"items": r[0], "pages": r[1], "status": r[2]}
                      for k, r in zip(paths, results, strict=True)}}
     json.dump(out, sys.stdout)

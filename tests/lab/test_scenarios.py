@@ -180,3 +180,53 @@ def test_check_reports_every_scenario_with_the_right_id_and_resource(
     if complete is None:
         pytest.fail(f"never reported: {sorted(missing(report()))}")
     assert complete["summary"]["critical"] >= 4
+
+
+def test_check_reports_a_stale_etcd_snapshot_and_a_firing_alert(lab: Lab, tmp_path: Path) -> None:
+    """A stale backup and a firing alert are reported by `k3sops check`, by id and object.
+
+    k3s cannot run here: the ETCDSnapshotFile is written as k3s writes it (spec and status in
+    one object, no status subresource), dated three days ago.
+    """
+    import datetime as dt
+    import uuid
+
+    import httpx2
+
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=3)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    name = f"etcd-snapshot-k3s-server-1-{uuid.uuid4().hex[:6]}"
+    lab.kubectl("apply", "-f", "-", input=(
+        "apiVersion: k3s.cattle.io/v1\nkind: ETCDSnapshotFile\n"
+        f"metadata: {{name: {name}}}\n"
+        f"spec: {{snapshotName: on-demand-k3s-server-1, nodeName: k3s-server-1,\n"
+        f"  location: 'file:///var/lib/rancher/k3s/server/db/snapshots/{name}'}}\n"
+        f"status: {{readyToUse: true, size: '4521984', creationTime: '{old}'}}\n"))
+    alertname = f"K3sopsCheckTest{uuid.uuid4().hex[:6]}"
+    am = lab.layout.url("alertmanager")
+    ends = (dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)).isoformat()
+    alert = {"labels": {"alertname": alertname, "severity": "critical",
+                        "environment": "production", "namespace": "production"},
+             "annotations": {"summary": "check test", "runbook_id": "node-not-ready"},
+             "endsAt": ends}
+    httpx2.post(f"{am}/api/v2/alerts", json=[alert], timeout=10).raise_for_status()
+    try:
+        def found() -> Any:
+            r = lab.k3sops("-o", "json", "check", "--state-dir", str(tmp_path), timeout=180)
+            fs = json.loads(r.stdout)["findings"]
+            stale = [f for f in fs if f["check"] == "backup-stale"
+                     and f["resource"] == {"kind": "ETCDSnapshotFile", "namespace": None,
+                                           "name": name}]
+            firing = [f for f in fs if f["check"] == "alert-firing"
+                      and f["resource"]["name"] == alertname]
+            return (stale, firing) if stale and firing else None
+
+        got = wait_for(found, timeout=60, every=3)
+        assert got, "backup-stale or alert-firing not reported"
+        stale, firing = got
+        assert stale[0]["severity"] == "warning"
+        assert firing[0]["severity"] == "critical"
+        assert firing[0]["environment"] == "production"
+    finally:
+        lab.kubectl("delete", "etcdsnapshotfiles.k3s.cattle.io", name, "--ignore-not-found")
+        resolved = {**alert, "endsAt": dt.datetime.now(dt.UTC).isoformat()}
+        httpx2.post(f"{am}/api/v2/alerts", json=[resolved], timeout=10)
