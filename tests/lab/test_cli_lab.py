@@ -143,3 +143,21 @@ def test_build_without_go_says_so(tmp_path: Path) -> None:
     with pytest.raises(LabError) as e:
         build_component(layout, COMPONENTS[1], find_go_root(os.environ), env)
     assert "Go is not installed" in str(e.value)
+
+
+def test_down_stops_lab_processes_whose_pid_files_were_lost(lab: Lab, tmp_path: Path) -> None:
+    """`lab down` leaves no process behind even without pid files (found by directory)."""
+    import shutil
+
+    layout = LabLayout(cache_dir=lab.layout.cache_dir, run_dir=tmp_path / "lab4",
+                       port_base=lab.layout.port_base + 1600)
+    (layout.run_dir / "data").mkdir(parents=True)
+    (layout.run_dir / "data" / "wal").write_text("x")
+    fake = tmp_path / "bin" / "etcd"  # named like a lab process, follows a file in the run dir
+    fake.parent.mkdir()
+    shutil.copy("/usr/bin/tail", fake)
+    proc = subprocess.Popen([str(fake), "-f", str(layout.run_dir / "data" / "wal")],
+                            start_new_session=True, stdout=subprocess.DEVNULL)
+    stopped = runner.down(layout)
+    assert proc.wait(timeout=15) is not None
+    assert any(str(proc.pid) in s for s in stopped)

@@ -97,6 +97,33 @@ def running(layout: LabLayout) -> list[Running]:
     return out
 
 
+LAB_EXECUTABLES = frozenset({
+    "etcd", "kube-apiserver", "kube-controller-manager", "kube-scheduler", "kwok",
+    "kube-state-metrics", "prometheus", "prometheus-alertmanager", "alertmanager",
+    "prometheus-node-exporter", "node_exporter", "postgres"})
+
+
+def strays(markers: Sequence[str]) -> list[int]:
+    """Lab processes (by executable name) whose command line names one of ``markers``.
+
+    Every lab process is started with its run directory, data directory or listen address on
+    its command line, so this finds lab processes even when their pid files were lost.
+    """
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            pid = int(cmdline.parent.name)
+            args = [a.decode(errors="replace") for a in cmdline.read_bytes().split(b"\0") if a]
+        except (OSError, ValueError):
+            continue
+        if not args or Path(args[0]).name not in LAB_EXECUTABLES:
+            continue
+        text = " ".join(args)
+        if any(m in text for m in markers):
+            found.append(pid)
+    return found
+
+
 def start(layout: LabLayout, spec: ProcSpec) -> subprocess.Popen[bytes]:
     """Start a process in its own session, output to its log file; write its pid file."""
     layout.log_dir.mkdir(parents=True, exist_ok=True)

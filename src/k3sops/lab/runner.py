@@ -302,6 +302,13 @@ def down(layout: LabLayout, purge: bool = False) -> list[str]:
     for name in sorted(rs, key=lambda n: STOP_ORDER.index(n) if n in STOP_ORDER else -1):
         procs.stop(layout, name, rs[name].pid)
         stopped.append(name)
+    # Lost pid files must not leave processes behind: find the rest by their directories.
+    pg_dir = _pg_dirs(layout, "postgres" if os.geteuid() == 0 else None)[0]
+    markers = [str(layout.run_dir) + "/", str(pg_dir),
+               f"{layout.host}:{layout.port('node-exporter')}"]
+    for pid in procs.strays(markers):
+        procs.stop(layout, f"stray-{pid}", pid)
+        stopped.append(f"stray pid {pid}")
     _state_file(layout).unlink(missing_ok=True)
     if purge:
         pg_user = None if os.geteuid() != 0 else "postgres"
