@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from checkkit import by_name, found, platform, run
 
-from k3sops.config import Platform
-from k3sops.domain.checks import REGISTRY, CheckContext, gitops, network, storage, workloads
-from k3sops.domain.findings import SEVERITY_RANK, Finding
+from k3sops.domain.checks import REGISTRY, gitops, network, storage, workloads
+from k3sops.domain.findings import SEVERITY_RANK
 from k3sops.domain.snapshot import ClusterSnapshot, parse_time
 
 pytestmark = pytest.mark.unit
@@ -66,31 +66,6 @@ def snapshot(data: dict[str, Any], drop: tuple[str, ...] = (),
     objects = {k: [o for o in v if keep is None or keep(k, o)]
                for k, v in data["objects"].items() if k not in drop}
     return ClusterSnapshot(now=now, objects=objects)
-
-
-def platform() -> Platform:
-    """The dev lab's platform.yaml shape: three environments, one namespace each."""
-    return Platform.model_validate({
-        "name": "k3sops-lab",
-        "environments": {env: {"namespaces": [env]}
-                         for env in ("development", "staging", "production")}})
-
-
-def run(check_id: str, snap: ClusterSnapshot, plat: Platform | None = None,
-        environment: str | None = None) -> list[Finding]:
-    ctx = CheckContext(snapshot=snap, platform=plat, period="daily", environment=environment)
-    findings = REGISTRY[check_id].fn(ctx)
-    assert all(f.check == check_id and f.runbook for f in findings)
-    return findings
-
-
-def found(findings: list[Finding]) -> set[tuple[str, str | None, str, str]]:
-    return {(f.resource.kind, f.resource.namespace, f.resource.name, f.severity)
-            for f in findings}
-
-
-def by_name(findings: list[Finding], name: str) -> Finding:
-    return next(f for f in findings if f.resource.name == name)
 
 
 def test_all_checks_registered() -> None:

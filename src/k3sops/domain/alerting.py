@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from k3sops.domain.snapshot import parse_time
 from k3sops.errors import UsageError
 
 MATCHER_FORMS = ('label=value, label!=value, label=~regex, label!~regex '
@@ -229,12 +230,7 @@ def _str_map(value: Any) -> dict[str, str]:
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
+    return parse_time(value)
 
 
 def alert_from_api(raw: Mapping[str, Any]) -> Alert:
