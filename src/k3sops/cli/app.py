@@ -76,6 +76,7 @@ def _register() -> None:
         lab_cmd,
         logs_cmd,
         metrics_cmd,
+        runbook_cmd,
         silences_cmd,
         status_cmd,
     )
@@ -87,6 +88,7 @@ def _register() -> None:
     silences_cmd.register(alerts_cmd.alerts)
     alerts_cmd.register(app)
     dashboards_cmd.register(app)
+    runbook_cmd.register(app)
     logs_cmd.register(app)
     lab_cmd.register(app)
 

@@ -1,0 +1,127 @@
+"""`k3sops runbook`: list, show and export the runbooks of findings, alerts and emergencies."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markdown import Markdown
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from k3sops.cli.options import OutputFormat, get_options
+from k3sops.domain import runbooks
+from k3sops.domain.runbooks import Runbook, RunbookList
+from k3sops.errors import K3sopsError, UsageError
+from k3sops.output.render import render
+
+runbook = typer.Typer(help="Runbooks for every finding, alert and emergency.",
+                      no_args_is_help=True)
+
+OutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `runbook` group to the root app."""
+    app.add_typer(runbook, name="runbook")
+
+
+def _lookup(rb_id: str) -> Runbook:
+    found = runbooks.by_id().get(rb_id)
+    if found is None:
+        near = runbooks.closest(rb_id)
+        raise UsageError(
+            f"no runbook {rb_id!r}"
+            + (f"; did you mean {', '.join(near)}?" if near else ""),
+            hint="`k3sops runbook list` shows every runbook id")
+    return found
+
+
+def _list_table(r: RunbookList, out: Console) -> None:
+    t = Table("id", "title", "severity", "steps", "automated", title="Runbooks")
+    for s in r.runbooks:
+        t.add_row(s.id, s.title, s.severity_hint, str(s.steps), str(s.automated_steps))
+    out.print(t)
+
+
+def _show_table(rb: Runbook, out: Console) -> None:
+    colour = {"critical": "red", "warning": "yellow", "info": "cyan"}[rb.severity_hint]
+    out.print(Panel(Text(rb.summary), title=f"[bold]{rb.title}[/]",
+                    subtitle=f"{rb.id} · [{colour}]{rb.severity_hint}[/]"))
+    for i, s in enumerate(rb.steps, 1):
+        out.print(Text.assemble((f"{i}. {s.title}", "bold")))
+        out.print(Text(f"   {s.why}", style="dim"))
+        if s.command:
+            out.print(Text("   $ ", style="dim") + Text(s.command, style="green"),
+                      soft_wrap=True)
+        out.print(Text.assemble(("   look for: ", "bold"), s.look_for))
+        if s.automated_by:
+            out.print(Text.assemble(("   k3sops can do this: ", "bold cyan"),
+                                    (s.automated_by, "cyan")), soft_wrap=True)
+    if rb.related:
+        out.print(Text.assemble(("related: ", "bold"), ", ".join(rb.related)))
+
+
+@runbook.command("list")
+def list_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
+    """Every runbook: id, title, usual severity, steps and how many k3sops automates."""
+    fmt = (output or get_options(ctx).output).value
+    render(runbooks.summaries(), fmt, _list_table)
+
+
+@runbook.command("show")
+def show_cmd(
+    ctx: typer.Context,
+    rb_id: Annotated[str, typer.Argument(metavar="ID", help="Runbook id (see `runbook list`).")],
+    markdown: Annotated[bool, typer.Option(
+        "--markdown", help="Print Markdown (for a docs site) instead of the terminal view.")]
+    = False,
+    output: OutputOpt = None,
+) -> None:
+    """One runbook: numbered steps with the command to run and what to look for."""
+    rb = _lookup(rb_id)
+    fmt = "markdown" if markdown else (output or get_options(ctx).output).value
+    if fmt == "markdown":
+        out = Console()
+        if out.is_terminal and not markdown:
+            out.print(Markdown(runbooks.to_markdown(rb)))
+        else:
+            typer.echo(runbooks.to_markdown(rb), nl=False)
+        return
+    render(rb, fmt, _show_table)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    # Write beside the target, then rename: a reader never sees half a page.
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@runbook.command("export")
+def export_cmd(
+    directory: Annotated[Path, typer.Argument(metavar="DIR",
+                                              help="Where to write the Markdown pages.")],
+) -> None:
+    """Write one Markdown page per runbook plus index.md into DIR (each file atomically)."""
+    pages = {f"{rb.id}.md": runbooks.to_markdown(rb) for rb in runbooks.CATALOGUE}
+    pages["index.md"] = runbooks.index_markdown()
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, text in pages.items():
+            _write_atomic(directory / name, text)
+    except OSError as e:
+        raise K3sopsError(f"could not write runbooks to {directory}: {e.strerror or e}",
+                          hint="check that the directory is writable") from e
+    Console(stderr=True).print(f"wrote {len(pages)} files to {directory}")
