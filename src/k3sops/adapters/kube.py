@@ -255,9 +255,9 @@ class KubeAdapter:
 
     def version(self) -> str:
         """The API server's gitVersion (a cheap reachability probe)."""
-        with self.errors("get", "/version"):
-            resp = self.http().get(f"{self.server.rstrip('/')}/version")
-            resp.raise_for_status()
+        with self.errors("get", "/version"), self.http() as http:
+            resp = http.get(f"{self.server.rstrip('/')}/version")
+            self._raise_for(resp, "get", "/version")
             data: dict[str, Any] = resp.json()
         return str(data.get("gitVersion", "unknown"))
 

@@ -8,6 +8,7 @@ are skipped and everything else is still reported.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -83,7 +84,16 @@ def _collect_kube(k: KubeAdapter, sources: list[Source],
     except AdapterError as e:
         sources.append(Source(name="kubernetes", ok=False, endpoint=k.server, error=e.message))
         return objects, errors, None
-    for kind, res in k.list_raw_many({**CORE_PATHS, **CUSTOM_PATHS}).items():
+    # Decoding tens of thousands of objects creates only acyclic dicts and lists: the cyclic
+    # garbage collector finds nothing to free and costs about a quarter of the time (bench/).
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        listed = k.list_raw_many({**CORE_PATHS, **CUSTOM_PATHS})
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    for kind, res in listed.items():
         if isinstance(res, AdapterError):
             if kind in CUSTOM_PATHS and "not found" in res.message:
                 continue  # CRD not installed: nothing of that kind to check
