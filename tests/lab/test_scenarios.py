@@ -230,3 +230,71 @@ def test_check_reports_a_stale_etcd_snapshot_and_a_firing_alert(lab: Lab, tmp_pa
         lab.kubectl("delete", "etcdsnapshotfiles.k3s.cattle.io", name, "--ignore-not-found")
         resolved = {**alert, "endsAt": dt.datetime.now(dt.UTC).isoformat()}
         httpx2.post(f"{am}/api/v2/alerts", json=[resolved], timeout=10)
+
+
+# --- k3sops diagnose: each fault diagnosed with its cause and evidence ----------------------
+
+def _diagnose(lab: Lab, target: Any, name: str | None = None,
+              namespace: str | None = None) -> Any:
+    """The diagnosis through the service, against the lab (as `k3sops diagnose` runs it)."""
+    import os
+
+    from k3sops.services import context
+    from k3sops.services import diagnose as diagnose_service
+
+    settings = context.resolve(lab.layout.kubeconfig, None, lab.layout.platform_file, lab.env,
+                               Path.cwd())
+    return diagnose_service.diagnose(settings, lab.env, Path(os.environ.get("HOME", "/root")),
+                                     target, name, namespace)
+
+
+def test_diagnose_pending_pod_names_insufficient_cpu(faults: Lab) -> None:
+    pod = _wait(lambda: [p for p in _pods(faults, "pending")
+                         if p["status"].get("phase") == "Pending"])[0]["metadata"]["name"]
+
+    def cause() -> Any:
+        r = _diagnose(faults, "pod", pod, NS)
+        return [c for f in r.findings if f.check == "pod-pending"
+                for c in f.evidence.get("causes", []) if c["cause"] == "insufficient-cpu"]
+
+    c = _wait(cause)[0]
+    assert c["requested"] and c["largest_allocatable"]
+
+
+def test_diagnose_network_names_the_missing_service(faults: Lab) -> None:
+    r = _diagnose(faults, "network", namespace=NS)
+    f = next(f for f in r.findings if f.check == "ingress-backend-missing"
+             and f.resource.name == "shop")
+    assert f.evidence["service"] == "shop-frontend"
+    assert any("shop-frontend: missing" in s.detail and not s.ok for s in r.chain)
+
+
+def test_diagnose_crashloop_pod_has_exit_code_and_previous_logs(faults: Lab) -> None:
+    def crashed() -> Any:
+        return [p for p in _pods(faults, "crashloop")
+                if any(cs.get("lastState", {}).get("terminated")
+                       for cs in p["status"].get("containerStatuses", []))]
+
+    pod = _wait(crashed)[0]["metadata"]["name"]
+    r = _diagnose(faults, "pod", pod, NS)
+    f = next(f for f in r.findings if f.check == "pod-crashloop")
+    assert f.evidence["exit_code"] == 1
+    assert any("connection refused" in line for line in f.evidence["previous_logs"])
+
+
+def test_diagnose_node_not_ready_with_taints(faults: Lab) -> None:
+    def finding() -> Any:
+        r = _diagnose(faults, "node", "k3s-agent-3")
+        return [f for f in r.findings if f.check == "node-not-ready"]
+
+    f = _wait(finding)[0]
+    assert "node.kubernetes.io/not-ready" in {t["key"] for t in f.evidence["taints"]}
+    assert f.evidence["role"] == "agent"
+
+
+def test_diagnose_unknown_pod_is_not_found_with_similar_names(faults: Lab) -> None:
+    from k3sops.errors import NotFound
+
+    with pytest.raises(NotFound) as e:
+        _diagnose(faults, "pod", "checkout", NS)
+    assert e.value.hint and "checkout-" in e.value.hint

@@ -36,7 +36,9 @@ RUNBOOK_ARG = {"finding": 6, "_finding": 2, "_longhorn": 2, "add": 5}
 def _check_runbook_ids() -> set[str]:
     """Runbook ids the checks can emit: literals at the runbook position, plus computed ones."""
     ids: set[str] = set()
-    for path in sorted(Path(checks_pkg.__file__).parent.glob("*.py")):
+    check_dir = Path(checks_pkg.__file__).parent
+    sources = [*sorted(check_dir.glob("*.py")), check_dir.parent / "diagnose.py"]
+    for path in sources:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
                 continue
@@ -200,3 +202,16 @@ def test_export_writes_one_page_per_runbook_and_an_index(tmp_path: Path) -> None
     assert "| [etcd-no-leader](etcd-no-leader.md) |" in index
     assert (out / "node-not-ready.md").read_text(encoding="utf-8") == runbooks.to_markdown(
         runbooks.by_id()["node-not-ready"])
+
+
+def test_every_runbook_a_diagnosis_names_exists() -> None:
+    """`Diagnosis.add(check, severity, kind, namespace, name, message, runbook, ...)`."""
+    src = Path(checks_pkg.__file__).parent.parent / "diagnose.py"
+    named: set[str] = set()
+    for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \\
+                and node.func.attr in ("add", "finding") and len(node.args) > 6:
+            named |= {c.value for c in ast.walk(node.args[6])
+                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    assert "pod-not-ready" in named  # the extraction sees the diagnosis
+    assert not named - runbooks.by_id().keys()

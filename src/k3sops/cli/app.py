@@ -73,9 +73,11 @@ def _register() -> None:
         check_cmd,
         config_cmd,
         dashboards_cmd,
+        diagnose_cmd,
         lab_cmd,
         logs_cmd,
         metrics_cmd,
+        remediate_cmd,
         runbook_cmd,
         silences_cmd,
         status_cmd,
@@ -84,11 +86,13 @@ def _register() -> None:
     config_cmd.register(app)
     status_cmd.register(app)
     check_cmd.register(app)
+    diagnose_cmd.register(app)
     metrics_cmd.register(app)
     silences_cmd.register(alerts_cmd.alerts)
     alerts_cmd.register(app)
     dashboards_cmd.register(app)
     runbook_cmd.register(app)
+    remediate_cmd.register(app)
     logs_cmd.register(app)
     lab_cmd.register(app)
 

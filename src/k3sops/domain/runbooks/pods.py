@@ -33,6 +33,25 @@ _CRASH_STEPS = [
 
 RUNBOOKS: list[Runbook] = [
     Runbook(
+        id="pod-not-ready", title="Container running but not ready",
+        summary="The container runs but its readiness probe fails, so the pod receives no "
+                "traffic from its Services.",
+        severity_hint="warning",
+        steps=[
+            _DESCRIBE,
+            step("Read the readiness probe and its failures", "The probe's path, port and "
+                 "timeout decide readiness; its failures are events on the pod.",
+                 "kubectl -n <namespace> get pod <pod> -o jsonpath='{.spec.containers[*]"
+                 ".readinessProbe}'",
+                 "Unhealthy events naming the probe, a wrong port or path, a timeout shorter "
+                 "than the app's start-up."),
+            step("Read the current logs", "A starting or degraded app usually says why.",
+                 "kubectl -n <namespace> logs <pod> -c <container> --tail=100",
+                 "Errors connecting to dependencies, slow start-up, warm-up still running.",
+                 "k3sops logs <pod> -n <namespace> --tail 100"),
+        ],
+        related=["service-no-endpoints", "pod-crashloop"]),
+    Runbook(
         id="pod-crashloop", title="Container in CrashLoopBackOff",
         summary="A container keeps exiting and the kubelet waits longer before each restart; "
                 "the pod serves no traffic.",

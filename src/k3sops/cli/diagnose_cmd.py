@@ -1,0 +1,114 @@
+"""`k3sops diagnose`: follow a problem down its causal chain (informational, exit 0)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from k3sops.cli.options import OutputFormat, get_options
+from k3sops.domain.diagnose import DiagnosisReport
+from k3sops.errors import PartialResult
+from k3sops.output.render import render
+from k3sops.services import context
+from k3sops.services import diagnose as diagnose_service
+
+diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment, the network "
+                                "or the storage: causal chains with evidence.",
+                           invoke_without_command=True)
+
+COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
+OutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `diagnose` group to the root app."""
+    app.add_typer(diagnose_app, name="diagnose")
+
+
+def _table(r: DiagnosisReport, out: Console) -> None:
+    out.print(Text(f"diagnosis of {r.target}", style="bold"))
+    if r.chain:
+        t = Table("", "step", "detail", title="Causal chain")
+        for s in r.chain:
+            t.add_row(Text("ok" if s.ok else "FAIL", style="green" if s.ok else "bold red"),
+                      s.step, s.detail)
+        out.print(t)
+    if r.findings:
+        t = Table("sev", "check", "resource", "message", "runbook", title="Findings")
+        for f in r.findings:
+            res = f.resource
+            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
+            t.add_row(Text(f.severity, style=COLOURS[f.severity]), f.check, where, f.message,
+                      f.runbook)
+        out.print(t)
+    else:
+        out.print("[green]no problem found[/]")
+    for src in r.sources:
+        if not src.ok:
+            out.print(f"[red]unavailable:[/] {src.name} ({src.endpoint}): {src.error}")
+
+
+def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
+         namespace: str | None, output: OutputFormat | None) -> None:
+    opts = get_options(ctx)
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
+                                       namespace)
+    render(report, (output or opts.output).value, _table)
+    missing = [s for s in report.sources if not s.ok]
+    if missing:
+        raise PartialResult("partial result: could not read " + ", ".join(
+            f"{s.name} ({s.endpoint}): {s.error}" for s in missing))
+
+
+@diagnose_app.callback()
+def diagnose_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
+                 output: OutputOpt = None) -> None:
+    """The whole cluster (or one namespace): every unhealthy node and pod, network, storage."""
+    if ctx.invoked_subcommand is None:
+        _run(ctx, "cluster", None, namespace, output)
+
+
+@diagnose_app.command("node")
+def node_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Node name.")],
+             output: OutputOpt = None) -> None:
+    """A node: Ready since when, pressure, cordon, taints, requests vs capacity, version skew."""
+    _run(ctx, "node", name, None, output)
+
+
+@diagnose_app.command("pod")
+def pod_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Pod name.")],
+            namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+    """A pod: scheduling causes, crash/OOM/image/readiness, previous logs, owner rollout."""
+    _run(ctx, "pod", name, namespace, output)
+
+
+@diagnose_app.command("deployment")
+def deployment_cmd(ctx: typer.Context,
+                   name: Annotated[str, typer.Argument(help="Deployment name.")],
+                   namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+    """A deployment: rollout state and the chain of each of its pods."""
+    _run(ctx, "deployment", name, namespace, output)
+
+
+@diagnose_app.command("network")
+def network_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
+                output: OutputOpt = None) -> None:
+    """Ingress → Service → EndpointSlices → pods, LoadBalancers and MetalLB, DNS."""
+    _run(ctx, "network", None, namespace, output)
+
+
+@diagnose_app.command("storage")
+def storage_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
+                output: OutputOpt = None) -> None:
+    """PVCs Pending with their reason, StorageClasses, Longhorn volumes."""
+    _run(ctx, "storage", None, namespace, output)

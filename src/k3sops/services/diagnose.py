@@ -1,0 +1,113 @@
+"""`k3sops diagnose`: gather the snapshot once, follow the causal chains, report.
+
+Collection goes through :func:`k3sops.services.check.collect` (one LIST per kind). For pods
+whose container restarted, the tail of the previous instance's log is read through
+:mod:`k3sops.services.logs` and attached to the crash-loop evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+from k3sops.domain import diagnose as dg
+from k3sops.domain.findings import Source
+from k3sops.domain.snapshot import ClusterSnapshot, Obj, meta
+from k3sops.errors import K3sopsError, NotFound, UsageError
+from k3sops.services import check as check_service
+from k3sops.services import logs as logs_service
+from k3sops.services.context import Settings, kube
+
+Target = Literal["cluster", "node", "pod", "deployment", "network", "storage"]
+LOG_TAIL = 20
+MAX_LOG_PODS = 10
+"""Previous logs are read for at most this many pods (one API call each) per diagnosis."""
+
+
+def _snapshot(settings: Settings, env: Mapping[str, str],
+              home: Path) -> tuple[ClusterSnapshot, list[Source]]:
+    k = kube(settings, env, home)
+    try:
+        return check_service.collect(k, settings, [], datetime.now(UTC))
+    finally:
+        k.close()
+
+
+def _previous_logs(settings: Settings, env: Mapping[str, str], home: Path,
+                   pods: list[Obj]) -> dict[str, dict[str, list[str]]]:
+    out: dict[str, dict[str, list[str]]] = {}
+    for pod in pods[:MAX_LOG_PODS]:
+        ns, name = meta(pod)
+        for container in dg.crashlooping(pod):
+            try:
+                res = logs_service.pod_logs(settings, env, home, pod=name, namespace=ns,
+                                            container=container, previous=True, tail=LOG_TAIL)
+                lines = [ln.line for ln in res.lines]
+            except K3sopsError as e:
+                # The logs are evidence, not the diagnosis: say why they are missing.
+                lines = [f"(previous logs unavailable: {e.message})"]
+            out.setdefault(name, {})[container] = lines
+    return out
+
+
+def _not_found(snapshot: ClusterSnapshot, what: str, kind: str, name: str,
+               namespace: str | None) -> NotFound:
+    close = dg.similar(snapshot, kind, name, namespace)
+    where = f" in namespace {namespace}" if namespace else ""
+    return NotFound(f"{what} {name} not found{where}",
+                    hint=("similar: " + ", ".join(close)) if close
+                    else f"list them with `kubectl get {kind}" + (f" -n {namespace}`"
+                                                                  if namespace else "`"))
+
+
+def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Target,
+             name: str | None = None, namespace: str | None = None) -> dg.DiagnosisReport:
+    """Diagnose a target: the cluster (or a namespace), a node, pod, deployment, network, storage.
+
+    Raises:
+        UsageError: a pod or deployment without a namespace, or a missing NAME.
+        NotFound: no such node, pod or deployment (the hint lists similar names).
+    """
+    if target in ("node", "pod", "deployment") and not name:
+        raise UsageError(f"diagnose {target} needs a NAME")
+    if target in ("pod", "deployment") and not namespace:
+        raise UsageError(f"diagnose {target} needs a namespace",
+                         hint=f"k3sops diagnose {target} {name} -n NAMESPACE")
+    snapshot, sources = _snapshot(settings, env, home)
+    if target in ("node", "pod", "deployment"):
+        return _one(settings, env, home, snapshot, sources, target, name or "",
+                    namespace or "")
+    if target == "network":
+        return dg.diagnose_network(snapshot, namespace).report(
+            "network" + (f" in {namespace}" if namespace else ""), sources)
+    if target == "storage":
+        return dg.diagnose_storage(snapshot, namespace).report(
+            "storage" + (f" in {namespace}" if namespace else ""), sources)
+    pods = dg.unhealthy_pods(snapshot, namespace)
+    all_logs = _previous_logs(settings, env, home, [p for p in pods if dg.crashlooping(p)])
+    return dg.diagnose_cluster(snapshot, namespace, all_logs).report(
+        f"namespace/{namespace}" if namespace else "cluster", sources)
+
+
+def _one(settings: Settings, env: Mapping[str, str], home: Path, snapshot: ClusterSnapshot,
+         sources: list[Source], target: Target, name: str,
+         namespace: str) -> dg.DiagnosisReport:
+    if target == "node":
+        if dg.find(snapshot, "nodes", name, None) is None:
+            raise _not_found(snapshot, "node", "nodes", name, None)
+        return dg.diagnose_node(snapshot, name).report(f"node/{name}", sources)
+    if target == "pod":
+        pod = dg.find(snapshot, "pods", name, namespace)
+        if pod is None:
+            raise _not_found(snapshot, "pod", "pods", name, namespace)
+        logs = _previous_logs(settings, env, home, [pod]).get(name)
+        return dg.diagnose_pod(snapshot, namespace, name, logs).report(
+            f"pod/{namespace}/{name}", sources)
+    if dg.find(snapshot, "deployments", name, namespace) is None:
+        raise _not_found(snapshot, "deployment", "deployments", name, namespace)
+    pods = dg.pods_of_deployment(snapshot, namespace, name)
+    return dg.diagnose_deployment(
+        snapshot, namespace, name, _previous_logs(settings, env, home, pods)).report(
+        f"deployment/{namespace}/{name}", sources)
