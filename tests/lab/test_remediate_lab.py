@@ -23,15 +23,10 @@ from conftest import Lab, wait_for
 pytestmark = pytest.mark.lab
 
 AGENTS = ("k3s-agent-1", "k3s-agent-2")
-# Runs the CLI with the remediation commands registered even before cli/app.py wires them in.
-RUN = ("import sys\nfrom k3sops.cli import app as a, remediate_cmd as r\n"
-       "if not any(g.name == 'node' for g in a.app.registered_groups):\n"
-       "    r.register(a.app)\na.main(sys.argv[1:])\n")
-
 
 def _k3sops(lab: Lab, *args: str, env: dict[str, str] | None = None,
             ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", RUN, *args], env=env or lab.env,
+    return subprocess.run([sys.executable, "-m", "k3sops", *args], env=env or lab.env,
                           capture_output=True, text=True, timeout=180)
 
 

@@ -209,8 +209,8 @@ def test_every_runbook_a_diagnosis_names_exists() -> None:
     src = Path(checks_pkg.__file__).parent.parent / "diagnose.py"
     named: set[str] = set()
     for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \\
-                and node.func.attr in ("add", "finding") and len(node.args) > 6:
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                and node.func.attr in ("add", "finding") and len(node.args) > 6):
             named |= {c.value for c in ast.walk(node.args[6])
                       if isinstance(c, ast.Constant) and isinstance(c.value, str)}
     assert "pod-not-ready" in named  # the extraction sees the diagnosis
