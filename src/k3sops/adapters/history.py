@@ -16,6 +16,7 @@ and what to do.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import sqlite3
@@ -163,13 +164,17 @@ class HistoryStore:
             if not path.exists():
                 # Create the file 0600 ourselves; sqlite3 would use 0644 & umask.
                 os.close(os.open(path, os.O_RDWR | os.O_CREAT, 0o600))
+            lock_fd = os.open(directory / (DB_NAME + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
         except OSError as e:
             raise HistoryError(f"cannot create the check history at {path}: {e.strerror}",
                                path=path, hint="check the permissions of the directory, or "
                                "pass --state-dir DIR (or K3SOPS_STATE_DIR) to use another "
                                "one") from e
         conn: sqlite3.Connection | None = None
+        # Openers take turns (an flock on a side file): switching a new database to WAL while
+        # another connection migrates it can deadlock both until the busy timeout.
         try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
             # isolation_level=None: we issue BEGIN IMMEDIATE ourselves so a writer takes the
             # write lock up front and waits (busy timeout) instead of failing on upgrade.
             conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None)
@@ -183,6 +188,9 @@ class HistoryStore:
             if conn is not None:
                 conn.close()
             raise _db_error(path, "open", e) from e
+        finally:
+            fcntl.flock(lock_fd, fcntl.LOCK_UN)
+            os.close(lock_fd)
 
     def _migrate(self) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
