@@ -9,7 +9,6 @@ temporary file next to the target, fsync, rename), so Prometheus never reads hal
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shutil
 import subprocess
@@ -19,6 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from k3sops.adapters.files import write_atomic
 from k3sops.errors import AdapterError, NotFound, Timeout
 
 __all__ = ["Promtool", "ToolRun", "remove_rule_file", "rules_found", "write_rule_file"]
@@ -150,27 +150,11 @@ def write_rule_file(directory: Path, name: str, text: str) -> Path:
         raise NotFound(f"rule directory {directory} does not exist",
                        hint="create it, or fix monitoring.rule_files_dir in platform.yaml")
     target = directory / name
-    fd = -1
-    tmp_name = ""
     try:
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1  # owned by the file object now
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp_name, 0o644)  # Prometheus may run as another user
-        os.replace(tmp_name, target)
-        tmp_name = ""
+        write_atomic(target, text)  # 0644: Prometheus may run as another user
     except OSError as e:
         raise AdapterError(f"cannot write rule file {target}: {e.strerror or type(e).__name__}",
                            hint=f"check the permissions of {directory}") from e
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        if tmp_name:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
     return target
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -17,8 +15,9 @@ from rich.text import Text
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.domain import runbooks
 from k3sops.domain.runbooks import Runbook, RunbookList
-from k3sops.errors import K3sopsError, UsageError
+from k3sops.errors import UsageError
 from k3sops.output.render import render
+from k3sops.services import runbooks as runbook_service
 
 runbook = typer.Typer(help="Runbooks for every finding, alert and emergency.",
                       no_args_is_help=True)
@@ -97,31 +96,11 @@ def show_cmd(
     render(rb, fmt, _show_table)
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    # Write beside the target, then rename: a reader never sees half a page.
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 @runbook.command("export")
 def export_cmd(
     directory: Annotated[Path, typer.Argument(metavar="DIR",
                                               help="Where to write the Markdown pages.")],
 ) -> None:
     """Write one Markdown page per runbook plus index.md into DIR (each file atomically)."""
-    pages = {f"{rb.id}.md": runbooks.to_markdown(rb) for rb in runbooks.CATALOGUE}
-    pages["index.md"] = runbooks.index_markdown()
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-        for name, text in pages.items():
-            _write_atomic(directory / name, text)
-    except OSError as e:
-        raise K3sopsError(f"could not write runbooks to {directory}: {e.strerror or e}",
-                          hint="check that the directory is writable") from e
-    Console(stderr=True).print(f"wrote {len(pages)} files to {directory}")
+    count = runbook_service.export(directory)
+    Console(stderr=True).print(f"wrote {count} files to {directory}")
