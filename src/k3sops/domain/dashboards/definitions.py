@@ -19,15 +19,16 @@ from k3sops.domain.dashboards.model import (
     RowDef,
     VariableName,
 )
+from k3sops.domain.metrics import IGNORED_FSTYPES
 
 __all__ = ["DASHBOARD_NAMES", "all_dashboards", "applications", "backups", "cluster", "nodes"]
 
 # Every query averages rates over 5m: four scrapes at the 15s interval k3sops' Prometheus uses,
 # and the window the metrics command and the alert rules use, so the three agree.
 RATE = "5m"
-# File systems that are not real disks; the same list `k3sops metrics` leaves out
-# (k3sops.domain.metrics.IGNORED_FSTYPES), so both report the same disks.
-_PSEUDO_FS = "tmpfs|overlay|squashfs|ramfs|devtmpfs|nsfs|iso9660|autofs|fuse.lxcfs"
+# File systems that are not real disks: the list `k3sops metrics` leaves out, so both report
+# the same disks.
+_PSEUDO_FS = "|".join(IGNORED_FSTYPES)
 NS = 'namespace=~"$namespace"'
 
 
