@@ -10,13 +10,10 @@ from pathlib import Path
 from k3sops.adapters.alertmanager import AlertmanagerAdapter
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi
-from k3sops.config import Endpoint
 from k3sops.domain import alerting
 from k3sops.domain.alerting import AlertReport, SilenceList, SilenceResult
 from k3sops.errors import UsageError
-from k3sops.services.context import Settings, kube
-
-DEFAULT_ALERTMANAGER = Endpoint(service="monitoring/alertmanager:9093")
+from k3sops.services.context import Settings, kube, monitoring
 
 
 @contextlib.contextmanager
@@ -26,8 +23,7 @@ def session(settings: Settings, env: Mapping[str, str], home: Path,
 
     The Kubernetes API is only contacted when Alertmanager is configured as a service.
     """
-    endpoint = (settings.platform.monitoring.alertmanager if settings.platform
-                else DEFAULT_ALERTMANAGER)
+    endpoint = monitoring(settings).alertmanager
     k: KubeAdapter | None = kube(settings, env, home) if endpoint.url is None else None
     try:
         am = AlertmanagerAdapter(HttpApi.from_endpoint("Alertmanager", endpoint, k))

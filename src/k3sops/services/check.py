@@ -19,7 +19,6 @@ from k3sops.adapters.alertmanager import AlertmanagerAdapter
 from k3sops.adapters.history import HistoryStore, TrendPoint
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
-from k3sops.config import Endpoint
 from k3sops.domain import checks as registry
 from k3sops.domain.findings import (
     CheckReport,
@@ -32,13 +31,10 @@ from k3sops.domain.findings import (
     health_score,
     sort_findings,
 )
-from k3sops.domain.metrics import InstantResult
+from k3sops.domain.metrics import NODE_CPU, NODE_DISK, NODE_MEMORY, InstantResult
 from k3sops.domain.snapshot import ClusterSnapshot
 from k3sops.errors import AdapterError, K3sopsError, UsageError
-from k3sops.services.context import Settings, kube
-
-DEFAULT_PROMETHEUS = Endpoint(service="monitoring/prometheus-server:80")
-DEFAULT_ALERTMANAGER = Endpoint(service="monitoring/alertmanager:9093")
+from k3sops.services.context import Settings, kube, monitoring
 
 CORE_PATHS: dict[str, str] = {
     "nodes": "/api/v1/nodes",
@@ -66,13 +62,6 @@ CUSTOM_PATHS: dict[str, str] = {
     "ipaddresspools.metallb.io": "/apis/metallb.io/v1beta1/ipaddresspools",
     "l2advertisements.metallb.io": "/apis/metallb.io/v1beta1/l2advertisements",
 }
-
-
-def _endpoint(settings: Settings, which: str) -> Endpoint:
-    if settings.platform is None:
-        return DEFAULT_PROMETHEUS if which == "prometheus" else DEFAULT_ALERTMANAGER
-    ep: Endpoint = getattr(settings.platform.monitoring, which)
-    return ep
 
 
 def _collect_kube(k: KubeAdapter, sources: list[Source],
@@ -113,7 +102,7 @@ def _collect_metrics(k: KubeAdapter, settings: Settings, queries: dict[str, str]
     metric_errors: dict[str, str] = {}
     if not queries:
         return metrics, metric_errors
-    prom_ep = _endpoint(settings, "prometheus")
+    prom_ep = monitoring(settings).prometheus
     api = None
     try:
         api = HttpApi.from_endpoint("Prometheus", prom_ep, k)
@@ -142,7 +131,7 @@ def _collect_metrics(k: KubeAdapter, settings: Settings, queries: dict[str, str]
 
 def _collect_alerts(k: KubeAdapter, settings: Settings,
                     sources: list[Source]) -> list[Any] | None:
-    am_ep = _endpoint(settings, "alertmanager")
+    am_ep = monitoring(settings).alertmanager
     am = None
     try:
         am = AlertmanagerAdapter(HttpApi.from_endpoint("Alertmanager", am_ep, k))
@@ -248,12 +237,11 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
 
 
 USAGE_QUERIES: dict[str, str] = {
-    "cpu": 'avg(100 - (avg by(instance) (rate(node_cpu_seconds_total{mode="idle"}[5m])) * 100))',
-    "memory": "avg((1 - (node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)) * 100)",
-    "disk": 'max(100 - ((node_filesystem_avail_bytes{fstype!~"tmpfs|overlay|squashfs|ramfs"} '
-            '* 100) / node_filesystem_size_bytes{fstype!~"tmpfs|overlay|squashfs|ramfs"}))',
+    "cpu": f"avg({NODE_CPU})",
+    "memory": f"avg({NODE_MEMORY})",
+    "disk": f"max({NODE_DISK})",
 }
-"""Cluster-wide usage recorded with every run (the `usage-*` queries of the checks)."""
+"""Cluster-wide usage recorded with every run: `k3sops metrics nodes`' own expressions."""
 
 
 def _usage(snapshot: ClusterSnapshot) -> dict[str, float]:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from k3sops.adapters.kube import KubeAdapter, discover_kubeconfig
-from k3sops.config import Platform, find_platform_file, load_platform
+from k3sops.config import Monitoring, Platform, find_platform_file, load_platform
 
 
 @dataclass(frozen=True)
@@ -33,3 +33,12 @@ def kube(settings: Settings, env: Mapping[str, str], home: Path) -> KubeAdapter:
                                  settings.platform.kubeconfig if settings.platform else None,
                                  env, home)
     return KubeAdapter(source, settings.context)
+
+
+def monitoring(settings: Settings) -> Monitoring:
+    """platform.yaml's monitoring section, or its defaults without a platform file.
+
+    The defaults are the conventional in-cluster Services monitoring/prometheus-server:80 and
+    monitoring/alertmanager:9093, declared once in the Monitoring model.
+    """
+    return settings.platform.monitoring if settings.platform is not None else Monitoring()

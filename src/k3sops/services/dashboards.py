@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
+from k3sops.adapters.files import write_atomic
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi
-from k3sops.config import Endpoint
 from k3sops.domain import dashboards as dd
 from k3sops.errors import AdapterError, K3sopsError, NotFound, Timeout, Unauthorized, Unreachable
-from k3sops.services.context import Settings, kube
+from k3sops.services.context import Settings, kube, monitoring
 
-__all__ = ["DEFAULT_PROMETHEUS", "check", "render", "stdout_text", "write"]
+__all__ = ["check", "render", "stdout_text", "write"]
 
-DEFAULT_PROMETHEUS = Endpoint(service="monitoring/prometheus-server:80")
 # These mean Prometheus itself cannot be asked: stop, rather than mark every panel as failed.
 _FATAL = (Unreachable, Timeout, Unauthorized, NotFound)
 # HttpApi prefixes Prometheus' own error with where and what was sent; the panel row says that.
@@ -37,7 +33,7 @@ def render(settings: Settings, environment: str | None) -> list[dd.RenderedDashb
 
 
 def _namespace(settings: Settings) -> str:
-    return settings.platform.monitoring.namespace if settings.platform else "monitoring"
+    return monitoring(settings).namespace
 
 
 def stdout_text(settings: Settings, dashboards: list[dd.RenderedDashboard],
@@ -85,24 +81,11 @@ def write(settings: Settings, dashboards: list[dd.RenderedDashboard], out_dir: P
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    """Write to a temporary file beside ``path`` and rename it over ``path``."""
-    tmp: str | None = None
     try:
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; dashboards are not secret
-        os.replace(tmp, path)
-        tmp = None
+        write_atomic(path, text)  # 0644: dashboards are not secret
     except OSError as e:
         raise K3sopsError(f"cannot write {path}: {e.strerror}",
                           hint="check that the --out directory is writable") from e
-    finally:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 def check(settings: Settings, dashboards: list[dd.RenderedDashboard], env: Mapping[str, str],
@@ -116,8 +99,7 @@ def check(settings: Settings, dashboards: list[dd.RenderedDashboard], env: Mappi
     Raises:
         Unreachable, Timeout, Unauthorized, NotFound: Prometheus cannot be asked at all.
     """
-    endpoint = (settings.platform.monitoring.prometheus if settings.platform
-                else DEFAULT_PROMETHEUS)
+    endpoint = monitoring(settings).prometheus
     k: KubeAdapter | None = kube(settings, env, home) if endpoint.service is not None else None
     api: HttpApi | None = None
     try:

@@ -16,7 +16,7 @@ from k3sops.domain import logs as dlogs
 from k3sops.domain.alerting import parse_duration
 from k3sops.domain.logs import Direction, LogsResult
 from k3sops.errors import AdapterError, ConfigError, UsageError
-from k3sops.services.context import Settings, kube
+from k3sops.services.context import Settings, kube, monitoring
 
 DEFAULT_LOKI_SINCE = "1h"
 DEFAULT_LOKI_LIMIT = 100
@@ -113,7 +113,7 @@ def loki_logs(settings: Settings, env: Mapping[str, str], home: Path, *, now: da
         ConfigError: Loki is not configured (monitoring.loki in platform.yaml).
         UsageError: bad --since/--limit, neither a query nor a pod, or Loki rejected the query.
     """
-    endpoint = settings.platform.monitoring.loki if settings.platform else None
+    endpoint = monitoring(settings).loki
     if endpoint is None:
         raise ConfigError("Loki is not configured, so --query/--loki cannot be used",
                           hint="set monitoring.loki (url or service) in platform.yaml, or "

@@ -24,9 +24,7 @@ from k3sops.domain.metrics import (
 )
 from k3sops.errors import K3sopsError, NotFound, Timeout, Unauthorized, Unreachable, UsageError
 from k3sops.services import context
-from k3sops.services.context import Settings
-
-DEFAULT_PROMETHEUS = Endpoint(service="monitoring/prometheus-server:80")
+from k3sops.services.context import Settings, monitoring
 
 # Errors that mean Prometheus itself could not be asked, as opposed to one query failing.
 _ENDPOINT_ERRORS = (Unreachable, Timeout, Unauthorized, NotFound)
@@ -34,12 +32,12 @@ _ENDPOINT_ERRORS = (Unreachable, Timeout, Unauthorized, NotFound)
 
 def prometheus_endpoint(settings: Settings) -> Endpoint:
     """The Prometheus endpoint of platform.yaml, or the conventional in-cluster service."""
-    return settings.platform.monitoring.prometheus if settings.platform else DEFAULT_PROMETHEUS
+    return monitoring(settings).prometheus
 
 
 def app_metrics(settings: Settings) -> AppMetrics:
     """Application metric names from platform.yaml, or the defaults."""
-    return settings.platform.monitoring.app_metrics if settings.platform else AppMetrics()
+    return monitoring(settings).app_metrics
 
 
 def prometheus_api(endpoint: Endpoint, kube: KubeAdapter | None) -> HttpApi:

@@ -9,13 +9,10 @@ from typing import Any
 from lightkube.resources.core_v1 import Node, Pod
 
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
-from k3sops.config import Endpoint
 from k3sops.domain import status as dstatus
 from k3sops.domain.models import SourceStatus, StatusReport
 from k3sops.errors import AdapterError, K3sopsError
-from k3sops.services.context import Settings, kube
-
-DEFAULT_PROMETHEUS = Endpoint(service="monitoring/prometheus-server:80")
+from k3sops.services.context import Settings, kube, monitoring
 
 
 def gather(settings: Settings, env: Mapping[str, str], home: Path) -> StatusReport:
@@ -36,8 +33,7 @@ def gather(settings: Settings, env: Mapping[str, str], home: Path) -> StatusRepo
             raw[kind.__name__] = [o.to_dict() for o in res]
         nodes = [dstatus.node_status(n) for n in raw["Node"]]
         counts, problems = dstatus.pod_summary(raw["Pod"])
-        endpoint = (settings.platform.monitoring.prometheus if settings.platform
-                    else DEFAULT_PROMETHEUS)
+        endpoint = monitoring(settings).prometheus
         targets = []
         api = None
         try:
