@@ -45,9 +45,33 @@ def prometheus_yaml(layout: LabLayout, pki: Pki) -> str:
             job("kube-state-metrics", "kube-state-metrics",
                 extra={"honor_labels": True}),
             job("kwok", "kwok", "https"),
+            kubelet_resource_job(layout, tls),
         ],
     }
     return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def kubelet_resource_job(layout: LabLayout, tls: dict[str, str]) -> dict[str, object]:
+    """Scrape job "kubelet": each kwok node's /metrics/resource, as a kubelet serves it.
+
+    kwok serves every node it manages on its one port, at /metrics/nodes/NODE/metrics/resource
+    (container_cpu_usage_seconds_total, container_memory_working_set_bytes, ...), and lists
+    those paths for Prometheus' HTTP service discovery at /discovery/prometheus, so nodes added
+    later are scraped too (the Debian Prometheus has no Kubernetes discovery).
+    """
+    kwok = f"{layout.host}:{layout.port('kwok')}"
+    return {
+        "job_name": "kubelet", "scheme": "https", "tls_config": tls,
+        "http_sd_configs": [{"url": f"https://{kwok}/discovery/prometheus",
+                             "refresh_interval": "15s", "tls_config": tls}],
+        "relabel_configs": [
+            {"source_labels": ["__metrics_path__"], "regex": "/metrics/nodes/([^/]+)/.*",
+             "target_label": "node", "replacement": "$1"},
+            {"source_labels": ["metrics_name"], "regex": "metrics-resource", "action": "keep"},
+            {"target_label": "metrics_path", "replacement": "/metrics/resource"},
+            {"regex": "metrics_name", "action": "labeldrop"},
+        ],
+    }
 
 
 def alertmanager_yaml() -> str:

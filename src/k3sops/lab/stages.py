@@ -28,6 +28,15 @@ KWOK_STAGE_FILES = (
     "pod/chaos/pod-container-running-failed.yaml",
 )
 
+KWOK_METRICS_FILES = (
+    # kubelet's /metrics/resource per node (container_cpu_usage_seconds_total,
+    # container_memory_working_set_bytes, ...), computed from the usage below.
+    "metrics/resource/metrics-resource.yaml",
+    # Usage from the pod annotations kwok.x-k8s.io/usage-cpu and kwok.x-k8s.io/usage-memory
+    # (a Quantity, e.g. "250m", "300Mi"); without them a constant 1m CPU and 1Mi memory.
+    "metrics/usage/usage-from-annotation.yaml",
+)
+
 FAULT_LABEL = "k3sops.io/fault"
 
 
@@ -145,12 +154,18 @@ def own_stages() -> list[dict[str, object]]:
 
 
 def kwok_config(kwok_dir: Path, extra_docs: list[dict[str, object]]) -> str:
-    """The multi-document YAML passed to kwok --config: stages plus exec/logs/port-forward rules."""
+    """The multi-document YAML passed to kwok --config (stages, metrics, usage, exec/logs rules)."""
     docs: list[str] = []
     for rel in KWOK_STAGE_FILES:
         path = kwok_dir / "kustomize" / "stage" / rel
         if not path.is_file():
             raise LabError(f"kwok stage file missing: {path}",
+                           hint="the installed kwok version does not match lab/go/kwok")
+        docs.append(path.read_text().strip())
+    for rel in KWOK_METRICS_FILES:
+        path = kwok_dir / "kustomize" / rel
+        if not path.is_file():
+            raise LabError(f"kwok metrics file missing: {path}",
                            hint="the installed kwok version does not match lab/go/kwok")
         docs.append(path.read_text().strip())
     docs += [yaml.safe_dump(d, sort_keys=False).strip() for d in [*own_stages(), *extra_docs]]
