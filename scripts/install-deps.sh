@@ -14,6 +14,9 @@ ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || need+=(postgresql)
 have /usr/bin/restic || need+=(restic)
 have /usr/bin/etcd || need+=(etcd-server)
 have git || need+=(git)
+# Test hosts for the Ansible playbooks: a debootstrapped root per host running sshd.
+have /usr/sbin/sshd || need+=(openssh-server)
+have /usr/sbin/debootstrap || need+=(debootstrap)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2

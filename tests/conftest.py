@@ -13,6 +13,8 @@ from typing import TypeVar
 
 import pytest
 
+# test_hosts: network namespaces with their own root and sshd, for the Ansible tests.
+from hosts import test_hosts  # noqa: F401
 from k3sops.lab.build import installed_binaries
 from k3sops.lab.layout import LabLayout
 
