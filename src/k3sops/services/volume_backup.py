@@ -1,0 +1,254 @@
+"""`backup volume PVC -n NS` and the restore of a volume backup into a new PVC.
+
+Backup: resolve the PVC to its Longhorn volume (nothing is created before that succeeds), open
+a k3sops backup (a ``Running`` manifest), create a Longhorn Snapshot and a Backup of it, wait
+until Longhorn reports Completed or Error (or the timeout), then close the k3sops backup:
+``Completed`` only when Longhorn says Completed **and** the backup has a URL and a size; the
+data part of the k3sops backup is Longhorn's Backup record (URL, size, snapshot, volume, PVC
+spec) so that a restore needs nothing but the k3sops backup. Anything else closes it Failed.
+
+Restore: always into a new PVC (refused when the name exists), through a StorageClass whose
+``fromBackup`` parameter is the recorded URL. Planned by default; made with ``apply``, audited.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import json
+import secrets
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from pydantic import BaseModel, Field
+
+from k3sops import __version__
+from k3sops.adapters.audit import AuditLog, current_user
+from k3sops.adapters.longhorn import Longhorn
+from k3sops.adapters.restic import Restic
+from k3sops.domain import backups
+from k3sops.domain import volume_backup as vb
+from k3sops.domain.backups import BackupManifest
+from k3sops.errors import AdapterError, Conflict, K3sopsError, PlanRejected, Timeout
+
+Progress = Callable[[str, int], None]
+"""Called with (Longhorn state, percent) while waiting."""
+
+
+class Recorder(Protocol):
+    """Where the k3sops side of a backup is written (the restic repository in production)."""
+
+    def begin(self, kind: str, target: str, source: str) -> BackupManifest:
+        """Open a backup: write its ``Running`` manifest; return it."""
+
+    def complete(self, manifest: BackupManifest, data: bytes,
+                 facts: dict[str, Any]) -> BackupManifest:
+        """Store ``data`` and close the backup ``Completed`` with ``facts``."""
+
+    def fail(self, manifest: BackupManifest, error: str) -> BackupManifest:
+        """Close the backup ``Failed`` with ``error``."""
+
+
+MANIFEST_FILE = "manifest.json"
+"""File name of a manifest inside its restic snapshot."""
+
+
+class ResticRecorder:
+    """Writes a backup's manifests and data into a restic repository (H6a's tag scheme).
+
+    ``Running`` manifest first, data next, the final manifest last: a run killed at any point
+    is never listed as Completed.
+    """
+
+    def __init__(self, restic: Restic, cluster: str, environment: str | None = None,
+                 clock: Callable[[], dt.datetime] | None = None) -> None:
+        self.restic = restic
+        self.cluster = cluster
+        self.environment = environment
+        self._now = clock or (lambda: dt.datetime.now(dt.UTC))
+
+    def _write(self, m: BackupManifest) -> BackupManifest:
+        self.restic.backup_bytes(m.model_dump_json(indent=1).encode(), MANIFEST_FILE,
+                                 backups.manifest_tags(m))
+        return m
+
+    def begin(self, kind: str, target: str, source: str) -> BackupManifest:
+        """Write the ``Running`` manifest."""
+        now = self._now()
+        m = BackupManifest(
+            id=backups.backup_id(kind, target, now, secrets.token_hex(3)),
+            kind=kind,
+            cluster=self.cluster, environment=self.environment, target=target, source=source,
+            started=now, filename=backups.data_filename(kind, target),
+            tools={"k3sops": __version__, "restic": self.restic.version()})
+        return self._write(m)
+
+    def complete(self, manifest: BackupManifest, data: bytes,
+                 facts: dict[str, Any]) -> BackupManifest:
+        """Store ``data`` (sha256 and size measured on the way), then the Completed manifest."""
+        tags = backups.part_tags("data", manifest.id, manifest.kind, manifest.cluster,
+                                 manifest.environment, manifest.target)
+        stored = self.restic.backup_stream(io.BytesIO(data), manifest.filename, tags)
+        done = backups.transition(manifest, "Completed", self._now(), size=stored.size,
+                                  sha256=stored.sha256, snapshot_ids=[stored.snapshot_id],
+                                  facts=facts)
+        return self._write(done)
+
+    def fail(self, manifest: BackupManifest, error: str) -> BackupManifest:
+        """Write the Failed manifest."""
+        return self._write(backups.transition(manifest, "Failed", self._now(), error=error))
+
+
+class VolumeBackupResult(BaseModel):
+    """What `backup volume` did."""
+
+    manifest: BackupManifest
+    volume: vb.VolumeRef
+    longhorn: vb.LonghornBackupState
+    snapshot: str
+
+
+def backup_volume(lh: Longhorn, recorder: Recorder, namespace: str, pvc: str, *,
+                  timeout: float = 3600.0, poll: float = 2.0,
+                  on_progress: Progress | None = None) -> VolumeBackupResult:
+    """Back up the Longhorn volume behind ``namespace/pvc``; see the module docstring.
+
+    Raises:
+        NotFound: the PVC does not exist.
+        PlanRejected: the PVC is not bound to a Longhorn volume, or Longhorn has no such volume.
+        AdapterError: Longhorn reported Error, or Completed without URL or size.
+        Timeout: Longhorn did not finish within ``timeout`` seconds.
+    """
+    claim = lh.pvc(namespace, pvc)
+    pv_name = (claim.get("spec") or {}).get("volumeName")
+    ref = vb.resolve_volume(claim, lh.pv(pv_name) if pv_name else None)
+    if lh.volume(ref.volume) is None:
+        raise PlanRejected(f"Longhorn has no volume {ref.volume} (PV {ref.pv} of PVC "
+                           f"{namespace}/{pvc}) in {lh.namespace}",
+                           hint="is Longhorn installed and the volume attached? "
+                                "kubectl -n longhorn-system get volumes.longhorn.io")
+    manifest = recorder.begin("volume", f"{namespace}/{pvc}", f"longhorn:{ref.volume}")
+    try:
+        snap_name = vb.object_name("k3sops", manifest.id)
+        lh.create_snapshot(vb.snapshot_object(ref, snap_name, manifest.id))
+        backup_name = vb.object_name("k3sops", manifest.id)
+        lh.create_backup(vb.backup_object(ref, backup_name, snap_name, manifest.id))
+        state = _wait(lh, backup_name, timeout, poll, on_progress)
+        if not state.restorable:
+            raise AdapterError(
+                f"Longhorn backup {backup_name} of volume {ref.volume} is not restorable: "
+                + "; ".join(state.problems()),
+                hint="check the backup target: kubectl -n longhorn-system get "
+                     "backuptargets.longhorn.io; the k3sops backup is marked Failed")
+        record = {"longhorn_backup": backup_name, "snapshot": snap_name,
+                  "url": state.url, "size": state.size, "volume": ref.volume,
+                  "backup_target": state.backup_target, "created_at": state.created_at,
+                  "pvc": ref.model_dump(mode="json")}
+        data = json.dumps(record, sort_keys=True, indent=1).encode()
+        done = recorder.complete(manifest, data, record)
+    except K3sopsError as e:
+        recorder.fail(manifest, e.message)
+        raise
+    except BaseException:
+        # Ctrl-C or a crash: try to close it; a killed run is marked Failed by the next one.
+        with contextlib.suppress(K3sopsError):
+            recorder.fail(manifest, "interrupted")
+        raise
+    return VolumeBackupResult(manifest=done, volume=ref, longhorn=state, snapshot=snap_name)
+
+
+def _wait(lh: Longhorn, name: str, timeout: float, poll: float,
+          on_progress: Progress | None) -> vb.LonghornBackupState:
+    deadline = time.monotonic() + timeout
+    last: vb.LonghornBackupState | None = None
+    while True:
+        obj = lh.backup(name)
+        if obj is None:
+            raise AdapterError(f"Longhorn backup {name} disappeared while it was being made",
+                               hint="was it deleted by hand or by a retention job?")
+        last = vb.read_backup(obj)
+        if on_progress is not None:
+            on_progress(last.state or "Pending", last.progress)
+        if last.finished:
+            return last
+        if time.monotonic() >= deadline:
+            raise Timeout(f"Longhorn backup {name} still {last.state or 'Pending'} "
+                          f"({last.progress}%) after {timeout:g}s",
+                          hint="Longhorn's manager may be down or the backup target slow; "
+                               "raise --timeout, or check kubectl -n longhorn-system get "
+                               f"backups.longhorn.io {name}")
+        time.sleep(poll)
+
+
+# --------------------------------------------------------------------------------------------
+# Restore
+
+
+class VolumeRestoreReport(BaseModel):
+    """The restore plan (objects to create) and, when applied, what was created."""
+
+    backup_id: str
+    url: str
+    applied: bool
+    objects: list[dict[str, Any]] = Field(default_factory=list)
+    created: list[str] = Field(default_factory=list)
+    audit_log: str | None = None
+
+
+def restore_volume(lh: Longhorn, manifest: BackupManifest, record: dict[str, Any],
+                   namespace: str, new_pvc: str, *, apply: bool, audit: AuditLog | None,
+                   size: str | None = None) -> VolumeRestoreReport:
+    """Plan (and with ``apply`` make) a new PVC restored from a volume backup.
+
+    Raises:
+        PlanRejected: the backup is not a Completed volume backup, or the PVC already exists.
+        Conflict: the PVC appeared between the check and the create (nothing overwritten).
+    """
+    if manifest.kind != "volume" or manifest.status != "Completed":
+        raise PlanRejected(f"backup {manifest.id} is a {manifest.status} {manifest.kind} "
+                           "backup, not a Completed volume backup",
+                           hint="pick one from `k3sops backup list` with kind volume")
+    pvc_spec = record.get("pvc") or {}
+    req = vb.RestoreRequest(namespace=namespace, pvc=new_pvc,
+                            size=size or str(pvc_spec.get("size") or ""),
+                            access_modes=list(pvc_spec.get("access_modes") or ["ReadWriteOnce"]))
+    if not req.size:
+        raise PlanRejected(f"backup {manifest.id} does not record the volume size",
+                           hint="pass --size, e.g. --size 10Gi")
+    sc, pvc = vb.restore_objects(str(record.get("url") or ""), req, manifest.id)
+    if lh.find_pvc(namespace, new_pvc) is not None:
+        raise PlanRejected(f"PVC {namespace}/{new_pvc} already exists; a restore never "
+                           "writes over a volume",
+                           hint="restore into a new PVC name (--to NAME)")
+    report = VolumeRestoreReport(backup_id=manifest.id, url=str(record.get("url")),
+                                 applied=apply, objects=[sc, pvc],
+                                 audit_log=str(audit.path) if apply and audit else None)
+    if not apply:
+        return report
+    sc_name = sc["metadata"]["name"]
+    steps: list[tuple[str, str, Callable[[], object]]] = []
+    if lh.storage_class(sc_name) is None:
+        steps.append(("create-storageclass", f"storageclasses/{sc_name}",
+                      lambda: lh.create_storage_class(sc)))
+    steps.append(("create-pvc", f"{namespace}/persistentvolumeclaims/{new_pvc}",
+                  lambda: lh.create_pvc(pvc)))
+    for action, target, run in steps:
+        error = None
+        try:
+            run()
+            report.created.append(target)
+        except Conflict as e:
+            error = e.message
+            raise
+        except K3sopsError as e:
+            error = e.message
+            raise
+        finally:
+            if audit is not None:
+                audit.append({"who": current_user(), "context": lh.objects.kube.context,
+                              "what": {"action": action, "target": target,
+                                       "detail": f"restore of backup {manifest.id}"},
+                              "result": "failed" if error else "ok", "error": error})
+    return report
