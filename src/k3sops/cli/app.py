@@ -70,15 +70,18 @@ def _register() -> None:
     # Imported here so that each group module can import `app` helpers without cycles.
     from k3sops.cli import (
         alerts_cmd,
+        capacity_cmd,
         check_cmd,
         config_cmd,
         dashboards_cmd,
         diagnose_cmd,
+        emergency_cmd,
         lab_cmd,
         logs_cmd,
         metrics_cmd,
         remediate_cmd,
         runbook_cmd,
+        scale_cmd,
         silences_cmd,
         status_cmd,
     )
@@ -87,12 +90,15 @@ def _register() -> None:
     status_cmd.register(app)
     check_cmd.register(app)
     diagnose_cmd.register(app)
+    emergency_cmd.register(app)
     metrics_cmd.register(app)
     silences_cmd.register(alerts_cmd.alerts)
     alerts_cmd.register(app)
     dashboards_cmd.register(app)
     runbook_cmd.register(app)
     remediate_cmd.register(app)
+    scale_cmd.register(app)
+    capacity_cmd.register(app)
     logs_cmd.register(app)
     lab_cmd.register(app)
 

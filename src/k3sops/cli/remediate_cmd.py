@@ -38,11 +38,14 @@ COLOURS = {"ok": "green", "skipped": "cyan", "failed": "red", "not-run": "yellow
 
 
 def register(app: typer.Typer) -> None:
-    """Attach `node`, `rollout`, `scale` and `pods` to the root app."""
+    """Attach `node`, `rollout` and `pods` to the root app.
+
+    `scale deployment/NAME --replicas N` is served by the `scale` group (cli/scale_cmd.py),
+    which routes a ``KIND/NAME`` argument to `scale app` (the same plan, plus the HPA guard).
+    """
     app.add_typer(node_app, name="node")
     app.add_typer(rollout_app, name="rollout")
     app.add_typer(pods_app, name="pods")
-    app.command("scale")(scale_cmd)
 
 
 def _table(r: RemediationReport, out: Console) -> None:
@@ -139,19 +142,6 @@ def restart_cmd(ctx: typer.Context, workload: str, namespace: Namespace = "defau
                 apply: Apply = False, state_dir: StateDir = None) -> None:
     """Restart a workload's pods (always restarts, like kubectl rollout restart)."""
     _finish(ctx, remediate.restart(_runner(ctx, apply, state_dir), workload, namespace))
-
-
-def scale_cmd(
-    ctx: typer.Context,
-    workload: str,
-    replicas: Annotated[int, typer.Option("--replicas", help="Desired replica count.")],
-    namespace: Namespace = "default",
-    apply: Apply = False,
-    state_dir: StateDir = None,
-) -> None:
-    """Set a workload's replica count (nothing to do when it already has that many)."""
-    _finish(ctx, remediate.scale(_runner(ctx, apply, state_dir), workload, namespace,
-                                 replicas))
 
 
 @pods_app.command("clean")
