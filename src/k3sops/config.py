@@ -182,6 +182,36 @@ class Promotion(BaseModel):
     ``approval``: one of ``approvers`` must approve first. Defaults to the safe ``manual``."""
     approvers: list[str] = Field(default_factory=list)
     """Users or groups allowed to approve a promotion; required when policy is ``approval``."""
+    required_approvals: int = Field(default=1, ge=1, strict=True)
+    """Distinct approvers (from ``approvers``) needed for one version (policy ``approval``)."""
+    approval_expiry: str = "24h"
+    """How long an approval stays valid (Prometheus duration): an old approval does not
+    carry a later decision."""
+    healthy_for: str = "10m"
+    """How long the source environment must have run the version healthily (rollout complete,
+    no firing alerts for the app, error rate and p95 within bounds) before it moves here."""
+    max_error_rate_percent: float = Field(default=5.0, gt=0, le=100, strict=True)
+    """Highest share of 5xx responses (percent) of the app in the source environment."""
+    max_p95_seconds: float = Field(default=0.5, gt=0, strict=True)
+    """Highest 95th percentile request latency (seconds) of the app in the source environment."""
+    error_rate_query: str = (
+        '100 * sum(rate(http_requests_total{namespace="$namespace",job="$app",code=~"5.."}[5m]))'
+        ' / sum(rate(http_requests_total{namespace="$namespace",job="$app"}[5m]))')
+    """PromQL of the error-rate gate (percent); ``$namespace`` and ``$app`` are filled in."""
+    p95_query: str = (
+        'histogram_quantile(0.95, sum by (le) (rate(http_request_duration_seconds_bucket'
+        '{namespace="$namespace",job="$app"}[5m])))')
+    """PromQL of the p95 latency gate (seconds); ``$namespace`` and ``$app`` are filled in."""
+    missing_metrics: Literal["pass", "fail"] = "pass"
+    """What a metric gate says when the app exposes no such series (reported either way)."""
+
+    @field_validator("approval_expiry", "healthy_for")
+    @classmethod
+    def _check_promotion_duration(cls, value: str) -> str:
+        if value != "0" and (not value or not _PROM_DURATION.match(value)):
+            raise _invalid(f"{value[:40]!r} is not a Prometheus duration",
+                           "digits with units y, w, d, h, m, s in that order, e.g. 10m, 1h30m")
+        return value
 
     @field_validator("approvers")
     @classmethod
@@ -453,6 +483,24 @@ class GitOps(BaseModel):
     """Branch ArgoCD tracks; promotions are committed here."""
     values_path: str = "environments/{env}/values.yaml"
     """Path of an environment's values file inside the repo; ``{env}`` is the environment."""
+    push: Literal["direct", "branch"] = "direct"
+    """``direct``: promotions are pushed to ``branch`` (rebased onto a concurrent change);
+    ``branch``: pushed to a review branch ``k3sops/<env>/<app>-<version>`` to merge by hand."""
+    deploy: Literal["argocd", "apply", "none"] = "argocd"
+    """How a pushed change reaches the cluster: ``argocd`` (wait for the app's Application to
+    sync and be healthy), ``apply`` (k3sops renders the manifests and server-side applies them,
+    as in the lab), ``none`` (only git is changed)."""
+    argocd_namespace: DnsLabel = "argocd"
+    """Namespace of ArgoCD's Application objects (``<app>-<env>``)."""
+    rollout_timeout: str = "5m"
+    """How long to wait for a rollout (or an ArgoCD sync) to finish after a change."""
+
+    @field_validator("rollout_timeout")
+    @classmethod
+    def _check_rollout_timeout(cls, value: str) -> str:
+        if not value or value == "0" or not _PROM_DURATION.match(value):
+            raise _invalid(f"{value[:40]!r} is not a Prometheus duration", "e.g. 90s, 5m")
+        return value
 
     @field_validator("repo")
     @classmethod

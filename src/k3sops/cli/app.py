@@ -76,6 +76,8 @@ def _register() -> None:
         dashboards_cmd,
         diagnose_cmd,
         emergency_cmd,
+        env_cmd,
+        gitops_cmd,
         lab_cmd,
         logs_cmd,
         metrics_cmd,
@@ -100,6 +102,8 @@ def _register() -> None:
     scale_cmd.register(app)
     capacity_cmd.register(app)
     logs_cmd.register(app)
+    env_cmd.register(app)
+    gitops_cmd.register(app)
     lab_cmd.register(app)
 
 

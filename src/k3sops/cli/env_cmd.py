@@ -1,0 +1,238 @@
+"""`k3sops env`: environments, promotion, approvals, rollback and development sync.
+
+Promotion, rollback and sync print their plan and change nothing without ``--apply``. A refusal
+(gate, policy, missing approval, skipped environment, a version the source never ran) prints
+the reason and the command that would satisfy it and exits 3; a failed deployment or
+verification exits 1.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from k3sops.cli.options import get_options
+from k3sops.domain.gitops import ValueDiff
+from k3sops.domain.promotion import GateResult, PromotionRefused
+from k3sops.errors import AdapterError, FindingsAtThreshold
+from k3sops.output.render import render
+from k3sops.services import context, promote
+from k3sops.services import gitops as svc
+from k3sops.services.gitops import EnvDiff, EnvList, EnvStatus, GitOpsContext
+from k3sops.services.promote import ApprovalReport, ChangeReport
+
+env_app = typer.Typer(help="Environments and GitOps promotion (dev -> staging -> production).",
+                      no_args_is_help=True)
+
+Apply = Annotated[bool, typer.Option("--apply", help="Commit, push and deploy (default: plan).")]
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", envvar="K3SOPS_STATE_DIR",
+    help="Where the audit log and k3sops' GitOps clone live (default ~/.local/state/k3sops).")]
+STATUS = {"pass": "green", "fail": "red", "no-data": "yellow", "error": "red"}
+
+
+def register(app: typer.Typer) -> None:
+    """Attach `env` to the root app."""
+    app.add_typer(env_app, name="env")
+
+
+def _ctx(ctx: typer.Context, state_dir: Path | None) -> GitOpsContext:
+    opts = get_options(ctx)
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    return svc.open_context(settings, os.environ, Path.home(), state_dir)
+
+
+@env_app.command("list")
+def list_cmd(ctx: typer.Context, state_dir: StateDir = None) -> None:
+    """The environments in promotion order, with their policy and gates."""
+    def table(r: EnvList, out: Console) -> None:
+        t = Table("environment", "namespaces", "policy", "approvers", "healthy for",
+                  "promotes from", "values file",
+                  title=f"GitOps {r.repo} ({r.branch}; push {r.push}, deploy {r.deploy})")
+        for e in r.environments:
+            approvers = (f"{', '.join(e.approvers)} ({e.required_approvals} needed)"
+                         if e.policy == "approval" else "")
+            t.add_row(e.name, ", ".join(e.namespaces), e.policy, approvers,
+                      e.healthy_for if e.promotes_from else "", e.promotes_from or "(builds)",
+                      e.values_file)
+        out.print(t)
+    render(svc.env_list(_ctx(ctx, state_dir)), get_options(ctx).output.value, table)
+
+
+@env_app.command("status")
+def status_cmd(ctx: typer.Context,
+               app: Annotated[str | None, typer.Argument(help="Only this app.")] = None,
+               state_dir: StateDir = None) -> None:
+    """Per app and environment: version in git, version running, ArgoCD or rollout status."""
+    def table(r: EnvStatus, out: Console) -> None:
+        t = Table("app", "environment", "git", "running", "in sync", "rollout", "argocd",
+                  title=f"environments at {r.commit[:12]}")
+        for a in r.apps:
+            argo = f"{a.argocd.sync}/{a.argocd.health}" if a.argocd else "-"
+            t.add_row(a.app, a.env, a.git_version or "-", a.running_version or "-",
+                      "[green]yes[/]" if a.in_sync else "[red]no[/]",
+                      a.error or a.rollout, argo)
+        out.print(t)
+    render(svc.env_status(_ctx(ctx, state_dir), app), get_options(ctx).output.value, table)
+
+
+@env_app.command("diff")
+def diff_cmd(ctx: typer.Context, left: str, right: str,
+             strict: Annotated[bool, typer.Option(
+                 "--strict", help="Exit 3 when a difference is not documented.")] = False,
+             state_dir: StateDir = None) -> None:
+    """Every values difference between two environments, documented or not (DEVIATIONS)."""
+    def table(r: EnvDiff, out: Console) -> None:
+        t = Table("key", r.left, r.right, "documented",
+                  title=f"{r.left} vs {r.right}: {len(r.differences)} difference(s), "
+                        f"{r.undocumented} undocumented")
+        for d in r.differences:
+            t.add_row(d.path, _shown(d, True), _shown(d, False),
+                      f"[green]yes[/] {d.reason}" if d.documented else "[red]NO[/]")
+        out.print(t)
+    report = svc.env_diff(_ctx(ctx, state_dir), left, right)
+    render(report, get_options(ctx).output.value, table)
+    if strict and report.undocumented:
+        raise FindingsAtThreshold(f"{report.undocumented} undocumented difference(s) between "
+                                  f"{left} and {right}",
+                                  hint="make them equal, or write down why in DEVIATIONS.yaml")
+
+
+def _shown(d: ValueDiff, left: bool) -> str:
+    v = d.left if left else d.right
+    return "(absent)" if v is None else str(v)
+
+
+def _gates(title: str, gates: list[GateResult], out: Console) -> None:
+    t = Table("gate", "result", "detail", title=title)
+    for gt in gates:
+        t.add_row(gt.name, f"[{STATUS.get(gt.status, 'white')}]{gt.status}[/]", gt.detail)
+    out.print(t)
+
+
+def _change_table(r: ChangeReport, out: Console) -> None:
+    head = {"promote": f"promote {r.app} {r.version or '?'}: {r.source} -> {r.target}",
+            "rollback": f"rollback {r.app} in {r.target}: {r.previous_version} -> {r.version}",
+            "sync": f"sync {r.target}"}[r.action]
+    out.print(f"[bold]{head}[/] ({'applied' if r.applied else 'plan, dry run'})")
+    if r.gates:
+        _gates(f"gates on {r.source}", r.gates, out)
+    for a in r.approvals:
+        out.print(f"approved by {a.by} at {a.at} (expires {a.expires})")
+    if r.diff:
+        out.print(f"[dim]{r.values_file}:[/]")
+        for line in r.diff:
+            colour = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim"
+            out.print(f"[{colour}]{line}[/]", highlight=False, markup=True)
+    for ref in r.refusals:
+        out.print(f"[red]refused[/] ({ref.rule}): {ref.reason}")
+        if ref.command:
+            out.print(f"  to satisfy it: {ref.command}")
+    if r.commit:
+        out.print(f"commit {r.commit[:12]} pushed to {r.pushed_to}")
+    if r.deploy:
+        colour = "green" if r.deploy.state == "rolled-out" else "yellow"
+        out.print(f"deploy ({r.deploy.mode}): [{colour}]{r.deploy.state}[/] {r.deploy.detail}")
+    if r.verification:
+        _gates(f"verification in {r.target}", r.verification, out)
+    for n in r.notes:
+        out.print(f"[dim]note:[/] {n}")
+    if r.audit_log:
+        out.print(f"[dim]audit log:[/] {r.audit_log}")
+
+
+def _finish(ctx: typer.Context, report: ChangeReport) -> None:
+    render(report, get_options(ctx).output.value, _change_table)
+    if report.refusals:
+        raise PromotionRefused(report.refusals)
+    if report.deploy and report.deploy.state in ("failed", "timeout"):
+        raise AdapterError(f"{report.action} of {report.app or report.target} was pushed "
+                           f"({(report.commit or '')[:12]}) but the deployment "
+                           f"{report.deploy.state}: {report.deploy.detail}",
+                           hint=f"k3sops env status; to go back: k3sops env rollback "
+                                f"{report.app} --env {report.target} --apply")
+    failed = [v for v in report.verification if not v.passed]
+    if failed:
+        raise AdapterError(f"{report.target} rolled out but failed verification: "
+                           + "; ".join(f"{v.name} {v.status}: {v.detail}" for v in failed),
+                           hint=f"to go back: k3sops env rollback {report.app} --env "
+                                f"{report.target} --apply")
+
+
+@env_app.command("promote")
+def promote_cmd(
+    ctx: typer.Context,
+    app: str,
+    to: Annotated[str, typer.Option("--to", help="Target environment (staging, production).")],
+    source: Annotated[str | None, typer.Option(
+        "--from", help="Source environment (default and only allowed: the previous one).")
+    ] = None,
+    version: Annotated[str | None, typer.Option(
+        "--version", help="Expected version (refused unless the source runs exactly it).")
+    ] = None,
+    apply: Apply = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Promote what runs in the previous environment into TO (gates, policy, approvals)."""
+    _finish(ctx, promote.promote(_ctx(ctx, state_dir), app, to, source=source,
+                                 version=version, apply=apply))
+
+
+@env_app.command("approve")
+def approve_cmd(
+    ctx: typer.Context,
+    app: str,
+    to: Annotated[str, typer.Option("--to", help="Environment the approval is for.")],
+    version: Annotated[str | None, typer.Option(
+        "--version", help="Version approved (default: what git says the source runs).")
+    ] = None,
+    who: Annotated[str | None, typer.Option(
+        "--as", help="Approver name as listed in platform.yaml (default: the OS user).")
+    ] = None,
+    note: Annotated[str | None, typer.Option("--note", help="Why (kept with the approval).")
+                    ] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Approve one version of APP for TO; stored in the GitOps repo and the audit log."""
+    def table(r: ApprovalReport, out: Console) -> None:
+        a = r.approval
+        out.print(f"approved {a.app} {a.version} for {a.env} by {a.by} at {a.at}, "
+                  f"expires {a.expires}")
+        out.print(f"{r.file}: commit {(r.commit or '')[:12]} pushed to {r.pushed_to}")
+        out.print(f"[dim]audit log:[/] {r.audit_log}")
+    render(promote.approve(_ctx(ctx, state_dir), app, to, version=version, by=who, note=note),
+           get_options(ctx).output.value, table)
+
+
+@env_app.command("rollback")
+def rollback_cmd(
+    ctx: typer.Context,
+    app: str,
+    env: Annotated[str, typer.Option("--env", help="Environment to roll back.")],
+    to_version: Annotated[str | None, typer.Option(
+        "--to-version", help="A version from the values file's history (default: previous).")
+    ] = None,
+    apply: Apply = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Return APP in ENV to its previous version from git history, deploy and verify."""
+    _finish(ctx, promote.rollback(_ctx(ctx, state_dir), app, env, to_version=to_version,
+                                  apply=apply))
+
+
+@env_app.command("sync")
+def sync_cmd(
+    ctx: typer.Context,
+    env: Annotated[str, typer.Option("--env", help="Environment to sync.")],
+    app: Annotated[str | None, typer.Option("--app", help="Only this app.")] = None,
+    apply: Apply = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Deploy what git says; an auto environment (development) first takes the newest builds."""
+    _finish(ctx, promote.sync(_ctx(ctx, state_dir), env, app=app, apply=apply))
