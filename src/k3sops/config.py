@@ -421,6 +421,29 @@ class Ansible(BaseModel):
     """SSH private key used to reach the nodes; unset: the SSH agent / Ansible's default."""
     user: str | None = None
     """Remote SSH user; unset: the inventory's or Ansible's default."""
+    token_env: str | None = None
+    """Environment variable holding the K3s cluster token (the playbooks need it to install or
+    join nodes); the token is never written here."""
+    token_file: FilePath | None = None
+    """File holding the K3s cluster token (keep it mode 0600); alternative to token_env."""
+    timeout_seconds: float = Field(default=1800, gt=0, strict=True)
+    """How long one playbook run may take before it is stopped."""
+    node_ready_timeout_seconds: float = Field(default=300, gt=0, strict=True)
+    """How long `scale nodes add` waits for new Nodes to become Ready."""
+
+    @field_validator("token_env")
+    @classmethod
+    def _check_token_env(cls, value: str | None) -> str | None:
+        if value is not None and not _ENV_VAR.match(value):
+            raise _invalid("not an environment variable name", "letters, digits and _")
+        return value
+
+    @model_validator(mode="after")
+    def _one_token_source(self) -> Ansible:
+        if self.token_env is not None and self.token_file is not None:
+            raise _invalid("both token_env and token_file given; at most one is allowed",
+                           "token_env: VARIABLE or token_file: PATH")
+        return self
 
 
 class Backup(BaseModel):
@@ -1047,6 +1070,7 @@ ansible:
   inventory: inventory/hosts.ini   # inventory file or directory of the K3s nodes
   # private_key_file: ~/.ssh/id_ed25519
   # user: ubuntu
+  # token_env: K3S_TOKEN          # the cluster token, for installing and joining nodes
 
 # Backups with restic (optional). repository: a local path or sftp:, rest:, s3:, b2: ...
 # The repository password comes from an environment variable (password_env) or a file
