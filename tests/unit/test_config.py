@@ -299,7 +299,8 @@ def test_unknown_key_lists_the_allowed_keys() -> None:
     err = parse_error(MINIMAL + "gitops:\n  repo: /srv/git/deploy\n  brnach: main\n")
     (line,) = issue_lines(err)
     assert line == ("platform.yaml:7: gitops.brnach: unknown key "
-                    "(allowed: repo, branch, values_path)")
+                    "(allowed: repo, branch, values_path, push, deploy, argocd_namespace, "
+                    "rollout_timeout)")
 
 
 @pytest.mark.unit
