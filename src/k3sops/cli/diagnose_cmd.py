@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from k3sops.cli.options import OutputFormat, get_options
+from k3sops.domain.alerting import parse_duration
 from k3sops.domain.diagnose import DiagnosisReport
 from k3sops.errors import PartialResult
 from k3sops.output.render import render
@@ -57,12 +58,14 @@ def _table(r: DiagnosisReport, out: Console) -> None:
 
 
 def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
-         namespace: str | None, output: OutputFormat | None) -> None:
+         namespace: str | None, output: OutputFormat | None, probe_dns: bool = False,
+         probe_timeout: str = "60s") -> None:
     opts = get_options(ctx)
+    timeout = parse_duration(probe_timeout).total_seconds()
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
     report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
-                                       namespace)
+                                       namespace, probe_dns=probe_dns, probe_timeout=timeout)
     render(report, (output or opts.output).value, _table)
     missing = [s for s in report.sources if not s.ok]
     if missing:
@@ -101,10 +104,16 @@ def deployment_cmd(ctx: typer.Context,
 
 
 @diagnose_app.command("network")
-def network_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
-                output: OutputOpt = None) -> None:
+def network_cmd(
+    ctx: typer.Context, namespace: NamespaceOpt = None, output: OutputOpt = None,
+    probe_dns: Annotated[bool, typer.Option(
+        "--probe-dns", help="Run the busybox `nslookup kubernetes.default` probe pod in "
+                            "kube-system (always deleted afterwards).")] = False,
+    probe_timeout: Annotated[str, typer.Option(
+        "--probe-timeout", help="How long the DNS probe pod may take.")] = "60s",
+) -> None:
     """Ingress → Service → EndpointSlices → pods, LoadBalancers and MetalLB, DNS."""
-    _run(ctx, "network", None, namespace, output)
+    _run(ctx, "network", None, namespace, output, probe_dns, probe_timeout)
 
 
 @diagnose_app.command("storage")

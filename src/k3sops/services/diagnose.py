@@ -13,10 +13,12 @@ from pathlib import Path
 from typing import Literal
 
 from k3sops.domain import diagnose as dg
+from k3sops.domain import dnsprobe as dnsprobe_domain
 from k3sops.domain.findings import Source
 from k3sops.domain.snapshot import ClusterSnapshot, Obj, meta
 from k3sops.errors import K3sopsError, NotFound, UsageError
 from k3sops.services import check as check_service
+from k3sops.services import dnsprobe
 from k3sops.services import logs as logs_service
 from k3sops.services.context import Settings, kube
 
@@ -63,8 +65,11 @@ def _not_found(snapshot: ClusterSnapshot, what: str, kind: str, name: str,
 
 
 def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Target,
-             name: str | None = None, namespace: str | None = None) -> dg.DiagnosisReport:
+             name: str | None = None, namespace: str | None = None, *,
+             probe_dns: bool = False, probe_timeout: float = 60.0) -> dg.DiagnosisReport:
     """Diagnose a target: the cluster (or a namespace), a node, pod, deployment, network, storage.
+
+    ``probe_dns`` (network only) runs the busybox nslookup probe pod (:mod:`.dnsprobe`).
 
     Raises:
         UsageError: a pod or deployment without a namespace, or a missing NAME.
@@ -80,8 +85,10 @@ def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Tar
         return _one(settings, env, home, snapshot, sources, target, name or "",
                     namespace or "")
     if target == "network":
-        return dg.diagnose_network(snapshot, namespace).report(
-            "network" + (f" in {namespace}" if namespace else ""), sources)
+        net = dg.diagnose_network(snapshot, namespace)
+        if probe_dns:
+            dnsprobe_domain.record(net, dnsprobe.run(settings, env, home, timeout=probe_timeout))
+        return net.report("network" + (f" in {namespace}" if namespace else ""), sources)
     if target == "storage":
         return dg.diagnose_storage(snapshot, namespace).report(
             "storage" + (f" in {namespace}" if namespace else ""), sources)

@@ -152,4 +152,72 @@ RUNBOOKS: list[Runbook] = [
                  "--limits=memory=<size>", "No new OOMKilled containers.", "k3sops check"),
         ],
         related=["node-memory-pressure", "node-high-memory", "pod-oomkilled"]),
+    Runbook(
+        id="emergency-app-down", title="EMERGENCY: an application is down",
+        summary="An application's users get errors or nothing: its workload has no available "
+                "replica, its pods crash, or the path to it (Service, endpoints, Ingress) is "
+                "broken. `k3sops emergency app-down APP` walks these steps.",
+        severity_hint="critical",
+        steps=[
+            step("Check the rollout", "Scaled to zero, a stuck rollout or no available "
+                 "replica each have their own fix.",
+                 "kubectl -n <namespace> rollout status deployment/<app>; "
+                 "kubectl -n <namespace> get deploy,sts <app>",
+                 "READY 0/N, ProgressDeadlineExceeded, or replicas 0.",
+                 "k3sops emergency app-down <app> -n <namespace>"),
+            step("Follow the pods' causal chain", "Pending, image pull, crash loop, OOM or "
+                 "readiness each name the broken link.",
+                 "kubectl -n <namespace> describe pod <pod>",
+                 "The first failing link and its runbook.",
+                 "k3sops diagnose deployment <app> -n <namespace>"),
+            step("Check Service → EndpointSlices → Ingress", "Pods may be fine while nothing "
+                 "routes to them.", "kubectl -n <namespace> get svc,endpointslices,ingress",
+                 "A Service without ready endpoints or an Ingress naming a missing Service.",
+                 "k3sops diagnose network -n <namespace>"),
+            step("Read the logs and the firing alerts", "The application usually says why.",
+                 "kubectl -n <namespace> logs <pod> --previous --tail=50",
+                 "Connection refused to a dependency, bad configuration, panics.",
+                 "k3sops logs <pod> -n <namespace> --previous"),
+            step("Restore service", "Restart a wedged rollout, scale a workload back up, or "
+                 "roll back a bad release.",
+                 "kubectl -n <namespace> rollout restart deployment/<app>; "
+                 "kubectl -n <namespace> rollout undo deployment/<app>",
+                 "Available replicas back to the desired count; endpoints ready.",
+                 "k3sops emergency app-down <app> -n <namespace> --yes"),
+        ],
+        related=["deployment-unavailable", "deployment-rollout-stuck", "pod-crashloop",
+                 "service-no-endpoints", "ingress-backend-missing"]),
+    Runbook(
+        id="emergency-network-lost", title="EMERGENCY: the cluster network is lost",
+        summary="Nodes go NotReady together, DNS stops resolving, or nothing reaches the "
+                "ingress. The pattern (one node, all agents, everything) says where to look. "
+                "`k3sops emergency network-lost` walks these steps.",
+        severity_hint="critical",
+        steps=[
+            step("Read the NotReady pattern", "One node: that host. All agents: the path to "
+                 "the servers. Everything: the servers themselves.",
+                 "kubectl get nodes -o wide", "Which nodes are NotReady and since when.",
+                 "k3sops emergency network-lost"),
+            step("Check DNS", "CoreDNS down breaks every Service name.",
+                 "kubectl -n kube-system get deploy coredns; kubectl run dnstest --rm -it "
+                 "--image=busybox:1.36 --restart=Never -- nslookup kubernetes.default",
+                 "An answer with the kubernetes Service's ClusterIP.",
+                 "k3sops diagnose network --probe-dns"),
+            step("Check the ingress controller and MetalLB", "Traffic from outside enters "
+                 "there.", "kubectl -n kube-system get deploy traefik; "
+                 "kubectl -n metallb-system get pods,ipaddresspools,l2advertisements",
+                 "The controller available and its LoadBalancer Service with an external IP.",
+                 "k3sops diagnose network"),
+            step("Check flannel and kube-proxy on an affected node", "K3s runs both inside "
+                 "its own process.", "ssh <node> 'ip route; ip -d link show flannel.1; "
+                 "sudo journalctl -u k3s -u k3s-agent -n 200 --no-pager | grep -i flannel'",
+                 "Routes to the other nodes' pod CIDRs and the VXLAN interface up; firewall "
+                 "rules allowing UDP 8472 between nodes."),
+            step("Restart what is stuck", "After the network is back, CoreDNS or the ingress "
+                 "controller may stay wedged.",
+                 "kubectl -n kube-system rollout restart deployment/coredns",
+                 "DNS answers again.", "k3sops emergency network-lost --yes"),
+        ],
+        related=["node-not-ready", "dns-coredns-unavailable", "loadbalancer-no-ip",
+                 "metallb-pool-exhausted"]),
 ]

@@ -1,0 +1,172 @@
+"""`k3sops emergency`: guided procedures for a cluster, an app or the network in trouble.
+
+Each check is shown on stderr as it completes; changes k3sops can make are asked about on a
+terminal, made with ``--yes``, and only proposed otherwise. Exit codes: 0 nothing failed (or
+every failure was repaired and verified), 3 a check still fails, 1 a change failed.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from k3sops.cli.options import OutputFormat, get_options
+from k3sops.domain.alerting import parse_duration
+from k3sops.domain.emergency import EmergencyReport, Procedure, Proposal, TimelineEntry
+from k3sops.errors import AdapterError, FindingsAtThreshold, UsageError
+from k3sops.output.render import render
+from k3sops.services import context
+from k3sops.services import emergency as emergency_service
+
+emergency_app = typer.Typer(
+    help="Guided emergency procedures: each check shown as it runs, changes only after "
+         "confirmation (or --yes), an incident timeline at the end.", no_args_is_help=True)
+
+STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "unknown": "magenta",
+                "skipped": "dim", "applied": "bold green", "declined": "yellow",
+                "proposed": "cyan", "failed": "bold red", "started": "bold"}
+
+Yes = Annotated[bool, typer.Option("--yes", "-y", help="Make the proposed changes without "
+                                   "asking (for automation).")]
+TimelineOpt = Annotated[Path | None, typer.Option(
+    "--timeline", help="Write the incident timeline (Markdown) to this file.")]
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", envvar="K3SOPS_STATE_DIR",
+    help="Where the audit log goes (default ~/.local/state/k3sops).")]
+Wait = Annotated[str, typer.Option(
+    "--wait", help="After a change, re-check for this long until it took effect.")]
+OutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
+
+
+def register(app: typer.Typer) -> None:
+    """Attach the `emergency` group to the root app."""
+    app.add_typer(emergency_app, name="emergency")
+
+
+def _table(r: EmergencyReport, out: Console) -> None:
+    out.print(Text(f"emergency {r.procedure}: {r.target}", style="bold"))
+    t = Table("", "check", "detail", "runbook", title="Checks")
+    for c in r.checks:
+        t.add_row(Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.title, c.detail,
+                  c.runbook or "")
+    out.print(t)
+    if r.actions:
+        t = Table("decision", "change", "why", "result", title="Changes")
+        for a in r.actions:
+            t.add_row(Text(a.decision, style=STATUS_STYLE.get(a.decision, "")), a.proposal.text,
+                      a.why, (a.result + (f": {a.error}" if a.error else ""))
+                      if a.decision == "applied" else "")
+        out.print(t)
+    if r.verification:
+        t = Table("", "check", "detail", title="After the changes")
+        for c in r.verification:
+            t.add_row(Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.title, c.detail)
+        out.print(t)
+    out.print(Text("Next steps", style="bold"))
+    for s in r.next_steps:
+        out.print(f"  - {s}", soft_wrap=True)
+    out.print(f"[dim]runbooks:[/] {', '.join(r.runbooks)} (k3sops runbook show ID)")
+
+
+def _printer(err: Console) -> Callable[[TimelineEntry], None]:
+    def show(e: TimelineEntry) -> None:
+        at = e.at.strftime("%H:%M:%S")
+        if err.is_terminal:
+            err.print(Text.assemble((f"{at} ", "dim"), (f"{e.kind:<8} ", "bold"),
+                                    (f"{e.result:<9} ", STATUS_STYLE.get(e.result, "")),
+                                    f"{e.step}", (f"  {e.detail}" if e.detail else "", "dim")))
+        else:
+            print(f"[emergency] {at} {e.kind} {e.step}: {e.result}"
+                  + (f" - {e.detail}" if e.detail else ""), file=sys.stderr, flush=True)
+    return show
+
+
+def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
+         namespace: str | None = None, yes: bool, timeline: Path | None,
+         state_dir: Path | None, wait: str, output: OutputFormat | None,
+         probe_dns: bool = False, probe_timeout: str = "60s") -> None:
+    opts = get_options(ctx)
+    fmt = (output or opts.output).value
+    if fmt not in ("table", "json", "yaml"):
+        raise UsageError(f"-o {fmt} is not available for emergency",
+                         hint="use table, json or yaml; the Markdown timeline goes to "
+                              "--timeline FILE")
+    if timeline is not None and not timeline.parent.resolve().is_dir():
+        raise UsageError(f"--timeline {timeline}: directory {timeline.parent} does not exist",
+                         hint="create it, or name a file in an existing directory")
+    wait_s = parse_duration(wait).total_seconds()
+    probe_s = parse_duration(probe_timeout).total_seconds()
+    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
+                               Path.cwd())
+    err = Console(stderr=True)
+    interactive = sys.stdin.isatty() and err.is_terminal
+    mode: emergency_service.Mode = "yes" if yes else ("ask" if interactive else "propose")
+
+    def confirm(p: Proposal) -> bool:
+        return bool(typer.confirm(f"Make this change? {p.text}", default=False, err=True))
+
+    report = emergency_service.run(
+        settings, os.environ, Path.home(), procedure, app=app, namespace=namespace, mode=mode,
+        confirm=confirm if mode == "ask" else None, on_entry=_printer(err), state=state_dir,
+        wait=wait_s, probe_dns=probe_dns, probe_dns_timeout=probe_s)
+    render(report, fmt, _table)
+    if timeline is not None:
+        emergency_service.write_timeline(timeline, report)
+        err.print(f"timeline written to {timeline}")
+    failed = [a for a in report.actions if a.decision == "applied" and a.result == "failed"]
+    if failed:
+        raise AdapterError(f"{len(failed)} change(s) failed: " + "; ".join(
+            f"{a.proposal.text}: {a.error}" for a in failed),
+            hint="the checks and the timeline above say what was seen; see the audit log")
+    if report.unresolved:
+        raise FindingsAtThreshold(f"{len(report.unresolved)} check(s) failed: " + "; ".join(
+            f"{c.title}: {c.detail}" for c in report.unresolved),
+            hint="follow the next steps above (runbooks: " + ", ".join(report.runbooks) + ")")
+
+
+@emergency_app.command("cluster-unresponsive")
+def cluster_unresponsive_cmd(ctx: typer.Context, yes: Yes = False, timeline: TimelineOpt = None,
+                             state_dir: StateDir = None, wait: Wait = "60s",
+                             output: OutputOpt = None) -> None:
+    """API server /livez and /readyz, etcd, control-plane nodes, certificates, events."""
+    _run(ctx, "cluster-unresponsive", yes=yes, timeline=timeline, state_dir=state_dir,
+         wait=wait, output=output)
+
+
+@emergency_app.command("app-down")
+def app_down_cmd(
+    ctx: typer.Context,
+    app: Annotated[str, typer.Argument(help="Deployment or StatefulSet name.")],
+    namespace: Annotated[str | None, typer.Option("--namespace", "-n",
+                                                  help="Its namespace (found when unique).")
+                         ] = None,
+    yes: Yes = False, timeline: TimelineOpt = None, state_dir: StateDir = None,
+    wait: Wait = "60s", output: OutputOpt = None,
+) -> None:
+    """Rollout, pods and their causes, Service → EndpointSlices → Ingress, events, logs, alerts."""
+    _run(ctx, "app-down", app=app, namespace=namespace, yes=yes, timeline=timeline,
+         state_dir=state_dir, wait=wait, output=output)
+
+
+@emergency_app.command("network-lost")
+def network_lost_cmd(
+    ctx: typer.Context,
+    probe_dns: Annotated[bool, typer.Option(
+        "--probe-dns", help="Run the busybox nslookup probe pod (created and deleted).")] = False,
+    probe_timeout: Annotated[str, typer.Option(
+        "--probe-timeout", help="How long the DNS probe pod may take.")] = "60s",
+    yes: Yes = False, timeline: TimelineOpt = None, state_dir: StateDir = None,
+    wait: Wait = "60s", output: OutputOpt = None,
+) -> None:
+    """NotReady pattern, CoreDNS, ingress controller, MetalLB, kube-proxy/flannel, DNS probe."""
+    _run(ctx, "network-lost", yes=yes, timeline=timeline, state_dir=state_dir, wait=wait,
+         output=output, probe_dns=probe_dns, probe_timeout=probe_timeout)
