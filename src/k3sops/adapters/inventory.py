@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,15 @@ def resolve_inventory(path: Path) -> Path:
                           "(k3s-ansible's hosts.yaml layout) can be edited",
                           hint="convert it with `ansible-inventory -i FILE --list -y`")
     return path
+
+
+def resolve_host(name: str) -> str | None:
+    """The first address ``name`` resolves to (DNS, /etc/hosts), or None when it does not."""
+    try:
+        infos = socket.getaddrinfo(name, 22, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError, OSError):
+        return None
+    return str(infos[0][4][0]) if infos else None
 
 
 class InventoryFile:

@@ -84,6 +84,7 @@ def _register() -> None:
         remediate_cmd,
         runbook_cmd,
         scale_cmd,
+        scale_nodes_cmd,
         silences_cmd,
         status_cmd,
     )
@@ -100,6 +101,7 @@ def _register() -> None:
     runbook_cmd.register(app)
     remediate_cmd.register(app)
     scale_cmd.register(app)
+    scale_nodes_cmd.register(app)
     capacity_cmd.register(app)
     logs_cmd.register(app)
     env_cmd.register(app)
