@@ -81,6 +81,7 @@ def _register() -> None:
         lab_cmd,
         logs_cmd,
         metrics_cmd,
+        nodeops_cmd,
         remediate_cmd,
         runbook_cmd,
         scale_cmd,
@@ -100,6 +101,7 @@ def _register() -> None:
     dashboards_cmd.register(app)
     runbook_cmd.register(app)
     remediate_cmd.register(app)
+    nodeops_cmd.register(remediate_cmd.node_app)
     scale_cmd.register(app)
     scale_nodes_cmd.register(app)
     capacity_cmd.register(app)
