@@ -116,6 +116,15 @@ def network_cmd(
     _run(ctx, "network", None, namespace, output, probe_dns, probe_timeout)
 
 
+@diagnose_app.command("performance")
+def performance_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
+    """Top nodes and pods by CPU and memory, CPU throttling, OOM kills, full disks.
+
+    A metrics source without series is named (exit 4).
+    """
+    _run(ctx, "performance", None, None, output)
+
+
 @diagnose_app.command("storage")
 def storage_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
                 output: OutputOpt = None) -> None:

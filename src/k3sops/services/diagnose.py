@@ -18,11 +18,11 @@ from k3sops.domain.findings import Source
 from k3sops.domain.snapshot import ClusterSnapshot, Obj, meta
 from k3sops.errors import K3sopsError, NotFound, UsageError
 from k3sops.services import check as check_service
-from k3sops.services import dnsprobe
+from k3sops.services import dnsprobe, performance
 from k3sops.services import logs as logs_service
 from k3sops.services.context import Settings, kube
 
-Target = Literal["cluster", "node", "pod", "deployment", "network", "storage"]
+Target = Literal["cluster", "node", "pod", "deployment", "network", "storage", "performance"]
 LOG_TAIL = 20
 MAX_LOG_PODS = 10
 """Previous logs are read for at most this many pods (one API call each) per diagnosis."""
@@ -80,6 +80,8 @@ def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Tar
     if target in ("pod", "deployment") and not namespace:
         raise UsageError(f"diagnose {target} needs a namespace",
                          hint=f"k3sops diagnose {target} {name} -n NAMESPACE")
+    if target == "performance":
+        return performance.diagnose_performance(settings, env, home)
     snapshot, sources = _snapshot(settings, env, home)
     if target in ("node", "pod", "deployment"):
         return _one(settings, env, home, snapshot, sources, target, name or "",

@@ -16,6 +16,7 @@ from k3sops.domain.runbooks import (
     monitoring,
     network,
     nodes,
+    performance,
     pods,
     storage,
     workloads,
@@ -39,7 +40,8 @@ __all__ = [
 CATALOGUE: tuple[Runbook, ...] = tuple(
     sorted([*nodes.RUNBOOKS, *pods.RUNBOOKS, *workloads.RUNBOOKS, *network.RUNBOOKS,
             *storage.RUNBOOKS, *controlplane.RUNBOOKS, *monitoring.RUNBOOKS,
-            *backups.RUNBOOKS, *emergencies.RUNBOOKS], key=lambda r: r.id))
+            *backups.RUNBOOKS, *emergencies.RUNBOOKS, *performance.RUNBOOKS],
+           key=lambda r: r.id))
 """Every runbook, sorted by id."""
 
 
