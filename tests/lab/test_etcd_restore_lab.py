@@ -1,0 +1,218 @@
+"""`backup restore --etcd`: the K3s cluster-reset procedure run by Ansible over real SSH.
+
+Real: the test hosts (network namespaces with their own Debian root and sshd, tests/hosts.py),
+Ansible (ansible-runner, the packaged etcd-restore.yml), restic, and an etcd snapshot taken
+from the lab's real etcd with etcdctl. Stand-ins: the k3s binary cannot run here and the test
+hosts have no systemd, so each host gets a stand-in ``k3s`` (``server --cluster-reset
+--cluster-reset-restore-path=P`` checks the snapshot exists, refuses while "running", moves
+the old db aside and records the restored file's sha256) and a stand-in ``systemctl``
+(``stop``/``start k3s`` flip a running marker); both log every call with a timestamp, from
+which the test reads the order across hosts.
+
+The backup's "verified" mark is a verification record written with the backup core's tag
+scheme (the verify command itself belongs to the backup core and is tested there).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from conftest import Lab
+from hosts import HostPool, TestHost
+from k3sops.adapters.audit import AuditLog
+from k3sops.adapters.restic import Restic
+from k3sops.domain import backups
+from k3sops.errors import PlanRejected
+from k3sops.services import etcd_restore as svc
+from k3sops.services.volume_backup import ResticRecorder
+
+pytestmark = pytest.mark.lab
+
+LOG = "/var/log/k3sops-standin.log"
+DATA = "/var/lib/rancher/k3s"
+STATE = "/var/lib/k3sops-standin"
+
+SYSTEMCTL = f"""#!/bin/sh
+# stand-in for systemctl (no systemd in the test hosts): logs, flips a running marker
+echo "$(date +%s.%N) systemctl $*" >> {LOG}
+mkdir -p {STATE}
+case "$1" in
+  stop) rm -f {STATE}/running ;;
+  start) touch {STATE}/running ;;
+esac
+"""
+
+K3S = f"""#!/bin/sh
+# stand-in for k3s (the binary cannot run here)
+echo "$(date +%s.%N) k3s $*" >> {LOG}
+data={DATA}
+path=""
+for a in "$@"; do
+  case "$a" in
+    --data-dir=*) data="${{a#--data-dir=}}" ;;
+    --cluster-reset-restore-path=*) path="${{a#--cluster-reset-restore-path=}}" ;;
+  esac
+done
+if [ "$1" = server ] && [ "$2" = --cluster-reset ]; then
+  [ -f {STATE}/running ] && {{ echo "k3s is still running" >&2; exit 1; }}
+  [ -s "$path" ] || {{ echo "snapshot $path not found" >&2; exit 1; }}
+  [ -d "$data/server/db/etcd" ] && mv "$data/server/db/etcd" "$data/server/db/etcd-old-1"
+  mkdir -p "$data/server/db/etcd"
+  sha256sum "$path" | cut -d' ' -f1 > "$data/server/db/etcd/restored-from.sha256"
+  echo "Managed etcd cluster membership has been reset, restart without --cluster-reset now."
+  exit 0
+fi
+exit 0
+"""
+
+
+def _prepare(host: TestHost, *, token: bool = True) -> None:
+    # Over SSH, not into the overlay's upper dir: a mounted overlay may not see such writes.
+    for path, text in (("/usr/local/bin/systemctl", SYSTEMCTL), ("/usr/local/bin/k3s", K3S)):
+        r = host.run(f"cat > {path} <<'K3SOPS_EOF'\n{text}K3SOPS_EOF\nchmod 755 {path}")
+        assert r.returncode == 0, r.stderr
+    r = host.run(f"mkdir -p {DATA}/server/db/etcd/member {STATE} && touch {STATE}/running "
+                 f"&& echo old > {DATA}/server/db/etcd/member/old"
+                 + (f" && echo 'K10abc::server:s3cr3t' > {DATA}/server/token "
+                    f"&& chmod 600 {DATA}/server/token" if token else ""))
+    assert r.returncode == 0, r.stderr
+
+
+def _calls(host: TestHost) -> list[tuple[float, str, str]]:
+    text = host.read(LOG) or ""
+    out = []
+    for line in text.splitlines():
+        ts, _, rest = line.partition(" ")
+        out.append((float(ts), host.name, rest))
+    return out
+
+
+@pytest.fixture
+def etcd_backup(lab: Lab, tmp_path: Path) -> tuple[Restic, str, str]:
+    """A Completed, verified etcd backup of the lab's real etcd in a fresh restic repo."""
+    snap = tmp_path / "etcd.db"
+    etcdctl = lab.binaries["etcd"].parent / "etcdctl"
+    subprocess.run([str(etcdctl), f"--endpoints={lab.layout.url('etcd')}", "snapshot", "save",
+                    str(snap)], check=True, capture_output=True, timeout=60)
+    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
+                    cache_dir=tmp_path / "cache")
+    restic.init_if_missing()
+    rec = ResticRecorder(restic, "k3sops-lab")
+    m = rec.begin("etcd", "etcd", lab.layout.url("etcd"))
+    m = rec.complete(m, snap.read_bytes(), {"source": "etcdctl snapshot save"})
+    assert m.sha256
+    return restic, m.id, m.sha256
+
+
+def _verify(restic: Restic, backup_id: str, ok: bool) -> None:
+    entry = next(e for e in backups.entries_from_snapshots(restic.snapshots())
+                 if e.id == backup_id)
+    record = backups.VerificationRecord(backup_id=backup_id, at=dt.datetime.now(dt.UTC), ok=ok)
+    restic.backup_bytes(record.model_dump_json().encode(), "verification.json",
+                        backups.verification_tags(record, entry))
+
+
+def _inventory(pool: HostPool, hosts: list[TestHost], tmp_path: Path) -> Path:
+    return pool.inventory(tmp_path / "hosts.yaml", servers=hosts)
+
+
+def test_restore_runs_in_order_across_three_servers(test_hosts: HostPool, etcd_backup: tuple,
+                                                    tmp_path: Path) -> None:
+    restic, bid, sha = etcd_backup
+    _verify(restic, bid, ok=True)
+    hosts = test_hosts.hosts(3)
+    for h in hosts:
+        _prepare(h)
+    inv = _inventory(test_hosts, hosts, tmp_path)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+
+    plan = svc.restore(restic, bid, inv, yes=False, audit=audit, context="lab")
+    assert plan.plan.ok, [c for c in plan.plan.preflight if not c.ok]
+    assert not plan.applied
+    assert [c.check for c in plan.plan.preflight if c.host == "host2"] == [
+        "reachable", "token", "k3s-binary"]
+    assert all(not _calls(h) for h in hosts), "a dry run touched a server"
+    assert audit.read() == []
+
+    report = svc.restore(restic, bid, inv, yes=True, audit=audit, context="lab")
+    assert [o.result for o in report.steps] == ["ok"] * 10
+    calls = sorted(c for h in hosts for c in _calls(h))
+    seq = [(host, what.split(" --cluster-reset-restore-path")[0]) for _, host, what in calls]
+    stops = [i for i, (_, w) in enumerate(seq) if w == "systemctl stop k3s"]
+    reset = seq.index(("host1", "k3s server --cluster-reset"))
+    starts = [(h, i) for i, (h, w) in enumerate(seq) if w == "systemctl start k3s"]
+    assert len(stops) == 3 and max(stops) < reset
+    assert next(h for h, _ in starts) == "host1" and {h for h, _ in starts} == {
+        "host1", "host2", "host3"}
+    assert min(i for _, i in starts) > reset
+    # files: the snapshot on host1 with the manifest's sha256, restored; others' db removed
+    restored = hosts[0].read(f"{DATA}/server/db/etcd/restored-from.sha256")
+    assert restored is not None and restored.strip() == sha
+    assert hosts[0].read(f"{DATA}/server/db/etcd-old-1/member/old") == "old\n"
+    assert hosts[0].stat(report.plan.restore_path) == ("600", "root:root")
+    for h in hosts[1:]:
+        assert h.stat(f"{DATA}/server/db") is None
+        assert h.read(f"{DATA}/server/token") is not None  # the token stays
+    actions = [(r["what"]["action"], r["what"]["target"], r["result"]) for r in audit.read()]
+    assert actions[0] == ("etcd-copy-snapshot", "host1", "ok")
+    assert actions[4] == ("etcd-cluster-reset", "host1", "ok")
+    assert "s3cr3t" not in (tmp_path / "audit.jsonl").read_text()
+
+
+def _nothing_changed(hosts: list[TestHost]) -> None:
+    for h in hosts:
+        assert _calls(h) == [], f"{h.name} was touched"
+        assert h.read(f"{DATA}/server/db/etcd/member/old") == "old\n"
+        assert h.stat(f"{DATA}/server/db/restore") is None
+
+
+def test_missing_token_is_refused_before_anything(test_hosts: HostPool, etcd_backup: tuple,
+                                                  tmp_path: Path) -> None:
+    restic, bid, _ = etcd_backup
+    _verify(restic, bid, ok=True)
+    hosts = test_hosts.hosts(3)
+    for h in hosts:
+        _prepare(h, token=h.name != "host2")
+    with pytest.raises(PlanRejected, match=r"token@host2") as e:
+        svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
+                    audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+    assert "nothing was changed" in str(e.value)
+    _nothing_changed(hosts)
+
+
+@pytest.mark.parametrize("verified", [None, False])
+def test_unverified_snapshot_is_refused(test_hosts: HostPool, etcd_backup: tuple,
+                                        tmp_path: Path, verified: bool | None) -> None:
+    restic, bid, _ = etcd_backup
+    if verified is not None:
+        _verify(restic, bid, ok=verified)
+    hosts = test_hosts.hosts(2)
+    for h in hosts:
+        _prepare(h)
+    with pytest.raises(PlanRejected, match="snapshot-verified"):
+        svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
+                    audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+    _nothing_changed(hosts)
+
+
+def test_unreachable_server_is_refused(test_hosts: HostPool, etcd_backup: tuple,
+                                       tmp_path: Path) -> None:
+    restic, bid, _ = etcd_backup
+    _verify(restic, bid, ok=True)
+    hosts = test_hosts.hosts(3)
+    for h in hosts:
+        _prepare(h)
+    test_hosts.stop(hosts[2])
+    try:
+        with pytest.raises(PlanRejected, match="reachable@host3"):
+            svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
+                        audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+    finally:
+        test_hosts.start(hosts[2])
+    _nothing_changed(hosts)
