@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
+from k3sops.domain import etcdmember
 from k3sops.domain.dnsprobe import DnsProbeResult
 from k3sops.domain.findings import Finding, Source
 from k3sops.domain.metrics import InstantResult
@@ -219,14 +220,8 @@ class StepSpec:
     fn: StepFn
 
 
-ETCD_QUERIES: dict[str, str] = {
-    "has_leader": "etcd_server_has_leader",
-    "is_learner": "etcd_server_is_learner",
-    "db_size": "etcd_mvcc_db_total_size_in_bytes",
-    "quota": "etcd_server_quota_backend_bytes",
-    "leader_changes": "increase(etcd_server_leader_changes_seen_total[1h])",
-}
-"""etcd's own view, from its metrics endpoint as Prometheus scrapes it (per member)."""
+ETCD_QUERIES = etcdmember.ETCD_QUERIES
+"""etcd's own view (see :mod:`k3sops.domain.etcdmember`)."""
 
 
 def _result(spec_id: str, title: str, status: Status, detail: str, **kw: Any) -> CheckResult:
@@ -353,23 +348,6 @@ def check_etcd(facts: Facts) -> CheckResult:
                    + (f"; db {sizes}" if sizes else ""), evidence=ev)
 
 
-def etcd_member_view(node: Obj) -> dict[str, Any]:
-    """K3s' view of a server's etcd membership.
-
-    The ``EtcdIsVoter`` condition (K3s sets True/MemberNotLearner for a voter; False with
-    MemberIsLearner, NotAMember or Unhealthy) and the ``etcd.k3s.cattle.io/node-name`` and
-    ``node-address`` annotations.
-    """
-    ann = get(node, "metadata", "annotations", default={}) or {}
-    cond = conditions(node).get("EtcdIsVoter")
-    return {"member_name": ann.get("etcd.k3s.cattle.io/node-name"),
-            "member_address": ann.get("etcd.k3s.cattle.io/node-address"),
-            "voter": None if cond is None else cond.get("status") == "True",
-            "reason": cond.get("reason") if cond else None,
-            "message": cond.get("message") if cond else None,
-            "since": cond.get("lastTransitionTime") if cond else None}
-
-
 def check_control_plane_nodes(facts: Facts) -> CheckResult:
     """Servers Ready, enough of them for etcd quorum, each an etcd voter (K3s' condition)."""
     sid, title = "control-plane-nodes", "control-plane nodes Ready"
@@ -384,7 +362,7 @@ def check_control_plane_nodes(facts: Facts) -> CheckResult:
         rows.append({"node": meta(n)[1], "ready": ready.get("status") == "True",
                      "since": ready.get("lastTransitionTime"), "reason": ready.get("reason"),
                      "cordoned": bool(get(n, "spec", "unschedulable")),
-                     "etcd": etcd_member_view(n)})
+                     "etcd": etcdmember.member_view(n)})
     down = [r["node"] for r in rows if not r["ready"]]
     non_voters = [f"{r['node']} ({r['etcd']['reason']})" for r in rows
                   if r["etcd"]["voter"] is False]

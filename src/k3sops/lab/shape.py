@@ -63,7 +63,8 @@ def node(name: str, server: bool, ip_index: int) -> dict[str, Any]:
             "kwok.x-k8s.io/node": "fake",
             "k3s.io/hostname": name, "k3s.io/internal-ip": f"192.0.2.{10 + ip_index}",
             "k3s.io/node-args": '["server","--cluster-init"]' if server else '["agent"]',
-            **({"etcd.k3s.cattle.io/node-name": f"{name}-1a2b3c4d"} if server else {}),
+            **({"etcd.k3s.cattle.io/node-name": f"{name}-1a2b3c4d",
+                "etcd.k3s.cattle.io/node-address": f"192.0.2.{10 + ip_index}"} if server else {}),
         }},
         "spec": {},
         "status": {
@@ -74,6 +75,11 @@ def node(name: str, server: bool, ip_index: int) -> dict[str, Any]:
                          "containerRuntimeVersion": "containerd://2.0.5-k3s1",
                          "kernelVersion": "6.1.0-28-amd64", "osImage": "Debian GNU/Linux 12",
                          "operatingSystem": "linux", "architecture": "amd64"},
+            # K3s' etcd controller keeps this condition on servers; kwok leaves it alone.
+            **({"conditions": [{"type": "EtcdIsVoter", "status": "True",
+                                "reason": "MemberNotLearner",
+                                "message": "Node is a voting member of the etcd cluster"}]}
+               if server else {}),
         },
     }
 

@@ -12,15 +12,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.domain import diagnose as dg
 from k3sops.domain import dnsprobe as dnsprobe_domain
+from k3sops.domain import etcdmember
 from k3sops.domain.findings import Source
+from k3sops.domain.metrics import InstantResult
 from k3sops.domain.snapshot import ClusterSnapshot, Obj, meta
 from k3sops.errors import K3sopsError, NotFound, UsageError
 from k3sops.services import check as check_service
 from k3sops.services import dnsprobe, performance
 from k3sops.services import logs as logs_service
-from k3sops.services.context import Settings, kube
+from k3sops.services.context import Settings, kube, monitoring
 
 Target = Literal["cluster", "node", "pod", "deployment", "network", "storage", "performance"]
 LOG_TAIL = 20
@@ -52,6 +55,28 @@ def _previous_logs(settings: Settings, env: Mapping[str, str], home: Path,
                 lines = [f"(previous logs unavailable: {e.message})"]
             out.setdefault(name, {})[container] = lines
     return out
+
+
+def _etcd_metrics(settings: Settings, env: Mapping[str, str], home: Path,
+                  ) -> tuple[dict[str, InstantResult] | None, str | None]:
+    """Etcd's own view (its metrics, through Prometheus); None when etcd is not scraped."""
+    mon = monitoring(settings)
+    if not mon.etcd_metrics:
+        return None, None
+    k = kube(settings, env, home)
+    api = None
+    try:
+        api = HttpApi.from_endpoint("Prometheus", mon.prometheus, k)
+        answers = PrometheusAdapter(api).query_many(etcdmember.ETCD_QUERIES)
+    except K3sopsError as e:
+        return None, e.message
+    finally:
+        if api is not None:
+            api.close()
+        k.close()
+    results = {n: a for n, a in answers.items() if isinstance(a, InstantResult)}
+    errors = [a.message for a in answers.values() if isinstance(a, K3sopsError)]
+    return results, (errors[0] if errors and not results else None)
 
 
 def _not_found(snapshot: ClusterSnapshot, what: str, kind: str, name: str,
@@ -104,9 +129,14 @@ def _one(settings: Settings, env: Mapping[str, str], home: Path, snapshot: Clust
          sources: list[Source], target: Target, name: str,
          namespace: str) -> dg.DiagnosisReport:
     if target == "node":
-        if dg.find(snapshot, "nodes", name, None) is None:
+        node = dg.find(snapshot, "nodes", name, None)
+        if node is None:
             raise _not_found(snapshot, "node", "nodes", name, None)
-        return dg.diagnose_node(snapshot, name).report(f"node/{name}", sources)
+        d = dg.diagnose_node(snapshot, name)
+        if dg.node_role(node) == "server":
+            results, error = _etcd_metrics(settings, env, home)
+            etcdmember.record(d, node, results, error)
+        return d.report(f"node/{name}", sources)
     if target == "pod":
         pod = dg.find(snapshot, "pods", name, namespace)
         if pod is None:
