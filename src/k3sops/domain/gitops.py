@@ -75,16 +75,33 @@ def tag_path(app: str) -> Path_:
 # Round-trip YAML
 
 
+def _mapping_indent(text: str) -> int:
+    """How far a nested mapping is indented in ``text`` (2 when it has none)."""
+    prev: str | None = None
+    for line in text.splitlines():
+        body = line.split(" #", 1)[0].rstrip()
+        if not body.strip() or body.lstrip().startswith("#"):
+            continue
+        if prev is not None and prev.endswith(":") and not body.lstrip().startswith("-"):
+            step = (len(body) - len(body.lstrip())) - (len(prev) - len(prev.lstrip()))
+            if step > 0:
+                return step
+        prev = body
+    return 2
+
+
 def _rt(text: str) -> tuple[YAML, Any]:
     """A round-trip loader/dumper set up like ``text`` is written, and its data."""
     try:
-        _, indent, block_seq_indent = load_yaml_guess_indent(text)
+        _, seq_indent, block_seq_indent = load_yaml_guess_indent(text)
         y = YAML(typ="rt")
         y.preserve_quotes = True
         y.width = 4096  # never re-wrap long lines
-        mapping = indent or 2
-        offset = block_seq_indent or 0
-        y.indent(mapping=mapping, sequence=max(mapping, offset + 2), offset=offset)
+        mapping = _mapping_indent(text)
+        if block_seq_indent is None:  # no block sequence yet: "- " under its key
+            y.indent(mapping=mapping, sequence=mapping, offset=0)
+        else:
+            y.indent(mapping=mapping, sequence=seq_indent, offset=block_seq_indent)
         return y, y.load(text)
     except YAMLError as e:
         raise ConfigError(f"values file is not valid YAML: {e}".splitlines()[0],
