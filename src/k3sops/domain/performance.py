@@ -190,7 +190,7 @@ def _pods(d: Diagnosis, results: Mapping[str, InstantResult],
             pods_mem, mem_src = api_mem, "metrics.k8s.io"
     if cpu_src:
         d.step(f"top pods by cpu ({cpu_src})", True, ", ".join(
-            f"{r['namespace']}/{r['pod']} {1000 * (r['value'] or 0):.0f}m" for r in pods_cpu)
+            f"{r['namespace']}/{r['pod']} {1000 * (r['value'] or 0):.1f}m" for r in pods_cpu)
             or "no pod uses CPU")
     else:
         missing.append("container_cpu")
