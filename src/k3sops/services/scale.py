@@ -32,6 +32,7 @@ from k3sops.adapters.kubeactions import KubeActions
 from k3sops.adapters.kubeapi import STRATEGIC, KubeApi
 from k3sops.adapters.prometheus import PrometheusAdapter
 from k3sops.domain import planning, sizing
+from k3sops.domain.alerting import parse_duration
 from k3sops.domain.checks.capacity import quantity
 from k3sops.domain.metrics import InstantResult
 from k3sops.domain.planning import Plan
@@ -306,18 +307,30 @@ def _pod_regex(plural: str, name: str) -> str:
     return f"{name}-[a-z0-9]{{5}}"
 
 
+def _rate_range(step: str) -> str:
+    """The range of the CPU rate: the step, but never under a minute (rate needs 2 scrapes)."""
+    try:
+        seconds = parse_duration(step).total_seconds()
+    except (ValueError, K3sopsError) as e:
+        raise UsageError(f"--step {step!r} is not a Prometheus duration",
+                         hint="e.g. 30s, 5m") from e
+    return step if seconds >= 60 else "1m"
+
+
 def history_queries(namespace: str, plural: str, name: str, window: str,
                     step: str) -> dict[str, str]:
     """The PromQL for one workload's CPU and memory samples and OOM kills over ``window``.
 
-    CPU: 5-minute rates of container_cpu_usage_seconds_total as a ``step`` subquery; memory:
+    CPU: rates of container_cpu_usage_seconds_total over ``step`` (at least 1m: two scrapes)
+    as a ``step`` subquery, as krr does; memory:
     the raw container_memory_working_set_bytes samples; OOM kills: kube-state-metrics' last
     termination reason (one per container that was OOM-killed in the window).
     """
     sel = (f'namespace="{namespace}", pod=~"{_pod_regex(plural, name)}", container!="", '
            'container!="POD"')
     return {
-        "cpu": f"rate(container_cpu_usage_seconds_total{{{sel}}}[5m])[{window}:{step}]",
+        "cpu": (f"rate(container_cpu_usage_seconds_total{{{sel}}}[{_rate_range(step)}])"
+                f"[{window}:{step}]"),
         "memory": f"container_memory_working_set_bytes{{{sel}}}[{window}]",
         "oom": (f'max by (container, pod) (max_over_time(kube_pod_container_status_last_'
                 f'terminated_reason{{{sel}, reason="OOMKilled"}}[{window}]))'),
