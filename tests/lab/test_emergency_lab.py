@@ -278,3 +278,41 @@ def test_diagnose_node_shows_the_servers_etcd_membership(lab: Lab) -> None:
     assert steps["etcd member (etcd metrics)"]["ok"]
     agent = lab.k3sops("-o", "json", "diagnose", "node", "k3s-agent-1")
     assert "etcd member (K3s)" not in {c["step"] for c in json.loads(agent.stdout)["chain"]}
+
+
+def test_confirmation_decides_each_change_and_no_secret_is_shown(
+        lab: Lab, scratch: str, tmp_path: Path) -> None:
+    """The terminal path, through the service: a declined change is not made, a confirmed one
+    is; neither the report nor the timeline carries the kubeconfig's credentials."""
+    from k3sops.services import context
+    from k3sops.services import emergency as emergency_service
+
+    _app(lab, scratch, "cart", 1)
+    assert wait_for(lambda: _available(lab, scratch, "cart", 1), timeout=90)
+    lab.kubectl("scale", "deployment/cart", "-n", scratch, "--replicas=0")
+    settings = context.resolve(None, None, lab.layout.platform_file, lab.env, tmp_path)
+    asked: list[str] = []
+
+    def no(p: Any) -> bool:
+        asked.append(p.text)
+        return False
+    r = emergency_service.run(settings, lab.env, Path.home(), "app-down", app="cart",
+                              namespace=scratch, mode="ask", confirm=no, state=tmp_path)
+    assert asked == [f"scale deployment/cart -n {scratch} --replicas 1 (scaled to 0)"]
+    assert [(a.decision, a.why) for a in r.actions] == [("declined", "declined at the prompt")]
+    assert _deploy(lab, scratch, "cart")["spec"]["replicas"] == 0
+    assert not (tmp_path / "audit.jsonl").exists()
+    assert any("rerun with --yes" in s for s in r.next_steps)
+
+    r = emergency_service.run(settings, lab.env, Path.home(), "app-down", app="cart",
+                              namespace=scratch, mode="ask", confirm=lambda p: True,
+                              state=tmp_path, wait=90)
+    assert [(a.decision, a.result) for a in r.actions] == [("applied", "ok")]
+    assert _deploy(lab, scratch, "cart")["spec"]["replicas"] == 1
+    assert not r.unresolved
+    shown = r.model_dump_json() + r.timeline_markdown
+    kubeconfig = lab.layout.kubeconfig.read_text()
+    secrets = [ln.split(":", 1)[1].strip() for ln in kubeconfig.splitlines()
+               if ln.strip().startswith(("client-key-data", "token", "client-certificate-data"))]
+    assert secrets and not any(s[:40] in shown for s in secrets)
+    assert "PRIVATE KEY" not in shown

@@ -682,7 +682,8 @@ def check_app_events(facts: Facts) -> CheckResult:
         get(e, "involvedObject", "name") in names
         or str(get(e, "involvedObject", "name", default="")).startswith(f"{name}-")))
     if not evs:
-        events = events_for(facts.snapshot, kind.capitalize(), ns, name, limit=3)
+        events = events_for(facts.snapshot, {"deployment": "Deployment"}.get(
+            kind, "StatefulSet"), ns, name, limit=3)
         return _result(sid, title, "ok", "no warning events in the last hour",
                        evidence={"events": events})
     return _result(sid, title, "warn", "; ".join(f"{e['object']} {e['reason']}: {e['message']}"
