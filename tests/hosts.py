@@ -127,6 +127,8 @@ def _reap_stale() -> None:
 class TestHost:
     """One test host: a name, an address reachable over SSH, its own filesystem."""
 
+    __test__ = False  # not a test class, despite the name
+
     name: str
     address: str
     index: int

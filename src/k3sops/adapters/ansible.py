@@ -241,7 +241,8 @@ class _Collector:
 
 def _scrub(result: RunResult, secrets: Iterable[str]) -> RunResult:
     """Replace any secret value that slipped into task output (a task without no_log)."""
-    values = [s for s in secrets if s]
+    # Very short values would scrub ordinary words; real tokens and passwords are long.
+    values = [s for s in secrets if len(s) >= 6]
     if not values:
         return result
 
