@@ -49,6 +49,7 @@ __all__ = [
     "BackupDrill",
     "BackupHook",
     "BackupHooks",
+    "BackupSchedule",
     "BackupTarget",
     "ConfigIssue",
     "Endpoint",
@@ -62,6 +63,7 @@ __all__ = [
     "Promotion",
     "ServiceRef",
     "Thresholds",
+    "VolumeSchedule",
     "find_platform_file",
     "load_platform",
     "parse_platform",
@@ -559,6 +561,14 @@ class BackupTarget(BaseModel):
     """Directory to archive (tar)."""
     hooks: BackupHooks = Field(default_factory=BackupHooks)
     """Commands run before and after the backup."""
+    schedule: str | None = "0 1 * * *"
+    """Cron expression (UTC) `backup schedule` runs `backup app NAME` on; null: not
+    scheduled."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_target_schedule(cls, value: str | None) -> str | None:
+        return _check_cron(value)
 
     @field_validator("dsn")
     @classmethod
@@ -578,6 +588,61 @@ class BackupTarget(BaseModel):
         if self.kind == "tar" and (not pod_form or not self.path):
             raise _invalid("a tar target needs namespace, pod and path")
         return self
+
+
+def _check_cron(value: str | None) -> str | None:
+    from k3sops.domain.schedule import cron_fields
+    from k3sops.errors import UsageError
+
+    if value is None:
+        return None
+    try:
+        cron_fields(value)
+    except UsageError as e:
+        raise _invalid(e.message, "minute hour day-of-month month day-of-week, "
+                       "e.g. '0 2 * * *', or @daily/@weekly") from e
+    return value
+
+
+class VolumeSchedule(BaseModel):
+    """A Longhorn volume (by its PVC) that `backup schedule` backs up."""
+
+    model_config = _MODEL_CONFIG
+
+    namespace: DnsLabel
+    """Namespace of the PVC."""
+    pvc: str
+    """Name of the PVC."""
+    schedule: str = "0 3 * * *"
+    """Cron expression (UTC) of `backup volume PVC -n NAMESPACE`."""
+
+    @field_validator("schedule")
+    @classmethod
+    def _check_volume_schedule(cls, value: str) -> str:
+        _check_cron(value)
+        return value
+
+
+class BackupSchedule(BaseModel):
+    """When `backup schedule` runs what (CronJobs or systemd timers); times are UTC."""
+
+    model_config = _MODEL_CONFIG
+
+    etcd: str | None = "0 2 * * *"
+    """Cron expression of `backup etcd`; null: etcd is not scheduled."""
+    verify: str = "0 4 * * 0"
+    """Cron expression of the weekly `backup verify --since 8d`."""
+    volumes: list[VolumeSchedule] = Field(default_factory=list)
+    """Longhorn volumes to back up."""
+    namespace: DnsLabel = "k3sops"
+    """Namespace of the CronJobs (and of their ConfigMap, Secret and ServiceAccount)."""
+    image: str = "ghcr.io/k3sops/k3sops:latest"
+    """Container image of the CronJobs (one with k3sops, restic and etcdctl)."""
+
+    @field_validator("etcd", "verify")
+    @classmethod
+    def _check_schedules(cls, value: str | None) -> str | None:
+        return _check_cron(value)
 
 
 class BackupDrill(BaseModel):
@@ -633,8 +698,10 @@ class Backup(BaseModel):
     """Namespace of the Leases that keep two backups of one target from overlapping."""
     work_dir: FilePath | None = None
     """Scratch space for etcd snapshot files and drills (unset: the system temp dir)."""
+    schedule: BackupSchedule = Field(default_factory=BackupSchedule)
+    """When `backup schedule` runs the backups and the weekly verify."""
 
-    @field_validator("binaries", "etcd", "drill", mode="before")
+    @field_validator("binaries", "etcd", "drill", "schedule", mode="before")
     @classmethod
     def _empty_backup_sections(cls, value: object) -> object:
         return _none_as_empty(value)

@@ -382,7 +382,7 @@ def test_password_key_is_rejected_with_a_hint() -> None:
     err = parse_error(MINIMAL + "backup:\n  repository: /srv/restic\n  password: hunter2\n")
     assert ("platform.yaml:7: backup.password: unknown key "
             "(allowed: repository, password_env, password_file, binaries, etcd, targets, drill, "
-            "metrics_file, lease_namespace, work_dir)") in err.message
+            "metrics_file, lease_namespace, work_dir, schedule)") in err.message
     assert err.hint is not None
     assert "password_env" in err.hint
     assert "password_file" in err.hint
