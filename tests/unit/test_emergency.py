@@ -414,6 +414,22 @@ def test_performance_ranks_pods_and_names_the_missing_throttling_source(
     assert len(top.evidence["pods_memory_bytes"]) == perf.TOP
     assert top.evidence["filesystems"]
     assert any(f.check == "pod-oomkilled" for f in report.findings)
+    assert {f.runbook for f in report.findings} <= set(by_id())
+
+
+def test_performance_nodes_from_metrics_api_without_node_exporter(dev: dict[str, Any]) -> None:
+    ctx = CheckContext(snapshot=_snap(dev), platform=None, period="daily")
+    # The shape metrics-server serves for metrics.k8s.io/v1beta1 NodeMetrics.
+    nodes = [{"metadata": {"name": "k3s-agent-1"}, "usage": {"cpu": "7", "memory": "2Gi"}},
+             {"metadata": {"name": "k3s-server-1"}, "usage": {"cpu": "500m",
+                                                               "memory": "7Gi"}}]
+    d, missing = perf.analyse(ctx, {}, [], "prom", nodes)
+    assert "metrics:node_exporter" not in {s.name for s in missing}
+    steps = {c.step: c for c in d.chain}
+    assert steps["top nodes by cpu"].detail.startswith("k3s-agent-1 87.5%")
+    assert not steps["top nodes by memory"].ok
+    assert {(f.check, f.resource.name) for f in d.findings} >= {
+        ("node-high-cpu", "k3s-agent-1"), ("node-high-memory", "k3s-server-1")}
 
 
 def test_performance_without_container_series_uses_metrics_api_else_says_so(

@@ -132,10 +132,28 @@ def metrics_api_top(pods: list[dict[str, Any]]) -> tuple[list[dict[str, Any]],
     return by_cpu, by_mem
 
 
+def metrics_api_nodes(ctx: CheckContext, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Node rows from metrics.k8s.io NodeMetrics: usage in percent of allocatable."""
+    alloc = {str((n.get("metadata") or {}).get("name")): (n.get("status") or {}).get(
+        "allocatable") or {} for n in ctx.snapshot.get("nodes")}
+    rows = []
+    for item in items:
+        name = str((item.get("metadata") or {}).get("name"))
+        usage = item.get("usage") or {}
+        row: dict[str, Any] = {"node": name, "instance": "metrics.k8s.io"}
+        for res, key in (("cpu", "cpu_percent"), ("memory", "memory_percent")):
+            used, total = quantity(usage.get(res)), quantity(alloc.get(name, {}).get(res))
+            row[key] = round(100 * used / total, 1) if used is not None and total else None
+        rows.append(row)
+    return rows
+
+
 def _nodes(d: Diagnosis, ctx: CheckContext, results: Mapping[str, InstantResult],
-           ) -> list[dict[str, Any]]:
+           api_nodes: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
     th = ctx.thresholds()
     nodes = _node_rows(results)
+    if not nodes and api_nodes:
+        nodes = metrics_api_nodes(ctx, api_nodes)
     for key, limit, check in (("cpu_percent", th.cpu_percent, "node-high-cpu"),
                               ("memory_percent", th.memory_percent, "node-high-memory")):
         what = key.split("_")[0]
@@ -234,13 +252,15 @@ def _ooms(d: Diagnosis, ctx: CheckContext, pods_mem: list[dict[str, Any]]) -> No
 
 def analyse(ctx: CheckContext, results: Mapping[str, InstantResult],
             metrics_api_pods: list[dict[str, Any]] | None,
-            prometheus: str) -> tuple[Diagnosis, list[Source]]:
+            prometheus: str, metrics_api_nodes: list[dict[str, Any]] | None = None,
+            ) -> tuple[Diagnosis, list[Source]]:
     """Rank nodes and pods, find throttling, OOM kills and full disks; name missing sources.
 
     Args:
         ctx: the check context (snapshot for OOM kills, thresholds from platform.yaml).
         results: answers to :data:`QUERIES` by name (failed queries are absent).
         metrics_api_pods: metrics.k8s.io PodMetrics items, or None when the API is not served.
+        metrics_api_nodes: metrics.k8s.io NodeMetrics items (used without node-exporter).
         prometheus: where Prometheus was asked (named in missing-source findings).
 
     Returns:
@@ -248,7 +268,7 @@ def analyse(ctx: CheckContext, results: Mapping[str, InstantResult],
     """
     d = Diagnosis(ctx)
     missing: list[str] = []
-    nodes = _nodes(d, ctx, results)
+    nodes = _nodes(d, ctx, results, metrics_api_nodes)
     if not nodes:
         missing.append("node_exporter")
     fss = _disks(d, ctx, results)

@@ -24,17 +24,18 @@ from k3sops.errors import AdapterError, K3sopsError, NotFound
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings, kube, monitoring
 
-METRICS_API_PODS = "/apis/metrics.k8s.io/v1beta1/pods"
+METRICS_API = "/apis/metrics.k8s.io/v1beta1/"
 
 
-def _metrics_api(k: KubeAdapter, sources: list[Source]) -> list[dict[str, Any]] | None:
-    """PodMetrics from metrics.k8s.io, or None when the API is not served (or failed)."""
+def _metrics_api(k: KubeAdapter, sources: list[Source],
+                 kind: str) -> list[dict[str, Any]] | None:
+    """PodMetrics or NodeMetrics from metrics.k8s.io; None when not served (or failed)."""
     try:
-        return k.list_raw(METRICS_API_PODS, "pods.metrics.k8s.io")
+        return k.list_raw(METRICS_API + kind, f"{kind}.metrics.k8s.io")
     except NotFound:
         return None
     except AdapterError as e:
-        sources.append(Source(name="metrics.k8s.io", ok=False, endpoint=k.server,
+        sources.append(Source(name=f"metrics.k8s.io:{kind}", ok=False, endpoint=k.server,
                               error=e.message))
         return None
 
@@ -71,10 +72,11 @@ def diagnose_performance(settings: Settings, env: Mapping[str, str],
         spec = registry.REGISTRY.get("pod-oomkilled")
         snapshot, sources = check_service.collect(k, settings, [spec] if spec else [],
                                                   datetime.now(UTC))
-        metrics_pods = _metrics_api(k, sources)
+        metrics_pods = _metrics_api(k, sources, "pods")
+        metrics_nodes = _metrics_api(k, sources, "nodes") if metrics_pods is not None else None
         results, where = _prometheus(k, settings, sources)
     finally:
         k.close()
     ctx = CheckContext(snapshot=snapshot, platform=settings.platform, period="daily")
-    d, missing = perf.analyse(ctx, results, metrics_pods, where)
+    d, missing = perf.analyse(ctx, results, metrics_pods, where, metrics_nodes)
     return d.report("performance", [*sources, *missing])
