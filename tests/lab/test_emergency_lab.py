@@ -304,6 +304,14 @@ def test_confirmation_decides_each_change_and_no_secret_is_shown(
     assert not (tmp_path / "audit.jsonl").exists()
     assert any("rerun with --yes" in s for s in r.next_steps)
 
+    def ctrl_c(p: Any) -> bool:
+        raise KeyboardInterrupt
+    r = emergency_service.run(settings, lab.env, Path.home(), "app-down", app="cart",
+                              namespace=scratch, mode="ask", confirm=ctrl_c, state=tmp_path)
+    assert r.interrupted and r.actions == [] and len(r.checks) == 6
+    assert r.timeline[-1].result == "interrupted" and "INTERRUPTED" in r.timeline_markdown
+    assert _deploy(lab, scratch, "cart")["spec"]["replicas"] == 0
+
     r = emergency_service.run(settings, lab.env, Path.home(), "app-down", app="cart",
                               namespace=scratch, mode="ask", confirm=lambda p: True,
                               state=tmp_path, wait=90)

@@ -2,7 +2,8 @@
 
 Each check is shown on stderr as it completes; changes k3sops can make are asked about on a
 terminal, made with ``--yes``, and only proposed otherwise. Exit codes: 0 nothing failed (or
-every failure was repaired and verified), 3 a check still fails, 1 a change failed.
+every failure was repaired and verified), 3 a check still fails, 1 a change failed, 130
+interrupted (the report and the timeline are still written).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from rich.text import Text
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.domain.alerting import parse_duration
 from k3sops.domain.emergency import EmergencyReport, Procedure, Proposal, TimelineEntry
-from k3sops.errors import AdapterError, FindingsAtThreshold, UsageError
+from k3sops.errors import AdapterError, FindingsAtThreshold, Interrupted, UsageError
 from k3sops.output.render import render
 from k3sops.services import context
 from k3sops.services import emergency as emergency_service
@@ -122,6 +123,9 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
     if timeline is not None:
         emergency_service.write_timeline(timeline, report)
         err.print(f"timeline written to {timeline}")
+    if report.interrupted:
+        raise Interrupted("emergency procedure interrupted: the report and timeline hold the "
+                          "steps that ran")
     failed = [a for a in report.actions if a.decision == "applied" and a.result == "failed"]
     if failed:
         raise AdapterError(f"{len(failed)} change(s) failed: " + "; ".join(

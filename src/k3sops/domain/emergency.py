@@ -164,6 +164,8 @@ class EmergencyReport(BaseModel):
     sources: list[Source] = Field(default_factory=list)
     timeline: list[TimelineEntry] = Field(default_factory=list)
     timeline_markdown: str = ""
+    interrupted: bool = False
+    """Ctrl-C stopped the procedure: the report holds what ran before."""
 
     @property
     def failed(self) -> list[CheckResult]:
@@ -1036,6 +1038,8 @@ def timeline_markdown(report: EmergencyReport) -> str:
     finished = report.finished_at.strftime("%Y-%m-%d %H:%M:%S") if report.finished_at else "?"
     verdict = (f"{len(report.failed)} check(s) failed, {len(report.unresolved)} unresolved"
                if report.failed else "no check failed")
+    if report.interrupted:
+        verdict += " (INTERRUPTED: later steps did not run)"
     lines = [f"# Incident timeline: {report.procedure} ({report.target})", "",
              f"- Started: {started} UTC", f"- Finished: {finished} UTC",
              f"- Result: {verdict}; {sum(1 for a in report.actions if a.decision == 'applied')}"

@@ -266,22 +266,29 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, procedure: em.Pr
         r.entry("start", procedure, "started", r.report.target)
         if procedure == "app-down":
             _validate_app(r)
-        specs = em.PROCEDURE_STEPS[procedure]
-        for spec in specs:
-            r.report.checks.append(r.run_step(spec))
-        r.report.sources = list(facts.sources)
-        applied = _decide(r, settings, env, home, mode, confirm, state)
-        if applied:
-            _verify(r, applied, wait)
+        try:
+            for spec in em.PROCEDURE_STEPS[procedure]:
+                r.report.checks.append(r.run_step(spec))
+            r.report.sources = list(facts.sources)
+            applied = _decide(r, settings, env, home, mode, confirm, state)
+            if applied:
+                _verify(r, applied, wait)
+        except KeyboardInterrupt:
+            # Ctrl-C in an incident: keep what was seen and done (the caller writes the
+            # timeline, then exits 130); no further step runs.
+            r.report.interrupted = True
+            r.entry("end", procedure, "interrupted", "Ctrl-C: the remaining steps did not run")
         steps, runbooks = em.next_steps(procedure, r.report.checks, r.report.actions)
         manual = [f"{p.reason}: {p.command}" + (f" (runbook {p.runbook})" if p.runbook else "")
                   for p in em.proposals(r.report.checks) if p.action == "manual"]
         r.report.next_steps = steps + manual
         r.report.runbooks = runbooks
         r.report.finished_at = _now()
-        r.entry("end", procedure, f"{len(r.report.failed)} check(s) failed, "
-                f"{len(r.report.unresolved)} unresolved",
-                f"{sum(1 for a in r.report.actions if a.decision == 'applied')} change(s) made")
+        if not r.report.interrupted:
+            r.entry("end", procedure, f"{len(r.report.failed)} check(s) failed, "
+                    f"{len(r.report.unresolved)} unresolved",
+                    f"{sum(1 for a in r.report.actions if a.decision == 'applied')} "
+                    "change(s) made")
         r.report.timeline_markdown = em.timeline_markdown(r.report)
         return r.report
     finally:
