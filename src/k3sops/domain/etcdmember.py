@@ -93,6 +93,10 @@ def record(d: Diagnosis, node: Obj, results: Mapping[str, InstantResult] | None,
     if results is None:
         return
     rows = members(results)
+    if not rows:
+        d.step("etcd member (etcd metrics)", True, "no etcd series in Prometheus (etcd not "
+               "scraped: K3s needs --etcd-expose-metrics)")
+        return
     addrs = node_addresses(node)
     mine = [r for r in rows if r["host"] in addrs]
     if not mine:

@@ -114,7 +114,8 @@ def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Tar
     if target == "network":
         net = dg.diagnose_network(snapshot, namespace)
         if probe_dns:
-            dnsprobe_domain.record(net, dnsprobe.run(settings, env, home, timeout=probe_timeout))
+            dnsprobe_domain.record(net, dnsprobe.run_or_explain(settings, env, home,
+                                                            timeout=probe_timeout))
         return net.report("network" + (f" in {namespace}" if namespace else ""), sources)
     if target == "storage":
         return dg.diagnose_storage(snapshot, namespace).report(

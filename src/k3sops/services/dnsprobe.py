@@ -80,7 +80,15 @@ def _wait(probes: Probes, namespace: str, name: str, timeout: float,
                                         "node: its container never runs, so no lookup "
                                         "happened")
         if phase in ("Succeeded", "Failed"):
-            lines = probes.pod_log(namespace, name)
+            try:
+                lines = probes.pod_log(namespace, name)
+            except K3sopsError as e:
+                # Killed at its deadline or never started: there is no lookup to read.
+                return dp.DnsProbeResult(
+                    outcome="inconclusive", namespace=namespace, pod=name, node=node,
+                    phase=phase, detail=f"the probe pod ended {phase} "
+                                        f"({get(pod, 'status', 'reason') or 'no reason'}) and "
+                                        f"its log cannot be read: {e.message}")
             outcome, addresses, detail = dp.parse_nslookup(lines)
             return dp.DnsProbeResult(outcome=outcome, namespace=namespace, pod=name,
                                      node=node, phase=phase, log=lines, addresses=addresses,
@@ -91,3 +99,14 @@ def _wait(probes: Probes, namespace: str, name: str, timeout: float,
                 detail=f"the probe pod did not finish within {timeout:g}s (phase {phase}"
                        + (f", node {node}" if node else ", not scheduled") + ")")
         time.sleep(every)
+
+
+def run_or_explain(settings: Settings, env: Mapping[str, str], home: Path, *,
+                   timeout: float = 60.0) -> dp.DnsProbeResult:
+    """:func:`run`, with a pod that cannot even be created reported as inconclusive."""
+    try:
+        return run(settings, env, home, timeout=timeout)
+    except K3sopsError as e:
+        return dp.DnsProbeResult(outcome="inconclusive", namespace=PROBE_NAMESPACE,
+                                 pod="(not created)",
+                                 detail=f"the probe pod could not be created: {e.message}")

@@ -28,7 +28,6 @@ from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
 from k3sops.domain import emergency as em
-from k3sops.domain.dnsprobe import DnsProbeResult
 from k3sops.domain.emergency import (
     ActionRecord,
     CheckResult,
@@ -171,14 +170,8 @@ class _Run:
             return
         self.entry("check", "DNS probe pod", "started",
                    f"busybox nslookup kubernetes.default in {dnsprobe.PROBE_NAMESPACE}")
-        try:
-            self.facts.dns = dnsprobe.run(self.settings, self.env, self.home,
-                                          timeout=self.probe_dns_timeout)
-        except K3sopsError as e:
-            self.facts.dns = DnsProbeResult(outcome="inconclusive",
-                                           namespace=dnsprobe.PROBE_NAMESPACE, pod="(not created)",
-                                               detail=f"the probe pod could not be created: "
-                                                      f"{e.message}")
+        self.facts.dns = dnsprobe.run_or_explain(self.settings, self.env, self.home,
+                                                 timeout=self.probe_dns_timeout)
 
     def run_step(self, spec: em.StepSpec, kind: str = "check") -> CheckResult:
         for need in spec.needs:
