@@ -235,7 +235,8 @@ def resources_cmd(
         r = scale.recommend_resources(kube, prom, namespace, name, strategy=strategy,
                                       settings=knobs, window=window, step=step)
         if apply:
-            scale.apply_resources(kube, audited, r, **scale.gitops_hooks(settings))
+            scale.apply_resources(kube, audited, r, **scale.gitops_hooks(
+                settings, os.environ, Path.home(), state_dir))
         else:
             scale.planned_changes(r)
     finally:

@@ -500,11 +500,11 @@ def apply_resources(kube: KubeAdapter, audited: Audited, report: ResourcesReport
                 if (env is not None and gitops_write is not None and gitops_has_app is not None
                         and gitops_has_app(wn, env)):
                     via = "gitops"
-                    values = {"resources": {r.ref.container: sizing.resources_patch(
-                        r.recommended) for r in recs if r.recommended is not None}}
-                    commit = gitops_write(wn, env, values,
-                                          f"k3sops scale resources: right-size {wn} in {env}")
-                    detail += f" (commit {commit[:12]})"
+                    commit = gitops_write(wn, env, _values_keys(wn, recs),
+                                          f"k3sops scale resources: right-size {wn} in {env} "
+                                          f"(strategy {report.strategy}, {report.window} of "
+                                          "history)")
+                    detail += f" (commit {commit[:12]} in the {env} values file)"
                 else:
                     body = {"spec": {"template": {"spec": {"containers": [
                         {"name": r.ref.container,
@@ -522,8 +522,27 @@ def apply_resources(kube: KubeAdapter, audited: Audited, report: ResourcesReport
         api.close()
 
 
-def _flat(patch: Mapping[str, Mapping[str, str | None]]) -> dict[str, str]:
-    return {f"{kind}.{res}": (v if v is not None else "unset")
+def _values_keys(app: str, recs: Sequence[Recommendation]) -> dict[str, Any]:
+    """Dotted values keys (``resources.requests.cpu``) of the app's main container.
+
+    A chart's ``resources`` value sizes its main container: the only one, or the one named
+    like the app. Other containers have no conventional key.
+
+    Raises:
+        PlanRejected: no container is clearly the main one.
+    """
+    main = [r for r in recs if len(recs) == 1 or r.ref.container == app]
+    if not main or main[0].recommended is None:
+        raise PlanRejected(f"{app}: cannot tell which container the values file's resources "
+                           f"size ({', '.join(r.ref.container for r in recs)})",
+                           hint="edit the values file by hand with the recommended values")
+    return {f"resources.{k}": v for k, v in _flat(
+        sizing.resources_patch(main[0].recommended), unset=None).items()}
+
+
+def _flat(patch: Mapping[str, Mapping[str, str | None]], unset: str | None = "unset",
+          ) -> dict[str, str | None]:
+    return {f"{kind}.{res}": (v if v is not None else unset)
             for kind, vals in patch.items() for res, v in vals.items()}
 
 
@@ -735,12 +754,30 @@ def close_prometheus(prom: PrometheusAdapter | K3sopsError) -> None:
         prom.close()
 
 
-def gitops_hooks(settings: context.Settings) -> dict[str, Any]:
+def gitops_hooks(settings: context.Settings, env: Mapping[str, str], home: Path,
+                 state: Path | None) -> dict[str, Any]:
     """The GitOps callbacks of :func:`apply_resources`, when platform.yaml has a gitops section.
 
-    Without one (or before the GitOps service exists) every workload is patched in the
-    cluster.
+    Without one every workload is patched in the cluster. With one, a workload whose namespace
+    belongs to an environment and whose name is an app (``apps.<name>``) of that environment's
+    values file is changed there, through services.gitops.set_app_values (round trip, commit,
+    push as configured), so that what ArgoCD deploys carries the new resources.
     """
     if settings.platform is None or settings.platform.gitops is None:
         return {}
-    return {}
+    from k3sops.services import gitops  # only platforms with GitOps pay for git
+
+    ctx = gitops.open_context(settings, env, home, state)
+
+    def has_app(app: str, environment: str) -> bool:
+        with gitops.workspace(ctx) as repo:
+            values = gitops.values_of(ctx, repo, environment)
+        apps = values.get("apps") if isinstance(values, Mapping) else None
+        return isinstance(apps, Mapping) and app in apps
+
+    def write(app: str, environment: str, values: dict[str, Any], message: str) -> str:
+        change = gitops.set_app_values(ctx, environment, app, values, reason=message)
+        return change.commit or "(no change)"
+
+    return {"gitops_env": lambda ns: gitops_target(settings, ns), "gitops_write": write,
+            "gitops_has_app": has_app}
