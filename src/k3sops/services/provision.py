@@ -343,7 +343,7 @@ class Provisioner:
                                 detail="until Ready through the API") for n in names]
         steps.append(ProvisionStep(action="check-nodes", target=", ".join(names),
                                    detail="node checks: Ready, pressure, cordoned"))
-        plan = ProvisionPlan(title=f"provision {where}", steps=steps)
+        plan = ProvisionPlan(title="provision", steps=steps)
         report = ProvisionReport(title=plan.title, applied=self.apply, inventory=where,
                                  nodes=names,
                                  audit_log=str(self.audit.path) if self.apply else None)
