@@ -70,6 +70,7 @@ def _register() -> None:
     # Imported here so that each group module can import `app` helpers without cycles.
     from k3sops.cli import (
         alerts_cmd,
+        backup_cmd,
         capacity_cmd,
         check_cmd,
         config_cmd,
@@ -108,6 +109,7 @@ def _register() -> None:
     logs_cmd.register(app)
     env_cmd.register(app)
     gitops_cmd.register(app)
+    backup_cmd.register(app)
     lab_cmd.register(app)
 
 

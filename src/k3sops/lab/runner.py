@@ -279,7 +279,7 @@ def up(layout: LabLayout, env: Mapping[str, str], servers: int = 3, agents: int 
         _state_file(layout).write_text(json.dumps({
             "port_base": layout.port_base, "servers": servers, "agents": agents,
             "started": time.time()}))
-        shape.write_platform_file(layout)
+        shape.write_platform_file(layout, binaries)
     except BaseException:
         for n, pid in reversed(started):
             procs.stop(layout, n, pid)

@@ -298,9 +298,36 @@ def shape(layout: LabLayout, binaries: Mapping[str, Path], servers: int, agents:
                 "--timeout=120s", timeout=180)
 
 
-def write_platform_file(layout: LabLayout) -> None:
+def _backup_section(layout: LabLayout, binaries: Mapping[str, Path]) -> dict[str, Any]:
+    """The lab's backup settings.
+
+    A local restic repository and its password file, the lab's etcd (plain HTTP on
+    loopback) and binaries, and the PostgreSQL pod as a target.
+    """
+    pw = layout.run_dir / "restic-password"
+    if not pw.is_file():
+        import secrets  # only the lab needs a generated password
+
+        pw.write_text(secrets.token_urlsafe(24) + "\n")
+        pw.chmod(0o600)
+    bins: dict[str, str] = {k: str(binaries[k]) for k in ("etcdctl", "etcdutl", "etcd",
+                                                          "kubectl") if k in binaries}
+    if "postgres" in binaries:
+        bins["pg_bin_dir"] = str(binaries["postgres"].parent)
+    return {
+        "repository": str(layout.data_dir / "restic"),
+        "password_file": str(pw),
+        "binaries": bins,
+        "etcd": {"endpoints": [layout.url("etcd")]},
+        "metrics_file": str(layout.run_dir / "textfile" / "k3sops_backup.prom"),
+        "targets": [{"name": "shop-db", "kind": "postgres", "environment": "production",
+                     "namespace": "production", "pod": "postgres-0", "database": "postgres"}],
+    }
+
+
+def write_platform_file(layout: LabLayout, binaries: Mapping[str, Path] | None = None) -> None:
     """platform.yaml describing the lab, for `k3sops --config <run>/platform.yaml ...`."""
-    doc = {
+    doc: dict[str, Any] = {
         "name": "k3sops-lab",
         "kubeconfig": str(layout.kubeconfig),
         "environments": {
@@ -319,6 +346,8 @@ def write_platform_file(layout: LabLayout) -> None:
             "rule_files_dir": str(layout.run_dir / "rules"),
         },
     }
+    if binaries is not None:
+        doc["backup"] = _backup_section(layout, binaries)
     text = "# Written by `k3sops lab up`: the local lab as a platform.\n" + yaml.safe_dump(
         doc, sort_keys=False)
     layout.platform_file.write_text(text)
