@@ -463,3 +463,15 @@ def test_low_disk_names_what_fills_the_node(lab: dict[str, Any], dev: dict[str, 
     f = next(f for f in d.findings if f.check == "node-disk-space-low")
     assert f.severity == "critical" and "biggest filesystems by use" in f.message
     assert f.evidence["filesystems"][0]["mountpoint"] == avail.labels["mountpoint"]
+
+
+def test_report_json_schema_is_pinned() -> None:
+    props = em.EmergencyReport.model_json_schema()["properties"]
+    assert set(props) == {"procedure", "target", "started_at", "finished_at", "checks",
+                          "actions", "verification", "next_steps", "runbooks", "sources",
+                          "timeline", "timeline_markdown", "interrupted"}
+    check = em.CheckResult.model_json_schema()["properties"]
+    assert set(check) == {"step", "title", "status", "detail", "evidence", "runbook",
+                          "next_step", "proposals", "findings"}
+    entry = em.TimelineEntry.model_json_schema()["properties"]
+    assert set(entry) == {"at", "kind", "step", "result", "detail"}
