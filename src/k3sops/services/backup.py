@@ -509,8 +509,9 @@ def backup_etcd(ctx: BackupContext, snapshot_file: Path | None = None,
                                      "etcd_hash": st.hash, "db_size": st.total_size,
                                      "storage_version": st.version, "hash_trailer": True}
             if snapshot_file is None:
-                keys, rev = tools.count_keys(revision=st.revision)
-                facts.update(keys=keys, keys_revision=rev)
+                # Live keys at the snapshot's revision (the header names the current one).
+                keys, _ = tools.count_keys(revision=st.revision)
+                facts["keys"] = keys
             ctx.fp("after-source-checks")
             with path.open("rb") as f:
                 res = r.stream(f)
