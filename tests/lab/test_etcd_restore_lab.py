@@ -1,4 +1,4 @@
-"""`backup restore --etcd`: the K3s cluster-reset procedure run by Ansible over real SSH.
+"""K3s etcd snapshots over SSH and `backup restore --etcd` (cluster reset) run by Ansible.
 
 Real: the test hosts (network namespaces with their own Debian root and sshd, tests/hosts.py),
 Ansible (ansible-runner, the packaged etcd-restore.yml), restic, and an etcd snapshot taken
@@ -7,7 +7,11 @@ hosts have no systemd, so each host gets a stand-in ``k3s`` (``server --cluster-
 --cluster-reset-restore-path=P`` checks the snapshot exists, refuses while "running", moves
 the old db aside and records the restored file's sha256) and a stand-in ``systemctl``
 (``stop``/``start k3s`` flip a running marker); both log every call with a timestamp, from
-which the test reads the order across hosts.
+which the test reads the order across hosts. ``k3s etcd-snapshot save --name N`` of the
+stand-in copies a REAL snapshot of the lab's etcd (uploaded by the test) to
+``<data-dir>/server/db/snapshots/N-<node>-<unix time>`` as K3s names it, and ``ls -o json``
+prints the records in K3s' own JSON shape, so what k3sops fetches and stores is a real etcd
+snapshot that etcdutl can read.
 
 The backup's "verified" mark is a verification record written with the backup core's tag
 scheme (the verify command itself belongs to the backup core and is tested there).
@@ -16,6 +20,7 @@ scheme (the verify command itself belongs to the backup core and is tested there
 from __future__ import annotations
 
 import datetime as dt
+import json
 import secrets
 import subprocess
 from pathlib import Path
@@ -26,11 +31,13 @@ from pydantic import SecretStr
 from conftest import Lab
 from hosts import HostPool, TestHost
 from k3sops.adapters.audit import AuditLog
+from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.adapters.restic import Restic
-from k3sops.domain import backups
-from k3sops.errors import PlanRejected
+from k3sops.domain import backups, k3s_snapshots
+from k3sops.errors import PlanRejected, Unreachable
+from k3sops.services import context, k3s_snapshot
 from k3sops.services import etcd_restore as svc
-from k3sops.services.volume_backup import ResticRecorder
+from k3sops.services.backup_record import ResticRecorder
 
 pytestmark = pytest.mark.lab
 
@@ -59,6 +66,29 @@ for a in "$@"; do
     --cluster-reset-restore-path=*) path="${{a#--cluster-reset-restore-path=}}" ;;
   esac
 done
+if [ "$1" = etcd-snapshot ] && [ "$2" = save ]; then
+  [ "$3" = --name ] || {{ echo "usage: save --name NAME" >&2; exit 2; }}
+  mkdir -p "$data/server/db/snapshots"
+  out="$data/server/db/snapshots/$4-$(hostname)-$(date +%s)"
+  cp /opt/k3sops-standin/etcd.db "$out" && echo "Snapshot $(basename "$out") saved." >&2
+  exit $?
+fi
+if [ "$1" = etcd-snapshot ] && [ "$2" = ls ]; then
+  sep=""
+  printf '{{'
+  for f in "$data"/server/db/snapshots/*; do
+    [ -f "$f" ] || continue
+    n=$(basename "$f")
+    printf '%s"local-%s":{{"name":"%s","location":"file://%s","nodeName":"%s",' \
+      "$sep" "$n" "$n" "$f" "$(hostname)"
+    printf '"createdAt":"2026-11-26T13:00:00Z","size":%s,"status":"successful",' \
+      "$(stat -c %s "$f")"
+    printf '"compressed":false}}'
+    sep=","
+  done
+  printf '}}\n'
+  exit 0
+fi
 if [ "$1" = server ] && [ "$2" = --cluster-reset ]; then
   [ -f {STATE}/running ] && {{ echo "k3s is still running" >&2; exit 1; }}
   [ -s "$path" ] || {{ echo "snapshot $path not found" >&2; exit 1; }}
@@ -93,13 +123,17 @@ def _calls(host: TestHost) -> list[tuple[float, str, str]]:
     return out
 
 
+def _lab_snapshot(lab: Lab, path: Path) -> Path:
+    etcdctl = lab.binaries["etcd"].parent / "etcdctl"
+    subprocess.run([str(etcdctl), f"--endpoints={lab.layout.url('etcd')}", "snapshot", "save",
+                    str(path)], check=True, capture_output=True, timeout=60)
+    return path
+
+
 @pytest.fixture
 def etcd_backup(lab: Lab, tmp_path: Path) -> tuple[Restic, str, str]:
     """A Completed, verified etcd backup of the lab's real etcd in a fresh restic repo."""
-    snap = tmp_path / "etcd.db"
-    etcdctl = lab.binaries["etcd"].parent / "etcdctl"
-    subprocess.run([str(etcdctl), f"--endpoints={lab.layout.url('etcd')}", "snapshot", "save",
-                    str(snap)], check=True, capture_output=True, timeout=60)
+    snap = _lab_snapshot(lab, tmp_path / "etcd.db")
     restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
                     cache_dir=tmp_path / "cache")
     restic.init_if_missing()
@@ -216,3 +250,76 @@ def test_unreachable_server_is_refused(test_hosts: HostPool, etcd_backup: tuple,
     finally:
         test_hosts.start(hosts[2])
     _nothing_changed(hosts)
+
+
+def _upload(pool: HostPool, host: TestHost, local: Path, remote: str) -> None:
+    assert host.run(f"mkdir -p {Path(remote).parent}").returncode == 0
+    subprocess.run(["scp", *pool.ssh_options(), str(local), f"root@{host.address}:{remote}"],
+                   check=True, capture_output=True, timeout=60)
+
+
+def test_k3s_snapshot_is_fetched_stored_and_restorable(lab: Lab, test_hosts: HostPool,
+                                                       tmp_path: Path) -> None:
+    """save on a server over SSH -> fetched -> restic (Completed) -> a real etcd snapshot."""
+    hosts = test_hosts.hosts(2)
+    real = _lab_snapshot(lab, tmp_path / "lab.db")
+    for h in hosts:
+        _prepare(h)
+        _upload(test_hosts, h, real, "/opt/k3sops-standin/etcd.db")
+    inv = _inventory(test_hosts, hosts, tmp_path)
+    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
+                    cache_dir=tmp_path / "cache")
+    restic.init_if_missing()
+    # An older snapshot as K3s' controller records it, to be listed beside the new one.
+    old = {"apiVersion": "k3s.cattle.io/v1", "kind": "ETCDSnapshotFile",
+           "metadata": {"name": "local-etcd-snapshot-host1-1795600000-0a1b2c",
+                        "labels": {"etcd.k3s.cattle.io/snapshot-storage-node": "host1"}},
+           "spec": {"snapshotName": "etcd-snapshot-host1-1795600000", "nodeName": "host1",
+                    "location": "file:///var/lib/rancher/k3s/server/db/snapshots/"
+                                "etcd-snapshot-host1-1795600000", "metadata": {}},
+           "status": {"creationTime": "2026-11-25T12:00:00Z", "readyToUse": True,
+                      "size": "2048"}}
+    settings = context.Settings(kubeconfig=lab.layout.kubeconfig, context=None, platform=None)
+    objects = KubeObjects(context.kube(settings, {}, Path.home()))
+    lab.kubectl("apply", "-f", "-", input=json.dumps(old))
+    try:
+        result = k3s_snapshot.backup(ResticRecorder(restic, "k3sops-lab"), inv,
+                                     objects=objects)
+    finally:
+        lab.kubectl("delete", "etcdsnapshotfiles.k3s.cattle.io", old["metadata"]["name"],
+                    "--ignore-not-found", check=False)
+        objects.close()
+    assert result.node == "host1"
+    assert result.manifest.status == "Completed" and result.manifest.kind == "etcd"
+    expected = k3s_snapshots.snapshot_name(result.manifest.id) + "-host1-"
+    assert result.snapshot is not None and result.snapshot.name.startswith(expected)
+    assert result.server_path.startswith(f"{DATA}/server/db/snapshots/{expected}")
+    assert [o.name for o in result.objects] == ["etcd-snapshot-host1-1795600000"]
+    assert result.manifest.size == real.stat().st_size
+    # what the repository holds is the real etcd snapshot: etcdutl reads it
+    back = tmp_path / "back.db"
+    with back.open("wb") as f:
+        restic.dump_to(result.manifest.snapshot_ids[0], result.manifest.filename, f)
+    assert back.read_bytes() == real.read_bytes()
+    etcdutl = lab.binaries["etcd"].parent / "etcdutl"
+    status = subprocess.run([str(etcdutl), "snapshot", "status", str(back), "-w", "json"],
+                            check=True, capture_output=True, text=True, timeout=60)
+    assert json.loads(status.stdout)["totalKey"] > 0
+    assert not any("etcd-snapshot save" in c[2] for c in _calls(hosts[1]))
+
+
+def test_k3s_snapshot_on_an_unreachable_server_is_failed(test_hosts: HostPool,
+                                                         tmp_path: Path) -> None:
+    hosts = test_hosts.hosts(1)
+    _prepare(hosts[0])
+    inv = _inventory(test_hosts, hosts, tmp_path)
+    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
+                    cache_dir=tmp_path / "cache")
+    restic.init_if_missing()
+    test_hosts.stop(hosts[0])
+    try:
+        with pytest.raises(Unreachable, match="host1"):
+            k3s_snapshot.backup(ResticRecorder(restic, "k3sops-lab"), inv)
+    finally:
+        test_hosts.start(hosts[0])
+    assert [e.status for e in backups.entries_from_snapshots(restic.snapshots())] == ["Failed"]
