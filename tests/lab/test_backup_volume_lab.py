@@ -15,8 +15,6 @@ Volume object, in a scratch namespace, and deletes all of it afterwards.
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -25,21 +23,21 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
+from backup_more_kit import backup_context
 
 from conftest import Lab, wait_for
 from k3sops.adapters.audit import AuditLog
 from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.adapters.longhorn import Longhorn
-from k3sops.adapters.restic import Restic
 from k3sops.domain import backups
 from k3sops.errors import AdapterError, PlanRejected, Timeout
-from k3sops.services import context
+from k3sops.services import backup, context
 from k3sops.services import volume_backup as svc
 
 pytestmark = pytest.mark.lab
 
 LH = "longhorn-system"
+Ctx = backup.BackupContext
 
 
 @dataclass
@@ -59,11 +57,8 @@ def objects(lab: Lab) -> Iterator[KubeObjects]:
 
 
 @pytest.fixture
-def restic(tmp_path: Path) -> Restic:
-    r = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
-               cache_dir=tmp_path / "cache")
-    r.init_if_missing()
-    return r
+def bctx(lab: Lab, tmp_path: Path) -> backup.BackupContext:
+    return backup_context(lab, tmp_path)
 
 
 @pytest.fixture
@@ -158,7 +153,7 @@ def _play_longhorn(lab: Lab, v: Volume, final: Final, seen: list[str],
 
 
 def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeObjects,
-                                                        restic: Restic, volume: Volume) -> None:
+                                                        bctx: Ctx, volume: Volume) -> None:
     seen: list[str] = []
     observed = threading.Event()
     t = _play_longhorn(lab, volume, lambda n: _completed(n, volume), seen, observed)
@@ -169,7 +164,7 @@ def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeO
         if state == "InProgress":
             observed.set()
 
-    result = svc.backup_volume(Longhorn(objects), svc.ResticRecorder(restic, "k3sops-lab"),
+    result = svc.backup_volume(bctx, Longhorn(objects),
                                volume.ns, volume.pvc, timeout=60, poll=0.3,
                                on_progress=on_progress)
     t.join(10)
@@ -189,10 +184,10 @@ def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeO
     assert snap["spec"] == {"volume": volume.volume, "createSnapshot": True,
                             "labels": {"k3sops.io/pvc": f"{volume.ns}.{volume.pvc}"}}
     # In restic: a Running manifest, the data (Longhorn's record) and the Completed manifest.
-    entries = backups.entries_from_snapshots(restic.snapshots())
+    entries = backups.entries_from_snapshots(bctx.restic.snapshots())
     assert [(e.id, e.status, e.kind) for e in entries] == [
         (result.manifest.id, "Completed", "volume")]
-    record = json.loads(restic.dump_bytes(result.manifest.snapshot_ids[0],
+    record = json.loads(bctx.restic.dump_bytes(result.manifest.snapshot_ids[0],
                                           result.manifest.filename))
     assert record["url"] == result.longhorn.url
     assert record["pvc"]["volume"] == volume.volume
@@ -206,54 +201,53 @@ def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeO
     ({"state": "Completed", "progress": 100, "url": "", "size": "0"}, "no status.url"),
 ])
 def test_error_or_unrestorable_completed_is_failed(lab: Lab, objects: KubeObjects,
-                                                   restic: Restic, volume: Volume,
+                                                   bctx: Ctx, volume: Volume,
                                                    final: dict[str, Any], why: str) -> None:
     t = _play_longhorn(lab, volume, final, [])
     with pytest.raises(AdapterError, match=why):
-        svc.backup_volume(Longhorn(objects), svc.ResticRecorder(restic, "k3sops-lab"),
+        svc.backup_volume(bctx, Longhorn(objects),
                           volume.ns, volume.pvc, timeout=60, poll=0.3)
     t.join(10)
-    entries = backups.entries_from_snapshots(restic.snapshots())
+    entries = backups.entries_from_snapshots(bctx.restic.snapshots())
     assert [e.status for e in entries] == ["Failed"]
 
 
-def test_timeout_is_a_clear_error_and_failed(lab: Lab, objects: KubeObjects, restic: Restic,
+def test_timeout_is_a_clear_error_and_failed(lab: Lab, objects: KubeObjects, bctx: Ctx,
                                              volume: Volume) -> None:
     t = _play_longhorn(lab, volume, None, [])  # stuck InProgress, like a dead manager
     with pytest.raises(Timeout, match="still InProgress"):
-        svc.backup_volume(Longhorn(objects), svc.ResticRecorder(restic, "k3sops-lab"),
+        svc.backup_volume(bctx, Longhorn(objects),
                           volume.ns, volume.pvc, timeout=3, poll=0.3)
     t.join(10)
-    assert [e.status for e in backups.entries_from_snapshots(restic.snapshots())] == ["Failed"]
+    assert [e.status for e in backups.entries_from_snapshots(bctx.restic.snapshots())] == ["Failed"]
 
 
 def test_not_longhorn_or_missing_is_refused_before_anything(lab: Lab, objects: KubeObjects,
-                                                            restic: Restic,
+                                                            bctx: Ctx,
                                                             volume: Volume) -> None:
     lh = Longhorn(objects)
-    rec = svc.ResticRecorder(restic, "k3sops-lab")
     lab.kubectl("create", "-n", volume.ns, "-f", "-", input=json.dumps({
         "apiVersion": "v1", "kind": "PersistentVolumeClaim",
         "metadata": {"name": "pending"},
         "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "nowhere",
                  "resources": {"requests": {"storage": "1Gi"}}}}))
     with pytest.raises(PlanRejected, match="not bound"):
-        svc.backup_volume(lh, rec, volume.ns, "pending", timeout=5)
+        svc.backup_volume(bctx, lh, volume.ns, "pending", timeout=5)
     lab.kubectl("delete", "volumes.longhorn.io", volume.volume, "-n", LH)
     with pytest.raises(PlanRejected, match="Longhorn has no volume"):
-        svc.backup_volume(lh, rec, volume.ns, volume.pvc, timeout=5)
-    assert restic.snapshots() == []  # nothing recorded: refused before the backup opened
+        svc.backup_volume(bctx, lh, volume.ns, volume.pvc, timeout=5)
+    assert bctx.restic.snapshots() == []  # nothing recorded: refused before the backup opened
 
 
 def test_restore_into_a_new_pvc_never_overwrites(lab: Lab, objects: KubeObjects,
-                                                 restic: Restic, volume: Volume,
+                                                 bctx: Ctx, volume: Volume,
                                                  tmp_path: Path) -> None:
     t = _play_longhorn(lab, volume, lambda n: _completed(n, volume), [])
     lh = Longhorn(objects)
-    done = svc.backup_volume(lh, svc.ResticRecorder(restic, "k3sops-lab"), volume.ns,
-                             volume.pvc, timeout=60, poll=0.3)
+    done = svc.backup_volume(bctx, lh, volume.ns, volume.pvc, timeout=60, poll=0.3)
     t.join(10)
-    record = json.loads(restic.dump_bytes(done.manifest.snapshot_ids[0], done.manifest.filename))
+    manifest, record = svc.load(bctx, done.manifest.id)
+    assert manifest == done.manifest
     audit = AuditLog(tmp_path / "audit.jsonl")
     with pytest.raises(PlanRejected, match="already exists"):
         svc.restore_volume(lh, done.manifest, record, volume.ns, volume.pvc, apply=True,
@@ -274,7 +268,9 @@ def test_restore_into_a_new_pvc_never_overwrites(lab: Lab, objects: KubeObjects,
     # the original PVC is untouched
     orig = lh.find_pvc(volume.ns, volume.pvc)
     assert orig is not None and orig["spec"]["volumeName"] == volume.pv
-    assert os.environ.get("RESTIC_PASSWORD") is None  # the password never left the adapter
+    password = bctx.env["K3SOPS_TEST_BACKUP_MORE_PW"]
+    assert password not in (tmp_path / "audit.jsonl").read_text()
+    assert password not in json.dumps(report.model_dump(mode="json"))
 
 
 def test_backup_crd_has_a_status_subresource(lab: Lab) -> None:

@@ -21,23 +21,20 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import secrets
 import subprocess
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
+from backup_more_kit import backup_context
 
 from conftest import Lab
 from hosts import HostPool, TestHost
 from k3sops.adapters.audit import AuditLog
 from k3sops.adapters.kubeobjects import KubeObjects
-from k3sops.adapters.restic import Restic
-from k3sops.domain import backups, k3s_snapshots
+from k3sops.domain import backups
 from k3sops.errors import PlanRejected, Unreachable
-from k3sops.services import context, k3s_snapshot
+from k3sops.services import backup, context, k3s_snapshot
 from k3sops.services import etcd_restore as svc
-from k3sops.services.backup_record import ResticRecorder
 
 pytestmark = pytest.mark.lab
 
@@ -130,43 +127,48 @@ def _lab_snapshot(lab: Lab, path: Path) -> Path:
     return path
 
 
+EtcdBackup = tuple[backup.BackupContext, str, str]
+
+
 @pytest.fixture
-def etcd_backup(lab: Lab, tmp_path: Path) -> tuple[Restic, str, str]:
-    """A Completed, verified etcd backup of the lab's real etcd in a fresh restic repo."""
-    snap = _lab_snapshot(lab, tmp_path / "etcd.db")
-    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
-                    cache_dir=tmp_path / "cache")
-    restic.init_if_missing()
-    rec = ResticRecorder(restic, "k3sops-lab")
-    m = rec.begin("etcd", "etcd", lab.layout.url("etcd"))
-    m = rec.complete(m, snap.read_bytes(), {"source": "etcdctl snapshot save"})
-    assert m.sha256
-    return restic, m.id, m.sha256
+def etcd_backup(lab: Lab, tmp_path: Path) -> EtcdBackup:
+    """A Completed etcd backup of the lab's real etcd (through the backup core's etcd path)."""
+    ctx = backup_context(lab, tmp_path)
+    done = backup.backup_etcd(ctx, snapshot_file=_lab_snapshot(lab, tmp_path / "etcd.db"))
+    m = done.manifest
+    assert m.status == "Completed" and m.sha256
+    return ctx, m.id, m.sha256
 
 
-def _verify(restic: Restic, backup_id: str, ok: bool) -> None:
-    entry = next(e for e in backups.entries_from_snapshots(restic.snapshots())
-                 if e.id == backup_id)
-    record = backups.VerificationRecord(backup_id=backup_id, at=dt.datetime.now(dt.UTC), ok=ok)
-    restic.backup_bytes(record.model_dump_json().encode(), "verification.json",
-                        backups.verification_tags(record, entry))
+def _verify(ctx: backup.BackupContext, backup_id: str, ok: bool) -> None:
+    """ok: the backup core's real verify (restic check, sha256, a scratch-etcd drill);
+    not ok: a failed verification record, as a failed verify leaves one."""
+    if ok:
+        report = backup.verify(ctx, backup_id)
+        assert [r.ok for r in report.records] == [True], report
+        return
+    entry = backup.find(ctx, backup_id)
+    record = backups.VerificationRecord(backup_id=backup_id, at=dt.datetime.now(dt.UTC),
+                                        ok=False)
+    ctx.restic.backup_bytes(record.model_dump_json().encode(), backup.VERIFICATION_FILE,
+                            backups.verification_tags(record, entry))
 
 
 def _inventory(pool: HostPool, hosts: list[TestHost], tmp_path: Path) -> Path:
     return pool.inventory(tmp_path / "hosts.yaml", servers=hosts)
 
 
-def test_restore_runs_in_order_across_three_servers(test_hosts: HostPool, etcd_backup: tuple,
+def test_restore_runs_in_order_across_three_servers(test_hosts: HostPool, etcd_backup: EtcdBackup,
                                                     tmp_path: Path) -> None:
-    restic, bid, sha = etcd_backup
-    _verify(restic, bid, ok=True)
+    ctx, bid, sha = etcd_backup
+    _verify(ctx, bid, ok=True)
     hosts = test_hosts.hosts(3)
     for h in hosts:
         _prepare(h)
     inv = _inventory(test_hosts, hosts, tmp_path)
-    audit = AuditLog(tmp_path / "audit.jsonl")
+    audit = AuditLog(ctx.state / "audit.jsonl")
 
-    plan = svc.restore(restic, bid, inv, yes=False, audit=audit, context="lab")
+    plan = svc.restore(ctx, bid, inv, yes=False)
     assert plan.plan.ok, [c for c in plan.plan.preflight if not c.ok]
     assert not plan.applied
     assert [c.check for c in plan.plan.preflight if c.host == "host2"] == [
@@ -174,7 +176,7 @@ def test_restore_runs_in_order_across_three_servers(test_hosts: HostPool, etcd_b
     assert all(not _calls(h) for h in hosts), "a dry run touched a server"
     assert audit.read() == []
 
-    report = svc.restore(restic, bid, inv, yes=True, audit=audit, context="lab")
+    report = svc.restore(ctx, bid, inv, yes=True)
     assert [o.result for o in report.steps] == ["ok"] * 10
     calls = sorted(c for h in hosts for c in _calls(h))
     seq = [(host, what.split(" --cluster-reset-restore-path")[0]) for _, host, what in calls]
@@ -196,7 +198,7 @@ def test_restore_runs_in_order_across_three_servers(test_hosts: HostPool, etcd_b
     actions = [(r["what"]["action"], r["what"]["target"], r["result"]) for r in audit.read()]
     assert actions[0] == ("etcd-copy-snapshot", "host1", "ok")
     assert actions[4] == ("etcd-cluster-reset", "host1", "ok")
-    assert "s3cr3t" not in (tmp_path / "audit.jsonl").read_text()
+    assert "s3cr3t" not in audit.path.read_text()
 
 
 def _nothing_changed(hosts: list[TestHost]) -> None:
@@ -206,47 +208,44 @@ def _nothing_changed(hosts: list[TestHost]) -> None:
         assert h.stat(f"{DATA}/server/db/restore") is None
 
 
-def test_missing_token_is_refused_before_anything(test_hosts: HostPool, etcd_backup: tuple,
+def test_missing_token_is_refused_before_anything(test_hosts: HostPool, etcd_backup: EtcdBackup,
                                                   tmp_path: Path) -> None:
-    restic, bid, _ = etcd_backup
-    _verify(restic, bid, ok=True)
+    ctx, bid, _ = etcd_backup
+    _verify(ctx, bid, ok=True)
     hosts = test_hosts.hosts(3)
     for h in hosts:
         _prepare(h, token=h.name != "host2")
     with pytest.raises(PlanRejected, match=r"token@host2") as e:
-        svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
-                    audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+        svc.restore(ctx, bid, _inventory(test_hosts, hosts, tmp_path), yes=True)
     assert "nothing was changed" in str(e.value)
     _nothing_changed(hosts)
 
 
 @pytest.mark.parametrize("verified", [None, False])
-def test_unverified_snapshot_is_refused(test_hosts: HostPool, etcd_backup: tuple,
+def test_unverified_snapshot_is_refused(test_hosts: HostPool, etcd_backup: EtcdBackup,
                                         tmp_path: Path, verified: bool | None) -> None:
-    restic, bid, _ = etcd_backup
+    ctx, bid, _ = etcd_backup
     if verified is not None:
-        _verify(restic, bid, ok=verified)
+        _verify(ctx, bid, ok=verified)
     hosts = test_hosts.hosts(2)
     for h in hosts:
         _prepare(h)
     with pytest.raises(PlanRejected, match="snapshot-verified"):
-        svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
-                    audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+        svc.restore(ctx, bid, _inventory(test_hosts, hosts, tmp_path), yes=True)
     _nothing_changed(hosts)
 
 
-def test_unreachable_server_is_refused(test_hosts: HostPool, etcd_backup: tuple,
+def test_unreachable_server_is_refused(test_hosts: HostPool, etcd_backup: EtcdBackup,
                                        tmp_path: Path) -> None:
-    restic, bid, _ = etcd_backup
-    _verify(restic, bid, ok=True)
+    ctx, bid, _ = etcd_backup
+    _verify(ctx, bid, ok=True)
     hosts = test_hosts.hosts(3)
     for h in hosts:
         _prepare(h)
     test_hosts.stop(hosts[2])
     try:
         with pytest.raises(PlanRejected, match="reachable@host3"):
-            svc.restore(restic, bid, _inventory(test_hosts, hosts, tmp_path), yes=True,
-                        audit=AuditLog(tmp_path / "a.jsonl"), context="lab")
+            svc.restore(ctx, bid, _inventory(test_hosts, hosts, tmp_path), yes=True)
     finally:
         test_hosts.start(hosts[2])
     _nothing_changed(hosts)
@@ -267,9 +266,7 @@ def test_k3s_snapshot_is_fetched_stored_and_restorable(lab: Lab, test_hosts: Hos
         _prepare(h)
         _upload(test_hosts, h, real, "/opt/k3sops-standin/etcd.db")
     inv = _inventory(test_hosts, hosts, tmp_path)
-    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
-                    cache_dir=tmp_path / "cache")
-    restic.init_if_missing()
+    ctx = backup_context(lab, tmp_path)
     # An older snapshot as K3s' controller records it, to be listed beside the new one.
     old = {"apiVersion": "k3s.cattle.io/v1", "kind": "ETCDSnapshotFile",
            "metadata": {"name": "local-etcd-snapshot-host1-1795600000-0a1b2c",
@@ -283,23 +280,25 @@ def test_k3s_snapshot_is_fetched_stored_and_restorable(lab: Lab, test_hosts: Hos
     objects = KubeObjects(context.kube(settings, {}, Path.home()))
     lab.kubectl("apply", "-f", "-", input=json.dumps(old))
     try:
-        result = k3s_snapshot.backup(ResticRecorder(restic, "k3sops-lab"), inv,
-                                     objects=objects)
+        result = k3s_snapshot.backup_k3s(ctx, inv, objects=objects)
     finally:
         lab.kubectl("delete", "etcdsnapshotfiles.k3s.cattle.io", old["metadata"]["name"],
                     "--ignore-not-found", check=False)
         objects.close()
     assert result.node == "host1"
     assert result.manifest.status == "Completed" and result.manifest.kind == "etcd"
-    expected = k3s_snapshots.snapshot_name(result.manifest.id) + "-host1-"
-    assert result.snapshot is not None and result.snapshot.name.startswith(expected)
-    assert result.server_path.startswith(f"{DATA}/server/db/snapshots/{expected}")
+    assert result.snapshot is not None
+    assert result.snapshot.name.startswith("k3sops-k3sops-lab-")
+    assert result.snapshot.name.split("-")[-2] == "host1"  # K3s' NAME-<node>-<unix time>
+    assert result.server_path == f"{DATA}/server/db/snapshots/{result.snapshot.name}"
+    assert result.manifest.facts["hash_trailer"] is True
+    assert result.manifest.facts["total_keys"] > 0
     assert [o.name for o in result.objects] == ["etcd-snapshot-host1-1795600000"]
     assert result.manifest.size == real.stat().st_size
     # what the repository holds is the real etcd snapshot: etcdutl reads it
     back = tmp_path / "back.db"
     with back.open("wb") as f:
-        restic.dump_to(result.manifest.snapshot_ids[0], result.manifest.filename, f)
+        ctx.restic.dump_to(result.manifest.snapshot_ids[0], result.manifest.filename, f)
     assert back.read_bytes() == real.read_bytes()
     etcdutl = lab.binaries["etcd"].parent / "etcdutl"
     status = subprocess.run([str(etcdutl), "snapshot", "status", str(back), "-w", "json"],
@@ -308,18 +307,16 @@ def test_k3s_snapshot_is_fetched_stored_and_restorable(lab: Lab, test_hosts: Hos
     assert not any("etcd-snapshot save" in c[2] for c in _calls(hosts[1]))
 
 
-def test_k3s_snapshot_on_an_unreachable_server_is_failed(test_hosts: HostPool,
-                                                         tmp_path: Path) -> None:
+def test_k3s_snapshot_on_an_unreachable_server_stores_nothing(lab: Lab, test_hosts: HostPool,
+                                                              tmp_path: Path) -> None:
     hosts = test_hosts.hosts(1)
     _prepare(hosts[0])
     inv = _inventory(test_hosts, hosts, tmp_path)
-    restic = Restic(str(tmp_path / "repo"), password=SecretStr(secrets.token_hex(16)),
-                    cache_dir=tmp_path / "cache")
-    restic.init_if_missing()
+    ctx = backup_context(lab, tmp_path)
     test_hosts.stop(hosts[0])
     try:
         with pytest.raises(Unreachable, match="host1"):
-            k3s_snapshot.backup(ResticRecorder(restic, "k3sops-lab"), inv)
+            k3s_snapshot.backup_k3s(ctx, inv)
     finally:
         test_hosts.start(hosts[0])
-    assert [e.status for e in backups.entries_from_snapshots(restic.snapshots())] == ["Failed"]
+    assert backups.entries_from_snapshots(ctx.restic.snapshots()) == []

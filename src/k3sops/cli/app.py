@@ -71,6 +71,7 @@ def _register() -> None:
     from k3sops.cli import (
         alerts_cmd,
         backup_cmd,
+        backup_more_cmd,
         capacity_cmd,
         check_cmd,
         config_cmd,
@@ -110,6 +111,7 @@ def _register() -> None:
     env_cmd.register(app)
     gitops_cmd.register(app)
     backup_cmd.register(app)
+    backup_more_cmd.register(backup_cmd.backup)
     lab_cmd.register(app)
 
 

@@ -100,9 +100,21 @@ def etcd_cmd(
     snapshot_file: Annotated[Path | None, typer.Option(
         "--snapshot-file", help="Store this existing etcd snapshot file instead of taking "
                                 "one (its hash and status are checked first).")] = None,
+    k3s: Annotated[bool | None, typer.Option(
+        "--k3s/--no-k3s", help="K3s: `k3s etcd-snapshot save` on a server over SSH (default: "
+                               "when platform.yaml has ansible: and no backup.etcd).")] = None,
+    node: Annotated[str | None, typer.Option(help="--k3s: inventory host (default: the first "
+                                                  "of group server).")] = None,
+    k3s_data_dir: Annotated[str, typer.Option(help="--k3s: K3s' data dir on the server.")
+                            ] = "/var/lib/rancher/k3s",
     state_dir: StateDir = None,
 ) -> None:
     """Snapshot etcd through its snapshot API, check it and stream it into the repository."""
+    from k3sops.cli import backup_more_cmd  # K3s snapshots over SSH live there
+    if k3s or (k3s is None and snapshot_file is None and backup_more_cmd.k3s_auto(ctx)):
+        backup_more_cmd.run_k3s_etcd(ctx, node=node, data_dir=k3s_data_dir,
+                                     state_dir=state_dir)
+        return
     c = backup_context(ctx, state_dir)
     r = svc.backup_etcd(c, snapshot_file)
     render(r, get_options(ctx).output.value, _result_table)
@@ -231,9 +243,33 @@ def restore_cmd(
         "--create-database", help="Create the database first.")] = False,
     yes: Annotated[bool, typer.Option("--yes", help="Restore (default: print the plan).")
                    ] = False,
+    etcd: Annotated[bool, typer.Option("--etcd", help="ID is an etcd backup: run the K3s "
+                                                      "cluster-reset restore on the servers.")
+                    ] = False,
+    restore_on: Annotated[str | None, typer.Option(
+        "--restore-on", help="--etcd: the server to reset onto the snapshot.")] = None,
+    k3s_data_dir: Annotated[str, typer.Option(help="--etcd: K3s' data dir on the servers.")
+                            ] = "/var/lib/rancher/k3s",
+    to: Annotated[str | None, typer.Option(help="Volume backups: the NEW PVC to create.")
+                  ] = None,
+    size: Annotated[str | None, typer.Option(help="Volume backups: size of the new PVC "
+                                                  "(default: the original's).")] = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Restore application data into the same or another namespace/database."""
+    """Restore a backup: app data, a Longhorn volume (--to NEW_PVC) or K3s etcd (--etcd).
+
+    Application data goes into the same or another namespace/database; a volume always into a
+    new PVC; etcd through the K3s cluster-reset procedure across the servers.
+    """
+    from k3sops.cli import backup_more_cmd  # volume and K3s etcd restores live there
+    if etcd:
+        backup_more_cmd.run_restore_etcd(ctx, backup_id, yes=yes, restore_on=restore_on,
+                                         data_dir=k3s_data_dir, state_dir=state_dir)
+        return
+    if to is not None:
+        backup_more_cmd.run_restore_volume(ctx, backup_id, to=to, namespace=namespace,
+                                           size=size, yes=yes, state_dir=state_dir)
+        return
     c = backup_context(ctx, state_dir)
     r = svc.restore(c, backup_id, namespace=namespace, pod=pod, database=database, dsn=dsn,
                     path=path, create_database=create_database, yes=yes)

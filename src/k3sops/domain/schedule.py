@@ -261,6 +261,12 @@ def all_systemd_units(entries: Sequence[ScheduleEntry], *, binary: str, config: 
     return out
 
 
+def entry_name(prefix: str, text: str) -> str:
+    """A schedule name from free text (a PVC's namespace and name): DNS-1123, short enough."""
+    clean = re.sub(r"[^a-z0-9-]+", "-", f"{prefix}-{text}".lower()).strip("-")
+    return clean[:38].rstrip("-")
+
+
 def default_entries(targets: Sequence[tuple[str, list[str], str]], *,
                     verify_cron: str = "0 4 * * 0") -> list[ScheduleEntry]:
     """Entries for backup targets ``(name, k3sops args, cron)`` plus a weekly verify.

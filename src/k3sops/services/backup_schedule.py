@@ -9,19 +9,55 @@ output directory. Each applied object or file is audited.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
 from k3sops.adapters import systemd
-from k3sops.adapters.audit import AuditLog, current_user
+from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.config import Backup
 from k3sops.domain import schedule as sch
 from k3sops.errors import PlanRejected
+from k3sops.services import context
 
 Kind = Literal["cronjob", "systemd"]
+
+
+def entries_from_platform(cfg: Backup) -> list[sch.ScheduleEntry]:
+    """The scheduled commands platform.yaml asks for, plus the weekly verify.
+
+    That is etcd, each app target and each Longhorn volume that has a schedule.
+    """
+    sched = cfg.schedule
+    targets: list[tuple[str, list[str], str]] = []
+    if sched.etcd:
+        targets.append(("etcd", ["backup", "etcd"], sched.etcd))
+    targets += [(t.name, ["backup", "app", t.name], t.schedule) for t in cfg.targets
+                if t.schedule]
+    for v in sched.volumes:
+        name = sch.entry_name("volume", f"{v.namespace}-{v.pvc}")
+        targets.append((name, ["backup", "volume", v.pvc, "-n", v.namespace], v.schedule))
+    return sch.default_entries(targets, verify_cron=sched.verify)
+
+
+def password_source(cfg: Backup) -> sch.PasswordSource:
+    """Where scheduled runs read the repository password (names only)."""
+    return sch.PasswordSource(env=cfg.password_env,
+                              file=str(cfg.password_file) if cfg.password_file else None)
+
+
+def audit_log(state: Path | None, env: Mapping[str, str], home: Path) -> AuditLog:
+    """The audit log under the state directory (``--state-dir`` > K3SOPS_STATE_DIR > default)."""
+    return AuditLog(state_dir(state, env, home) / "audit.jsonl")
+
+
+def kube_objects(settings: context.Settings, env: Mapping[str, str], home: Path,
+                 ) -> KubeObjects:
+    """The platform's cluster, for applying CronJobs."""
+    return KubeObjects(context.kube(settings, env, home))
 
 
 class ScheduleReport(BaseModel):

@@ -1,8 +1,8 @@
 """`backup restore --etcd ID`: the K3s cluster-reset procedure, planned, checked, then run.
 
 1. The snapshot: the backup's manifest and its newest verification are read from the restic
-   repository; the data is fetched into a private temporary file and its sha256 compared
-   with the manifest's (a mismatch refuses the restore).
+   repository (the backup core's store); the data is fetched into a private temporary file
+   and its sha256 compared with the manifest's (a mismatch refuses the restore).
 2. Preflight over SSH (Ansible, ``etcd-restore.yml`` phase ``preflight``, read-only) on every
    host of the inventory's ``server`` group: reachable, cluster token present, k3s installed.
 3. The pure planner (:mod:`k3sops.domain.etcd_restore`) turns these facts into the plan; it is
@@ -22,15 +22,12 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from k3sops.adapters import ansible
-from k3sops.adapters.audit import AuditLog, current_user
-from k3sops.adapters.restic import Restic
-from k3sops.domain import backups
 from k3sops.domain import etcd_restore as er
-from k3sops.domain.backups import BackupManifest
+from k3sops.domain.backups import BackupEntry, BackupManifest, slug
 from k3sops.errors import K3sopsError, NotFound, PlanRejected
+from k3sops.services import backup
 
 PLAYBOOK = "etcd-restore"
-MANIFEST_FILE = "manifest.json"
 
 
 class StepOutcome(BaseModel):
@@ -51,44 +48,41 @@ class EtcdRestoreReport(BaseModel):
 
 
 @contextlib.contextmanager
-def fetched_snapshot(restic: Restic, backup_id: str,
-                     ) -> Iterator[tuple[BackupManifest, backups.BackupEntry, Path]]:
+def fetched_snapshot(ctx: backup.BackupContext, backup_id: str,
+                     ) -> Iterator[tuple[BackupManifest, BackupEntry, Path]]:
     """The manifest, list entry and a private local copy of an etcd backup's data.
 
     Raises:
-        NotFound: no such backup, or it is not an etcd backup.
-        PlanRejected: the fetched data does not match the manifest's sha256.
+        NotFound: no such backup.
+        PlanRejected: not an etcd backup with data, or the data read back does not match the
+            manifest's sha256.
     """
-    entry = next((e for e in backups.entries_from_snapshots(restic.snapshots())
-                  if e.id == backup_id), None)
-    if entry is None or entry.kind != "etcd":
-        raise NotFound(f"no etcd backup {backup_id} in repository {restic.where}",
-                       hint="list them: k3sops backup list")
-    manifest = BackupManifest.model_validate_json(
-        restic.dump_bytes(entry.manifest_snapshot, MANIFEST_FILE))
-    if not manifest.snapshot_ids:
-        raise PlanRejected(f"backup {backup_id} has no data snapshot (status "
-                           f"{manifest.status})", hint="pick a Completed backup")
-    with tempfile.TemporaryDirectory(prefix="k3sops-etcd-restore-") as tmp:
+    entry = backup.find(ctx, backup_id)
+    manifest = backup.load_manifest(ctx, entry)
+    if manifest.kind != "etcd" or not manifest.snapshot_ids:
+        raise PlanRejected(f"backup {manifest.id} is a {manifest.status} {manifest.kind} "
+                           "backup without etcd data", hint="pick a Completed etcd backup "
+                           "from `k3sops backup list --kind etcd`")
+    with tempfile.TemporaryDirectory(prefix="k3sops-etcd-restore-", dir=ctx.work()) as tmp:
         os.chmod(tmp, 0o700)
         path = Path(tmp) / "snapshot.db"
         with path.open("wb") as sink:
-            got = restic.dump_to(manifest.snapshot_ids[0], manifest.filename, sink)
+            got = ctx.restic.dump_to(manifest.snapshot_ids[0], manifest.filename, sink)
         if manifest.sha256 and got.sha256 != manifest.sha256:
-            raise PlanRejected(f"etcd backup {backup_id}: the data read back has sha256 "
+            raise PlanRejected(f"etcd backup {manifest.id}: the data read back has sha256 "
                                f"{got.sha256[:16]}…, the manifest says {manifest.sha256[:16]}…",
                                hint="the backup is damaged; run k3sops backup verify and "
                                     "pick another one")
         yield manifest, entry, path
 
 
-def snapshot_facts(manifest: BackupManifest, entry: backups.BackupEntry) -> er.SnapshotFacts:
+def snapshot_facts(manifest: BackupManifest, entry: BackupEntry) -> er.SnapshotFacts:
     """What the planner needs to know about the backup."""
     verified = entry.verified is True
     detail = ("verified" if verified else
               "its last verification failed" if entry.verified is False else
               "never verified (run k3sops backup verify " + manifest.id + ")")
-    name = backups.slug(manifest.id) + ".db"
+    name = slug(manifest.id) + ".db"
     return er.SnapshotFacts(id=manifest.id, name=name, sha256=manifest.sha256 or "",
                             status=manifest.status, verified=verified, verify_detail=detail)
 
@@ -126,8 +120,8 @@ def gather(inventory: Path, data_dir: str, restore_host: str | None, *,
     return facts
 
 
-def restore(restic: Restic, backup_id: str, inventory: Path, *, yes: bool,
-            audit: AuditLog, context: str, restore_host: str | None = None,
+def restore(ctx: backup.BackupContext, backup_id: str, inventory: Path, *, yes: bool,
+            restore_host: str | None = None,
             data_dir: str = er.DEFAULT_DATA_DIR, private_key_file: Path | None = None,
             user: str | None = None,
             on_event: Callable[[ansible.AnsibleEvent], None] | None = None,
@@ -138,7 +132,7 @@ def restore(restic: Restic, backup_id: str, inventory: Path, *, yes: bool,
         PlanRejected: ``yes`` was given and the preflight failed (nothing changed).
         AnsibleFailed, HostUnreachable: a step failed; the report's steps say which.
     """
-    with fetched_snapshot(restic, backup_id) as (manifest, entry, local):
+    with fetched_snapshot(ctx, backup_id) as (manifest, entry, local):
         servers = gather(inventory, data_dir, restore_host,
                          private_key_file=private_key_file, user=user)
         plan = er.plan_etcd_restore(servers, snapshot_facts(manifest, entry),
@@ -149,7 +143,7 @@ def restore(restic: Restic, backup_id: str, inventory: Path, *, yes: bool,
         if not yes:
             return report
         er.require_ok(plan)
-        report.audit_log = str(audit.path)
+        report.audit_log = str(ctx.state / "audit.jsonl")
         extravars = {"k3sops_phase": "restore", "k3s_data_dir": plan.data_dir,
                      "k3sops_restore_host": plan.restore_host,
                      "k3sops_snapshot_src": str(local),
@@ -164,11 +158,10 @@ def restore(restic: Restic, backup_id: str, inventory: Path, *, yes: bool,
             result, error = e.result, e
         report.steps = [_outcome(s, result) for s in plan.steps]
         for o in report.steps:
-            audit.append({"who": current_user(), "context": context,
-                          "what": {"action": f"etcd-{o.step.action}",
-                                   "target": f"{o.step.host}", "detail": o.step.command,
-                                   "backup": backup_id},
-                          "result": o.result, "error": o.error})
+            ctx.audit({"context": f"ansible:{inventory}",
+                       "what": {"action": f"etcd-{o.step.action}", "target": o.step.host,
+                                "detail": o.step.command, "backup": manifest.id},
+                       "result": o.result, "error": o.error})
         if error is not None:
             raise error
         return report

@@ -1,28 +1,28 @@
 """`backup etcd --k3s`: a K3s etcd snapshot taken on a server over SSH, kept in restic.
 
-1. A k3sops backup is opened (``Running`` manifest), which names the snapshot
-   (``k3sops-<backup id>``; K3s appends ``-<node>-<unix time>``).
+1. The snapshot is named ``k3sops-<platform>-<time>-<random>`` (K3s appends
+   ``-<node>-<unix time>``; its retention counts per name prefix, so k3sops' snapshots do not
+   push out the scheduled ``etcd-snapshot`` ones or the other way round).
 2. Ansible (``etcd-snapshot.yml``) runs ``k3s etcd-snapshot save --name NAME`` on the server,
    records ``k3s etcd-snapshot ls -o json`` and fetches the new file into a private directory
    (Ansible checks the copy's checksum against the server's file).
-3. Optionally the file is inspected (the caller's ``inspect``: the etcd hash trailer, revision
-   and key count, which verification later compares against a restore drill), then streamed
-   into the repository; the manifest is closed Completed with the K3s record as facts.
+3. The file goes through the backup core's etcd path (:func:`k3sops.services.backup.
+   backup_etcd` with the fetched file): the etcd hash trailer and ``etcdutl snapshot status``
+   are checked, revision and key count recorded for the restore drill, streamed into restic.
 4. The cluster's ETCDSnapshotFile objects (k3s.cattle.io/v1) of that node are listed for the
    report; an unreachable API server is reported, not fatal (the snapshot is already safe).
 
-Any failure closes the backup Failed; a killed run is marked Failed by the next one.
+A failure before the fetch stores nothing; one after it closes the backup Failed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
+import secrets
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -32,10 +32,9 @@ from k3sops.domain import k3s_snapshots as ks
 from k3sops.domain.backups import BackupManifest
 from k3sops.domain.etcd_restore import DEFAULT_DATA_DIR
 from k3sops.errors import AdapterError, K3sopsError
-from k3sops.services.backup_record import ResticRecorder
+from k3sops.services import backup
 
 PLAYBOOK = "etcd-snapshot"
-Inspect = Callable[[Path], dict[str, Any]]
 
 
 class K3sSnapshotResult(BaseModel):
@@ -50,67 +49,56 @@ class K3sSnapshotResult(BaseModel):
     objects: list[ks.K3sSnapshot] = Field(default_factory=list,
                                           description="ETCDSnapshotFile objects of the node")
     objects_error: str | None = None
+    cleaned: list[str] = Field(default_factory=list)
 
 
-def backup(recorder: ResticRecorder, inventory: Path, *, node: str | None = None,
-           data_dir: str = DEFAULT_DATA_DIR, objects: KubeObjects | None = None,
-           inspect: Inspect | None = None, private_key_file: Path | None = None,
-           user: str | None = None,
-           on_event: Callable[[ansible.AnsibleEvent], None] | None = None,
-           timeout: float = 1800) -> K3sSnapshotResult:
-    """Take, fetch and store a K3s etcd snapshot; see the module docstring.
+def backup_k3s(ctx: backup.BackupContext, inventory: Path, *, node: str | None = None,
+               data_dir: str = DEFAULT_DATA_DIR, objects: KubeObjects | None = None,
+               private_key_file: Path | None = None, user: str | None = None,
+               on_event: Callable[[ansible.AnsibleEvent], None] | None = None,
+               timeout: float = 1800) -> K3sSnapshotResult:
+    """Take and fetch a K3s etcd snapshot, then store it through the backup core's etcd path.
+
+    That path checks the hash trailer and ``etcdutl snapshot status`` first, records the
+    facts the drill compares, and takes the Lease, writes the manifests and the metrics.
 
     Raises:
-        HostUnreachable: the server could not be reached (the backup is closed Failed).
-        AnsibleFailed: ``k3s etcd-snapshot save`` or the fetch failed (closed Failed).
-        PlanRejected: ``inspect`` found the file is not a sound etcd snapshot.
+        HostUnreachable: the server could not be reached (nothing was stored).
+        AnsibleFailed: ``k3s etcd-snapshot save`` or the fetch failed (nothing was stored).
+        AdapterError: the fetched file is not a sound etcd snapshot (the backup is Failed).
     """
     pattern = node or "server[0]"
-    manifest = recorder.begin("etcd", "etcd", f"k3s:{pattern}")
-    name = ks.snapshot_name(manifest.id)
-    try:
-        with tempfile.TemporaryDirectory(prefix="k3sops-k3s-snapshot-") as tmp:
-            os.chmod(tmp, 0o700)
-            result = ansible.run_playbook(
-                PLAYBOOK, inventory, private_key_file=private_key_file, user=user,
-                on_event=on_event, timeout=timeout,
-                extravars={"k3sops_node": pattern, "k3sops_snapshot_name": name,
-                           "k3s_data_dir": data_dir, "k3sops_dest": tmp})
-            host = next(iter(sorted(result.hosts)), pattern)
-            local = Path(tmp) / "snapshot.db"
+    stamp = ctx.now().strftime("%Y%m%dt%H%M%Sz")
+    name = ks.snapshot_name(f"{ctx.platform.name}-{stamp}-{secrets.token_hex(3)}")
+    with tempfile.TemporaryDirectory(prefix="k3sops-k3s-snapshot-", dir=ctx.work()) as tmp:
+        os.chmod(tmp, 0o700)
+        result = ansible.run_playbook(
+            PLAYBOOK, inventory, private_key_file=private_key_file, user=user,
+            on_event=on_event, timeout=timeout,
+            extravars={"k3sops_node": pattern, "k3sops_snapshot_name": name,
+                       "k3s_data_dir": data_dir, "k3sops_dest": tmp})
+        host = next(iter(sorted(result.hosts)), pattern)
+        try:
             record = json.loads((Path(tmp) / "file.json").read_text())
             listing = ks.parse_ls((Path(tmp) / "ls.json").read_text())
-            server_path = str(record.get("path", ""))
-            base = server_path.rsplit("/", 1)[-1]
-            mine = next((r for r in listing if r.name == base), None)
-            facts: dict[str, Any] = {"k3s_snapshot": base, "node": host,
-                                     "server_path": server_path,
-                                     "k3s_size": record.get("size"),
-                                     "k3s_listed": mine is not None}
-            if inspect is not None:
-                facts.update(inspect(local))
-            with local.open("rb") as f:
-                done = recorder.complete_stream(manifest, f, facts)
+        except (OSError, ValueError) as e:
+            raise AdapterError(f"K3s snapshot {name}: what Ansible fetched is unreadable: {e}",
+                               hint="re-run with -v") from e
+        server_path = str(record.get("path", ""))
+        done = backup.backup_etcd(ctx, snapshot_file=Path(tmp) / "snapshot.db")
+    base = server_path.rsplit("/", 1)[-1]
+    out = K3sSnapshotResult(manifest=done.manifest, node=host, server_path=server_path,
+                            snapshot=next((r for r in listing if r.name == base), None),
+                            listing=[r for r in listing if r.node in ("", host) or r.s3],
+                            cleaned=done.cleaned)
+    try:
+        if objects is None:
+            objects = KubeObjects(ctx.kube())
+        objs = objects.list("k3s.cattle.io/v1", "etcdsnapshotfiles")
+        out.objects = sorted((ks.from_object(o) for o in objs
+                              if (o.get("spec") or {}).get("nodeName") == host),
+                             key=lambda r: r.name)
     except K3sopsError as e:
-        recorder.fail(manifest, e.message)
-        raise
-    except (OSError, ValueError) as e:
-        recorder.fail(manifest, f"reading what Ansible fetched failed: {e}")
-        raise AdapterError(f"K3s snapshot {name}: the fetched files could not be read: {e}",
-                           hint="re-run with -v; the backup is marked Failed") from e
-    except BaseException:
-        with contextlib.suppress(K3sopsError):
-            recorder.fail(manifest, "interrupted")
-        raise
-    out = K3sSnapshotResult(manifest=done, node=host, snapshot=mine, server_path=server_path,
-                            listing=[r for r in listing if r.node in ("", host) or r.s3])
-    if objects is not None:
-        try:
-            objs = objects.list("k3s.cattle.io/v1", "etcdsnapshotfiles")
-            out.objects = sorted((ks.from_object(o) for o in objs
-                                  if (o.get("spec") or {}).get("nodeName") == host),
-                                 key=lambda r: r.name)
-        except K3sopsError as e:
-            out.objects_error = e.message
+        # The snapshot is stored; the listing is a courtesy (a server's own view may lag).
+        out.objects_error = e.message
     return out
-

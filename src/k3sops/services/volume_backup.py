@@ -1,8 +1,9 @@
 """`backup volume PVC -n NS` and the restore of a volume backup into a new PVC.
 
 Backup: resolve the PVC to its Longhorn volume (nothing is created before that succeeds), open
-a k3sops backup (a ``Running`` manifest), create a Longhorn Snapshot and a Backup of it, wait
-until Longhorn reports Completed or Error (or the timeout), then close the k3sops backup:
+a backup run of the backup core (Lease, ``Running`` manifest), create a Longhorn Snapshot and a
+Backup of it, wait until Longhorn reports Completed or Error (or the timeout), then close the
+k3sops backup:
 ``Completed`` only when Longhorn says Completed **and** the backup has a URL and a size; the
 data part of the k3sops backup is Longhorn's Backup record (URL, size, snapshot, volume, PVC
 spec) so that a restore needs nothing but the k3sops backup. Anything else closes it Failed.
@@ -13,40 +14,25 @@ Restore: always into a new PVC (refused when the name exists), through a Storage
 
 from __future__ import annotations
 
-import contextlib
+import io
 import json
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from k3sops.adapters.audit import AuditLog, current_user
+from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.adapters.longhorn import Longhorn
+from k3sops.adapters.restic import StreamResult
 from k3sops.domain import volume_backup as vb
 from k3sops.domain.backups import BackupManifest
 from k3sops.errors import AdapterError, Conflict, K3sopsError, PlanRejected, Timeout
-from k3sops.services.backup_record import ResticRecorder
-
-__all__ = ["Recorder", "ResticRecorder", "VolumeBackupResult", "VolumeRestoreReport",
-           "backup_volume", "restore_volume"]
+from k3sops.services import backup
 
 Progress = Callable[[str, int], None]
 """Called with (Longhorn state, percent) while waiting."""
-
-
-class Recorder(Protocol):
-    """Where the k3sops side of a backup is written (the restic repository in production)."""
-
-    def begin(self, kind: str, target: str, source: str) -> BackupManifest:
-        """Open a backup: write its ``Running`` manifest; return it."""
-
-    def complete(self, manifest: BackupManifest, data: bytes,
-                 facts: dict[str, Any]) -> BackupManifest:
-        """Store ``data`` and close the backup ``Completed`` with ``facts``."""
-
-    def fail(self, manifest: BackupManifest, error: str) -> BackupManifest:
-        """Close the backup ``Failed`` with ``error``."""
 
 
 class VolumeBackupResult(BaseModel):
@@ -56,12 +42,18 @@ class VolumeBackupResult(BaseModel):
     volume: vb.VolumeRef
     longhorn: vb.LonghornBackupState
     snapshot: str
+    cleaned: list[str] = Field(default_factory=list,
+                               description="ids of killed runs marked Failed by this run")
 
 
-def backup_volume(lh: Longhorn, recorder: Recorder, namespace: str, pvc: str, *,
+def backup_volume(ctx: backup.BackupContext, lh: Longhorn, namespace: str, pvc: str, *,
                   timeout: float = 3600.0, poll: float = 2.0,
                   on_progress: Progress | None = None) -> VolumeBackupResult:
     """Back up the Longhorn volume behind ``namespace/pvc``; see the module docstring.
+
+    Runs as one backup run of the backup core: a Lease per target (two backups of one PVC
+    never overlap), killed runs cleaned up, ``Running`` manifest first, final manifest last,
+    backup metrics.
 
     Raises:
         NotFound: the PVC does not exist.
@@ -77,34 +69,52 @@ def backup_volume(lh: Longhorn, recorder: Recorder, namespace: str, pvc: str, *,
                            f"{namespace}/{pvc}) in {lh.namespace}",
                            hint="is Longhorn installed and the volume attached? "
                                 "kubectl -n longhorn-system get volumes.longhorn.io")
-    manifest = recorder.begin("volume", f"{namespace}/{pvc}", f"longhorn:{ref.volume}")
-    try:
-        snap_name = vb.object_name("k3sops", manifest.id)
-        lh.create_snapshot(vb.snapshot_object(ref, snap_name, manifest.id))
-        backup_name = vb.object_name("k3sops", manifest.id)
-        lh.create_backup(vb.backup_object(ref, backup_name, snap_name, manifest.id))
-        state = _wait(lh, backup_name, timeout, poll, on_progress)
+    env = _environment(ctx, namespace)
+    run = backup._Run(ctx, "volume", f"{namespace}/{pvc}", env, f"longhorn:{ref.volume}",
+                      cluster_lock=True)
+    seen: dict[str, Any] = {}
+
+    def produce(r: backup._Run) -> tuple[StreamResult, dict[str, Any]]:
+        bid = r.manifest.id
+        snap_name = vb.object_name("k3sops", bid)
+        lh.create_snapshot(vb.snapshot_object(ref, snap_name, bid))
+        lh.create_backup(vb.backup_object(ref, snap_name, snap_name, bid))
+        state = _wait(lh, snap_name, timeout, poll, on_progress)
+        seen.update(state=state, snapshot=snap_name)
         if not state.restorable:
             raise AdapterError(
-                f"Longhorn backup {backup_name} of volume {ref.volume} is not restorable: "
+                f"Longhorn backup {snap_name} of volume {ref.volume} is not restorable: "
                 + "; ".join(state.problems()),
                 hint="check the backup target: kubectl -n longhorn-system get "
                      "backuptargets.longhorn.io; the k3sops backup is marked Failed")
-        record = {"longhorn_backup": backup_name, "snapshot": snap_name,
-                  "url": state.url, "size": state.size, "volume": ref.volume,
+        record = {"longhorn_backup": snap_name, "snapshot": snap_name, "url": state.url,
+                  "size": state.size, "volume": ref.volume,
                   "backup_target": state.backup_target, "created_at": state.created_at,
                   "pvc": ref.model_dump(mode="json")}
         data = json.dumps(record, sort_keys=True, indent=1).encode()
-        done = recorder.complete(manifest, data, record)
-    except K3sopsError as e:
-        recorder.fail(manifest, e.message)
-        raise
-    except BaseException:
-        # Ctrl-C or a crash: try to close it; a killed run is marked Failed by the next one.
-        with contextlib.suppress(K3sopsError):
-            recorder.fail(manifest, "interrupted")
-        raise
-    return VolumeBackupResult(manifest=done, volume=ref, longhorn=state, snapshot=snap_name)
+        return r.stream(io.BytesIO(data)), record
+
+    result = run.execute(produce)
+    return VolumeBackupResult(manifest=result.manifest, volume=ref, longhorn=seen["state"],
+                              snapshot=seen["snapshot"], cleaned=result.cleaned)
+
+
+def longhorn(ctx: backup.BackupContext) -> Longhorn:
+    """Longhorn of the platform's cluster."""
+    return Longhorn(KubeObjects(ctx.kube()))
+
+
+def audit_log(ctx: backup.BackupContext) -> AuditLog:
+    """The audit log of this invocation's state directory."""
+    return AuditLog(ctx.state / "audit.jsonl")
+
+
+def _environment(ctx: backup.BackupContext, namespace: str) -> str | None:
+    """The platform environment a namespace belongs to (a backup tag), if any."""
+    for name, env in ctx.platform.environments.items():
+        if namespace in env.namespaces:
+            return name
+    return None
 
 
 def _wait(lh: Longhorn, name: str, timeout: float, poll: float,
@@ -143,6 +153,28 @@ class VolumeRestoreReport(BaseModel):
     objects: list[dict[str, Any]] = Field(default_factory=list)
     created: list[str] = Field(default_factory=list)
     audit_log: str | None = None
+
+
+def load(ctx: backup.BackupContext, backup_id: str) -> tuple[BackupManifest, dict[str, Any]]:
+    """A volume backup's manifest and its Longhorn record (the data part).
+
+    Raises:
+        NotFound: no such backup.
+        PlanRejected: it is not a Completed volume backup.
+    """
+    entry = backup.find(ctx, backup_id)
+    manifest = backup.load_manifest(ctx, entry)
+    if manifest.kind != "volume" or manifest.status != "Completed" or not manifest.snapshot_ids:
+        raise PlanRejected(f"backup {manifest.id} is a {manifest.status} {manifest.kind} "
+                           "backup, not a Completed volume backup",
+                           hint="pick one from `k3sops backup list` with kind volume")
+    raw = ctx.restic.dump_bytes(manifest.snapshot_ids[0], manifest.filename)
+    try:
+        record = json.loads(raw)
+    except ValueError as e:
+        raise AdapterError(f"the Longhorn record of backup {manifest.id} is unreadable",
+                           hint="run `k3sops backup verify " + manifest.id + "`") from e
+    return manifest, dict(record)
 
 
 def restore_volume(lh: Longhorn, manifest: BackupManifest, record: dict[str, Any],
