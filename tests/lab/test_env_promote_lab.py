@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -321,3 +322,71 @@ def test_env_list_and_diff(gitops: Env) -> None:
     assert diff["undocumented"] == 1
     strict = e.k3sops("env", "diff", "staging", "production", "--strict")
     assert strict.returncode == 3
+
+
+def _fake_argocd(e: Env, app: str, env: str, stop: threading.Event) -> None:
+    """Stand-in for ArgoCD's application controller (ArgoCD cannot run here).
+
+    When the tracked branch moves, it does what ArgoCD does with this repository: deploys the
+    version the environment's values now name and writes sync (revision, Synced) and health
+    (Healthy once the rollout is done) into the Application's status, in ArgoCD's own shape.
+    """
+    seen = e.git("rev-parse", "main").strip()
+    while not stop.wait(0.5):
+        head = e.git("rev-parse", "main").strip()
+        if head == seen:
+            continue
+        tag = yaml.safe_load(e.values(env))["apps"][app]["image"]["tag"]
+        e.lab.kubectl("set", "image", f"deployment/{app}", "-n", e.ns[env],
+                      f"{app}=nginx:{tag}")
+        wait_for(lambda t=tag: _rolled_out(e, env, f"nginx:{t}"), timeout=60)
+        status = {"status": {"sync": {"status": "Synced", "revision": head},
+                             "health": {"status": "Healthy"}}}
+        e.lab.kubectl("patch", "application", f"{app}-{env}", "-n", "argocd", "--type",
+                      "merge", "-p", json.dumps(status))
+        seen = head
+
+
+def test_argocd_mode_follows_the_application_status(gitops: Env) -> None:
+    """deploy: argocd waits for the Application to sync the pushed commit and be Healthy.
+
+    The Application object is real (the lab's ArgoCD CRD); its status is written by a
+    stand-in controller thread (_fake_argocd), since ArgoCD itself cannot run here.
+    """
+    e = gitops
+    _new_build_in_development(e)
+    doc = yaml.safe_load(e.platform.read_text())
+    doc["gitops"]["deploy"] = "argocd"
+    e.platform.write_text(yaml.safe_dump(doc, sort_keys=False))
+    head = e.git("rev-parse", "main").strip()
+    application = {
+        "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
+        "metadata": {"name": "web-staging", "namespace": "argocd"},
+        "spec": {"project": "default",
+                 "source": {"repoURL": str(e.remote), "targetRevision": "main",
+                            "path": "charts/app"},
+                 "destination": {"server": "https://kubernetes.default.svc",
+                                 "namespace": e.ns["staging"]}},
+        "status": {"sync": {"status": "Synced", "revision": head},
+                   "health": {"status": "Healthy"}}}
+    e.lab.kubectl("apply", "-f", "-", input=json.dumps(application))
+    stop = threading.Event()
+    controller = threading.Thread(target=_fake_argocd, args=(e, "web", "staging", stop))
+    controller.start()
+    try:
+        before = e.ok("env", "status", "web")
+        argo = {a["env"]: a["argocd"] for a in before["apps"]}
+        assert argo["development"] is None  # no Application: live rollout status only
+        assert argo["staging"] == {"name": "web-staging", "sync": "Synced", "health": "Healthy",
+                                   "revision": head, "operation": None}
+        done = e.ok("env", "promote", "web", "--to", "staging", "--apply")
+        assert done["deploy"]["mode"] == "argocd" and done["deploy"]["state"] == "rolled-out"
+        assert done["deploy"]["argocd"][0]["revision"] == done["commit"]
+        assert _rolled_out(e, "staging", "nginx:1.28")
+        after = {a["env"]: a for a in e.ok("env", "status", "web")["apps"]}
+        assert after["staging"]["argocd"]["revision"] == done["commit"]
+        assert after["staging"]["in_sync"] is True
+    finally:
+        stop.set()
+        controller.join(30)
+        e.lab.kubectl("delete", "application", "web-staging", "-n", "argocd", check=False)

@@ -34,7 +34,7 @@ def _git(cwd: Path, *args: str) -> str:
                           check=True).stdout
 
 
-def _platform(remote: Path, push: str = "direct") -> Settings:
+def _platform(remote: Path | str, push: str = "direct") -> Settings:
     text = f"""
 name: t
 environments:
@@ -56,7 +56,7 @@ def remote(tmp_path: Path) -> Path:
     return bare
 
 
-def _ctx(remote: Path, state: Path, user: str = "tester", push: str = "direct",
+def _ctx(remote: Path | str, state: Path, user: str = "tester", push: str = "direct",
          ) -> svc.GitOpsContext:
     return svc.open_context(_platform(remote, push), {}, state.parent, state, user=user)
 
@@ -209,3 +209,10 @@ def test_credentials_never_in_messages(tmp_path: Path) -> None:
         git.Repo.open(tmp_path / "c", url, "main")
     assert "s3cr3t-t0ken" not in str(e.value)
     assert git.redact(url) == "https://***@127.0.0.1:1/platform/deploy.git"
+
+
+def test_env_list_never_shows_repository_credentials(tmp_path: Path) -> None:
+    url = "https://deploy:s3cr3t-t0ken@git.example/platform/deploy.git"
+    report = svc.env_list(_ctx(url, tmp_path / "s"))
+    assert "s3cr3t-t0ken" not in report.model_dump_json()
+    assert [e.promotes_from for e in report.environments] == [None, "development", "staging"]

@@ -19,7 +19,7 @@ from rich.table import Table
 from k3sops.cli.options import get_options
 from k3sops.domain.gitops import ValueDiff
 from k3sops.domain.promotion import GateResult, PromotionRefused
-from k3sops.errors import AdapterError, FindingsAtThreshold
+from k3sops.errors import AdapterError, FindingsAtThreshold, PartialResult
 from k3sops.output.render import render
 from k3sops.services import context, promote
 from k3sops.services import gitops as svc
@@ -79,7 +79,12 @@ def status_cmd(ctx: typer.Context,
                       "[green]yes[/]" if a.in_sync else "[red]no[/]",
                       a.error or a.rollout, argo)
         out.print(t)
-    render(svc.env_status(_ctx(ctx, state_dir), app), get_options(ctx).output.value, table)
+    report = svc.env_status(_ctx(ctx, state_dir), app)
+    render(report, get_options(ctx).output.value, table)
+    unread = [f"{a.app} in {a.env}" for a in report.apps if a.error]
+    if unread:
+        raise PartialResult(f"could not read {', '.join(unread)}: the running version is "
+                            "missing there", hint="the error column says why")
 
 
 @env_app.command("diff")

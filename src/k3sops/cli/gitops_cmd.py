@@ -91,7 +91,8 @@ def set_cmd(
     ctx: typer.Context,
     app: str,
     assignments: Annotated[list[str], typer.Argument(
-        help="KEY=VALUE below apps.<app>, e.g. resources.requests.cpu=250m")],
+        help="KEY=VALUE below apps.<app>, e.g. resources.requests.cpu=250m (VALUE is YAML; "
+             "decimals such as 1.28 stay strings)")],
     env: Annotated[str, typer.Option("--env", help="Environment whose values file changes.")],
     reason: Annotated[str, typer.Option("--reason", help="Why (goes into the commit).")
                       ] = "set by k3sops gitops set",
@@ -104,9 +105,11 @@ def set_cmd(
         if not sep or not key:
             raise UsageError(f"{a!r} is not KEY=VALUE", hint="e.g. replicas=3")
         try:
-            values[key] = yaml.safe_load(raw) if raw else ""
+            value = yaml.safe_load(raw) if raw else ""
         except yaml.YAMLError as e:
             raise UsageError(f"{a!r}: the value is not a YAML scalar") from e
+        # 1.28 is a version far more often than a number in values files: keep it as written.
+        values[key] = raw if isinstance(value, float) else value
     gctx = svc.open_context(_settings(ctx), os.environ, Path.home(), state_dir)
     render(svc.set_app_values(gctx, env, app, values, reason=reason),
            get_options(ctx).output.value, _change_table)
