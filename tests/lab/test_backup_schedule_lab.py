@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,3 +167,44 @@ def test_systemd_units_pass_systemd_analyze_and_are_written(tmp_path: Path) -> N
         svc.systemd_units(ENTRIES, binary="/nonexistent/k3sops", config="/x", env_file=None,
                           user=None, out=None, apply=False, audit=None)
     assert yaml.safe_dump(done.model_dump(mode="json"))  # the report serialises
+
+
+def _platform(lab: Lab, tmp: Path, ns: str) -> dict[str, str]:
+    doc = yaml.safe_load(lab.layout.platform_file.read_text())
+    doc["backup"] = {"repository": str(tmp / "repo"), "password_env": "SCHED_TEST_PW",
+                     "targets": [{"name": "orders", "namespace": "production",
+                                  "pod": "postgres-0", "schedule": "15 1 * * *"}],
+                     "schedule": {"namespace": ns, "image": "k3sops:test",
+                                  "volumes": [{"namespace": "production", "pvc": "data"}]}}
+    config = tmp / "platform.yaml"
+    config.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return {**lab.env, "K3SOPS_CONFIG": str(config), "K3SOPS_STATE_DIR": str(tmp / "state")}
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k3sops", *args], env=env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_cli_schedule_from_platform_yaml(lab: Lab, scratch: str, tmp_path: Path) -> None:
+    """`backup schedule` reads platform.yaml (no password needed to render or apply)."""
+    env = _platform(lab, tmp_path, scratch)
+    dry = _cli(env, "backup", "schedule")
+    assert dry.returncode == 0, dry.stderr
+    docs = [d for d in yaml.safe_load_all(dry.stdout) if d]  # stdout is only the manifests
+    assert [d["metadata"]["name"] for d in docs] == [
+        "k3sops-backup-etcd", "k3sops-backup-orders",
+        "k3sops-backup-volume-production-data", "k3sops-verify-weekly"]
+    assert lab.kubectl("get", "namespace", scratch, check=False).returncode != 0
+    applied = _cli(env, "-o", "json", "backup", "schedule", "--apply")
+    assert applied.returncode == 0, applied.stderr
+    assert len(json.loads(applied.stdout)["written"]) == 4
+    names = lab.kubectl("get", "cronjobs", "-n", scratch, "-o", "name").stdout.split()
+    assert len(names) == 4
+    if shutil.which("systemd-analyze"):
+        out = tmp_path / "units"
+        r = _cli(env, "-o", "json", "backup", "schedule", "--kind", "systemd", "--apply",
+                 "--out", str(out), "--binary", sys.executable)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["verified"] is True
+        assert len(list(out.glob("k3sops-*.timer"))) == 4

@@ -15,6 +15,8 @@ Volume object, in a scratch namespace, and deletes all of it afterwards.
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -277,3 +279,41 @@ def test_backup_crd_has_a_status_subresource(lab: Lab) -> None:
     """What the fake controller relies on: status is written only through /status."""
     crd = json.loads(lab.kubectl("get", "crd", "backups.longhorn.io", "-o", "json").stdout)
     assert crd["spec"]["versions"][0]["subresources"] == {"status": {}}
+
+
+def _cli(bctx: Ctx, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k3sops", *args], env=bctx.env,
+                          capture_output=True, text=True, timeout=180)
+
+
+def test_cli_backup_volume_then_restore_to_a_new_pvc(lab: Lab, bctx: Ctx,
+                                                     volume: Volume) -> None:
+    """The commands as a user runs them: JSON on stdout, progress lines on stderr."""
+    t = _play_longhorn(lab, volume, lambda n: _completed(n, volume), [])
+    r = _cli(bctx, "-o", "json", "backup", "volume", volume.pvc, "-n", volume.ns,
+             "--timeout", "60s", "--state-dir", str(bctx.state))
+    t.join(10)
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["manifest"]["status"] == "Completed" and out["longhorn"]["state"] == "Completed"
+    assert "longhorn backup of" in r.stderr  # plain progress lines: stderr is not a terminal
+    bid = out["manifest"]["id"]
+    listed = json.loads(_cli(bctx, "-o", "json", "backup", "list").stdout)
+    assert any(b["id"] == bid and b["kind"] == "volume" for b in listed["backups"])
+    plan = _cli(bctx, "-o", "json", "backup", "restore", bid, "--to", "data-copy",
+                "--state-dir", str(bctx.state))
+    assert plan.returncode == 0, plan.stderr
+    assert not json.loads(plan.stdout)["applied"]
+    assert lab.kubectl("get", "pvc", "data-copy", "-n", volume.ns, check=False).returncode != 0
+    done = _cli(bctx, "-o", "json", "backup", "restore", bid, "--to", "data-copy", "--yes",
+                "--state-dir", str(bctx.state))
+    assert done.returncode == 0, done.stderr
+    pvc = json.loads(lab.kubectl("get", "pvc", "data-copy", "-n", volume.ns, "-o",
+                                 "json").stdout)
+    assert pvc["metadata"]["annotations"]["k3sops.io/backup-id"] == bid
+    again = _cli(bctx, "backup", "restore", bid, "--to", "data-copy", "--yes",
+                 "--state-dir", str(bctx.state))
+    assert again.returncode == 1 and "already exists" in again.stderr
+    missing = _cli(bctx, "backup", "volume", "nope", "-n", volume.ns)
+    assert missing.returncode == 1 and "PVC " + volume.ns + "/nope does not exist" in (
+        missing.stderr)

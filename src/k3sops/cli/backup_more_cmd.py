@@ -232,24 +232,28 @@ def run_restore_etcd(ctx: typer.Context, backup_id: str, *, yes: bool,
 
 
 def _schedule_table(r: backup_schedule.ScheduleReport, out: Console) -> None:
+    """Summary, and in a dry run the manifests (or units) alone on stdout.
+
+    So `k3sops backup schedule | kubectl apply -f -` works; summary and notes go to stderr.
+    """
     mode = "applied" if r.applied else "dry run (pass --apply)"
     t = Table("name", "schedule (UTC)", "command", title=f"backup schedule ({r.kind}): {mode}")
     for e in r.entries:
         t.add_row(e.name, e.cron, "k3sops " + " ".join(e.args))
-    out.print(t)
+    (out if r.applied else _err).print(t)
     if not r.applied:
         if r.kind == "cronjob":
             import yaml
-            out.print(yaml.safe_dump_all(r.manifests, sort_keys=False), markup=False)
+            out.file.write(yaml.safe_dump_all(r.manifests, sort_keys=False))
         else:
             for name, text in r.units.items():
-                out.print(f"# {name}\n{text}", markup=False)
+                out.file.write(f"# {name}\n{text}\n")
     if r.verified is not None:
-        out.print("systemd-analyze verify: " + ("ok" if r.verified else "FAILED"))
+        _err.print("systemd-analyze verify: " + ("ok" if r.verified else "FAILED"))
     for w in r.written:
         out.print(f"[green]applied[/] {w}")
     for n in r.notes:
-        out.print(f"[dim]note:[/] {n}")
+        _err.print(f"[dim]note:[/] {n}")
 
 
 def schedule_cmd(
