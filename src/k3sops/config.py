@@ -1300,6 +1300,14 @@ environments:
       policy: approval
       # Users or groups who may approve a promotion (required for policy approval).
       approvers: [ops-lead]
+      # Gates of `k3sops env promote` (defaults shown): staging must have run the version
+      # healthily this long, approvals expire, and error rate / p95 latency from Prometheus.
+      # healthy_for: 10m
+      # approval_expiry: 24h
+      # required_approvals: 1
+      # max_error_rate_percent: 5.0
+      # max_p95_seconds: 0.5
+      # missing_metrics: pass     # when the app exposes no such series: pass or fail
     thresholds:
       for: 10m
 
@@ -1340,6 +1348,9 @@ gitops:
   repo: https://git.example.com/platform/deployments.git
   branch: main
   values_path: environments/{env}/values.yaml
+  # push: direct       # direct (to branch; rebased onto a concurrent change) or branch (review)
+  # deploy: argocd     # argocd (follow the Application), apply (k3sops applies) or none
+  # rollout_timeout: 5m
 """
 
 _STARTER_NAME = "my-platform"
