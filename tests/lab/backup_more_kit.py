@@ -15,14 +15,22 @@ from k3sops.services import backup, context
 PASSWORD_ENV = "K3SOPS_TEST_BACKUP_MORE_PW"
 
 
-def backup_context(lab: Lab, tmp: Path) -> backup.BackupContext:
-    """A BackupContext on a new repository under ``tmp`` (initialised)."""
+def backup_context(lab: Lab, tmp: Path, *, inventory: Path | None = None,
+                   etcd: bool = True) -> backup.BackupContext:
+    """A BackupContext on a new repository under ``tmp`` (initialised).
+
+    ``inventory``: an ``ansible:`` section with it; ``etcd=False``: no ``backup.etcd`` (then
+    `backup etcd` takes the K3s way when there is an inventory).
+    """
     doc = yaml.safe_load(lab.layout.platform_file.read_text())
+    if inventory is not None:
+        doc["ansible"] = {"inventory": str(inventory)}
     bins = {k: str(lab.binaries[k]) for k in ("etcdctl", "etcdutl", "etcd", "kubectl")
             if k in lab.binaries}
     doc["backup"] = {"repository": str(tmp / "repo"), "password_env": PASSWORD_ENV,
-                     "binaries": bins, "etcd": {"endpoints": [lab.layout.url("etcd")]},
-                     "work_dir": str(tmp / "work")}
+                     "binaries": bins, "work_dir": str(tmp / "work")}
+    if etcd:
+        doc["backup"]["etcd"] = {"endpoints": [lab.layout.url("etcd")]}
     (tmp / "work").mkdir(parents=True, exist_ok=True)
     config = tmp / "platform.yaml"
     config.write_text(yaml.safe_dump(doc, sort_keys=False))

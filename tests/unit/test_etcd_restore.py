@@ -1,9 +1,13 @@
-"""The K3s cluster-reset restore planner: order of steps, preflight refusals, bad input."""
+"""The K3s cluster-reset restore planner (order, preflight refusals, bad input); K3s listings."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
+from k3sops.domain import k3s_snapshots
 from k3sops.domain.etcd_restore import (
     EtcdRestorePlan,
     ServerFacts,
@@ -11,7 +15,7 @@ from k3sops.domain.etcd_restore import (
     plan_etcd_restore,
     require_ok,
 )
-from k3sops.errors import PlanRejected, UsageError
+from k3sops.errors import AdapterError, PlanRejected, UsageError
 
 pytestmark = pytest.mark.unit
 
@@ -118,3 +122,48 @@ def test_no_servers_duplicates_and_unsafe_names_are_refused() -> None:
         plan_etcd_restore(_servers("s1", "s1"), SNAP)
     with pytest.raises(UsageError, match="plain file name"):
         plan_etcd_restore(_servers("s1"), SNAP.model_copy(update={"name": "../../etc/x"}))
+
+
+# K3s snapshot listings (k3s etcd-snapshot ls -o json): the File record shape of k3s'
+# pkg/etcd/snapshot types, and ETCDSnapshotFile objects as in tests/data (lab-validated).
+LS_FILES = json.dumps({
+    "local-on-demand-k3s-server-1-1795650000": {
+        "name": "on-demand-k3s-server-1-1795650000",
+        "location": "file:///var/lib/rancher/k3s/server/db/snapshots/"
+                    "on-demand-k3s-server-1-1795650000",
+        "nodeName": "k3s-server-1", "createdAt": "2026-11-26T13:00:00Z", "size": 12632096,
+        "status": "successful", "compressed": False},
+    "s3-on-demand-k3s-server-1-1795650000": {
+        "name": "on-demand-k3s-server-1-1795650000", "nodeName": "s3",
+        "createdAt": "2026-11-26T13:00:02Z", "size": 12632096, "status": "failed",
+        "message": "YWNjZXNzIGRlbmllZA==", "compressed": False}})
+
+
+def test_k3s_ls_file_records_are_read() -> None:
+    recs = k3s_snapshots.parse_ls(LS_FILES)
+    assert [(r.name, r.node, r.size, r.ok, r.s3) for r in recs] == [
+        ("on-demand-k3s-server-1-1795650000", "k3s-server-1", 12632096, True, False),
+        ("on-demand-k3s-server-1-1795650000", "s3", 12632096, False, True)]
+
+
+def test_k3s_ls_object_list_and_objects_are_read() -> None:
+    data = json.loads((Path(__file__).parents[1] / "data" /
+                       "check-prom-backup-objects.json").read_text())
+    objs = data["etcdsnapshotfiles.k3s.cattle.io"]
+    recs = k3s_snapshots.parse_ls(json.dumps({"items": objs}))
+    assert len(recs) == len(objs)
+    first = k3s_snapshots.from_object(objs[0])
+    assert (first.name, first.node, first.size, first.ok) == (
+        "etcd-snapshot-k3s-server-1-1795636800", "k3s-server-1", 12632096, True)
+    assert first.source == "ETCDSnapshotFile/local-etcd-snapshot-k3s-server-1-1795636800"
+
+
+def test_k3s_ls_garbage_is_a_clear_error() -> None:
+    with pytest.raises(AdapterError, match="not JSON"):
+        k3s_snapshots.parse_ls("level=fatal msg=...")
+    assert k3s_snapshots.parse_ls("") == []
+
+
+def test_snapshot_names_are_prefixed_and_safe() -> None:
+    assert k3s_snapshots.snapshot_name("Shop-20261126T130000Z-ab12cd") == (
+        "k3sops-shop-20261126t130000z-ab12cd")
