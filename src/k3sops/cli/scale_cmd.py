@@ -1,4 +1,4 @@
-"""The `scale` group: app replicas, HPAs, right-sizing, PVC expansion (and `nodes`, H7a's).
+"""The `scale` group: app replicas, HPAs, right-sizing, PVC expansion, and `nodes`.
 
 Every command that changes something prints its plan and changes nothing unless ``--apply``;
 applied changes go to the audit log (``--state-dir``/K3SOPS_STATE_DIR). The remediation form
@@ -8,11 +8,9 @@ applied changes go to the audit log (``--state-dir``/K3SOPS_STATE_DIR). The reme
 
 from __future__ import annotations
 
-import contextlib
-import importlib
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -20,6 +18,7 @@ from rich.table import Table
 from typer._click.core import Command, Context  # typer's own click
 from typer.core import TyperGroup
 
+from k3sops.cli import scale_nodes_cmd
 from k3sops.cli.options import get_options
 from k3sops.cli.remediate_cmd import Apply, StateDir, _finish, _runner
 from k3sops.domain.alerting import parse_duration
@@ -57,10 +56,8 @@ Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of 
 
 
 def register(app: typer.Typer) -> None:
-    """Attach `scale` to the root app (with H7a's `scale nodes` when it is there)."""
-    with contextlib.suppress(ModuleNotFoundError):
-        nodes: Any = importlib.import_module("k3sops.cli.scale_nodes_cmd")
-        scale_app.add_typer(nodes.app, name="nodes")
+    """Attach `scale` (with `scale nodes` from cli/scale_nodes_cmd.py) to the root app."""
+    scale_app.add_typer(scale_nodes_cmd.app, name="nodes")
     app.add_typer(scale_app, name="scale")
 
 

@@ -322,16 +322,18 @@ def history_queries(namespace: str, plural: str, name: str, window: str,
     """The PromQL for one workload's CPU and memory samples and OOM kills over ``window``.
 
     CPU: rates of container_cpu_usage_seconds_total over ``step`` (at least 1m: two scrapes)
-    as a ``step`` subquery, as krr does; memory:
-    the raw container_memory_working_set_bytes samples; OOM kills: kube-state-metrics' last
-    termination reason (one per container that was OOM-killed in the window).
+    as a ``step`` subquery, as krr does; memory: the peak container_memory_working_set_bytes
+    of each ``step`` (max_over_time keeps every peak while a week stays a few thousand
+    points); OOM kills: kube-state-metrics' last termination reason (one per container that
+    was OOM-killed in the window).
     """
     sel = (f'namespace="{namespace}", pod=~"{_pod_regex(plural, name)}", container!="", '
            'container!="POD"')
     return {
         "cpu": (f"rate(container_cpu_usage_seconds_total{{{sel}}}[{_rate_range(step)}])"
                 f"[{window}:{step}]"),
-        "memory": f"container_memory_working_set_bytes{{{sel}}}[{window}]",
+        "memory": (f"max_over_time(container_memory_working_set_bytes{{{sel}}}[{step}])"
+                   f"[{window}:{step}]"),
         "oom": (f'max by (container, pod) (max_over_time(kube_pod_container_status_last_'
                 f'terminated_reason{{{sel}, reason="OOMKilled"}}[{window}]))'),
     }
