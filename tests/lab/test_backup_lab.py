@@ -213,7 +213,8 @@ def test_postgres_through_exec_with_concurrent_writes_restores_identically(
         plan = setup.ok("backup", "restore", m["id"], "--database", other, "--create-database")
         assert plan["applied"] is False and [s["result"] for s in plan["steps"]] == [
             "planned"] * 3
-        assert psql(setup.lab, f"SELECT count(*) FROM pg_database WHERE datname = '{other}'") \
+        assert psql(setup.lab, "SELECT count(*) FROM pg_database WHERE datname = "  # noqa: S608
+                    f"'{other}'") \
             == "0"
         done = setup.ok("backup", "restore", m["id"], "--database", other,
                         "--create-database", "--yes")

@@ -246,11 +246,24 @@ class Restic:
         args = ["forget", *snapshot_ids]
         if prune:
             args.append("--prune")
-        self._run(args, "forget", timeout=max(self.timeout, 1800))
+        self._exclusive(args, "forget", max(self.timeout, 1800))
+
+    def _exclusive(self, args: list[str], what: str, timeout: float) -> str:
+        """Run a command that needs the exclusive lock, clearing stale locks once.
+
+        On a lock conflict, stale locks are removed (``restic unlock`` keeps those of live
+        processes) and the command is tried once more: a run killed with SIGKILL leaves its
+        lock behind.
+        """
+        try:
+            return self._run(args, what, timeout=timeout)
+        except Conflict:
+            self.unlock()
+            return self._run(args, what, timeout=timeout)
 
     def prune(self) -> None:
         """Delete data no snapshot refers to."""
-        self._run(["prune"], "prune", timeout=max(self.timeout, 3600))
+        self._exclusive(["prune"], "prune", max(self.timeout, 3600))
 
     def check(self, read_data_subset: str | None = None) -> CheckResult:
         """``restic check`` (structure), plus ``--read-data-subset`` (e.g. ``10%``, ``1/5``).
@@ -262,6 +275,13 @@ class Restic:
         args = ["check"]
         if read_data_subset:
             args.append(f"--read-data-subset={read_data_subset}")
+        try:
+            return self._check(args)
+        except Conflict:
+            self.unlock()
+            return self._check(args)
+
+    def _check(self, args: list[str]) -> CheckResult:
         proc = self._popen(args)
         try:
             out, err = proc.communicate(timeout=max(self.timeout, 3600))
