@@ -22,6 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -320,3 +321,43 @@ def test_k3s_snapshot_on_an_unreachable_server_stores_nothing(lab: Lab, test_hos
     finally:
         test_hosts.start(hosts[0])
     assert backups.entries_from_snapshots(ctx.restic.snapshots()) == []
+
+
+def _cli(ctx: backup.BackupContext, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "k3sops", *args, "--state-dir", str(ctx.state)],
+                          env=ctx.env, capture_output=True, text=True, timeout=600)
+
+
+def test_cli_k3s_snapshot_then_restore_it(lab: Lab, test_hosts: HostPool,
+                                          tmp_path: Path) -> None:
+    """As a user: `backup etcd` (K3s way: platform.yaml has ansible: and no backup.etcd),
+    `backup verify`, `backup restore --etcd ID` planned, then run with --yes."""
+    hosts = test_hosts.hosts(2)
+    real = _lab_snapshot(lab, tmp_path / "lab.db")
+    for h in hosts:
+        _prepare(h)
+        _upload(test_hosts, h, real, "/opt/k3sops-standin/etcd.db")
+    inv = _inventory(test_hosts, hosts, tmp_path)
+    ctx = backup_context(lab, tmp_path, inventory=inv, etcd=False)
+    r = _cli(ctx, "-o", "json", "backup", "etcd")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["node"] == "host1" and out["manifest"]["status"] == "Completed"
+    bid = out["manifest"]["id"]
+    refused = _cli(ctx, "backup", "restore", "--etcd", bid, "--yes")
+    assert refused.returncode == 1 and "never verified" in refused.stderr
+    assert all(not any("systemctl" in c[2] for c in _calls(h)) for h in hosts)
+    v = _cli(ctx, "backup", "verify", bid)
+    assert v.returncode == 0, v.stderr
+    plan = _cli(ctx, "-o", "json", "backup", "restore", "--etcd", bid)
+    assert plan.returncode == 0, plan.stderr
+    assert [s["result"] for s in json.loads(plan.stdout)["steps"]] == ["planned"] * 7
+    done = _cli(ctx, "-o", "json", "backup", "restore", "--etcd", bid, "--yes",
+                "--restore-on", "host2")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [s["result"] for s in report["steps"]] == ["ok"] * 7
+    assert report["plan"]["restore_host"] == "host2"
+    restored = hosts[1].read(f"{DATA}/server/db/etcd/restored-from.sha256")
+    assert restored is not None and restored.strip() == out["manifest"]["sha256"]
+    assert hosts[0].stat(f"{DATA}/server/db") is None
