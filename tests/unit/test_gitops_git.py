@@ -19,7 +19,7 @@ from k3sops.adapters import git
 from k3sops.config import parse_platform
 from k3sops.domain import gitops as g
 from k3sops.domain import promotion as p
-from k3sops.errors import Conflict, K3sopsError, UsageError
+from k3sops.errors import ConfigError, Conflict, K3sopsError, UsageError
 from k3sops.services import gitops as svc
 from k3sops.services import promote
 from k3sops.services.context import Settings
@@ -216,3 +216,12 @@ def test_env_list_never_shows_repository_credentials(tmp_path: Path) -> None:
     report = svc.env_list(_ctx(url, tmp_path / "s"))
     assert "s3cr3t-t0ken" not in report.model_dump_json()
     assert [e.promotes_from for e in report.environments] == [None, "development", "staging"]
+
+
+def test_a_malformed_values_file_is_a_clear_error(remote: Path, tmp_path: Path) -> None:
+    clone = git.Repo.open(tmp_path / "c", str(remote), "main")
+    (clone.path / "environments/staging/values.yaml").write_text("apps:\n- web\n")
+    clone.commit(["environments/staging/values.yaml"], "break it\n")
+    clone.push()
+    with pytest.raises(ConfigError, match=r"environments/staging/values\.yaml in the GitOps"):
+        promote.sync(_ctx(remote, tmp_path / "s"), "staging")

@@ -128,8 +128,18 @@ def read_file(repo: git.Repo, path: str, required: bool = True) -> str:
 
 
 def values_of(ctx: GitOpsContext, repo: git.Repo, env: str) -> Any:
-    """An environment's values document."""
-    return g.load(read_file(repo, ctx.gitops.values_file(env))) or {}
+    """An environment's values document.
+
+    Raises:
+        ConfigError: the file is missing, not YAML, or not a mapping.
+    """
+    path = ctx.gitops.values_file(env)
+    data = g.load(read_file(repo, path)) or {}
+    if not isinstance(data, dict) or not isinstance(data.get("apps") or {}, dict):
+        raise ConfigError(f"{path} in the GitOps repository is not a mapping with apps: "
+                          "{app: {image: {tag: ...}}}",
+                          hint="fix the file (k3sops gitops init shows the expected layout)")
+    return data
 
 
 def effective(repo: git.Repo, env_values: Any, app: str) -> dict[str, Any]:

@@ -301,9 +301,14 @@ def _finish(ctx: GitOpsContext, report: ChangeReport, env: str, expect: Mapping[
     report.deploy = follow(ctx, env, expect, report.commit, manifests)
     if report.deploy.state == "rolled-out":
         report.verification = verify(ctx, env, list(expect), now())
-    ctx.record(f"{report.action}-deploy", f"{env}/{','.join(expect)}",
-               "ok" if report.deploy.state in ("rolled-out", "skipped") and report.verified
-               else "failed", state=report.deploy.state, detail=report.deploy.detail,
+    if report.deploy.state == "unknown":
+        result = "unknown"  # nothing to follow (no ArgoCD Application): not a failure
+    elif report.deploy.state in ("rolled-out", "skipped") and report.verified:
+        result = "ok"
+    else:
+        result = "failed"
+    ctx.record(f"{report.action}-deploy", f"{env}/{','.join(expect)}", result,
+               state=report.deploy.state, detail=report.deploy.detail,
                verification={v.name: v.status for v in report.verification})
 
 
