@@ -124,3 +124,30 @@ def test_forecast_on_the_captured_request_history() -> None:
     assert f.points == len(hist)
     assert request_history_query("cpu", "7d", "1h") == (
         'sum(kube_pod_container_resource_requests{resource="cpu"})[7d:1h]')
+
+
+def test_an_environment_without_namespaces_owns_them_all() -> None:
+    nodes = capacity.node_capacity(NODES, PODS)
+    envs = capacity.env_capacity({"production": []}, PODS, capacity.cluster_usage(nodes, "cpu"),
+                                 capacity.cluster_usage(nodes, "memory"))
+    assert envs[0].pods == sum(n.pods for n in nodes)
+
+
+def test_json_schema_is_pinned() -> None:
+    """`capacity -o json` top-level and per-item keys (documented in the README)."""
+    nodes = capacity.node_capacity(NODES, PODS)
+    cpu, mem = capacity.cluster_usage(nodes, "cpu"), capacity.cluster_usage(nodes, "memory")
+    report = capacity.CapacityReport(
+        nodes=nodes, environments=capacity.env_capacity({"staging": ["staging"]}, PODS, cpu,
+                                                        mem),
+        cluster_cpu=cpu, cluster_memory=mem,
+        forecast=[capacity.forecast("cpu", None, cpu, len(nodes), missing="prometheus (x)")])
+    doc = report.model_dump(mode="json")
+    assert list(doc) == ["nodes", "environments", "cluster_cpu", "cluster_memory", "forecast",
+                         "horizon_days", "full_percent", "sources"]
+    assert list(doc["nodes"][0]) == ["name", "schedulable", "pods", "cpu", "memory"]
+    assert list(doc["nodes"][0]["cpu"]) == ["allocatable", "requests", "limits", "unlimited"]
+    assert list(doc["environments"][0]) == ["name", "namespaces", "pods", "cpu", "memory"]
+    assert list(doc["forecast"][0]) == ["resource", "method", "status", "points",
+                                        "requests_now", "growth_per_day", "full_at",
+                                        "days_left", "nodes_needed", "missing"]

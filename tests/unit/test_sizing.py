@@ -163,3 +163,19 @@ def test_hpa_never_scaled_after_a_day() -> None:
     hpa["status"].pop("lastScaleTime", None)
     st = sizing.hpa_status(hpa, now=10 * 86400.0, created=0.0)
     assert any(w.startswith("never scaled in 10 days") for w in st.warnings)
+
+
+def test_resources_json_schema_is_pinned() -> None:
+    """`scale resources -o json`: report and recommendation keys (documented in the README)."""
+    from k3sops.services.scale import ResourcesReport
+
+    rec = sizing.recommend(REF, _captured_history(), _current())
+    doc = ResourcesReport(strategy="percentile", window="3m", settings=SizingSettings(),
+                          recommendations=[rec]).model_dump(mode="json")
+    assert list(doc) == ["strategy", "window", "settings", "recommendations", "changes",
+                         "applied", "sources", "audit_log"]
+    assert list(doc["recommendations"][0]) == [
+        "ref", "current", "recommended", "status", "strategy", "samples", "cpu_p",
+        "memory_peak", "oom_kills", "reasons"]
+    assert list(doc["recommendations"][0]["recommended"]) == [
+        "cpu_request", "cpu_limit", "memory_request", "memory_limit"]

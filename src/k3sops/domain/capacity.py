@@ -175,20 +175,25 @@ def cluster_usage(nodes: Sequence[NodeCapacity], resource: str) -> Usage:
 
 def env_capacity(environments: Mapping[str, Sequence[str]], pods: Iterable[Mapping[str, Any]],
                  cluster_cpu: Usage, cluster_memory: Usage) -> list[EnvCapacity]:
-    """Requests and limits per environment, as shares of the cluster's allocatable."""
+    """Requests and limits per environment, as shares of the cluster's allocatable.
+
+    An environment without namespaces owns every namespace (platform.yaml's rule).
+    """
     ns_env = {ns: env for env, nss in environments.items() for ns in nss}
+    owns_all = [env for env, nss in environments.items() if not nss]
     out = {env: EnvCapacity(name=env, namespaces=list(nss)) for env, nss in environments.items()}
     for e in out.values():
         e.cpu.allocatable = cluster_cpu.allocatable
         e.memory.allocatable = cluster_memory.allocatable
     for p in pods:
-        env = ns_env.get(str(get(p, "metadata", "namespace")))
-        if env is None or not _counted(p):
+        if not _counted(p):
             continue
-        e = out[env]
-        e.pods += 1
-        _add(e.cpu, p, "cpu")
-        _add(e.memory, p, "memory")
+        env = ns_env.get(str(get(p, "metadata", "namespace")))
+        for name in ([env] if env is not None else []) + owns_all:
+            e = out[name]
+            e.pods += 1
+            _add(e.cpu, p, "cpu")
+            _add(e.memory, p, "memory")
     return list(out.values())
 
 
