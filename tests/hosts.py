@@ -285,7 +285,7 @@ class HostPool:
              "--propagation", "private", "sh", "-c", script],
             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 90  # generous: the machine may be heavily loaded
         while time.monotonic() < deadline:
             if host.proc.poll() is not None:
                 raise RuntimeError(f"sshd of {host.name} exited: "

@@ -234,14 +234,6 @@ def test_add_two_agents_then_remove_one(setup: Setup) -> None:
     assert unknown.returncode == 2 and f"unknown node {A2}" in unknown.stderr
 
 
-def test_remove_server_marks_etcd_member_first(setup: Setup) -> None:
-    plan = setup.k3sops("-o", "json", "scale", "nodes", "remove", S1)
-    assert plan.returncode == 0, _err(plan)
-    actions = [s["step"]["action"] for s in json.loads(plan.stdout)["steps"]]
-    assert actions.index("etcd-remove") < actions.index("delete-node")
-    assert actions.index("drain") < actions.index("etcd-remove")
-
-
 def test_node_steps_over_ssh(setup: Setup) -> None:
     logs = setup.k3sops("node", "logs", S1, "--lines", "20")
     assert logs.returncode == 1, _err(logs)
@@ -271,3 +263,24 @@ def test_node_steps_over_ssh(setup: Setup) -> None:
     unknown = setup.k3sops("node", "logs", "k3s-agent-1")
     assert unknown.returncode == 2 and "not in the inventory" in unknown.stderr
     assert os.path.exists(setup.inventory)
+
+
+def test_remove_server_marks_etcd_member_first(setup: Setup) -> None:
+    plan = setup.k3sops("-o", "json", "scale", "nodes", "remove", S1)
+    assert plan.returncode == 0, _err(plan)
+    actions = [s["step"]["action"] for s in json.loads(plan.stdout)["steps"]]
+    assert actions.index("drain") < actions.index("etcd-remove") < actions.index("delete-node")
+    assert setup.node(S1) is not None
+
+    before = len(setup.audit())
+    r = setup.k3sops("-o", "json", "scale", "nodes", "remove", S1, "--apply")
+    assert r.returncode == 0, _err(r)
+    assert [s["result"] for s in json.loads(r.stdout)["steps"]] == ["ok"] * len(actions)
+    assert setup.node(S1) is None
+    done = [a["what"]["action"] for a in setup.audit()[before:]]
+    # In plan order (drain, etcd member, Node, host, inventory); the drain's own remediation
+    # steps (cordon, evictions) are audited too, between check-reachable and drain.
+    assert [a for a in done if a in actions] == actions
+    assert done.index("cordon") < done.index("drain")
+    assert setup.hosts[0].stat("/etc/rancher/k3s/token") is None
+    assert S1 not in setup.inventory.read_text()

@@ -46,6 +46,21 @@ def cluster(test_hosts: HostPool, tmp_path_factory: pytest.TempPathFactory,
     yield hosts, inv, airgap
 
 
+def _processes_showing(secret: str) -> list[str]:
+    """Processes whose command line or environment contains ``secret`` (read from /proc)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        for what in ("cmdline", "environ"):
+            try:
+                if secret.encode() in (proc / what).read_bytes():
+                    found.append(f"{proc.name}/{what}")
+            except OSError:
+                continue
+    return found
+
+
 def _token() -> SecretStr:
     return SecretStr(f"K10{uuid.uuid4().hex}::server:{uuid.uuid4().hex}")
 
@@ -55,7 +70,16 @@ def test_site_installs_servers_then_agents_idempotently(
     hosts, inv, _ = cluster
     token = _token()
     events: list[ansible.AnsibleEvent] = []
-    first = ansible.run_playbook("site", inv, secrets={"token": token}, on_event=events.append)
+    exposed: list[str] = []
+
+    def on_event(e: ansible.AnsibleEvent) -> None:
+        events.append(e)
+        if e.kind == "task" and len(events) < 200:
+            exposed.extend(_processes_showing(token.get_secret_value()))
+
+    first = ansible.run_playbook("site", inv, secrets={"token": token}, on_event=on_event)
+    # While Ansible ran, no process had the token on its command line or in its environment.
+    assert exposed == []
     assert first.ok and first.changed > 0
     assert set(first.hosts) >= {h.name for h in hosts}
 
@@ -127,6 +151,16 @@ def test_site_refuses_an_even_number_of_servers(test_hosts: HostPool, tmp_path: 
         ansible.run_playbook("site", inv, secrets={"token": _token()})
     assert "odd" in e.value.message and "2 server(s)" in e.value.message
     assert e.value.result.first_failure() is not None
+    assert set(e.value.result.hosts) == {"localhost"}    # nothing ran on the hosts
+
+
+def test_remove_node_playbook_refuses_to_break_quorum(
+        cluster: tuple[list[TestHost], Path, Path]) -> None:
+    _, inv, _ = cluster
+    with pytest.raises(ansible.AnsibleFailed) as e:
+        ansible.run_playbook("remove-node", inv,
+                             extravars={"remove_nodes": ["host1", "host2"]})
+    assert "would leave 1 of 3 etcd members: quorum would be lost" in e.value.message
     assert set(e.value.result.hosts) == {"localhost"}    # nothing ran on the hosts
 
 

@@ -322,7 +322,8 @@ def _raise_for(result: RunResult) -> None:
             detail = first.msg or first.stderr or first.stdout or f"rc={first.rc}"
             raise AnsibleFailed(
                 f"{result.what}: task {first.task!r} failed on {first.host}: {detail.strip()}",
-                result, hint="re-run with -v for the full Ansible output")
+                result, hint="fix the cause on that host, then run the same command again "
+                             "(the playbooks are idempotent)")
         raise AnsibleFailed(f"{result.what}: ansible exited with {result.rc} ({result.status})",
                             result, hint="check the inventory and playbook syntax")
 

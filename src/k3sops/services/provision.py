@@ -293,7 +293,7 @@ class Provisioner:
             if step.action == "delete-node":
                 return self.api.delete_node(name)
             if step.action == "playbook":
-                result = self._playbook("remove-node", limit=name, token=False,
+                result = self._playbook("remove-node", token=False,
                                         extravars={"remove_nodes": [name],
                                                    "kube_steps": False})
                 report.changed = result.changed
