@@ -106,20 +106,42 @@ def _used_octets() -> set[int]:
     return used
 
 
+def _pool_lock(octet: int) -> Path:
+    return _LOCK.with_name(f"k3sops-test-hosts-{octet}.lock")
+
+
+def _pool_alive(octet: str) -> bool:
+    """Whether a running pool holds the lock of this subnet (it keeps it for its lifetime)."""
+    try:
+        with open(_pool_lock(int(octet)), "a") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return True
+            fcntl.flock(f, fcntl.LOCK_UN)
+            return False
+    except (OSError, ValueError):
+        return True  # when in doubt, leave it alone
+
+
 def _reap_stale() -> None:
-    """Remove namespaces and bridges of crashed earlier runs (no process left in them)."""
+    """Remove namespaces and bridges of crashed runs: their pool's lock is free, no process
+    is left in them (a namespace being set up has the lock held)."""
     names = [line.split()[0] for line in _sh("ip", "netns", "list").stdout.splitlines() if line]
     live: set[str] = set()
     for ns in names:
-        if not ns.startswith(f"{_PREFIX}-"):
+        parts = ns.split("-")
+        if not ns.startswith(f"{_PREFIX}-") or len(parts) != 3:
             continue
-        if _sh("ip", "netns", "pids", ns, check=False).stdout.strip():
-            live.add(ns.split("-")[1])
+        if _pool_alive(parts[1]) or _sh("ip", "netns", "pids", ns, check=False).stdout.strip():
+            live.add(parts[1])
         else:
             _sh("ip", "netns", "del", ns, check=False)
     for line in _sh("ip", "-o", "link", "show", "type", "bridge").stdout.splitlines():
         br = line.split(":")[1].strip().split("@")[0]
-        if br.startswith(_PREFIX) and br.endswith("br") and br[len(_PREFIX):-2] not in live:
+        octet = br[len(_PREFIX):-2]
+        if (br.startswith(_PREFIX) and br.endswith("br") and octet not in live
+                and not _pool_alive(octet)):
             _sh("ip", "link", "del", br, check=False)
 
 
@@ -186,6 +208,9 @@ class HostPool:
             if not free:
                 pytest.fail("no free 192.168.X.0/24 (X 200-249) for test hosts")
             self.octet = free[0]
+            # Held until close(): tells other runs' reapers this subnet is in use.
+            self._alive = open(_pool_lock(self.octet), "a")  # noqa: SIM115
+            fcntl.flock(self._alive, fcntl.LOCK_EX)
             self.bridge = f"{_PREFIX}{self.octet}br"
             _sh("ip", "link", "add", self.bridge, "type", "bridge")
             _sh("ip", "addr", "add", f"192.168.{self.octet}.1/24", "dev", self.bridge)
@@ -328,6 +353,7 @@ class HostPool:
         self._hosts.clear()
         _sh("ip", "link", "del", self.bridge, check=False)
         shutil.rmtree(self.workdir, ignore_errors=True)
+        self._alive.close()  # releases the subnet's lock
 
     # -- inventories -----------------------------------------------------------------------
 
