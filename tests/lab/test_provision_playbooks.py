@@ -23,7 +23,7 @@ from pydantic import SecretStr
 
 from hosts import HostPool, TestHost
 from k3sops.adapters import ansible
-from k3sops.errors import ConfigError
+from k3sops.errors import ConfigError, Timeout
 
 pytestmark = pytest.mark.lab
 
@@ -189,6 +189,14 @@ def test_become_runs_as_root_for_a_sudo_user(test_hosts: HostPool, tmp_path: Pat
     assert plain.tasks[0].stdout == "ops" and root.tasks[0].stdout == "root"
     failed = ansible.run_command(inv, "host4", "ls /nonexistent", raise_on_failure=False)
     assert failed.failed_hosts == ["host4"] and failed.tasks[0].rc == 2
+
+
+def test_a_hung_command_times_out(test_hosts: HostPool, tmp_path: Path,
+                                  cluster: tuple[list[TestHost], Path, Path]) -> None:
+    hosts, _, _ = cluster
+    inv = test_hosts.inventory(tmp_path / "slow.yaml", agents=[hosts[3]])
+    with pytest.raises(Timeout, match="did not finish within the timeout"):
+        ansible.run_command(inv, "host4", "sleep 120", timeout=15)
 
 
 def test_unknown_playbook_is_a_config_error(cluster: tuple[list[TestHost], Path, Path]) -> None:
