@@ -4,7 +4,8 @@ Real: the API server (its validation and admission plugins), the controllers tha
 and run HPAs, kwok's pods and its kubelet resource metrics, Prometheus' series. Fake: the
 Longhorn manager (none runs here): the test creates the longhorn.io Volume object a manager
 would keep, through the real API server (the CRD is real), and no CSI resizer runs, so an
-accepted expansion stays pending — which is what k3sops must report.
+accepted expansion stays pending — which is what k3sops must report. GitOps right-sizing
+commits to a real bare git remote made by the test (``deploy: none``: git is the outcome).
 
 Everything happens in scratch namespaces (and cluster-scoped PVs named after them), deleted
 afterwards.
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from conftest import Lab, wait_for
 
@@ -279,7 +281,14 @@ def test_resources_recommendation_comes_from_real_prometheus_series(
     """kwok reports the annotated usage; Prometheus scrapes it; the strategy sizes from it."""
     usage = {"kwok.x-k8s.io/usage-cpu": "200m", "kwok.x-k8s.io/usage-memory": "300Mi"}
     _apply(lab, _deployment(scratch, "batch", 2, annotations=usage))
+    _apply(lab, _deployment(scratch, "shop", 1, annotations=usage))
+    # kwok's oomkilled stage (the lab's fault label): the container keeps dying OOMKilled.
+    oom = _deployment(scratch, "cache", 1, annotations={**usage,
+                                                        "kwok.x-k8s.io/usage-memory": "200Mi"})
+    oom["spec"]["template"]["metadata"]["labels"]["k3sops.io/fault"] = "oomkilled"
+    _apply(lab, oom)
     assert wait_for(lambda: len(_running(lab, scratch, "batch")) == 2, timeout=90)
+    assert wait_for(lambda: len(_running(lab, scratch, "shop")) == 1, timeout=90)
     # 15s scrapes: eight samples per pod take two minutes, enough for 1m rates to settle.
     assert wait_for(lambda: _series_ready(lab, scratch, 8), timeout=240, every=5), \
         "Prometheus never got the kwok kubelet series"
@@ -297,15 +306,86 @@ def test_resources_recommendation_comes_from_real_prometheus_series(
     assert rec["memory_peak"] == 300 * 2**20
     assert new["memory_request"] == new["memory_limit"] == math.ceil(300 * 1.15) * 2**20
 
-    applied = _k3sops(lab, "-o", "json", *args, "--apply")
+    # After OOM kills the peak is not the need: the 200Mi peak + 15 % (230Mi) is raised to
+    # the 256Mi limit + 25 % = 320Mi; the kill is read from the pod's lastState.
+    r = _k3sops(lab, "-o", "json", "scale", "resources", "cache", "-n", scratch, "--window",
+                "3m", "--step", "15s", "--min-samples", "5")
+    assert r.returncode == 0, r.stderr
+    cache = json.loads(r.stdout)["recommendations"][0]
+    assert cache["oom_kills"] >= 1, cache
+    assert any("OOM kill" in x for x in cache["reasons"])
+    assert cache["memory_peak"] == 200 * 2**20
+    assert cache["recommended"]["memory_limit"] == 320 * 2**20
+
+    # Applied with a platform whose development environment is this namespace and whose
+    # GitOps values file has an app `shop` (not `batch`): batch is patched in the cluster,
+    # shop is changed in git only (ArgoCD would deploy it), with the file's comments kept.
+    env = _gitops_platform(lab, tmp_path, scratch)
+    applied = _k3sops(lab, "-o", "json", "scale", "resources", "-n", scratch, "--window", "3m",
+                      "--step", "15s", "--min-samples", "5", "--state-dir", str(tmp_path),
+                      "--apply", env=env)
     assert applied.returncode == 0, applied.stderr
-    changes = json.loads(applied.stdout)["changes"]
-    assert [(c["via"], c["result"]) for c in changes] == [("cluster", "ok")]
+    changes = {c["target"]: c for c in json.loads(applied.stdout)["changes"]}
+    assert changes[f"{scratch}/deployments/batch"]["via"] == "cluster"
+    assert changes[f"{scratch}/deployments/shop"]["via"] == "gitops"
+    assert {c["result"] for c in changes.values()} == {"ok"}
     res = _get(lab, "deployment", "batch", "-n", scratch)["spec"]["template"]["spec"][
         "containers"][0]["resources"]
     assert res["requests"]["memory"] == res["limits"]["memory"] == "345Mi"
     assert "cpu" not in res.get("limits", {})
     assert res["requests"]["cpu"].endswith("m")
+    # shop: unchanged in the cluster, changed in git.
+    shop = _get(lab, "deployment", "shop", "-n", scratch)["spec"]["template"]["spec"][
+        "containers"][0]["resources"]
+    assert shop["requests"] == {"cpu": "50m", "memory": "64Mi"}
+    committed = _git(tmp_path, "--git-dir", str(tmp_path / "remote.git"), "show",
+                     "main:environments/development/values.yaml")
+    assert "# development values: comments survive" in committed
+    assert 'tag: "1.36"  # pinned' in committed
+    got = yaml.safe_load(committed)["apps"]["shop"]["resources"]
+    assert got["requests"]["memory"] == got["limits"]["memory"] == "345Mi"
+    assert got["requests"]["cpu"] == res["requests"]["cpu"]
+    assert got["limits"]["cpu"] is None
+    assert "batch" not in yaml.safe_load(committed)["apps"]
+
+
+VALUES = """\
+# development values: comments survive
+apps:
+  shop:
+    image:
+      repository: busybox
+      tag: "1.36"  # pinned
+    resources:
+      requests:
+        cpu: 50m
+        memory: 64Mi
+"""
+
+
+def _gitops_platform(lab: Lab, tmp_path: Path, ns: str) -> dict[str, str]:
+    """A bare GitOps remote seeded with VALUES; the lab's platform with development = ``ns``."""
+    remote = tmp_path / "remote.git"
+    _git(tmp_path, "init", "-q", "--bare", "--initial-branch", "main", str(remote))
+    _git(tmp_path, "clone", "-q", str(remote), str(tmp_path / "seed"))
+    values = tmp_path / "seed" / "environments" / "development" / "values.yaml"
+    values.parent.mkdir(parents=True)
+    values.write_text(VALUES)
+    _git(tmp_path / "seed", "add", ".")
+    _git(tmp_path / "seed", "-c", "user.name=t", "-c", "user.email=t@example.org", "commit",
+         "-q", "-m", "seed")
+    _git(tmp_path / "seed", "push", "-q", "origin", "main")
+    doc = yaml.safe_load(Path(lab.env["K3SOPS_CONFIG"]).read_text())
+    doc["environments"]["development"]["namespaces"] = [ns]
+    doc["gitops"] = {"repo": str(remote), "branch": "main", "deploy": "none"}
+    cfg = tmp_path / "platform.yaml"
+    cfg.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return {**lab.env, "K3SOPS_CONFIG": str(cfg)}
+
+
+def _git(cwd: Path, *args: str) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                          text=True).stdout
 
 
 def test_resources_without_prometheus_exits_4_and_names_it(lab: Lab, scratch: str,
