@@ -31,6 +31,7 @@ import yaml
 
 from conftest import Lab
 from hosts import HostPool, TestHost
+from k3sops.adapters.inventory import InventoryFile
 
 pytestmark = pytest.mark.lab
 
@@ -232,6 +233,23 @@ def test_add_two_agents_then_remove_one(setup: Setup) -> None:
     assert A2 not in text and A1 in text and "# the first server" in text
     unknown = setup.k3sops("scale", "nodes", "remove", A2, "--apply")
     assert unknown.returncode == 2 and f"unknown node {A2}" in unknown.stderr
+
+
+def test_an_interrupted_add_is_finished_by_running_it_again(setup: Setup) -> None:
+    # As if an earlier `add` stopped right after editing the inventory.
+    inv = InventoryFile(setup.inventory)
+    inv.add_host("agent", A3, setup.hosts[3].address)
+    inv.save()
+    r = setup.k3sops("-o", "json", "scale", "nodes", "add", A3, "--apply")
+    assert r.returncode == 0, _err(r)
+    report = json.loads(r.stdout)
+    assert "inventory-add" not in [s["step"]["action"] for s in report["steps"]]
+    assert any("stopped part-way" in n for n in report["notes"])
+    assert report["ready"] == {A3: True} and setup.node(A3) is not None
+    assert setup.inventory.read_text().count(f"{A3}:") == 1
+    r = setup.k3sops("scale", "nodes", "remove", A3, "--apply")
+    assert r.returncode == 0, _err(r)
+    assert setup.node(A3) is None and A3 not in setup.inventory.read_text()
 
 
 def test_node_steps_over_ssh(setup: Setup) -> None:

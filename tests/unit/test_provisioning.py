@@ -108,6 +108,20 @@ def test_add_bad_input(names: list[str], role: prov.Role, addresses: dict[str, s
         prov.validate_add(_inv(), names, role, addresses, _names(), {"node8": None})
 
 
+def test_an_add_that_stopped_part_way_is_resumed() -> None:
+    # node4 is in the inventory as an agent but is no Node of the cluster (the lab's Nodes)
+    new = prov.validate_add(_inv(), ["node4", "node6"], "agent", {}, _names(), {})
+    assert [(n.name, n.address, n.pending) for n in new] == [
+        ("node4", "10.0.0.14", True), ("node6", "10.0.0.16", False)]
+    plan = prov.plan_add(new, "hosts.yaml", 300)
+    assert [s.target for s in plan.steps if s.action == "inventory-add"] == ["node6"]
+    assert any("node4 is already in the inventory" in n for n in plan.notes)
+    with pytest.raises(UsageError, match=r"node4 is in the inventory with address 10\.0\.0\.14"):
+        prov.validate_add(_inv(), ["node4"], "agent", {"node4": "10.0.0.99"}, _names(), {})
+    # re-running an add of servers counts only the servers not yet in the inventory
+    assert prov.validate_add(_inv(), ["node2"], "server", {}, _names(), {})[0].pending
+
+
 def test_servers_are_added_in_pairs() -> None:
     new = prov.validate_add(_inv(), ["node6", "node7"], "server", {}, _names(), {})
     assert [n.role for n in new] == ["server", "server"]

@@ -13,8 +13,9 @@ Hosts listed elsewhere in the file (``all.hosts``, other groups) are known hosts
 
 Rules enforced here, before anything changes:
 
-- a new node name is a DNS-1123 subdomain, given once, not yet in the cluster group and not
-  already a Node of the cluster (duplicate node name);
+- a new node name is a DNS-1123 subdomain, given once, not already a Node of the cluster and
+  not in the inventory under the other role (duplicate node name); one already in the inventory
+  under the asked role but not yet a Node is an add that stopped part-way: it is resumed;
 - a new node has an address: ``--address NAME=IP``, its entry elsewhere in the inventory, or its
   name resolving (unknown host otherwise);
 - embedded etcd needs an odd number of servers (1, 3, 5, ...): an add that leaves an even count
@@ -83,6 +84,8 @@ class NewNode(BaseModel):
     name: str
     role: Role
     address: str
+    pending: bool = Field(default=False, description="already in the inventory, not yet a "
+                                                     "Node: an earlier add stopped part-way")
 
 
 class ProvisionStep(BaseModel):
@@ -211,35 +214,51 @@ def validate_add(inventory: Inventory, names: Sequence[str], role: Role,
     if extra:
         raise UsageError(f"--address given for {', '.join(extra)}, which is not being added")
     nodes = set(cluster_nodes)
+    out = []
     for name in names:
-        member = inventory.member(name)
-        if member is not None:
-            raise UsageError(f"duplicate node name {name}: already a {member.group} in the "
-                             "inventory", hint="choose another name, or remove it first")
         if name in nodes:
             raise UsageError(f"duplicate node name {name}: a Node of that name already exists "
                              "in the cluster", hint="choose another name, or remove it first")
-    out = []
-    for name in names:
-        other = inventory.other(name)
-        address = addresses.get(name) or (other.address if other else None)
-        if address is None and other is None:
-            address = resolved.get(name)
-        if address is None and other is not None:
-            address = name  # listed in the inventory without ansible_host: Ansible uses the name
-        if address is None:
-            raise UsageError(
-                f"unknown host {name}: not in the inventory, no --address given, and the name "
-                "does not resolve",
-                hint=f"pass --address {name}=IP, or list it in the inventory with ansible_host")
-        out.append(NewNode(name=name, role=role, address=address))
+        member = inventory.member(name)
+        if member is not None and member.group != role:
+            raise UsageError(f"duplicate node name {name}: already a {member.group} in the "
+                             "inventory", hint="choose another name, or remove it first")
+        if member is not None:
+            # In the inventory as asked but not in the cluster: an earlier add stopped after
+            # editing the inventory. Running the same command again finishes the join.
+            if name in addresses and addresses[name] != (member.address or name):
+                raise UsageError(f"{name} is in the inventory with address "
+                                 f"{member.address or name}, not {addresses[name]}",
+                                 hint="fix ansible_host in the inventory, or drop --address")
+            out.append(NewNode(name=name, role=role, address=member.address or name,
+                               pending=True))
+            continue
+        out.append(NewNode(name=name, role=role, address=_address_of(
+            name, inventory, addresses, resolved)))
     if role == "server":
-        problem = odd_servers_problem(len(inventory.servers) + len(out))
+        added = sum(1 for n in out if not n.pending)
+        problem = odd_servers_problem(len(inventory.servers) + added)
         if problem:
             raise PlanRejected(
-                f"adding {len(out)} server(s) to {len(inventory.servers)} would leave {problem}",
+                f"adding {added} server(s) to {len(inventory.servers)} would leave {problem}",
                 hint="add servers in pairs (e.g. 3 → 5), or add agents instead")
     return out
+
+
+def _address_of(name: str, inventory: Inventory, addresses: Mapping[str, str],
+                resolved: Mapping[str, str | None]) -> str:
+    other = inventory.other(name)
+    address = addresses.get(name) or (other.address if other else None)
+    if address is None and other is None:
+        address = resolved.get(name)
+    if address is None and other is not None:
+        address = name  # listed in the inventory without ansible_host: Ansible uses the name
+    if address is None:
+        raise UsageError(
+            f"unknown host {name}: not in the inventory, no --address given, and the name "
+            "does not resolve",
+            hint=f"pass --address {name}=IP, or list it in the inventory with ansible_host")
+    return address
 
 
 def plan_add(new: Sequence[NewNode], inventory_path: str, wait_seconds: float) -> ProvisionPlan:
@@ -249,7 +268,7 @@ def plan_add(new: Sequence[NewNode], inventory_path: str, wait_seconds: float) -
                            detail="SSH to each new host through Ansible (ping module)")]
     steps += [ProvisionStep(action="inventory-add", target=n.name,
                             detail=f"add to group {n.role} in {inventory_path} "
-                                   f"(ansible_host {n.address})") for n in new]
+                                   f"(ansible_host {n.address})") for n in new if not n.pending]
     steps.append(ProvisionStep(action="playbook", target="scale-cluster",
                                detail=f"join {names} (new servers one at a time, then agents)"))
     steps += [ProvisionStep(action="wait-ready", target=f"nodes/{n.name}",
@@ -257,7 +276,10 @@ def plan_add(new: Sequence[NewNode], inventory_path: str, wait_seconds: float) -
               for n in new]
     steps.append(ProvisionStep(action="check-nodes", target=names,
                                detail="node checks: Ready, pressure, cordoned"))
-    return ProvisionPlan(title=f"scale nodes add {names}", steps=steps, nodes=list(new))
+    notes = [f"{n.name} is already in the inventory but not in the cluster: an earlier add "
+             "stopped part-way; this run finishes its join" for n in new if n.pending]
+    return ProvisionPlan(title=f"scale nodes add {names}", steps=steps, nodes=list(new),
+                         notes=notes)
 
 
 def server_ready(node: Mapping[str, Any]) -> bool:

@@ -232,8 +232,11 @@ class Provisioner:
             return report
         _token(self.cfg, self.env)  # a missing token fails before anything changes
         for n in new:
-            self.inventory.add_host(n.role, n.name, n.address)
+            if not n.pending:
+                self.inventory.add_host(n.role, n.name, n.address)
         new_names = [n.name for n in new]
+        last_edit = next((s.target for s in reversed(plan.steps)
+                          if s.action == "inventory-add"), None)
 
         def do(step: ProvisionStep) -> bool:
             if step.action == "check-reachable":
@@ -241,7 +244,7 @@ class Provisioner:
                     self._reachable(new_names, candidate)
                 return True
             if step.action == "inventory-add":
-                if step.target == new_names[-1]:
+                if step.target == last_edit:
                     self.inventory.save()  # one write for all of them, after the check
                 return True
             if step.action == "playbook":
