@@ -132,6 +132,14 @@ def test_autoscale_creates_the_exact_hpa_and_guards_manual_scaling(
     again = _k3sops(lab, "-o", "json", "scale", "autoscale", "api", "--cpu-percent", "80",
                     "--min", "2", "--max", "10", *common, "--apply")
     assert json.loads(again.stdout)["action"] == "none"
+    assert json.loads(again.stdout)["notes"] == []  # the container has a CPU request
+    _apply(lab, _deployment(scratch, "other", 1))
+    other = _k3sops(lab, "scale", "autoscale", "deployment/other", "--hpa-name", "api", *common,
+                    "--apply")
+    assert other.returncode == 1
+    assert f"HPA {scratch}/api exists and targets Deployment/api" in other.stderr
+    missing = _k3sops(lab, "scale", "autoscale", "nothere", *common)
+    assert missing.returncode == 1 and "no Deployment or StatefulSet 'nothere'" in missing.stderr
     upd = _k3sops(lab, "-o", "json", "scale", "autoscale", "api", "--cpu-percent", "60",
                   "--min", "2", "--max", "4", *common, "--apply")
     assert upd.returncode == 0, upd.stderr

@@ -103,6 +103,8 @@ def _autoscale_table(r: AutoscaleReport, out: Console) -> None:
     t.add_row("min / max", f"{r.spec['minReplicas']} / {r.spec['maxReplicas']}")
     t.add_row("result", r.result)
     out.print(t)
+    for n in r.notes:
+        out.print(f"[yellow]note:[/] {n}")
     if r.audit_log:
         out.print(f"[dim]audit log:[/] {r.audit_log}")
 

@@ -90,10 +90,12 @@ def resolve_workload(api: KubeApi, name: str, namespace: str) -> tuple[str, str]
     """``NAME`` or ``KIND/NAME`` -> (plural, name); a bare name is a Deployment or StatefulSet.
 
     Raises:
-        NotFound: no Deployment or StatefulSet of that name.
+        NotFound: no such workload.
     """
     if "/" in name:
-        return planning.parse_workload(name)
+        plural, wname = planning.parse_workload(name)
+        api.get(WORKLOAD_GV, plural, wname, namespace)  # NotFound names it
+        return plural, wname
     for plural in ("deployments", "statefulsets"):
         if api.find(WORKLOAD_GV, plural, name, namespace) is not None:
             return plural, name
@@ -175,7 +177,15 @@ class AutoscaleReport(BaseModel):
     spec: dict[str, Any]
     applied: bool
     result: Literal["planned", "ok", "failed", "skipped"]
+    notes: list[str] = Field(default_factory=list)
     audit_log: str | None = None
+
+
+def _no_cpu_request(workload: Mapping[str, Any]) -> list[str]:
+    """Containers without a CPU request: CPU utilisation (a share of it) is undefined for them."""
+    spec = ((workload.get("spec") or {}).get("template") or {}).get("spec") or {}
+    return [str(c.get("name", "")) for c in spec.get("containers") or []
+            if "cpu" not in ((c.get("resources") or {}).get("requests") or {})]
 
 
 def autoscale(kube: KubeAdapter, audited: Audited, name: str, namespace: str, *,
@@ -188,6 +198,11 @@ def autoscale(kube: KubeAdapter, audited: Audited, name: str, namespace: str, *,
         spec = sizing.hpa_spec(plural, wname, cpu_percent, min_replicas, max_replicas)
         hname = hpa_name or wname
         current = api.find(HPA_GV, "horizontalpodautoscalers", hname, namespace)
+        if current is not None and sizing.hpa_targets([current], plural, wname) != [hname]:
+            ref = (current.get("spec") or {}).get("scaleTargetRef") or {}
+            raise PlanRejected(f"HPA {namespace}/{hname} exists and targets "
+                               f"{ref.get('kind')}/{ref.get('name')}, not {plural}/{wname}",
+                               hint="pass --hpa-name NAME for a new HPA")
         others = [h for h in sizing.hpa_targets(
             api.list(HPA_GV, "horizontalpodautoscalers", namespace), plural, wname)
             if h != hname]
@@ -205,6 +220,11 @@ def autoscale(kube: KubeAdapter, audited: Audited, name: str, namespace: str, *,
                                  target=f"{plural}/{wname}", action=action,
                                  changed_fields=changed, spec=spec, applied=apply,
                                  result="planned")
+        missing = _no_cpu_request(api.get(WORKLOAD_GV, plural, wname, namespace))
+        if missing:
+            report.notes.append(f"container(s) {', '.join(missing)} have no CPU request: the "
+                                "HPA cannot compute CPU utilisation until they do "
+                                "(k3sops scale resources recommends one)")
         if not apply:
             return report
         report.audit_log = str(audited.audit.path)
