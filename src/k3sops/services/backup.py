@@ -714,6 +714,11 @@ def _verify_one(ctx: BackupContext, e: BackupEntry,
     checks = [repo_check]
     drill_seconds: float | None = None
     try:
+        if not repo_check.ok:
+            # restic retries damaged packs with back-off for minutes; the verdict is already
+            # "failed", so the drill is not run on a damaged repository.
+            raise AdapterError("not run: the repository check failed (see restic-check); "
+                               "repair the repository first (restic rebuild-index, check)")
         m = load_manifest(ctx, e)
         checks.append(CheckOutcome(name="manifest", ok=True, detail=f"status {m.status}"))
         if m.kind == "etcd":
