@@ -43,11 +43,11 @@ class Longhorn:
 
     def create_snapshot(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create a Longhorn Snapshot."""
-        return self.objects.create(obj, "snapshots")
+        return self.objects.create_object(obj, "snapshots")
 
     def create_backup(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create a Longhorn Backup."""
-        return self.objects.create(obj, "backups")
+        return self.objects.create_object(obj, "backups")
 
     def backup(self, name: str) -> dict[str, Any] | None:
         """A Longhorn Backup, or None when it is gone."""
@@ -64,8 +64,8 @@ class Longhorn:
 
     def create_storage_class(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create a StorageClass (Conflict when the name is taken)."""
-        return self.objects.create(obj, "storageclasses")
+        return self.objects.create_object(obj, "storageclasses")
 
     def create_pvc(self, obj: dict[str, Any]) -> dict[str, Any]:
         """Create a PVC (Conflict when one of that name exists: never overwritten)."""
-        return self.objects.create(obj, "persistentvolumeclaims")
+        return self.objects.create_object(obj, "persistentvolumeclaims")

@@ -28,7 +28,7 @@ from k3sops.adapters.longhorn import Longhorn
 from k3sops.adapters.restic import StreamResult
 from k3sops.domain import volume_backup as vb
 from k3sops.domain.backups import BackupManifest
-from k3sops.errors import AdapterError, Conflict, K3sopsError, PlanRejected, Timeout
+from k3sops.errors import AdapterError, K3sopsError, PlanRejected, Timeout
 from k3sops.services import backup
 
 Progress = Callable[[str, int], None]
@@ -219,10 +219,7 @@ def restore_volume(lh: Longhorn, manifest: BackupManifest, record: dict[str, Any
         try:
             run()
             report.created.append(target)
-        except Conflict as e:
-            error = e.message
-            raise
-        except K3sopsError as e:
+        except K3sopsError as e:  # Conflict included: the name was taken meanwhile
             error = e.message
             raise
         finally:
