@@ -317,3 +317,6 @@ def test_cli_backup_volume_then_restore_to_a_new_pvc(lab: Lab, bctx: Ctx,
     missing = _cli(bctx, "backup", "volume", "nope", "-n", volume.ns)
     assert missing.returncode == 1 and "PVC " + volume.ns + "/nope does not exist" in (
         missing.stderr)
+    password = bctx.env["K3SOPS_TEST_BACKUP_MORE_PW"]
+    for run in (r, plan, done, again, missing):
+        assert password not in run.stdout + run.stderr

@@ -361,3 +361,7 @@ def test_cli_k3s_snapshot_then_restore_it(lab: Lab, test_hosts: HostPool,
     restored = hosts[1].read(f"{DATA}/server/db/etcd/restored-from.sha256")
     assert restored is not None and restored.strip() == out["manifest"]["sha256"]
     assert hosts[0].stat(f"{DATA}/server/db") is None
+    password = ctx.env["K3SOPS_TEST_BACKUP_MORE_PW"]
+    for run in (r, refused, v, plan, done):
+        assert "s3cr3t" not in run.stdout + run.stderr  # the K3s token is never read
+        assert password not in run.stdout + run.stderr
