@@ -320,3 +320,23 @@ def test_cli_backup_volume_then_restore_to_a_new_pvc(lab: Lab, bctx: Ctx,
     password = bctx.env["K3SOPS_TEST_BACKUP_MORE_PW"]
     for run in (r, plan, done, again, missing):
         assert password not in run.stdout + run.stderr
+
+
+def test_longhorn_check_finds_a_backup_that_is_gone(lab: Lab, objects: KubeObjects, bctx: Ctx,
+                                                   volume: Volume) -> None:
+    """A Completed k3sops record whose Longhorn Backup was deleted is not restorable."""
+    seen: list[str] = []
+    t = _play_longhorn(lab, volume, lambda n: _completed(n, volume), seen)
+    lh = Longhorn(objects)
+    done = svc.backup_volume(bctx, lh, volume.ns, volume.pvc, timeout=60, poll=0.3)
+    t.join(10)
+    manifest, record = svc.load(bctx, done.manifest.id)
+    ok = svc.check_longhorn(lh, manifest, record)
+    assert ok.ok, ok.detail
+    lab.kubectl("patch", "backups.longhorn.io", seen[0], "-n", LH, "--subresource=status",
+                "--type=merge", "-p", json.dumps({"status": {"url": "s3://elsewhere/"}}))
+    moved = svc.check_longhorn(lh, manifest, record)
+    assert not moved.ok and "URL changed" in moved.detail
+    lab.kubectl("delete", "backups.longhorn.io", seen[0], "-n", LH)
+    gone = svc.check_longhorn(lh, manifest, record)
+    assert not gone.ok and "no longer exists" in gone.detail

@@ -27,7 +27,7 @@ from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.adapters.longhorn import Longhorn
 from k3sops.adapters.restic import StreamResult
 from k3sops.domain import volume_backup as vb
-from k3sops.domain.backups import BackupManifest
+from k3sops.domain.backups import BackupManifest, CheckOutcome
 from k3sops.errors import AdapterError, K3sopsError, PlanRejected, Timeout
 from k3sops.services import backup
 
@@ -175,6 +175,28 @@ def load(ctx: backup.BackupContext, backup_id: str) -> tuple[BackupManifest, dic
         raise AdapterError(f"the Longhorn record of backup {manifest.id} is unreadable",
                            hint="run `k3sops backup verify " + manifest.id + "`") from e
     return manifest, dict(record)
+
+
+def check_longhorn(lh: Longhorn, manifest: BackupManifest,
+                   record: dict[str, Any]) -> CheckOutcome:
+    """Verification of a volume backup against Longhorn: is it still restorable?
+
+    The recorded Longhorn Backup must still exist, be Completed, and have the recorded URL
+    (Longhorn's retention or a person may have deleted it since; then the k3sops record points
+    at nothing). Meant for `backup verify` beside the record's sha256 check.
+    """
+    name = str(record.get("longhorn_backup") or "")
+    obj = lh.backup(name) if name else None
+    if obj is None:
+        return CheckOutcome(name="longhorn-backup", ok=False,
+                            detail=f"Longhorn backup {name or '?'} of {manifest.id} no longer "
+                                   "exists: nothing to restore from")
+    state = vb.read_backup(obj)
+    problems = state.problems()
+    if state.url and state.url != record.get("url"):
+        problems.append(f"URL changed from {record.get('url')} to {state.url}")
+    return CheckOutcome(name="longhorn-backup", ok=not problems,
+                        detail="; ".join(problems) or f"{name}: Completed, {state.url}")
 
 
 def restore_volume(lh: Longhorn, manifest: BackupManifest, record: dict[str, Any],
