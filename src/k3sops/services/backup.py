@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -580,17 +581,32 @@ def _produce_postgres(ctx: BackupContext, t: BackupTarget, runner: pg.Runner
         info = pg.conninfo(runner, t.database, t.user, f"k3sops-{r.manifest.id}")
         session = pg.SqlSession(runner, info)
         dump: pg.StreamProc | None = None
+        facts_thread: threading.Thread | None = None
+        found: dict[str, Any] = {}
+
+        def count() -> None:
+            # Row counts and fingerprint read the exported snapshot in this session while
+            # pg_dump reads it in its own: the same data, and the two scans run in parallel.
+            try:
+                found["tables"] = session.tables()
+                ctx.fp("after-facts")
+            except K3sopsError as e:
+                found["error"] = e
+
         try:
             session.query("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
             snap = session.query("SELECT pg_export_snapshot()")[0][0]
             ctx.fp("after-export-snapshot")
             version = session.query("SHOW server_version")[0][0]
-            tables = session.tables()
-            ctx.fp("after-facts")
             dump = pg.pg_dump(runner, info, snap)
             ctx.fp("after-dump-start")
+            facts_thread = threading.Thread(target=count, daemon=True)
+            facts_thread.start()
             res = r.stream(dump.stdout)
             dump.finish()
+            facts_thread.join()
+            if "error" in found:
+                raise found["error"]
             session.query("COMMIT")
         except BaseException:
             if dump is not None:
@@ -598,6 +614,9 @@ def _produce_postgres(ctx: BackupContext, t: BackupTarget, runner: pg.Runner
             raise
         finally:
             session.close()
+            if facts_thread is not None:
+                facts_thread.join(timeout=30)
+        tables = found["tables"]
         r.manifest.tools["postgres"] = version
         facts = {"database": t.database, "tables": tables,
                  "fingerprint": pg.fingerprint(tables),
@@ -960,6 +979,10 @@ def restore(  # noqa: PLR0912  # choosing the destination is a flat list of case
     ns = namespace or (t.namespace if t else None)
     pd = pod or (t.pod if t else None)
     runner: pg.Runner
+    if dsn is not None and re.search(r"(^|[\s?&])password\s*=|://[^/@]*:[^/@]*@", dsn, re.I):
+        raise UsageError("--dsn carries a password; it would show in process lists and logs",
+                         hint="give the DSN without it and the password in the variable "
+                              "named by the target's password_env (or ~/.pgpass)")
     if dsn is not None:
         runner = pg.Direct(dsn=dsn, bins=pg.PgBinaries.find(ctx.cfg.binaries.pg_bin_dir),
                            password=ctx.env.get(t.password_env) if t and t.password_env else None)
