@@ -90,7 +90,9 @@ def make_setup(lab: Lab, tmp: Path, db: str, extra_targets: list[dict[str, Any]]
                backup_overrides: dict[str, Any] | None = None) -> Setup:
     """Write a platform file: the lab's, with a backup section of this test's own."""
     doc = yaml.safe_load(lab.layout.platform_file.read_text())
-    base = doc["backup"]
+    # The lab writes the backup settings (binaries, etcd endpoint) to a second file.
+    base = yaml.safe_load(lab.layout.platform_file.with_name("platform-backup.yaml")
+                          .read_text())["backup"]
     repo, state, metrics = tmp / "repo", tmp / "state", tmp / "textfile" / "k3sops_backup.prom"
     targets = [{"name": "shop-db", "kind": "postgres", "environment": "production",
                 "namespace": "production", "pod": "postgres-0", "database": db},
