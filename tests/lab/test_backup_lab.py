@@ -305,6 +305,9 @@ def test_prune_keeps_the_newest_verified_backup_and_dry_run_deletes_nothing(
         setup: Setup) -> None:
     ids = [setup.ok("backup", "etcd")["manifest"]["id"] for _ in range(3)]
     setup.ok("backup", "verify", ids[0])  # only the oldest is verified
+    for bad in ((), (ids[0], "--all"), ("--since", "a week")):
+        r = setup.k3sops("backup", "verify", *bad)
+        assert r.returncode == 2, (bad, r.stderr)
     r = setup.k3sops("backup", "prune")
     assert r.returncode == 2 and "keeps nothing" in r.stderr
 
@@ -316,4 +319,6 @@ def test_prune_keeps_the_newest_verified_backup_and_dry_run_deletes_nothing(
     assert applied["forgotten_snapshots"] >= 3
     assert set(setup.listed()) == {ids[0], ids[2]}
     # Pruned data is really gone, the rest still restores.
-    assert setup.ok("backup", "verify", ids[2])["records"][0]["ok"] is True
+    recent = setup.ok("backup", "verify", "--since", "1d")["records"]
+    assert sorted(r["backup_id"] for r in recent) == sorted([ids[0], ids[2]])
+    assert all(r["ok"] for r in recent)
