@@ -187,3 +187,24 @@ def test_restic_round_trip_on_a_real_local_repository(tmp_path: Path) -> None:
     out = io.BytesIO()
     assert r.dump_to(res.snapshot_id, "x.bin", out).sha256 == res.sha256
     assert out.getvalue() == data and r.check("100%").ok
+
+
+def test_platform_backup_targets_refuse_secrets_and_ambiguous_sources() -> None:
+    from k3sops.config import parse_platform
+    from k3sops.errors import ConfigError
+
+    base = ("name: p\nenvironments: {production: {}}\nbackup:\n  repository: /srv/r\n"
+            "  password_env: PW\n  targets:\n")
+    ok = parse_platform(base + "  - {name: db, namespace: prod, pod: pg-0, hooks: {pre: "
+                               "[{command: [sync], where: local, on_error: continue}]}}\n")
+    assert ok.backup is not None and ok.backup.target("db") is not None
+    assert ok.backup.target("db").hooks.pre[0].timeout_seconds == 60  # type: ignore[union-attr]
+    for bad, why in (
+            ("  - {name: db, dsn: 'host=h password=hunter2 dbname=x'}\n", "carries a password"),
+            ("  - {name: db, dsn: 'postgresql://u:hunter2@h/x'}\n", "carries a password"),
+            ("  - {name: db, dsn: 'host=h', namespace: a, pod: b}\n", "exactly one"),
+            ("  - {name: db, kind: tar, namespace: a, pod: b}\n", "needs namespace, pod and path"),
+            ("  - {name: db, dsn: 'host=h'}\n  - {name: db, dsn: 'host=i'}\n", "more than once")):
+        with pytest.raises(ConfigError) as e:
+            parse_platform(base + bad)
+        assert why in str(e.value) and "hunter2" not in str(e.value)
