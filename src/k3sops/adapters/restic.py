@@ -190,7 +190,7 @@ class Restic:
         if ("is there a repository" in low or "repository does not exist" in low
                 or "unable to open config file" in low):
             return NotFound(f"{where}: no restic repository there",
-                            hint="check backup.repository, or create it with `restic init`")
+                            hint="check backup.repository, or create it: `k3sops backup init`")
         if "no space left on device" in low or "disk quota exceeded" in low:
             return AdapterError(f"{where}: the repository's disk is full",
                                 hint="free space there or prune old backups "
