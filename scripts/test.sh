@@ -9,4 +9,6 @@ echo "== ruff" && ruff check src tests
 echo "== mypy --strict" && mypy
 echo "== import-linter" && lint-imports
 echo "== lab build" && k3sops lab build
-echo "== pytest" && python -m pytest "$@"
+# Two xdist workers, each with its own lab (tests/conftest.py): most lab tests wait on
+# controllers, not the CPU; whole test files stay on one worker (--dist loadfile).
+echo "== pytest" && python -m pytest -n 2 --dist loadfile "$@"

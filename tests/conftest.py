@@ -68,10 +68,22 @@ def wait_for(fn: Callable[[], T], timeout: float = 90, every: float = 1.0) -> T:
     return last
 
 
+def _worker_index() -> int:
+    """0, or N for pytest-xdist worker gwN: each worker runs its own lab."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(worker[2:]) if worker.startswith("gw") and worker[2:].isdigit() else 0
+
+
 def lab_env(tmp_root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("K3SOPS_LAB_DIR", str(tmp_root))
     env.setdefault("K3SOPS_LAB_PORT_BASE", TEST_PORT_BASE)
+    index = _worker_index()
+    if index:
+        # Another xdist worker: its own directory and ports 1000 above the first worker's
+        # (lab ports use base+0..500 and must stay below the ephemeral range at 32768).
+        env["K3SOPS_LAB_DIR"] = f"{env['K3SOPS_LAB_DIR']}-gw{index}"
+        env["K3SOPS_LAB_PORT_BASE"] = str(int(env["K3SOPS_LAB_PORT_BASE"]) + 1000 * index)
     env.pop("K3SOPS_CONFIG", None)
     env.pop("KUBECONFIG", None)
     return env

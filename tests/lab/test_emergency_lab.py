@@ -121,7 +121,10 @@ def test_app_down_crashloop_restart_goes_through_the_audited_plan(
     assert wait_for(crashing, timeout=90)
     before = _deploy(lab, scratch, "worker")["metadata"]["generation"]
     r = lab.k3sops("-o", "json", "emergency", "app-down", "worker", "-n", scratch, "--yes",
-                   "--state-dir", str(tmp_path), "--wait", "5s", timeout=180)
+                   "--state-dir", str(tmp_path), "--wait", "5s",
+                   # kwok's crash stage fires 20-45 s after a pod starts: the restarted pod
+                   # looks healthy until then, so verification must watch longer than that.
+                   "--settle", "60s", timeout=240)
     assert r.returncode == 3, r.stderr
     report = json.loads(r.stdout)
     pods = next(c for c in report["checks"] if c["step"] == "pods")

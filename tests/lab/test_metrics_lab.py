@@ -68,10 +68,13 @@ def test_metrics_all_real_values(lab: Lab, prom: PrometheusAdapter) -> None:
     assert 0 < c["etcd"][0]["db_used_percent"] < 100
     assert c["apiserver"]["request_p99_seconds"] > 0
     assert 0 <= c["apiserver"]["error_5xx_share"] <= 1
-    # no application HTTP metrics and no cAdvisor in the lab: "no data", not a failure
+    # No application HTTP metrics in the lab: "no data", not a failure. Container usage comes
+    # from kwok's kubelet-like /metrics/resource (scrape job "kubelet"): real numbers.
     assert rep["apps"]
-    for a in rep["apps"]:
-        assert a["request_rate"] is None and a["cpu_cores"] is None and a["memory_bytes"] is None
+    assert all(a["request_rate"] is None for a in rep["apps"])
+    measured = [a for a in rep["apps"] if a["cpu_cores"] is not None]
+    assert measured, rep["apps"]
+    assert all(a["cpu_cores"] >= 0 and a["memory_bytes"] > 0 for a in measured)
 
 
 def test_metrics_table_shows_no_data(lab: Lab) -> None:

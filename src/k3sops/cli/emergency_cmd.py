@@ -44,6 +44,9 @@ StateDir = Annotated[Path | None, typer.Option(
     help="Where the audit log goes (default ~/.local/state/k3sops).")]
 Wait = Annotated[str, typer.Option(
     "--wait", help="After a change, re-check for this long until it took effect.")]
+Settle = Annotated[str, typer.Option(
+    "--settle", help="After a change, the checks must pass this long in a row to count as "
+                     "verified (a restarted crash-looping pod looks healthy for a while).")]
 OutputOpt = Annotated[OutputFormat | None, typer.Option(
     "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
 
@@ -93,7 +96,7 @@ def _printer(err: Console) -> Callable[[TimelineEntry], None]:
 
 def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
          namespace: str | None = None, yes: bool, timeline: Path | None,
-         state_dir: Path | None, wait: str, output: OutputFormat | None,
+         state_dir: Path | None, wait: str, output: OutputFormat | None, settle: str = "20s",
          probe_dns: bool = False, probe_timeout: str = "60s") -> None:
     opts = get_options(ctx)
     fmt = (output or opts.output).value
@@ -118,7 +121,8 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
     report = emergency_service.run(
         settings, os.environ, Path.home(), procedure, app=app, namespace=namespace, mode=mode,
         confirm=confirm if mode == "ask" else None, on_entry=_printer(err), state=state_dir,
-        wait=wait_s, probe_dns=probe_dns, probe_dns_timeout=probe_s)
+        wait=wait_s, settle=parse_duration(settle).total_seconds(), probe_dns=probe_dns,
+        probe_dns_timeout=probe_s)
     render(report, fmt, _table)
     if timeline is not None:
         emergency_service.write_timeline(timeline, report)
@@ -140,10 +144,10 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
 @emergency_app.command("cluster-unresponsive")
 def cluster_unresponsive_cmd(ctx: typer.Context, yes: Yes = False, timeline: TimelineOpt = None,
                              state_dir: StateDir = None, wait: Wait = "60s",
-                             output: OutputOpt = None) -> None:
+                             settle: Settle = "20s", output: OutputOpt = None) -> None:
     """API server /livez and /readyz, etcd, control-plane nodes, certificates, events."""
     _run(ctx, "cluster-unresponsive", yes=yes, timeline=timeline, state_dir=state_dir,
-         wait=wait, output=output)
+         wait=wait, settle=settle, output=output)
 
 
 @emergency_app.command("app-down")
@@ -154,11 +158,11 @@ def app_down_cmd(
                                                   help="Its namespace (found when unique).")
                          ] = None,
     yes: Yes = False, timeline: TimelineOpt = None, state_dir: StateDir = None,
-    wait: Wait = "60s", output: OutputOpt = None,
+    wait: Wait = "60s", settle: Settle = "20s", output: OutputOpt = None,
 ) -> None:
     """Rollout, pods and their causes, Service → EndpointSlices → Ingress, events, logs, alerts."""
     _run(ctx, "app-down", app=app, namespace=namespace, yes=yes, timeline=timeline,
-         state_dir=state_dir, wait=wait, output=output)
+         state_dir=state_dir, wait=wait, settle=settle, output=output)
 
 
 @emergency_app.command("network-lost")
@@ -169,8 +173,8 @@ def network_lost_cmd(
     probe_timeout: Annotated[str, typer.Option(
         "--probe-timeout", help="How long the DNS probe pod may take.")] = "60s",
     yes: Yes = False, timeline: TimelineOpt = None, state_dir: StateDir = None,
-    wait: Wait = "60s", output: OutputOpt = None,
+    wait: Wait = "60s", settle: Settle = "20s", output: OutputOpt = None,
 ) -> None:
     """NotReady pattern, CoreDNS, ingress controller, MetalLB, kube-proxy/flannel, DNS probe."""
     _run(ctx, "network-lost", yes=yes, timeline=timeline, state_dir=state_dir, wait=wait,
-         output=output, probe_dns=probe_dns, probe_timeout=probe_timeout)
+         settle=settle, output=output, probe_dns=probe_dns, probe_timeout=probe_timeout)

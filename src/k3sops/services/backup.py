@@ -746,6 +746,13 @@ def _verify_one(ctx: BackupContext, e: BackupEntry,
             drill_seconds = _verify_postgres(ctx, m, checks)
         else:
             _verify_stream(ctx, m, checks)
+            if m.kind == "volume":
+                # The data part is Longhorn's record: the Backup it names must still exist,
+                # be Completed and keep its URL, or there is nothing to restore from.
+                from k3sops.services import volume_backup  # imports this module
+                _, longhorn_record = volume_backup.load(ctx, e.id)
+                checks.append(volume_backup.check_longhorn(volume_backup.longhorn(ctx), m,
+                                                           longhorn_record))
     except K3sopsError as err:
         checks.append(CheckOutcome(name="drill", ok=False, detail=err.message[:600]))
     ok = all(c.ok for c in checks)

@@ -237,8 +237,8 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, procedure: em.Pr
         app: str | None = None, namespace: str | None = None, mode: Mode = "propose",
         confirm: Callable[[Proposal], bool] | None = None,
         on_entry: Callable[[TimelineEntry], None] | None = None,
-        state: Path | None = None, wait: float = 60.0, probe_dns: bool = False,
-        probe_dns_timeout: float = 60.0) -> EmergencyReport:
+        state: Path | None = None, wait: float = 60.0, settle: float = 20.0,
+        probe_dns: bool = False, probe_dns_timeout: float = 60.0) -> EmergencyReport:
     """Run ``procedure``; return the report with its timeline (Markdown included).
 
     Raises:
@@ -265,7 +265,7 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, procedure: em.Pr
             r.report.sources = list(facts.sources)
             applied = _decide(r, settings, env, home, mode, confirm, state)
             if applied:
-                _verify(r, applied, wait)
+                _verify(r, applied, wait, settle)
         except KeyboardInterrupt:
             # Ctrl-C in an incident: keep what was seen and done (the caller writes the
             # timeline, then exits 130); no further step runs.
@@ -316,22 +316,36 @@ def _decide(r: _Run, settings: Settings, env: Mapping[str, str], home: Path, mod
     return applied
 
 
-def _verify(r: _Run, applied: list[Proposal], wait: float) -> None:
-    """Re-run the checks that did not pass until they do or ``wait`` runs out.
+def _verify(r: _Run, applied: list[Proposal], wait: float, settle: float) -> None:
+    """Re-run the checks that did not pass until they hold for ``settle`` seconds in a row.
+
+    Gives up when they never passed within ``wait``, or at ``wait`` + ``settle``.
 
     Those that proposed a change, and every other failing check that reads only the cluster's
-    objects (a scaled-up app also repairs its Service's endpoints).
+    objects (a scaled-up app also repairs its Service's endpoints). Passing once is not enough:
+    a restarted crash-looping pod is Running and ready for a while before it crashes again.
     """
     keys = {p.key for p in applied}
     specs = [s for s, c in zip(em.PROCEDURE_STEPS[r.procedure], r.report.checks, strict=True)
              if any(p.key in keys for p in c.proposals)
              or (c.status in ("fail", "warn") and set(s.needs) <= {"snapshot"})]
-    deadline = time.monotonic() + wait
+    start = time.monotonic()
+    deadline = start + wait + settle
+    ok_since: float | None = None
     results: dict[str, CheckResult] = {}
     while True:
         r.gather("snapshot", again=True)
         results = {s.id: s.fn(r.facts) for s in specs}
-        if all(c.status == "ok" for c in results.values()) or time.monotonic() >= deadline:
+        now = time.monotonic()
+        if all(c.status == "ok" for c in results.values()):
+            ok_since = now if ok_since is None else ok_since
+            if now - ok_since >= settle:
+                break
+        else:
+            ok_since = None
+            if now >= start + wait:
+                break  # never passed within --wait: no point settling
+        if now >= deadline:
             break
         time.sleep(VERIFY_EVERY)
     for s in specs:
