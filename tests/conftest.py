@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -43,6 +44,9 @@ class Lab:
     layout: LabLayout
     env: dict[str, str]
     binaries: dict[str, Path]
+    first_check: subprocess.CompletedProcess[str] | None = None
+    """`k3sops -o json check --monthly` run before any test touched this lab (None when
+    --lab-reuse found it already running): tests run in any order, this one first."""
 
     def k3sops(self, *args: str, check: bool = False,
                timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -104,6 +108,11 @@ def lab(request: pytest.FixtureRequest) -> Iterator[Lab]:
         runner.up(layout, env, progress=lambda m: print(f"[lab] {m}", file=sys.stderr))
         started = True
     env["K3SOPS_CONFIG"] = str(layout.platform_file)
-    yield Lab(layout=layout, env=env, binaries=installed_binaries(layout, env))
+    lab = Lab(layout=layout, env=env, binaries=installed_binaries(layout, env))
+    if started:
+        state = layout.run_dir / "first-check-state"
+        lab = dataclasses.replace(lab, first_check=lab.k3sops(
+            "-o", "json", "check", "--monthly", "--state-dir", str(state), timeout=180))
+    yield lab
     if started and not reuse:
         runner.down(layout, purge=True)

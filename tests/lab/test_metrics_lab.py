@@ -47,8 +47,17 @@ def prom(lab: Lab) -> Any:
     url = _platform(lab)["monitoring"]["prometheus"]["url"]
     adapter = PrometheusAdapter(HttpApi.from_endpoint("Prometheus", Endpoint(url=url), None))
     # rate()/increase() over 5m need two scrapes of node-exporter; a fresh lab has them soon
-    wait_for(lambda: adapter.query(
-        'rate(node_cpu_seconds_total{mode="idle"}[5m])').samples, timeout=120)
+    # (tests may run right after the lab started, e.g. first on an xdist worker's lab):
+    # wait for every windowed series the tests below read, not only node-exporter's.
+    for q in ('rate(node_cpu_seconds_total{mode="idle"}[5m])',
+              "histogram_quantile(0.99, sum by (le) "
+              "(rate(apiserver_request_duration_seconds_bucket[5m]))) > 0",
+              "sum(rate(prometheus_http_requests_total[5m])) > 0",
+              "histogram_quantile(0.95, sum by (le) "
+              "(rate(prometheus_http_request_duration_seconds_bucket[5m]))) > 0",
+              "rate(container_cpu_usage_seconds_total[5m])",
+              "container_memory_working_set_bytes > 0"):
+        wait_for(lambda q=q: adapter.query(q).samples, timeout=180, every=3)
     yield adapter
     adapter.close()
 
@@ -72,7 +81,8 @@ def test_metrics_all_real_values(lab: Lab, prom: PrometheusAdapter) -> None:
     # from kwok's kubelet-like /metrics/resource (scrape job "kubelet"): real numbers.
     assert rep["apps"]
     assert all(a["request_rate"] is None for a in rep["apps"])
-    measured = [a for a in rep["apps"] if a["cpu_cores"] is not None]
+    measured = [a for a in rep["apps"]
+                if a["cpu_cores"] is not None and a["memory_bytes"] is not None]
     assert measured, rep["apps"]
     assert all(a["cpu_cores"] >= 0 and a["memory_bytes"] > 0 for a in measured)
 
@@ -91,7 +101,8 @@ def test_env_restricts_apps_to_its_namespaces(lab: Lab) -> None:
     assert any(a["workload"] == "web" and a["kind"] == "Deployment" for a in rep["apps"])
 
 
-def test_app_metrics_from_real_http_metrics(lab: Lab, tmp_path: Path) -> None:
+def test_app_metrics_from_real_http_metrics(lab: Lab, tmp_path: Path,
+                                           prom: PrometheusAdapter) -> None:
     """Point app_metrics at Prometheus' own HTTP metrics: real RED figures per workload."""
     data = _platform(lab)
     data["monitoring"]["app_metrics"] = {

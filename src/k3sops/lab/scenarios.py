@@ -151,6 +151,13 @@ def reset(layout: LabLayout, env: Mapping[str, str], wait: bool = True) -> None:
     if wait:
         kubectl(layout, b, "wait", "--for=condition=Ready", f"node/{NOT_READY_NODE}",
                 "--timeout=90s", timeout=120)
+        # kwok's node-not-ready stage writes a status without addresses, and its heartbeat
+        # stage then keeps them empty: without an address the API server cannot reach the
+        # node's kubelet (kwok), so exec and logs of its pods fail ("no preferred addresses
+        # found"). Give it back the address every lab node has.
+        kubectl(layout, b, "patch", "node", NOT_READY_NODE, "--subresource=status",
+                "--type=merge", "-p",
+                '{"status":{"addresses":[{"type":"InternalIP","address":"127.0.0.1"}]}}')
         deadline = time.monotonic() + 60
         left = ""
         while time.monotonic() < deadline:
