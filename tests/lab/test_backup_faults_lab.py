@@ -8,7 +8,6 @@ the k3sops process kills itself with SIGKILL at the named point, as `kill -9` wo
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import os
 import signal
@@ -176,25 +175,10 @@ def test_full_repository_disk_fails_and_nothing_is_completed(lab: Lab, tmp_path:
 
 def test_exec_forbidden_403_fails_clearly(lab: Lab, tmp_path: Path, scratch_db: str) -> None:
     """A user the lab CA signs that may hold Leases and read pods but not create pods/exec."""
-    from test_cli_lab import _client_cert
-
-    from k3sops.lab import pki
+    from test_cli_lab import user_kubeconfig
 
     user = f"k3sops-noexec-{uuid.uuid4().hex[:6]}"
-    p = pki.Pki(lab.layout.pki_dir)
-    key, cert = _client_cert(p, user)
-
-    def b64(b: bytes) -> str:
-        return base64.b64encode(b).decode()
-
-    server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
-    kc = tmp_path / "kc"
-    kc.write_text(
-        f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n    server: {server}\n"
-        f"    certificate-authority-data: {b64(p.crt('ca').read_bytes())}\n"
-        f"users:\n- name: u\n  user:\n    client-certificate-data: {b64(cert)}\n"
-        f"    client-key-data: {b64(key)}\n"
-        "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+    kc = user_kubeconfig(lab, user, tmp_path / "kc")
     lab.kubectl("create", "role", user, "-n", "kube-system", "--verb=get,create,update,delete",
                 "--resource=leases.coordination.k8s.io")
     lab.kubectl("create", "rolebinding", user, "-n", "kube-system", f"--role={user}",

@@ -49,25 +49,7 @@ def test_unreachable_api_server_exits_1_naming_the_address(lab: Lab, tmp_path: P
 
 def test_forbidden_names_verb_and_resource(lab: Lab, tmp_path: Path) -> None:
     """A user the lab CA vouches for but RBAC grants nothing: 403 names what was refused."""
-    from k3sops.lab import pki
-
-    p = pki.Pki(lab.layout.pki_dir)
-    key, cert = _client_cert(p, "nobody")
-    (tmp_path / "nobody.crt").write_bytes(cert)
-    (tmp_path / "nobody.key").write_bytes(key)
-    import base64
-
-    def b64(b: bytes) -> str:
-        return base64.b64encode(b).decode()
-
-    server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
-    kc = (f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n    server: {server}\n"
-          f"    certificate-authority-data: {b64(p.crt('ca').read_bytes())}\n"
-          f"users:\n- name: u\n  user:\n    client-certificate-data: {b64(cert)}\n"
-          f"    client-key-data: {b64(key)}\n"
-          "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
-    f = tmp_path / "kc"
-    f.write_text(kc)
+    f = user_kubeconfig(lab, "nobody", tmp_path / "kc")
     env = {k: v for k, v in lab.env.items() if k != "K3SOPS_CONFIG"}
     r = subprocess.run([sys.executable, "-m", "k3sops", "--kubeconfig", str(f), "status"],
                        env=env, capture_output=True, text=True, timeout=60)
@@ -100,6 +82,29 @@ def _client_cert(p, cn: str) -> tuple[bytes, bytes]:  # type: ignore[no-untyped-
     return (key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                               serialization.NoEncryption()),
             cert.public_bytes(serialization.Encoding.PEM))
+
+
+def user_kubeconfig(lab: Lab, user: str, path: Path) -> Path:
+    """Write a kubeconfig at ``path`` for ``user``, a client certificate the lab CA signs
+    (valid one hour); RBAC grants it nothing until a test binds a role to ``user``."""
+    import base64
+
+    from k3sops.lab import pki
+
+    p = pki.Pki(lab.layout.pki_dir)
+    key, cert = _client_cert(p, user)
+
+    def b64(b: bytes) -> str:
+        return base64.b64encode(b).decode()
+
+    server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
+    path.write_text(
+        f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n    server: {server}\n"
+        f"    certificate-authority-data: {b64(p.crt('ca').read_bytes())}\n"
+        f"users:\n- name: u\n  user:\n    client-certificate-data: {b64(cert)}\n"
+        f"    client-key-data: {b64(key)}\n"
+        "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+    return path
 
 
 def test_prometheus_unreachable_is_a_partial_result(lab: Lab, tmp_path: Path) -> None:

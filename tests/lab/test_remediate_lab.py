@@ -7,7 +7,6 @@ uncordoned afterwards. k3s-agent-3 is never drained.
 
 from __future__ import annotations
 
-import base64
 import json
 import subprocess
 import sys
@@ -153,25 +152,10 @@ def test_pdb_blocks_eviction_and_drain_times_out_cleanly(lab: Lab, scratch: str,
 
 def test_refused_cordon_exits_1_naming_verb_and_resource(lab: Lab, tmp_path: Path) -> None:
     """A user the lab CA signs, allowed to read nodes but not change them: the patch is 403."""
-    from test_cli_lab import _client_cert
-
-    from k3sops.lab import pki
+    from test_cli_lab import user_kubeconfig
 
     user = f"k3sops-readonly-{uuid.uuid4().hex[:6]}"
-    p = pki.Pki(lab.layout.pki_dir)
-    key, cert = _client_cert(p, user)
-
-    def b64(b: bytes) -> str:
-        return base64.b64encode(b).decode()
-
-    server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
-    kc = tmp_path / "kc"
-    kc.write_text(
-        f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n    server: {server}\n"
-        f"    certificate-authority-data: {b64(p.crt('ca').read_bytes())}\n"
-        f"users:\n- name: u\n  user:\n    client-certificate-data: {b64(cert)}\n"
-        f"    client-key-data: {b64(key)}\n"
-        "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+    kc = user_kubeconfig(lab, user, tmp_path / "kc")
     lab.kubectl("create", "clusterrole", user, "--verb=get,list", "--resource=nodes")
     lab.kubectl("create", "clusterrolebinding", user, f"--clusterrole={user}", f"--user={user}")
     env = {k: v for k, v in lab.env.items() if k != "K3SOPS_CONFIG"}
