@@ -12,14 +12,17 @@ pytestmark = pytest.mark.unit
 
 def test_report_schema_is_pinned() -> None:
     schema = CheckReport.model_json_schema()
-    assert list(schema["properties"]) == ["summary", "findings", "sources", "resolved", "manual"]
+    assert list(schema["properties"]) == ["summary", "findings", "sources", "resolved", "manual",
+                                          "not_evaluated", "suppressed"]
     d = schema["$defs"]
     assert list(d["Finding"]["properties"]) == ["check", "severity", "resource", "message",
                                                 "evidence", "runbook", "environment", "new"]
     assert list(d["ResourceRef"]["properties"]) == ["kind", "namespace", "name"]
     assert list(d["Summary"]["properties"]) == [
         "period", "environment", "started_at", "duration_seconds", "total", "critical",
-        "warning", "info", "new", "resolved", "health_score", "checks_run", "fail_on", "usage"]
+        "warning", "info", "new", "resolved", "health_score", "checks_run", "fail_on", "usage",
+        "not_evaluated", "suppressed"]
+    assert list(d["NotEvaluated"]["properties"]) == ["check", "title", "missing"]
     assert list(d["Source"]["properties"]) == ["name", "ok", "endpoint", "error", "skipped"]
     assert d["Finding"]["properties"]["severity"]["enum"] == ["critical", "warning", "info"]
 

@@ -63,7 +63,15 @@ def snapshot(capture: dict[str, Any], objects: dict[str, Any] | None = None,
     return ClusterSnapshot(
         now=now or datetime.fromtimestamp(capture["evaluated_at"], UTC),
         objects=objects if objects is not None else capture.get("objects", {}),
-        metrics={n: parse_result(d) for n, d in capture["answers"].items()}, alerts=alerts)
+        metrics=_renamed({n: parse_result(d) for n, d in capture["answers"].items()}),
+        alerts=alerts)
+
+
+def _renamed(metrics: dict[str, Any]) -> dict[str, Any]:
+    # The captures predate backup-missing's own query (same expression as backup-stale's).
+    if "backup-stale:last_success" in metrics:
+        metrics["backup-missing:last_success"] = metrics["backup-stale:last_success"]
+    return metrics
 
 
 def run(check_id: str, snap: ClusterSnapshot, plat: Platform | None = None,
@@ -270,7 +278,7 @@ def backup_snapshot(with_metrics: dict[str, Any] | None = None) -> ClusterSnapsh
     nodes = [n for n in DEVLAB["objects"]["nodes"]]
     objects = {"nodes": nodes, **{k: BACKUPS[k] for k in (
         "etcdsnapshotfiles.k3s.cattle.io", "backups.longhorn.io", "volumes.longhorn.io")}}
-    metrics = {n: parse_result(d) for n, d in (with_metrics or {}).items()}
+    metrics = _renamed({n: parse_result(d) for n, d in (with_metrics or {}).items()})
     return ClusterSnapshot(now=datetime.fromisoformat(BACKUPS["now"]), objects=objects,
                            metrics=metrics)
 

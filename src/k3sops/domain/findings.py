@@ -1,7 +1,8 @@
 """Findings: what a check (or a diagnosis) reports. The JSON shape is a documented contract.
 
 ``k3sops check -o json`` prints ``CheckReport``: ``{"summary": {...}, "findings": [...],
-"sources": [...], "resolved": [...], "manual": [...]}``; tests pin it.
+"sources": [...], "resolved": [...], "manual": [...], "not_evaluated": [...],
+"suppressed": [...]}``; tests pin it.
 """
 
 from __future__ import annotations
@@ -70,6 +71,22 @@ class ManualItem(_Model):
     note: str | None = None
 
 
+class NotEvaluated(_Model):
+    """A check that was not run because an input could not be read.
+
+    It neither fired nor resolved anything (its earlier findings are carried, not resolved).
+
+    Attributes:
+        check: the check id.
+        title: what the check looks at.
+        missing: the inputs that could not be read (``kind: why``, ``query NAME: why``).
+    """
+
+    check: str
+    title: str
+    missing: list[str]
+
+
 class Source(_Model):
     """A data source of the check and whether it could be read (exit 4 when one could not)."""
 
@@ -98,6 +115,10 @@ class Summary(_Model):
     fail_on: Severity | None = None
     usage: dict[str, float] = Field(default_factory=dict)
     """Cluster-wide CPU, memory and disk use in percent at check time (trend charts)."""
+    not_evaluated: int = 0
+    """Checks not run because an input could not be read."""
+    suppressed: int = 0
+    """Findings hidden by a suppression in platform.yaml (listed with --show-suppressed)."""
 
 
 class CheckReport(_Model):
@@ -108,6 +129,9 @@ class CheckReport(_Model):
     sources: list[Source]
     resolved: list[Finding] = Field(default_factory=list)
     manual: list[ManualItem] = Field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = Field(default_factory=list)
+    suppressed: list[Finding] = Field(default_factory=list)
+    """Findings a suppression hid (only with --show-suppressed; always counted in summary)."""
 
 
 def health_score(findings: list[Finding]) -> int:

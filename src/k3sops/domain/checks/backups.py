@@ -33,6 +33,7 @@ LONGHORN_VOLUMES = "volumes.longhorn.io"
 LONGHORN_NAMESPACE = "longhorn-system"
 
 Q_LAST_SUCCESS = "backup-stale:last_success"
+Q_ANY_SUCCESS = "backup-missing:last_success"
 
 
 def _age_text(seconds: float) -> str:
@@ -115,7 +116,8 @@ def _backup_evidence(obj: Obj) -> dict[str, Any]:
 # Checks
 
 
-@check("backup-stale", "Backups are recent", queries={Q_LAST_SUCCESS: BACKUP_METRIC})
+@check("backup-stale", "Backups are recent", queries={Q_LAST_SUCCESS: BACKUP_METRIC},
+       reads=(ETCD_SNAPSHOTS, LONGHORN_BACKUPS), uses=("nodes", LONGHORN_VOLUMES))
 def backup_stale(ctx: CheckContext) -> list[Finding]:
     """The newest successful backup of each kind and target is older than 26 hours."""
     now = ctx.snapshot.now
@@ -163,16 +165,17 @@ def backup_stale(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("backup-missing", "Backups are recorded", needs=("prometheus",))
+@check("backup-missing", "Backups are recorded", queries={Q_ANY_SUCCESS: BACKUP_METRIC},
+       needs=("prometheus",))
 def backup_missing(ctx: CheckContext) -> list[Finding]:
     """platform.yaml configures backups but no successful backup was ever recorded.
 
-    Uses ``backup-stale``'s query; when Prometheus could not answer it nothing is said (a
-    missing answer is not a missing backup).
+    When Prometheus could not answer the check is not evaluated (a missing answer is not a
+    missing backup).
     """
     if ctx.platform is None or ctx.platform.backup is None:
         return []
-    res = ctx.snapshot.metric(Q_LAST_SUCCESS)
+    res = ctx.snapshot.metric(Q_ANY_SUCCESS)
     if res is None or res.samples:
         return []
     return [ctx.finding(
@@ -182,7 +185,8 @@ def backup_missing(ctx: CheckContext) -> list[Finding]:
         {"metric": BACKUP_METRIC, "repository": ctx.platform.backup.repository})]
 
 
-@check("backup-failed", "Latest backups succeeded")
+@check("backup-failed", "Latest backups succeeded", reads=(ETCD_SNAPSHOTS, LONGHORN_BACKUPS),
+       uses=("nodes", LONGHORN_VOLUMES))
 def backup_failed(ctx: CheckContext) -> list[Finding]:
     """Failed etcd snapshots and Longhorn backups newer than the last success (critical)."""
     out = []

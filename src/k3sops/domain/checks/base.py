@@ -1,15 +1,19 @@
 """The check registry: one module per check, each a pure function of a CheckContext.
 
-A check is registered with :func:`check`, names the periods it belongs to (daily, weekly,
-monthly), the Prometheus queries it needs (batched by the service with every other check's)
-and the data sources it cannot do without. It returns findings; it never does I/O.
+A check (a rule) is registered with :func:`check`, names the periods it belongs to (daily,
+weekly, monthly), the kinds it reads (``reads``: without them it is not evaluated) and those it
+only consults for evidence (``uses``), the Prometheus queries it needs (batched by the service
+with every other check's) and the other sources it cannot do without. It returns findings; it
+never does I/O. The engine (:mod:`k3sops.domain.engine`) runs it on a snapshot restricted to
+what it declared, so an undeclared read fails loudly instead of judging a kind it never asked
+for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from k3sops.config import ENVIRONMENT_NAMES, Platform, Thresholds
 from k3sops.domain.findings import Finding, ManualItem, Period, ResourceRef, Severity
@@ -70,6 +74,10 @@ class CheckContext:
             return True
         return self.environment_of(namespace) == self.environment
 
+    def unread(self, kind: str) -> str | None:
+        """Why ``kind`` could not be read (None: read, or not installed in this cluster)."""
+        return self.snapshot.unread(kind)
+
     def finding(self, check: str, severity: Severity, kind: str, namespace: str | None,
                 name: str, message: str, runbook: str,
                 evidence: dict[str, Any] | None = None) -> Finding:
@@ -82,6 +90,9 @@ class CheckContext:
 
 CheckFn = Callable[[CheckContext], list[Finding]]
 QueryFn = Callable[[Platform | None], Mapping[str, str]]
+Category = Literal["fault", "hygiene", "report"]
+"""fault: something broken or about to break (a root-cause candidate in a diagnosis);
+hygiene: a practice worth fixing (weekly); report: a periodic summary (trends, noisy alerts)."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,13 @@ class CheckSpec:
     names, such as the application RED metrics)."""
     needs: tuple[str, ...] = ("kubernetes",)
     """Sources without which the check is skipped: kubernetes, prometheus, alertmanager."""
+    reads: tuple[str, ...] = ()
+    """Kinds (plural names, as in ``ClusterSnapshot.objects``) the check judges: when one could
+    not be read the check is not evaluated — it neither fires nor resolves anything."""
+    uses: tuple[str, ...] = ()
+    """Kinds read only for evidence or causes; when unreadable the check still runs and must
+    not take their emptiness for a fact (``ctx.unread(kind)`` says why)."""
+    category: Category = "fault"
 
     def queries_for(self, platform: Platform | None) -> Mapping[str, str]:
         """The queries for this platform."""
@@ -109,15 +127,21 @@ MANUAL: dict[str, ManualItem] = {}
 
 def check(id: str, title: str, periods: tuple[Period, ...] = ("daily",),
           queries: Mapping[str, str] | QueryFn | None = None,
-          needs: tuple[str, ...] = ("kubernetes",)) -> Callable[[CheckFn], CheckFn]:
-    """Register a check function under a stable id."""
+          needs: tuple[str, ...] = ("kubernetes",), *, reads: tuple[str, ...] = (),
+          uses: tuple[str, ...] = (), category: Category | None = None,
+          ) -> Callable[[CheckFn], CheckFn]:
+    """Register a check function under a stable id.
+
+    ``category`` defaults to hygiene for weekly-only checks and fault otherwise.
+    """
     def deco(fn: CheckFn) -> CheckFn:
         if id in REGISTRY:
             raise ValueError(f"check id {id!r} registered twice")
         qs: Mapping[str, str] | QueryFn = (queries if callable(queries)
                                             else dict(queries or {}))
+        cat: Category = category or ("hygiene" if periods == ("weekly",) else "fault")
         REGISTRY[id] = CheckSpec(id=id, title=title, periods=periods, fn=fn, queries=qs,
-                                 needs=needs)
+                                 needs=needs, reads=reads, uses=uses, category=cat)
         return fn
     return deco
 

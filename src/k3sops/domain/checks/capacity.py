@@ -102,7 +102,8 @@ def pod_request(pod: Obj, resource: str) -> float:
     return max(regular, init_max) + overhead
 
 
-@check("capacity-requests", "Nodes have room for more requests", periods=("weekly",))
+@check("capacity-requests", "Nodes have room for more requests", periods=("weekly",),
+       reads=("pods", "nodes"))
 def capacity_requests(ctx: CheckContext) -> list[Finding]:
     """Nodes whose pods request more than 85 % of allocatable CPU or memory."""
     used: dict[tuple[str, str], float] = defaultdict(float)
@@ -235,7 +236,8 @@ def _pod_images(pod: Obj) -> set[str]:
     return {normalize_image(r) for r in refs if r}
 
 
-@check("images-unused", "No large unused images on nodes", periods=("weekly",))
+@check("images-unused", "No large unused images on nodes", periods=("weekly",),
+       reads=("pods", "nodes"))
 def images_unused(ctx: CheckContext) -> list[Finding]:
     """Nodes holding images no pod on them uses, when those add up to more than 2 GiB."""
     used: dict[str, set[str]] = defaultdict(set)
@@ -275,7 +277,8 @@ def images_unused(ctx: CheckContext) -> list[Finding]:
 # restore-not-verified
 
 
-@check("restore-not-verified", "A backup restore was verified this week", periods=("weekly",))
+@check("restore-not-verified", "A backup restore was verified this week", periods=("weekly",),
+       uses=("etcdsnapshotfiles.k3s.cattle.io", "backups.longhorn.io"))
 def restore_not_verified(ctx: CheckContext) -> list[Finding]:
     """No successful restore drill in the last 7 days (from the history store)."""
     overdue, evidence = drill_overdue(ctx, RESTORE_DRILL_DAYS)

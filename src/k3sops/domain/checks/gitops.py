@@ -64,7 +64,7 @@ def _finding(ctx: CheckContext, app: Obj, check_id: str, severity: Severity, mes
     return f.model_copy(update={"environment": ctx.environment_of(_destination(app))})
 
 
-@check("argocd-app-degraded", "ArgoCD Applications healthy")
+@check("argocd-app-degraded", "ArgoCD Applications healthy", reads=(APPLICATIONS,))
 def argocd_app_degraded(ctx: CheckContext) -> list[Finding]:
     """Applications whose health is Degraded (critical) or Missing (warning)."""
     out = []
@@ -85,7 +85,7 @@ def argocd_app_degraded(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("argocd-app-out-of-sync", "ArgoCD Applications in sync")
+@check("argocd-app-out-of-sync", "ArgoCD Applications in sync", reads=(APPLICATIONS,))
 def argocd_app_out_of_sync(ctx: CheckContext) -> list[Finding]:
     """Applications whose live state differs from git (sync status OutOfSync)."""
     out = []

@@ -9,7 +9,7 @@ says so when it sees both.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from k3sops.domain.checks.base import CheckContext, check
@@ -71,7 +71,8 @@ def _is_dns_service(ns: str | None, name: str) -> bool:
     return ns == DNS_NAMESPACE and name == DNS_SERVICE
 
 
-@check("service-no-endpoints", "Services have ready endpoints")
+@check("service-no-endpoints", "Services have ready endpoints",
+       reads=("services", "endpointslices"), uses=("pods", "events", "ingresses"))
 def service_no_endpoints(ctx: CheckContext) -> list[Finding]:
     """Services with a selector whose EndpointSlices hold no ready endpoint."""
     slices = _slices_by_service(ctx)
@@ -134,7 +135,8 @@ def _port_text(port: Mapping[str, Any] | None) -> str:
     return str(port.get("number") if port.get("number") is not None else port.get("name"))
 
 
-@check("ingress-backend-missing", "Ingress backends exist")
+@check("ingress-backend-missing", "Ingress backends exist", reads=("ingresses", "services"),
+       uses=("events",))
 def ingress_backend_missing(ctx: CheckContext) -> list[Finding]:
     """Ingresses routing to a Service that does not exist, or to a port it does not have."""
     services = {meta(s): s for s in ctx.snapshot.get("services")}
@@ -217,7 +219,7 @@ def _metallb_controller(ctx: CheckContext) -> dict[str, Any] | None:
     return None
 
 
-def _lb_causes(svc: Obj, pools: list[dict[str, Any]], l2: list[Obj], servicelb: list[str],
+def _lb_causes(svc: Obj, pools: list[dict[str, Any]], l2: Sequence[Obj], servicelb: list[str],
                metallb_installed: bool, controller: dict[str, Any] | None) -> list[str]:
     causes = []
     if metallb_installed and controller is not None and not controller["available"]:
@@ -246,7 +248,8 @@ def _lb_causes(svc: Obj, pools: list[dict[str, Any]], l2: list[Obj], servicelb: 
     return causes
 
 
-@check("loadbalancer-no-ip", "LoadBalancer Services have an external IP")
+@check("loadbalancer-no-ip", "LoadBalancer Services have an external IP", reads=("services",),
+       uses=(POOLS, L2ADS, "daemonsets", "pods", "deployments", "events"))
 def loadbalancer_no_ip(ctx: CheckContext) -> list[Finding]:
     """LoadBalancer Services without status.loadBalancer.ingress, with MetalLB's state."""
     lbs = [s for s in ctx.snapshot.get("services") if get(s, "spec", "type") == "LoadBalancer"
@@ -277,7 +280,7 @@ def loadbalancer_no_ip(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("metallb-pool-exhausted", "MetalLB pools have free addresses")
+@check("metallb-pool-exhausted", "MetalLB pools have free addresses", reads=(POOLS,))
 def metallb_pool_exhausted(ctx: CheckContext) -> list[Finding]:
     """IPAddressPools whose status counts no available address (MetalLB >= 0.15 writes it)."""
     out = []
@@ -294,7 +297,8 @@ def metallb_pool_exhausted(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("dns-coredns-unavailable", "Cluster DNS available")
+@check("dns-coredns-unavailable", "Cluster DNS available",
+       reads=("deployments", "services", "endpointslices"), uses=("events",))
 def dns_coredns_unavailable(ctx: CheckContext) -> list[Finding]:
     """CoreDNS with no available replica, or the kube-dns Service with no ready endpoint."""
     deps = [d for d in ctx.snapshot.get("deployments") if meta(d)[0] == DNS_NAMESPACE

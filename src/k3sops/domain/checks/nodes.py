@@ -10,7 +10,7 @@ PRESSURES = {"MemoryPressure": "node-memory-pressure", "DiskPressure": "node-dis
              "PIDPressure": "node-pid-pressure"}
 
 
-@check("node-not-ready", "Nodes Ready")
+@check("node-not-ready", "Nodes Ready", reads=("nodes",), uses=("events",))
 def node_not_ready(ctx: CheckContext) -> list[Finding]:
     """A node whose Ready condition is not True (critical: its pods are being lost)."""
     out = []
@@ -32,7 +32,7 @@ def node_not_ready(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("node-pressure", "Nodes without pressure")
+@check("node-pressure", "Nodes without pressure", reads=("nodes",))
 def node_pressure(ctx: CheckContext) -> list[Finding]:
     """Memory, disk or PID pressure reported by the kubelet."""
     out = []
@@ -47,7 +47,7 @@ def node_pressure(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("node-cordoned", "Nodes schedulable")
+@check("node-cordoned", "Nodes schedulable", reads=("nodes",))
 def node_cordoned(ctx: CheckContext) -> list[Finding]:
     """A cordoned node (unschedulable): fine during maintenance, worth knowing every morning."""
     return [ctx.finding("node-cordoned", "info", "Node", None, meta(n)[1],

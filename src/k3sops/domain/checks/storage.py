@@ -66,7 +66,8 @@ def _request(pvc: Obj) -> Any:
     return get(pvc, "spec", "resources", "requests", "storage")
 
 
-@check("pvc-pending", "PVCs bound")
+@check("pvc-pending", "PVCs bound", reads=("persistentvolumeclaims", "storageclasses"),
+       uses=("pods", "events"))
 def pvc_pending(ctx: CheckContext) -> list[Finding]:
     """PVCs in phase Pending, with their class, its provisioner and the provisioning events."""
     classes = _classes(ctx)
@@ -107,7 +108,8 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("pvc-lost", "No PVC lost its volume")
+@check("pvc-lost", "No PVC lost its volume", reads=("persistentvolumeclaims",),
+       uses=("persistentvolumes", "pods", "events"))
 def pvc_lost(ctx: CheckContext) -> list[Finding]:
     """PVCs in phase Lost: the PersistentVolume they were bound to is gone."""
     lost = [c for c in _claims(ctx) if get(c, "status", "phase") == "Lost"]
@@ -130,7 +132,8 @@ def pvc_lost(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("storageclass-missing", "PVCs name existing StorageClasses")
+@check("storageclass-missing", "PVCs name existing StorageClasses",
+       reads=("persistentvolumeclaims", "storageclasses"), uses=("events",))
 def storageclass_missing(ctx: CheckContext) -> list[Finding]:
     """PVCs naming a StorageClass that does not exist.
 
@@ -206,13 +209,15 @@ def _longhorn(ctx: CheckContext, robustness: str, check_id: str,
     return out
 
 
-@check("longhorn-volume-degraded", "Longhorn volumes fully replicated")
+@check("longhorn-volume-degraded", "Longhorn volumes fully replicated",
+       reads=(LONGHORN_VOLUMES,), uses=(LONGHORN_REPLICAS,))
 def longhorn_volume_degraded(ctx: CheckContext) -> list[Finding]:
     """Longhorn volumes with robustness degraded (still serving, with fewer replicas)."""
     return _longhorn(ctx, "degraded", "longhorn-volume-degraded", "warning")
 
 
-@check("longhorn-volume-faulted", "No faulted Longhorn volume")
+@check("longhorn-volume-faulted", "No faulted Longhorn volume", reads=(LONGHORN_VOLUMES,),
+       uses=(LONGHORN_REPLICAS,))
 def longhorn_volume_faulted(ctx: CheckContext) -> list[Finding]:
     """Longhorn volumes with robustness faulted (no healthy replica: data unavailable)."""
     return _longhorn(ctx, "faulted", "longhorn-volume-faulted", "critical")

@@ -68,7 +68,8 @@ def _drift(ctx: CheckContext, field: str) -> dict[str, list[str]]:
     return {v: sorted(n) for v, n in sorted(groups.items())} if len(groups) > 1 else {}
 
 
-@check("version-drift", "All nodes run the same K3s version", periods=("monthly",))
+@check("version-drift", "All nodes run the same K3s version", periods=("monthly",),
+       reads=("nodes",))
 def version_drift(ctx: CheckContext) -> list[Finding]:
     """Kubelet (K3s) versions differ across nodes: an upgrade is half done."""
     groups = _drift(ctx, "kubeletVersion")
@@ -81,7 +82,8 @@ def version_drift(ctx: CheckContext) -> list[Finding]:
         {"versions": groups, "api_server": ctx.snapshot.server_version})]
 
 
-@check("kernel-drift", "All nodes run the same kernel", periods=("monthly",))
+@check("kernel-drift", "All nodes run the same kernel", periods=("monthly",),
+       reads=("nodes",))
 def kernel_drift(ctx: CheckContext) -> list[Finding]:
     """Kernel versions differ across nodes (often pending reboots after OS patches)."""
     groups = _drift(ctx, "kernelVersion")
@@ -234,7 +236,8 @@ def usage_trend(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("restore-test-due", "A restore was tested this month", periods=("monthly",))
+@check("restore-test-due", "A restore was tested this month", periods=("monthly",),
+       uses=("etcdsnapshotfiles.k3s.cattle.io", "backups.longhorn.io"))
 def restore_test_due(ctx: CheckContext) -> list[Finding]:
     """No successful restore drill in the last 30 days (from the history store)."""
     overdue, evidence = drill_overdue(ctx, RESTORE_TEST_DAYS)

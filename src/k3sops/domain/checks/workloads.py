@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from k3sops.domain.checks.base import CheckContext, check
@@ -155,7 +155,7 @@ def _rs_summary(rs: Obj | None) -> dict[str, Any] | None:
             "available": _int(get(rs, "status", "availableReplicas")), "images": images}
 
 
-def _index(objs: list[Obj], owner_kind: str) -> dict[str, list[Obj]]:
+def _index(objs: Sequence[Obj], owner_kind: str) -> dict[str, list[Obj]]:
     """Objects by "namespace/owner-name" of their controller of ``owner_kind``."""
     out: dict[str, list[Obj]] = defaultdict(list)
     for o in objs:
@@ -166,7 +166,8 @@ def _index(objs: list[Obj], owner_kind: str) -> dict[str, list[Obj]]:
     return out
 
 
-@check("deployment-rollout-stuck", "Rollouts within their progress deadline")
+@check("deployment-rollout-stuck", "Rollouts within their progress deadline",
+       reads=("deployments",), uses=("replicasets", "pods", "events"))
 def deployment_rollout_stuck(ctx: CheckContext) -> list[Finding]:
     """Deployments whose rollout passed its progress deadline (ProgressDeadlineExceeded)."""
     stuck = [(d, prog) for d in _in_scope(ctx, "deployments") if _desired(d) > 0
@@ -203,7 +204,8 @@ def deployment_rollout_stuck(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("deployment-unavailable", "Deployments fully available")
+@check("deployment-unavailable", "Deployments fully available", reads=("deployments",),
+       uses=("events",))
 def deployment_unavailable(ctx: CheckContext) -> list[Finding]:
     """Deployments with fewer available replicas than desired (critical when none is)."""
     out = []
@@ -237,7 +239,8 @@ def _pods_of(index: Mapping[str, list[Obj]], ns: str | None, name: str) -> list[
     return [pod_problems(p) for p in bad[:MAX_POD_PROBLEMS]]
 
 
-@check("statefulset-unavailable", "StatefulSets fully ready")
+@check("statefulset-unavailable", "StatefulSets fully ready", reads=("statefulsets",),
+       uses=("pods", "events"))
 def statefulset_unavailable(ctx: CheckContext) -> list[Finding]:
     """StatefulSets with fewer ready replicas than desired (critical when none is ready)."""
     out = []
@@ -271,7 +274,8 @@ def statefulset_unavailable(ctx: CheckContext) -> list[Finding]:
     return out
 
 
-@check("daemonset-unavailable", "DaemonSets available on every node")
+@check("daemonset-unavailable", "DaemonSets available on every node",
+       reads=("daemonsets",), uses=("pods", "events"))
 def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
     """DaemonSets with unavailable pods (critical when none is available)."""
     out = []
@@ -321,7 +325,7 @@ def _superseded(job: Obj, jobs_by_cron: Mapping[str, list[Obj]]) -> bool:
     return False
 
 
-@check("job-failed", "Jobs succeed")
+@check("job-failed", "Jobs succeed", reads=("jobs",), uses=("pods", "events"))
 def job_failed(ctx: CheckContext) -> list[Finding]:
     """Jobs with condition Failed=True (backoff limit, deadline), with their pods' exits."""
     jobs = _in_scope(ctx, "jobs")

@@ -1,0 +1,104 @@
+"""The one analysis engine: every rule judged once on a snapshot, for `check` and `diagnose`.
+
+:func:`evaluate` runs the selected rules. A rule whose declared inputs could not be read (a
+kind forbidden or failed, a Prometheus query that failed, Alertmanager down) is *not
+evaluated*: it is listed with what was missing and neither fires nor resolves anything. Each
+rule runs on a snapshot restricted to the kinds it declared, so reading an undeclared kind is
+a loud error (a bug in the rule, reported as "not evaluated: internal error"), never a silent
+judgement on data it did not ask for. A rule that raises does not take the others down.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+
+from k3sops.domain.checks.base import CheckContext, CheckSpec
+from k3sops.domain.findings import Finding, NotEvaluated, sort_findings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class EngineResult:
+    """What a run of the rules found, and which rules could not be evaluated."""
+
+    findings: list[Finding] = field(default_factory=list)
+    not_evaluated: list[NotEvaluated] = field(default_factory=list)
+    ran: list[str] = field(default_factory=list)
+
+    @property
+    def skipped(self) -> set[str]:
+        """Ids of the rules not evaluated."""
+        return {n.check for n in self.not_evaluated}
+
+
+def missing_inputs(spec: CheckSpec, ctx: CheckContext,
+                   down: Iterable[str] = ()) -> list[str]:
+    """The inputs of ``spec`` that could not be read (empty: the rule can be evaluated).
+
+    ``down`` names the sources that could not be reached at all (prometheus, alertmanager).
+    """
+    snap = ctx.snapshot
+    down = set(down)
+    missing = [f"{kind}: {why}" for kind in spec.reads if (why := snap.unread(kind))]
+    queries = spec.queries_for(ctx.platform)
+    failed = [f"query {name}: {snap.metric_errors[name]}" for name in queries
+              if name in snap.metric_errors]
+    missing += failed
+    for source in spec.needs:
+        if source == "alertmanager" and snap.alerts is None:
+            missing.append("alertmanager: could not be read")
+        elif source == "prometheus" and "prometheus" in down and not queries:
+            missing.append("prometheus: could not be read")
+    return missing
+
+
+def declared(spec: CheckSpec) -> frozenset[str]:
+    """The kinds a rule may read."""
+    return frozenset((*spec.reads, *spec.uses))
+
+
+def run_one(spec: CheckSpec, ctx: CheckContext) -> list[Finding]:
+    """Run one rule on the snapshot restricted to what it declared."""
+    scoped = replace(ctx, snapshot=ctx.snapshot.scoped(declared(spec)))
+    return spec.fn(scoped)
+
+
+def evaluate(ctx: CheckContext, specs: Iterable[CheckSpec],
+             down: Iterable[str] = ()) -> EngineResult:
+    """Run every rule whose inputs were read; list the others as not evaluated."""
+    result = EngineResult()
+    down = set(down)
+    for spec in specs:
+        missing = missing_inputs(spec, ctx, down)
+        if missing:
+            result.not_evaluated.append(NotEvaluated(check=spec.id, title=spec.title,
+                                                     missing=missing))
+            continue
+        try:
+            found = run_one(spec, ctx)
+        except Exception as e:
+            log.warning("check %s failed: %s: %s", spec.id, type(e).__name__, e)
+            result.not_evaluated.append(NotEvaluated(
+                check=spec.id, title=spec.title,
+                missing=[f"internal error in the check: {type(e).__name__}: {e}"]))
+            continue
+        result.ran.append(spec.id)
+        result.findings.extend(found)
+    if ctx.environment is not None:
+        result.findings = [f for f in result.findings
+                           if f.environment in (None, ctx.environment)
+                           or f.resource.namespace is None]
+    result.findings = sort_findings(result.findings)
+    return result
+
+
+def by_object(findings: Iterable[Finding]) -> Mapping[tuple[str, str | None, str],
+                                                      list[Finding]]:
+    """Findings by the (kind, namespace, name) they are about."""
+    out: dict[tuple[str, str | None, str], list[Finding]] = {}
+    for f in findings:
+        out.setdefault((f.resource.kind, f.resource.namespace, f.resource.name), []).append(f)
+    return out
