@@ -6,7 +6,9 @@ succeed; every write is one ``BEGIN IMMEDIATE`` transaction, so a run is stored 
 at all. The schema is versioned with ``PRAGMA user_version`` and migrated on open.
 
     runs            id, started_at (ISO), started_ts (epoch, for ordering), period,
-                    environment, summary (JSON), findings (JSON), resolved (JSON)
+                    environment, summary (JSON), findings (JSON), resolved (JSON),
+                    carried (JSON, v2: findings of rules not evaluated in this run, kept
+                    for the next comparison — neither reported nor resolved)
     acks            id, item_id, period, by, at (ISO), at_ts, note
     restore_drills  id, at (ISO), at_ts, kind, target, ok, seconds
 
@@ -20,7 +22,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -32,7 +34,7 @@ from k3sops.domain.findings import CheckReport, Finding, Period, Summary
 from k3sops.errors import AdapterError
 
 DB_NAME = "k3sops.db"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a writer waits for another one; a run is written in milliseconds."""
 DRILL_WINDOW = timedelta(days=90)
@@ -68,7 +70,8 @@ _SCHEMA_V1 = (
         seconds REAL)""",
     "CREATE INDEX IF NOT EXISTS drills_by_time ON restore_drills (at_ts)",
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1}
+_SCHEMA_V2 = ("ALTER TABLE runs ADD COLUMN carried TEXT NOT NULL DEFAULT '[]'",)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 """Statements that bring the schema from version ``n - 1`` to ``n``."""
 
 
@@ -110,6 +113,7 @@ class StoredRun(BaseModel):
     summary: Summary
     findings: list[Finding]
     resolved: list[Finding] = []
+    carried: list[Finding] = []
 
 
 def _utc(at: datetime) -> datetime:
@@ -245,18 +249,22 @@ class HistoryStore:
 
     # -- runs ------------------------------------------------------------------------------
 
-    def record(self, report: CheckReport) -> int:
-        """Store a run (summary, findings, resolved) in one transaction; return its id."""
+    def record(self, report: CheckReport, carried: Iterable[Finding] = ()) -> int:
+        """Store a run (summary, findings, resolved, carried) in one transaction; return its id.
+
+        ``carried``: earlier findings of rules that could not be evaluated in this run.
+        """
         s = report.summary
         with self._guard("record a run"):
             row = (s.started_at, _parse_time(s.started_at).timestamp(), s.period,
                    s.environment, s.model_dump_json(),
                    json.dumps([f.model_dump(mode="json") for f in report.findings]),
-                   json.dumps([f.model_dump(mode="json") for f in report.resolved]))
+                   json.dumps([f.model_dump(mode="json") for f in report.resolved]),
+                   json.dumps([f.model_dump(mode="json") for f in carried]))
             with self._write():
                 cur = self._conn.execute(
                     "INSERT INTO runs (started_at, started_ts, period, environment, summary, "
-                    "findings, resolved) VALUES (?, ?, ?, ?, ?, ?, ?)", row)
+                    "findings, resolved, carried) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
             # An INSERT into a rowid table always sets lastrowid.
             return int(cur.lastrowid or 0)
 
@@ -264,7 +272,7 @@ class HistoryStore:
         """The newest run of ``period`` for ``environment`` (None: the all-environments run)."""
         with self._guard("read the last run"):
             row = self._conn.execute(
-                "SELECT id, started_at, period, environment, summary, findings, resolved "
+                "SELECT id, started_at, period, environment, summary, findings, resolved, carried "
                 "FROM runs WHERE period = ? AND environment IS ? "
                 "ORDER BY started_ts DESC, id DESC LIMIT 1", (period, environment)).fetchone()
             return _stored(row) if row else None
@@ -274,7 +282,7 @@ class HistoryStore:
         with self._guard("list runs"):
             # "? IS NULL OR": one constant statement whether or not a period is asked for.
             rows = self._conn.execute(
-                "SELECT id, started_at, period, environment, summary, findings, resolved "
+                "SELECT id, started_at, period, environment, summary, findings, resolved, carried "
                 "FROM runs WHERE (? IS NULL OR period = ?) "
                 "ORDER BY started_ts DESC, id DESC LIMIT ?", (period, period, limit)).fetchall()
             return [_stored(r) for r in rows]
@@ -359,12 +367,13 @@ class HistoryStore:
 
 
 def _stored(row: tuple[Any, ...]) -> StoredRun:
-    rid, started_at, period, environment, summary, findings, resolved = row
+    rid, started_at, period, environment, summary, findings, resolved, carried = row
     return StoredRun(
         id=rid, started_at=started_at, period=period, environment=environment,
         summary=Summary.model_validate_json(summary),
         findings=[Finding.model_validate(f) for f in json.loads(findings)],
-        resolved=[Finding.model_validate(f) for f in json.loads(resolved or "[]")])
+        resolved=[Finding.model_validate(f) for f in json.loads(resolved or "[]")],
+        carried=[Finding.model_validate(f) for f in json.loads(carried or "[]")])
 
 
 def _db_error(path: Path, what: str, e: sqlite3.Error) -> HistoryError:

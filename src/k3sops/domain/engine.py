@@ -27,6 +27,8 @@ class EngineResult:
     findings: list[Finding] = field(default_factory=list)
     not_evaluated: list[NotEvaluated] = field(default_factory=list)
     ran: list[str] = field(default_factory=list)
+    partial: set[str] = field(default_factory=set)
+    """Rules that ran without some kind they consult: what they did not find proves nothing."""
 
     @property
     def skipped(self) -> set[str]:
@@ -86,6 +88,8 @@ def evaluate(ctx: CheckContext, specs: Iterable[CheckSpec],
                 missing=[f"internal error in the check: {type(e).__name__}: {e}"]))
             continue
         result.ran.append(spec.id)
+        if any(ctx.snapshot.unread(kind) for kind in spec.uses):
+            result.partial.add(spec.id)
         result.findings.extend(found)
     if ctx.environment is not None:
         result.findings = [f for f in result.findings

@@ -2,24 +2,27 @@
 
 Collection is one paginated LIST per kind (concurrently, as plain JSON), one batch of
 Prometheus queries (those every selected check declared), and one read of Alertmanager's
-alerts. A source that cannot be read is named in ``sources`` (exit 4); the checks that need it
-are skipped and everything else is still reported.
+alerts. Only the kinds the selected rules declare are listed. A source or kind that cannot be
+read is named in ``sources`` (exit 4); the rules that need it are listed as not evaluated
+(they neither fire nor resolve anything) and everything else is still reported.
 """
 
 from __future__ import annotations
 
 import gc
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from k3sops.adapters.alertmanager import AlertmanagerAdapter
-from k3sops.adapters.history import HistoryStore, TrendPoint
+from k3sops.adapters.history import HistoryStore, StoredRun, TrendPoint
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.domain import checks as registry
+from k3sops.domain import engine, projection
+from k3sops.domain import snapshot as snapshot_kinds
 from k3sops.domain.findings import (
     CheckReport,
     Finding,
@@ -29,42 +32,32 @@ from k3sops.domain.findings import (
     Source,
     Summary,
     health_score,
-    sort_findings,
 )
 from k3sops.domain.metrics import NODE_CPU, NODE_DISK, NODE_MEMORY, InstantResult
 from k3sops.domain.snapshot import ClusterSnapshot
-from k3sops.errors import AdapterError, K3sopsError, UsageError
+from k3sops.errors import (
+    AdapterError,
+    K3sopsError,
+    NotFound,
+    Timeout,
+    Unauthorized,
+    Unreachable,
+    UsageError,
+)
 from k3sops.services.context import Settings, kube, monitoring
 
-CORE_PATHS: dict[str, str] = {
-    "nodes": "/api/v1/nodes",
-    "namespaces": "/api/v1/namespaces",
-    "pods": "/api/v1/pods",
-    "services": "/api/v1/services",
-    "persistentvolumeclaims": "/api/v1/persistentvolumeclaims",
-    "persistentvolumes": "/api/v1/persistentvolumes",
-    "events": "/api/v1/events",
-    "deployments": "/apis/apps/v1/deployments",
-    "statefulsets": "/apis/apps/v1/statefulsets",
-    "daemonsets": "/apis/apps/v1/daemonsets",
-    "replicasets": "/apis/apps/v1/replicasets",
-    "jobs": "/apis/batch/v1/jobs",
-    "endpointslices": "/apis/discovery.k8s.io/v1/endpointslices",
-    "ingresses": "/apis/networking.k8s.io/v1/ingresses",
-    "storageclasses": "/apis/storage.k8s.io/v1/storageclasses",
-}
-CUSTOM_PATHS: dict[str, str] = {
-    "etcdsnapshotfiles.k3s.cattle.io": "/apis/k3s.cattle.io/v1/etcdsnapshotfiles",
-    "backups.longhorn.io": "/apis/longhorn.io/v1beta2/backups",
-    "volumes.longhorn.io": "/apis/longhorn.io/v1beta2/volumes",
-    "replicas.longhorn.io": "/apis/longhorn.io/v1beta2/replicas",
-    "applications.argoproj.io": "/apis/argoproj.io/v1alpha1/applications",
-    "ipaddresspools.metallb.io": "/apis/metallb.io/v1beta1/ipaddresspools",
-    "l2advertisements.metallb.io": "/apis/metallb.io/v1beta1/l2advertisements",
-}
+CORE_PATHS: dict[str, str] = snapshot_kinds.CORE_PATHS
+CUSTOM_PATHS: dict[str, str] = snapshot_kinds.CUSTOM_PATHS
+"""Every kind a rule may read and where the API serves it (declared in the domain)."""
 
 
-def _collect_kube(k: KubeAdapter, sources: list[Source],
+def kinds_for(specs: Iterable[registry.CheckSpec]) -> list[str]:
+    """The kinds the given rules declare (read or consulted), in declaration order."""
+    wanted = {k for spec in specs for k in (*spec.reads, *spec.uses)}
+    return [k for k in (*CORE_PATHS, *CUSTOM_PATHS) if k in wanted]
+
+
+def _collect_kube(k: KubeAdapter, sources: list[Source], kinds: Iterable[str] | None = None,
                   ) -> tuple[dict[str, list[Any]], dict[str, str], str | None]:
     objects: dict[str, list[Any]] = {}
     errors: dict[str, str] = {}
@@ -72,28 +65,45 @@ def _collect_kube(k: KubeAdapter, sources: list[Source],
         version: str | None = k.version()
     except AdapterError as e:
         sources.append(Source(name="kubernetes", ok=False, endpoint=k.server, error=e.message))
+        for kind in kinds if kinds is not None else (*CORE_PATHS, *CUSTOM_PATHS):
+            if kind in CORE_PATHS:
+                errors[kind] = e.message
         return objects, errors, None
+    paths = {kind: path for kind, path in {**CORE_PATHS, **CUSTOM_PATHS}.items()
+             if kinds is None or kind in set(kinds)}
     # Decoding tens of thousands of objects creates only acyclic dicts and lists: the cyclic
     # garbage collector finds nothing to free and costs about a quarter of the time (bench/).
     gc_was_enabled = gc.isenabled()
     gc.disable()
     try:
-        listed = k.list_raw_many({**CORE_PATHS, **CUSTOM_PATHS})
+        listed = k.list_raw_many(paths)
+        for kind, res in listed.items():
+            if isinstance(res, AdapterError):
+                if kind in CUSTOM_PATHS and isinstance(res, NotFound):
+                    continue  # CRD not installed: nothing of that kind to check
+                errors[kind] = _short(res)
+            else:
+                objects[kind] = projection.project(kind, res)
     finally:
         if gc_was_enabled:
             gc.enable()
-    for kind, res in listed.items():
-        if isinstance(res, AdapterError):
-            if kind in CUSTOM_PATHS and "not found" in res.message:
-                continue  # CRD not installed: nothing of that kind to check
-            errors[kind] = res.message
-        else:
-            objects[kind] = res
-    core_failed = [kind for kind in errors if kind in CORE_PATHS]
-    sources.append(Source(name="kubernetes", ok=not core_failed, endpoint=k.server,
-                          error=("could not list " + ", ".join(core_failed))
-                          if core_failed else None))
+    failed = sorted(errors)
+    sources.append(Source(name="kubernetes", ok=not failed, endpoint=k.server,
+                          error=("could not list " + ", ".join(
+                              f"{kind} ({errors[kind]})" for kind in failed))
+                          if failed else None))
     return objects, errors, version
+
+
+def _short(e: AdapterError) -> str:
+    """Why a LIST failed, in a few words (the full message names the server once)."""
+    if isinstance(e, Unauthorized):
+        return "forbidden" if "403" in e.message else "unauthorized"
+    if isinstance(e, Timeout):
+        return "timed out"
+    if isinstance(e, Unreachable):
+        return "unreachable"
+    return e.message
 
 
 def _collect_metrics(k: KubeAdapter, settings: Settings, queries: dict[str, str],
@@ -149,10 +159,15 @@ def _collect_alerts(k: KubeAdapter, settings: Settings,
 
 
 def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
-            now: datetime) -> tuple[ClusterSnapshot, list[Source]]:
-    """Gather the snapshot: kinds, queries, alerts. Never raises for a missing source."""
+            now: datetime, kinds: Iterable[str] | None = None,
+            ) -> tuple[ClusterSnapshot, list[Source]]:
+    """Gather the snapshot: kinds, queries, alerts. Never raises for a missing source.
+
+    ``kinds`` limits the LISTs (None: every kind k3sops knows; `check` passes those its rules
+    declare).
+    """
     sources: list[Source] = []
-    objects, errors, version = _collect_kube(k, sources)
+    objects, errors, version = _collect_kube(k, sources, kinds)
     queries: dict[str, str] = {f"usage_{n}": q for n, q in USAGE_QUERIES.items()}
     for spec in specs:
         queries.update(spec.queries_for(settings.platform))
@@ -165,24 +180,29 @@ def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
 
 
 def run_checks(ctx: registry.CheckContext, specs: list[registry.CheckSpec],
-               sources: list[Source]) -> tuple[list[Finding], int]:
-    """Run every selected check whose sources are available; return findings and count run."""
-    down = {s.name for s in sources if not s.ok}
-    if ctx.snapshot.objects:
-        # Some kinds were read: run the checks (a kind that failed is named in sources and
-        # reads as empty), rather than hide everything behind one failed LIST.
-        down.discard("kubernetes")
-    findings: list[Finding] = []
-    ran = 0
-    for spec in specs:
-        if any(n in down and (n != "prometheus" or not ctx.snapshot.metrics) for n in spec.needs):
-            continue
-        ran += 1
-        findings.extend(spec.fn(ctx))
-    if ctx.environment is not None:
-        findings = [f for f in findings if f.environment in (None, ctx.environment)
-                    or f.resource.namespace is None]
-    return sort_findings(findings), ran
+               sources: list[Source]) -> engine.EngineResult:
+    """Run every selected rule whose inputs were read (the others are listed, not run)."""
+    return engine.evaluate(ctx, specs, down={s.name for s in sources if not s.ok})
+
+
+def compare(previous: StoredRun | None, result: engine.EngineResult,
+            ) -> tuple[list[Finding], list[Finding], list[Finding]]:
+    """(findings marked new, resolved, carried) against the previous run of this checklist.
+
+    A finding of a rule that was not evaluated now is carried (kept for the next comparison),
+    never resolved; so is one of a rule that ran without some of the kinds it consults and did
+    not find it again (its absence proves nothing).
+    """
+    findings = result.findings
+    if previous is None:
+        return findings, [], []
+    before = {f.key: f for f in (*previous.findings, *previous.carried)}
+    now_keys = {f.key for f in findings}
+    unsure = result.skipped | result.partial
+    marked = [f.model_copy(update={"new": f.key not in before}) for f in findings]
+    resolved = [f for key, f in before.items() if key not in now_keys and f.check not in unsure]
+    carried = [f for key, f in before.items() if key not in now_keys and f.check in unsure]
+    return marked, resolved, carried
 
 
 def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period,
@@ -202,7 +222,7 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
     specs = registry.selected(period)
     k = kube(settings, env, home)
     try:
-        snapshot, sources = collect(k, settings, specs, now)
+        snapshot, sources = collect(k, settings, specs, now, kinds_for(specs))
     finally:
         k.close()
     previous = history.last_run(period, environment) if history is not None else None
@@ -210,14 +230,9 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         snapshot=snapshot, platform=settings.platform, period=period, environment=environment,
         last_check=previous.started_at if previous else None,
         history=history.facts() if history is not None else {})
-    findings, ran = run_checks(ctx, specs, sources)
-    resolved: list[Finding] = []
-    if previous is not None:
-        before = {f.key: f for f in previous.findings}
-        now_keys = {f.key for f in findings}
-        findings = [f.model_copy(update={"new": f.key not in before}) for f in findings]
-        resolved = [f for key, f in before.items() if key not in now_keys]
-    elif history is not None:
+    result = run_checks(ctx, specs, sources)
+    findings, resolved, carried = compare(previous, result)
+    if previous is None and history is not None:
         findings = [f.model_copy(update={"new": True}) for f in findings]
     manual = _manual_items(period, history)
     summary = Summary(
@@ -227,12 +242,12 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         warning=sum(f.severity == "warning" for f in findings),
         info=sum(f.severity == "info" for f in findings),
         new=sum(f.new for f in findings), resolved=len(resolved),
-        health_score=health_score(findings), checks_run=ran, fail_on=fail_on,
-        usage=_usage(snapshot))
+        health_score=health_score(findings), checks_run=len(result.ran), fail_on=fail_on,
+        usage=_usage(snapshot), not_evaluated=len(result.not_evaluated))
     report = CheckReport(summary=summary, findings=findings, sources=sources,
-                         resolved=resolved, manual=manual)
+                         resolved=resolved, manual=manual, not_evaluated=result.not_evaluated)
     if history is not None:
-        history.record(report)
+        history.record(report, carried)
     return report
 
 

@@ -1,0 +1,77 @@
+"""What of each listed object the snapshot keeps: secrets without their values.
+
+A Secret is reduced at collection time to its metadata, type, key names and — for a TLS
+certificate — the certificate's validity and names (public facts, parsed here). No value ever
+enters the snapshot, so none can reach a finding, a log or the history. ``managedFields`` are
+dropped from every object: no rule reads them and they are often half of an object's size.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Mapping
+from datetime import UTC
+from typing import Any
+
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+
+CERT_KEYS = ("tls.crt", "ca.crt")
+
+
+def certificate_facts(pem_b64: str) -> dict[str, Any]:
+    """Validity and names of the first certificate in a base64-encoded PEM bundle."""
+    try:
+        pem = base64.b64decode(pem_b64, validate=False)
+        cert = x509.load_pem_x509_certificate(pem)
+    except (ValueError, binascii.Error, TypeError) as e:
+        return {"error": f"not a PEM certificate: {type(e).__name__}"}
+    try:
+        sans = cert.extensions.get_extension_for_class(
+            x509.SubjectAlternativeName).value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        sans = []
+    cn = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return {"not_before": cert.not_valid_before_utc.astimezone(UTC).isoformat(),
+            "not_after": cert.not_valid_after_utc.astimezone(UTC).isoformat(),
+            "subject_cn": str(cn[0].value) if cn else None,
+            "dns_names": list(sans)}
+
+
+def project_secret(obj: Mapping[str, Any]) -> dict[str, Any]:
+    """A Secret without values: metadata, type, ``keys`` and ``certificate`` facts."""
+    data = obj.get("data") or {}
+    out: dict[str, Any] = {"apiVersion": obj.get("apiVersion", "v1"), "kind": "Secret",
+                           "metadata": strip_meta(obj.get("metadata") or {}),
+                           "type": obj.get("type"),
+                           "keys": sorted({*data, *(obj.get("stringData") or {})})}
+    for key in CERT_KEYS:
+        value = data.get(key)
+        if isinstance(value, str) and value:
+            out.setdefault("certificates", {})[key] = certificate_facts(value)
+    return out
+
+
+def strip_meta(m: Mapping[str, Any]) -> dict[str, Any]:
+    """Metadata without managedFields and the last-applied annotation.
+
+    The annotation holds a Secret's values when it was applied with kubectl.
+    """
+    out = {k: v for k, v in m.items() if k != "managedFields"}
+    ann = out.get("annotations")
+    if isinstance(ann, Mapping) and "kubectl.kubernetes.io/last-applied-configuration" in ann:
+        out["annotations"] = {k: v for k, v in ann.items()
+                              if k != "kubectl.kubernetes.io/last-applied-configuration"}
+    return out
+
+
+def project(kind: str, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Objects of ``kind`` as the snapshot keeps them."""
+    if kind == "secrets":
+        return [project_secret(o) for o in items]
+    for o in items:
+        m = o.get("metadata")
+        if isinstance(m, dict) and "managedFields" in m:
+            del m["managedFields"]
+    return items
