@@ -1,20 +1,15 @@
-"""The checks of `k3sops check`; importing this package registers every one of them."""
+"""The checks of `k3sops check`; importing this package registers every one of them.
 
-from k3sops.domain.checks import (  # noqa: F401 - registration side effect
-    alerts,
-    apps,
-    backups,
-    capacity,
-    controlplane,
-    gitops,
-    manual,
-    network,
-    nodes,
-    pods,
-    storage,
-    versions,
-    workloads,
-)
+Every module of this package registers its checks with ``@check`` when imported; a new area
+is a new module (``base`` is the registry, ``scheduling`` a helper without checks).
+"""
+
+import importlib
+import pkgutil
+
 from k3sops.domain.checks.base import MANUAL, REGISTRY, CheckContext, CheckSpec, check, selected
+
+for _info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+    importlib.import_module(f"{__name__}.{_info.name}")
 
 __all__ = ["MANUAL", "REGISTRY", "CheckContext", "CheckSpec", "check", "selected"]

@@ -1,26 +1,17 @@
 """Runbooks: one per finding type, per alert rule and per emergency (`k3sops runbook`).
 
-Pure data and pure rendering: the catalogue is assembled from the topic modules below; the
-ids are the ones findings (``Finding.runbook``) and alert rules (``runbook_id``) carry.
+Pure data and pure rendering: the catalogue is assembled from every topic module of this
+package that defines ``RUNBOOKS`` (a new topic is a new module); the ids are the ones findings
+(``Finding.runbook``) and alert rules (``runbook_id``) carry.
 """
 
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 import re
 
-from k3sops.domain.runbooks import (
-    backups,
-    controlplane,
-    emergencies,
-    monitoring,
-    network,
-    nodes,
-    performance,
-    pods,
-    storage,
-    workloads,
-)
 from k3sops.domain.runbooks.model import Runbook, RunbookList, RunbookSummary, Severity, Step
 
 __all__ = [
@@ -37,11 +28,19 @@ __all__ = [
     "to_markdown",
 ]
 
-CATALOGUE: tuple[Runbook, ...] = tuple(
-    sorted([*nodes.RUNBOOKS, *pods.RUNBOOKS, *workloads.RUNBOOKS, *network.RUNBOOKS,
-            *storage.RUNBOOKS, *controlplane.RUNBOOKS, *monitoring.RUNBOOKS,
-            *backups.RUNBOOKS, *emergencies.RUNBOOKS, *performance.RUNBOOKS],
-           key=lambda r: r.id))
+
+
+def _topics() -> list[Runbook]:
+    found: list[Runbook] = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
+        if info.name == "model":
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        found.extend(getattr(module, "RUNBOOKS", []))
+    return found
+
+
+CATALOGUE: tuple[Runbook, ...] = tuple(sorted(_topics(), key=lambda r: r.id))
 """Every runbook, sorted by id."""
 
 
