@@ -205,13 +205,16 @@ def test_export_writes_one_page_per_runbook_and_an_index(tmp_path: Path) -> None
 
 
 def test_every_runbook_a_diagnosis_names_exists() -> None:
-    """`Diagnosis.add(check, severity, kind, namespace, name, message, runbook, ...)`."""
-    src = Path(checks_pkg.__file__).parent.parent / "diagnose.py"
+    """`Diagnosis.add(check, severity, kind, namespace, name, message, runbook, ...)`: the
+    probes a diagnosis runs besides the checks (DNS probe, etcd membership, performance)."""
+    domain = Path(checks_pkg.__file__).parent.parent
     named: set[str] = set()
-    for node in ast.walk(ast.parse(src.read_text(encoding="utf-8"))):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
-                and node.func.attr in ("add", "finding") and len(node.args) > 6):
-            named |= {c.value for c in ast.walk(node.args[6])
-                      if isinstance(c, ast.Constant) and isinstance(c.value, str)}
-    assert "pod-not-ready" in named  # the extraction sees the diagnosis
+    for module in ("dnsprobe.py", "etcdmember.py", "performance.py", "diagnose.py"):
+        tree = ast.parse((domain / module).read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("add", "finding") and len(node.args) > 6):
+                named |= {c.value for c in ast.walk(node.args[6])
+                          if isinstance(c, ast.Constant) and isinstance(c.value, str)}
+    assert "dns-coredns-unavailable" in named  # the extraction sees the probes
     assert not named - runbooks.by_id().keys()

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from typer.core import TyperGroup
 
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.domain.alerting import parse_duration
@@ -19,9 +20,20 @@ from k3sops.output.render import render
 from k3sops.services import context
 from k3sops.services import diagnose as diagnose_service
 
-diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment, the network "
-                                "or the storage: causal chains with evidence.",
-                           invoke_without_command=True)
+
+class _KindNameGroup(TyperGroup):
+    """Routes ``diagnose KIND/NAME`` (any object, kubectl style) to the hidden object command."""
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        if args and "/" in args[0] and not args[0].startswith("-"):
+            return "object", self.get_command(ctx, "object"), args
+        return super().resolve_command(ctx, args)
+
+
+diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment, any object "
+                                "(KIND/NAME), the network or the storage: the causal chain "
+                                "down to the root cause, with evidence.",
+                           invoke_without_command=True, cls=_KindNameGroup)
 
 COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
@@ -40,8 +52,19 @@ def _table(r: DiagnosisReport, out: Console) -> None:
         t = Table("", "step", "detail", title="Causal chain")
         for s in r.chain:
             t.add_row(Text("ok" if s.ok else "FAIL", style="green" if s.ok else "bold red"),
-                      s.step, s.detail)
+                      "  " * s.depth + s.step, s.detail)
         out.print(t)
+    if r.root_causes:
+        t = Table("sev", "root cause", "resource", "runbook", title="Root causes")
+        for rc in r.root_causes:
+            res = rc.resource
+            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
+            sev = rc.severity or ("?" if not rc.determined else "")
+            t.add_row(Text(sev, style=COLOURS.get(sev, "magenta")), rc.message, where,
+                      rc.runbook or "")
+        out.print(t)
+    for ne in r.not_evaluated:
+        out.print(f"[magenta]not evaluated:[/] {ne.check} ({'; '.join(ne.missing)})")
     if r.findings:
         t = Table("sev", "check", "resource", "message", "runbook", title="Findings")
         for f in r.findings:
@@ -101,6 +124,17 @@ def deployment_cmd(ctx: typer.Context,
                    namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
     """A deployment: rollout state and the chain of each of its pods."""
     _run(ctx, "deployment", name, namespace, output)
+
+
+@diagnose_app.command("object", hidden=True)
+def object_cmd(ctx: typer.Context,
+               target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. ingress/shop.")],
+               namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+    """Any object as KIND/NAME (`k3sops diagnose ingress/shop -n apps`): its dependencies.
+
+    Without -n a namespaced object is looked up in every namespace (refused when ambiguous).
+    """
+    _run(ctx, "object", target, namespace, output)
 
 
 @diagnose_app.command("network")

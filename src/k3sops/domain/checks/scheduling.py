@@ -31,11 +31,14 @@ def parse_failed_scheduling(message: str) -> list[dict[str, Any]]:
         return [{"nodes": None, "reason": message.strip()}] if message.strip() else []
     rest = rest.split("preemption:")[0]
     head = rest.split(". ")[0].rstrip(". ")
-    out = []
+    out: list[dict[str, Any]] = []
     for part in head.split(", "):
         m = _ITEM.match(part)
         if m:
             out.append({"nodes": int(m[1]), "reason": m[2]})
+        elif part.strip():
+            # "pod has unbound immediate PersistentVolumeClaims" carries no node count
+            out.append({"nodes": None, "reason": part.strip()})
     return out
 
 
