@@ -19,6 +19,7 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, NamedTuple
 from urllib.parse import urlsplit
@@ -812,6 +813,54 @@ class GitOps(BaseModel):
         return self.values_path.format(env=env)
 
 
+class Suppression(BaseModel):
+    """Hide a check's findings for some objects, or change their severity (with a reason).
+
+    Every field given must match: ``check`` (an id or a glob such as ``container-*``), ``kind``,
+    ``namespace`` (a glob), ``name`` (a regular expression matching the whole name) and
+    ``labels`` (each must equal the object's label). Suppressed findings are counted in every
+    report and listed with ``--show-suppressed``; a suppression past ``expires`` stops applying
+    and is itself reported (``suppression-expired``).
+    """
+
+    model_config = _MODEL_CONFIG
+
+    check: str = Field(min_length=1)
+    """Check id or glob (``image-latest``, ``rbac-*``)."""
+    kind: str | None = None
+    """Kind of the object (``Pod``, ``Deployment``...)."""
+    namespace: str | None = None
+    """Namespace glob (``dev-*``)."""
+    name: str | None = None
+    """Regular expression the object's whole name must match (``tmp-.*``)."""
+    labels: dict[str, str] = Field(default_factory=dict)
+    """Labels the object must carry."""
+    severity: Literal["critical", "warning", "info"] | None = None
+    """Report at this severity instead of hiding the finding."""
+    reason: str = Field(min_length=1)
+    """Why: shown with every suppressed finding."""
+    expires: date | None = None
+    """Last day the suppression applies (YYYY-MM-DD); afterwards it is reported."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as e:
+                raise _invalid(f"{value[:60]!r} is not a regular expression: {e}",
+                               "a Python regular expression, e.g. tmp-.*") from e
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _check_reason(cls, value: str) -> str:
+        if not value.strip():
+            raise _invalid("the reason is empty", "why this finding may be ignored")
+        return value
+
+
 class Platform(BaseModel):
     """The whole ``platform.yaml``."""
 
@@ -832,6 +881,8 @@ class Platform(BaseModel):
     """restic backups; unset: backup and restore commands are refused."""
     gitops: GitOps | None = None
     """GitOps repository; unset: promotion is refused."""
+    suppressions: list[Suppression] = Field(default_factory=list)
+    """Findings to hide or re-grade, each with a reason and an optional expiry."""
 
     @field_validator("monitoring", mode="before")
     @classmethod

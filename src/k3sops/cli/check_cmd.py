@@ -40,7 +40,9 @@ def _table(r: CheckReport, out: Console) -> None:
         f"  {s.period} check{' of ' + s.environment if s.environment else ''}: "
         f"{s.critical} critical, {s.warning} warning, {s.info} info"
         f"  ({s.new} new, {s.resolved} resolved; {s.checks_run} checks in "
-        f"{s.duration_seconds:.1f}s)"))
+        f"{s.duration_seconds:.1f}s"
+        + (f"; {s.suppressed} suppressed" if s.suppressed else "")
+        + (f"; {s.not_evaluated} not evaluated" if s.not_evaluated else "") + ")"))
     if r.findings:
         t = Table("sev", "check", "resource", "message", "runbook", title="Findings",
                   show_lines=False)
@@ -50,6 +52,23 @@ def _table(r: CheckReport, out: Console) -> None:
             t.add_row(Text(f.severity, style=COLOURS[f.severity]),
                       f.check + (" [bold](new)[/]" if f.new else ""), where, f.message,
                       f.runbook)
+        out.print(t)
+    if r.suppressed:
+        t = Table("sev", "check", "resource", "message", "suppressed because",
+                  title="Suppressed (platform.yaml)")
+        for f in r.suppressed:
+            res = f.resource
+            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
+            why = f.evidence.get("suppression", {})
+            t.add_row(f.severity, f.check, where, f.message,
+                      f"#{why.get('index')}: {why.get('reason')}"
+                      + (f" (until {why.get('expires')})" if why.get("expires") else ""))
+        out.print(t)
+    if r.not_evaluated:
+        t = Table("check", "not evaluated because", title="Not evaluated (no finding made or "
+                  "resolved)")
+        for ne in r.not_evaluated:
+            t.add_row(ne.check, "; ".join(ne.missing))
         out.print(t)
     if r.resolved:
         out.print("[green]resolved since the last check:[/] " + ", ".join(
@@ -97,6 +116,9 @@ def check_cmd(
     state_dir: Annotated[Path | None, typer.Option(
         help="Where the history database lives (default: ~/.local/state/k3sops).",
         envvar="K3SOPS_STATE_DIR")] = None,
+    show_suppressed: Annotated[bool, typer.Option(
+        "--show-suppressed", help="List the findings hidden by platform.yaml's suppressions "
+        "(always counted).")] = False,
 ) -> None:
     """Run the checklist: nodes, control plane, workloads, network, storage, alerts, backups."""
     if ctx.invoked_subcommand is not None:
@@ -112,7 +134,7 @@ def check_cmd(
     try:
         report = check_service.check(settings, os.environ, Path.home(),
                                      _period(daily, weekly, monthly), env, threshold,
-                                     history=store)
+                                     history=store, show_suppressed=show_suppressed)
     finally:
         if store is not None:
             store.close()

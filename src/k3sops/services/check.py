@@ -21,7 +21,7 @@ from k3sops.adapters.history import HistoryStore, StoredRun, TrendPoint
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.domain import checks as registry
-from k3sops.domain import engine, projection
+from k3sops.domain import engine, projection, suppress
 from k3sops.domain import snapshot as snapshot_kinds
 from k3sops.domain.findings import (
     CheckReport,
@@ -207,8 +207,12 @@ def compare(previous: StoredRun | None, result: engine.EngineResult,
 
 def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period,
           environment: str | None, fail_on: Severity | None,
-          history: HistoryStore | None = None) -> CheckReport:
-    """Run the checklist of ``period`` and build the report (history marks new/resolved)."""
+          history: HistoryStore | None = None, show_suppressed: bool = False) -> CheckReport:
+    """Run the checklist of ``period`` and build the report (history marks new/resolved).
+
+    Suppressions of platform.yaml hide or re-grade findings; the hidden ones are counted and
+    listed in the report when ``show_suppressed``.
+    """
     if environment is not None:
         if settings.platform is None:
             raise UsageError("--env needs a platform.yaml that defines environments",
@@ -231,7 +235,13 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         last_check=previous.started_at if previous else None,
         history=history.facts() if history is not None else {})
     result = run_checks(ctx, specs, sources)
+    applied = suppress.apply(result.findings, settings.platform.suppressions
+                             if settings.platform else [], snapshot, now.date())
+    result.findings = applied.findings
     findings, resolved, carried = compare(previous, result)
+    # hidden is not resolved: keep suppressed findings for the next comparison
+    carried += [f for f in applied.suppressed if f.key not in {c.key for c in carried}]
+    resolved = [f for f in resolved if f.key not in {s.key for s in applied.suppressed}]
     if previous is None and history is not None:
         findings = [f.model_copy(update={"new": True}) for f in findings]
     manual = _manual_items(period, history)
@@ -243,9 +253,11 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         info=sum(f.severity == "info" for f in findings),
         new=sum(f.new for f in findings), resolved=len(resolved),
         health_score=health_score(findings), checks_run=len(result.ran), fail_on=fail_on,
-        usage=_usage(snapshot), not_evaluated=len(result.not_evaluated))
+        usage=_usage(snapshot), not_evaluated=len(result.not_evaluated),
+        suppressed=len(applied.suppressed))
     report = CheckReport(summary=summary, findings=findings, sources=sources,
-                         resolved=resolved, manual=manual, not_evaluated=result.not_evaluated)
+                         resolved=resolved, manual=manual, not_evaluated=result.not_evaluated,
+                         suppressed=applied.suppressed if show_suppressed else [])
     if history is not None:
         history.record(report, carried)
     return report
