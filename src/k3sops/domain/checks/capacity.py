@@ -19,6 +19,7 @@ with the images of the pods on that node, and reports nodes where unused images 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections import defaultdict
 from collections.abc import Iterable
@@ -77,7 +78,13 @@ def quantity(value: Any) -> float | None:
     """A Kubernetes quantity (``250m``, ``1.5Gi``, ``2``, ``1e3``) as a float; None if invalid."""
     if isinstance(value, int | float):
         return float(value)
-    match = _QUANTITY.match(str(value).strip())
+    return _parse_quantity(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_quantity(text: str) -> float | None:
+    # the same few strings ("50m", "64Mi") repeat across tens of thousands of containers
+    match = _QUANTITY.match(text.strip())
     if match is None or match[2] not in _SUFFIX:
         return None
     try:
