@@ -1,145 +1,163 @@
-"""Root command: global flags, sub-command groups, and the one place errors become exit codes."""
+"""Entry point and the registry of top-level commands; errors become exit codes here.
+
+Start-up speed is a feature of a CLI: this module imports only the standard library, so
+``k3sops --version`` is answered without typer, rich or pydantic, and the typer root
+(:mod:`k3sops.cli.tree`) imports a command's module only when that command runs or its own
+``--help`` is asked. The root ``--help`` lists the commands from :data:`COMMANDS` below, so a
+new top-level command is one entry here (its name, the loader that registers it, one line of
+help; a unit test holds the line equal to the command's own help).
+"""
 
 from __future__ import annotations
 
-import logging
 import sys
-from pathlib import Path
-from typing import Annotated
+from dataclasses import dataclass
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
 
-import typer
-from rich.console import Console
-from rich.text import Text
-
-from k3sops import __version__
-from k3sops.cli.options import GlobalOptions, OutputFormat
-from k3sops.errors import ExitCode, K3sopsError
-
-app = typer.Typer(
-    name="k3sops",
-    help="Day-to-day operations for K3s platforms.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+if TYPE_CHECKING:
+    import typer
 
 
-def _version_callback(value: bool) -> None:
-    if value:
-        typer.echo(f"k3sops {__version__}")
-        raise typer.Exit()
+@dataclass(frozen=True)
+class Entry:
+    """A top-level command known before its module is imported."""
+
+    unit: str
+    """The loader (key of :data:`LOADERS`) that registers this command and its siblings."""
+    help: str
+    """The one line shown by ``k3sops --help``."""
 
 
-@app.callback()
-def root(
-    ctx: typer.Context,
-    kubeconfig: Annotated[
-        Path | None,
-        typer.Option(help="Kubeconfig file (else $KUBECONFIG, then ~/.kube/config).",
-                     envvar="K3SOPS_KUBECONFIG"),
-    ] = None,
-    context: Annotated[
-        str | None, typer.Option(help="Kubeconfig context to use.", envvar="K3SOPS_CONTEXT")
-    ] = None,
-    config: Annotated[
-        Path | None,
-        typer.Option("--config", "-c", help="platform.yaml to use.", envvar="K3SOPS_CONFIG"),
-    ] = None,
-    output: Annotated[
-        OutputFormat,
-        typer.Option("--output", "-o", help="Output format.", envvar="K3SOPS_OUTPUT"),
-    ] = OutputFormat.table,
-    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
-    version: Annotated[
-        bool,
-        typer.Option("--version", callback=_version_callback, is_eager=True,
-                     help="Print the version and exit."),
-    ] = False,
-) -> None:
-    """Operate a K3s platform: status, checks, monitoring, backups, scaling, diagnosis."""
-    verbosity = -1 if quiet else verbose
-    level = {-1: logging.ERROR, 0: logging.WARNING, 1: logging.INFO}.get(verbosity, logging.DEBUG)
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s",
-                        stream=sys.stderr, force=True)
-    ctx.obj = GlobalOptions(kubeconfig=kubeconfig, context=context, config=config,
-                            output=output, verbosity=verbosity)
+def _simple(module: str) -> Any:
+    """A loader for a module whose ``register(app)`` attaches everything it has."""
+
+    def load(app: typer.Typer) -> None:
+        import_module(f"k3sops.cli.{module}").register(app)
+
+    return load
 
 
-def _register() -> None:
-    # Imported here so that each group module can import `app` helpers without cycles.
-    from k3sops.cli import (
-        alerts_cmd,
-        backup_cmd,
-        backup_more_cmd,
-        capacity_cmd,
-        check_cmd,
-        config_cmd,
-        dashboards_cmd,
-        diagnose_cmd,
-        emergency_cmd,
-        env_cmd,
-        gitops_cmd,
-        lab_cmd,
-        logs_cmd,
-        metrics_cmd,
-        nodeops_cmd,
-        remediate_cmd,
-        runbook_cmd,
-        scale_cmd,
-        scale_nodes_cmd,
-        silences_cmd,
-        status_cmd,
-    )
+def _load_alerts(app: typer.Typer) -> None:
+    from k3sops.cli import alerts_cmd, silences_cmd
 
-    config_cmd.register(app)
-    status_cmd.register(app)
-    check_cmd.register(app)
-    diagnose_cmd.register(app)
-    emergency_cmd.register(app)
-    metrics_cmd.register(app)
     silences_cmd.register(alerts_cmd.alerts)
     alerts_cmd.register(app)
-    dashboards_cmd.register(app)
-    runbook_cmd.register(app)
+
+
+def _load_remediate(app: typer.Typer) -> None:
+    from k3sops.cli import nodeops_cmd, remediate_cmd
+
     remediate_cmd.register(app)
     nodeops_cmd.register(remediate_cmd.node_app)
-    scale_cmd.register(app)
-    scale_nodes_cmd.register(app)
-    capacity_cmd.register(app)
-    logs_cmd.register(app)
-    env_cmd.register(app)
-    gitops_cmd.register(app)
-    backup_cmd.register(app)
+
+
+def _load_backup(app: typer.Typer) -> None:
+    from k3sops.cli import backup_cmd, backup_more_cmd
+
     backup_more_cmd.register(backup_cmd.backup)
-    lab_cmd.register(app)
+    backup_cmd.register(app)
 
 
-_register()
+# unit -> function registering that unit's commands on a typer app (called at most once).
+LOADERS: dict[str, Any] = {
+    "config": _simple("config_cmd"),
+    "status": _simple("status_cmd"),
+    "check": _simple("check_cmd"),
+    "diagnose": _simple("diagnose_cmd"),
+    "emergency": _simple("emergency_cmd"),
+    "metrics": _simple("metrics_cmd"),
+    "alerts": _load_alerts,
+    "dashboards": _simple("dashboards_cmd"),
+    "runbook": _simple("runbook_cmd"),
+    "remediate": _load_remediate,
+    "scale": _simple("scale_cmd"),
+    "provision": _simple("scale_nodes_cmd"),
+    "capacity": _simple("capacity_cmd"),
+    "logs": _simple("logs_cmd"),
+    "env": _simple("env_cmd"),
+    "gitops": _simple("gitops_cmd"),
+    "backup": _load_backup,
+    "lab": _simple("lab_cmd"),
+}
+
+# In the order `k3sops --help` lists them (single commands first, then groups).
+COMMANDS: dict[str, Entry] = {
+    "init": Entry("config", "Write a commented starter platform.yaml (never overwrites without "
+                            "--force)."),
+    "status": Entry("status", "Nodes, pods and monitoring targets of the platform, at a glance."),
+    "metrics": Entry("metrics", "Key metrics from Prometheus: nodes, cluster health, "
+                                "applications (or an ad-hoc query)."),
+    "provision": Entry("provision", "Install K3s on every inventory host (site playbook), wait "
+                                    "for the Nodes, check them."),
+    "capacity": Entry("capacity", "Requests and limits vs allocatable per node and environment; "
+                                  "headroom; forecast."),
+    "logs": Entry("logs", "Show a pod's logs, or the lines of a LogQL query when Loki is "
+                          "configured."),
+    "config": Entry("config", "Check the platform file."),
+    "check": Entry("check", "The operations checklist: daily, weekly and monthly."),
+    "diagnose": Entry("diagnose", "Diagnose the cluster, a node, pod or deployment, any object "
+                                  "(KIND/NAME), the network or the storage: the causal chain "
+                                  "down to the root cause, with evidence."),
+    "emergency": Entry("emergency", "Guided emergency procedures: each check shown as it runs, "
+                                    "changes only after confirmation (or --yes), an incident "
+                                    "timeline at the end."),
+    "alerts": Entry("alerts", "Alert rules (render, test with promtool, apply to Prometheus) and "
+                              "firing alerts."),
+    "dashboards": Entry("dashboards", "Grafana dashboards for nodes, cluster, applications, "
+                                      "backups."),
+    "runbook": Entry("runbook", "Runbooks for every finding, alert and emergency."),
+    "node": Entry("remediate", "Cordon, uncordon and drain nodes (dry-run unless --apply)."),
+    "rollout": Entry("remediate", "Restart workloads (dry-run unless --apply)."),
+    "pods": Entry("remediate", "Clean up pods (dry-run unless --apply)."),
+    "scale": Entry("scale", "Scale applications (replicas, HPAs, requests/limits, volumes); "
+                            "dry-run unless --apply. `scale deployment/NAME --replicas N` is "
+                            "`scale app`."),
+    "env": Entry("env", "Environments and GitOps promotion (dev -> staging -> production)."),
+    "gitops": Entry("gitops", "The GitOps repository ArgoCD deploys from."),
+    "backup": Entry("backup", "Backups proven by restore drills: etcd, application data "
+                              "(restic repository)."),
+    "lab": Entry("lab", "The local lab: real Kubernetes, etcd, kwok, Prometheus, Alertmanager, "
+                        "PostgreSQL on 127.0.0.1."),
+}
+
+# Root options that take a value, so that `--version` is found behind them without typer.
+_ROOT_VALUE_OPTIONS = frozenset({"--kubeconfig", "--context", "--config", "-c", "--output", "-o"})
+
+
+def _asks_version(args: list[str]) -> bool:
+    """Whether the root options (before any command) include ``--version``."""
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--version":
+            return True
+        if not a.startswith("-") or a == "--":
+            return False  # a command (or its arguments) begins: typer decides
+        if a in _ROOT_VALUE_OPTIONS:
+            i += 1
+        i += 1
+    return False
 
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: run the app and map errors to documented exit codes."""
-    err = Console(stderr=True, highlight=False)
-    try:
-        rv = app(args=argv, standalone_mode=False)
-    except K3sopsError as e:
-        err.print(Text.assemble(("error: ", "bold red"), str(e)), soft_wrap=True)
-        sys.exit(int(e.exit_code))
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(int(ExitCode.INTERRUPTED))
-    except typer.TyperException as e:  # bad flags and arguments (click's usage errors)
-        show = getattr(e, "show", None)
-        if callable(show):
-            show(file=sys.stderr)
-        else:
-            err.print(Text.assemble(("error: ", "bold red"), str(e)))
-        sys.exit(int(ExitCode.USAGE))
-    # In non-standalone mode click turns Ctrl-C into a returned 130 instead of raising.
-    sys.exit(rv if isinstance(rv, int) else 0)
+    args = sys.argv[1:] if argv is None else list(argv)
+    if _asks_version(args):
+        from k3sops import __version__
+
+        sys.stdout.write(f"k3sops {__version__}\n")
+        sys.exit(0)
+    from k3sops.cli import tree
+
+    sys.exit(tree.run(args))
+
+
+def __getattr__(name: str) -> Any:
+    # `app` (the typer root) and `root` (its callback) stay importable from here, as before
+    # the split, without making every start-up pay for typer.
+    if name in ("app", "root"):
+        from k3sops.cli import tree
+
+        return tree.app if name == "app" else tree.root
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
