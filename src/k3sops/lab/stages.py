@@ -145,11 +145,64 @@ containerStatuses:
     ]
 
 
+def _never_ready(name: str) -> dict[str, object]:
+    """A pod whose containers run but whose readiness probe never passes.
+
+    kwok's own pod-ready stage marks every pod Ready (and its pod-create stage satisfies every
+    readinessGate): this stage takes its place, with a higher weight, for pods labelled
+    ``FAULT_LABEL=name`` and reports what a kubelet reports for a failing readiness probe.
+    """
+    status = """{{ $now := Now }}
+conditions:
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  message: {{ printf "containers with unready status: [%s]" (index .spec.containers 0).name | Quote }}
+  type: Ready
+- lastTransitionTime: {{ $now | Quote }}
+  status: "False"
+  reason: ContainersNotReady
+  type: ContainersReady
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  started: true
+  restartCount: 0
+  state:
+    running:
+      startedAt: {{ $now | Quote }}
+{{ end }}
+phase: Running
+startTime: {{ $now | Quote }}
+"""
+    return {"apiVersion": "kwok.x-k8s.io/v1alpha1", "kind": "Stage",
+            "metadata": {"name": f"k3sops-{name}"},
+            "spec": {"resourceRef": {"apiGroup": "v1", "kind": "Pod"},
+                     "selector": {"matchExpressions": [
+                         {"key": f'.metadata.labels["{FAULT_LABEL}"]', "operator": "In",
+                          "values": [name]},
+                         {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"},
+                         {"key": ".status.phase", "operator": "In", "values": ["Pending"]},
+                         {"key": '.status.conditions.[] | select( .type == "Initialized" ) '
+                                 "| .status", "operator": "In", "values": ["True"]},
+                         {"key": ".status.containerStatuses.[].state.running.startedAt",
+                          "operator": "DoesNotExist"}]},
+                     "weight": 20000,
+                     "delay": {"durationMilliseconds": 1000, "jitterDurationMilliseconds": 3000},
+                     "next": {"statusTemplate": status,
+                              "event": {"type": "Warning", "reason": "Unhealthy",
+                                        "message": "Readiness probe failed: HTTP probe failed "
+                                                   "with statuscode: 503"}}}}
+
+
 def own_stages() -> list[dict[str, object]]:
     """The fault stages k3sops adds to kwok's."""
     return [
         *_restart_loop("crashloop", "Error", 1, "panic: dial tcp: connection refused"),
         *_restart_loop("oomkilled", "OOMKilled", 137, "container exceeded its memory limit"),
+        _never_ready("notready"),
     ]
 
 
