@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain.findings import CheckReport, Period, Severity, at_or_above
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
-from k3sops.output.render import render
-from k3sops.services import check as check_service
-from k3sops.services import context
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.findings import CheckReport, Period, Severity
 
 check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
                         invoke_without_command=True)
@@ -33,6 +31,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _table(r: CheckReport, out: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from k3sops.output.tables import Row, findings_table, resource_ref
+
     s = r.summary
     colour = "green" if s.critical == s.warning == 0 else ("red" if s.critical else "yellow")
     out.print(Text.assemble(
@@ -44,26 +47,21 @@ def _table(r: CheckReport, out: Console) -> None:
         + (f"; {s.suppressed} suppressed" if s.suppressed else "")
         + (f"; {s.not_evaluated} not evaluated" if s.not_evaluated else "") + ")"))
     if r.findings:
-        t = Table("sev", "check", "resource", "message", "runbook", title="Findings",
-                  show_lines=False)
-        for f in r.findings:
-            res = f.resource
-            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
-            t.add_row(Text(f.severity, style=COLOURS[f.severity]),
-                      f.check + (" [bold](new)[/]" if f.new else ""), where, f.message,
-                      f.runbook)
-        out.print(t)
+        out.print(findings_table([
+            Row(f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
+                f.message, check=f.check, last=f.runbook, new=f.new)
+            for f in r.findings], title="Findings", width=out.width))
     if r.suppressed:
-        t = Table("sev", "check", "resource", "message", "suppressed because",
-                  title="Suppressed (platform.yaml)")
+        rows = []
         for f in r.suppressed:
-            res = f.resource
-            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
             why = f.evidence.get("suppression", {})
-            t.add_row(f.severity, f.check, where, f.message,
-                      f"#{why.get('index')}: {why.get('reason')}"
-                      + (f" (until {why.get('expires')})" if why.get("expires") else ""))
-        out.print(t)
+            rows.append(Row(
+                f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
+                f.message, check=f.check,
+                last=f"#{why.get('index')}: {why.get('reason')}"
+                     + (f" (until {why.get('expires')})" if why.get("expires") else "")))
+        out.print(findings_table(rows, title="Suppressed (platform.yaml)", width=out.width,
+                                 last="suppressed because"))
     if r.not_evaluated:
         t = Table("check", "not evaluated because", title="Not evaluated (no finding made or "
                   "resolved)")
@@ -126,6 +124,11 @@ def check_cmd(
     if fail_on not in (None, "warning", "critical"):
         raise UsageError(f"--fail-on {fail_on!r} is not a severity",
                          hint="use --fail-on warning or --fail-on critical")
+    from k3sops.domain.findings import at_or_above
+    from k3sops.output.render import render
+    from k3sops.services import check as check_service
+    from k3sops.services import context
+
     threshold: Severity | None = fail_on  # type: ignore[assignment]
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
@@ -143,6 +146,8 @@ def check_cmd(
         from k3sops.output import reports
 
         trend = check_service.trend(state_dir, os.environ, Path.home()) if history else []
+        from rich.console import Console
+
         Console().file.write(reports.render(report, fmt, trend))
     else:
         render(report, fmt, _table)

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 from typer.core import TyperGroup
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain.alerting import parse_duration
-from k3sops.domain.diagnose import DiagnosisReport
 from k3sops.errors import PartialResult
-from k3sops.output.render import render
-from k3sops.services import context
-from k3sops.services import diagnose as diagnose_service
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.diagnose import DiagnosisReport
+    from k3sops.services import diagnose as diagnose_service
 
 
 class _KindNameGroup(TyperGroup):
@@ -47,6 +45,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _table(r: DiagnosisReport, out: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
+    from k3sops.output.tables import Row, findings_table, resource_ref
+
     out.print(Text(f"diagnosis of {r.target}", style="bold"))
     if r.chain:
         t = Table("", "step", "detail", title="Causal chain")
@@ -55,24 +58,19 @@ def _table(r: DiagnosisReport, out: Console) -> None:
                       "  " * s.depth + s.step, s.detail)
         out.print(t)
     if r.root_causes:
-        t = Table("sev", "root cause", "resource", "runbook", title="Root causes")
-        for rc in r.root_causes:
-            res = rc.resource
-            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
-            sev = rc.severity or ("?" if not rc.determined else "")
-            t.add_row(Text(sev, style=COLOURS.get(sev, "magenta")), rc.message, where,
-                      rc.runbook or "")
-        out.print(t)
+        out.print(findings_table([
+            Row(rc.severity or ("?" if not rc.determined else ""),
+                resource_ref(rc.resource.kind, rc.resource.namespace, rc.resource.name),
+                rc.message, last=rc.runbook or "")
+            for rc in r.root_causes], title="Root causes", width=out.width,
+            message="root cause"))
     for ne in r.not_evaluated:
         out.print(f"[magenta]not evaluated:[/] {ne.check} ({'; '.join(ne.missing)})")
     if r.findings:
-        t = Table("sev", "check", "resource", "message", "runbook", title="Findings")
-        for f in r.findings:
-            res = f.resource
-            where = f"{res.kind}/{res.namespace + '/' if res.namespace else ''}{res.name}"
-            t.add_row(Text(f.severity, style=COLOURS[f.severity]), f.check, where, f.message,
-                      f.runbook)
-        out.print(t)
+        out.print(findings_table([
+            Row(f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
+                f.message, check=f.check, last=f.runbook)
+            for f in r.findings], title="Findings", width=out.width))
     else:
         out.print("[green]no problem found[/]")
     for src in r.sources:
@@ -83,6 +81,11 @@ def _table(r: DiagnosisReport, out: Console) -> None:
 def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
          namespace: str | None, output: OutputFormat | None, probe_dns: bool = False,
          probe_timeout: str = "60s") -> None:
+    from k3sops.domain.alerting import parse_duration
+    from k3sops.output.render import render
+    from k3sops.services import context
+    from k3sops.services import diagnose as diagnose_service
+
     opts = get_options(ctx)
     timeout = parse_duration(probe_timeout).total_seconds()
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
