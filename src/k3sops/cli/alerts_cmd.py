@@ -10,20 +10,19 @@ import os
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.config import Platform
-from k3sops.domain.rules.reports import AlertsApplyReport, RuleTestReport
 from k3sops.errors import ConfigError, K3sopsError
-from k3sops.output.render import render
-from k3sops.services import alerts as service
-from k3sops.services import context
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.config import Platform
+    from k3sops.domain.rules.reports import AlertsApplyReport, RuleTestReport
+    from k3sops.services import context
 
 alerts = typer.Typer(
     help="Alert rules (render, test with promtool, apply to Prometheus) and firing alerts.",
@@ -52,6 +51,11 @@ class EnvName(StrEnum):
 
 
 def _platform(ctx: typer.Context) -> tuple[context.Settings, Platform]:
+    from rich.console import Console
+
+    from k3sops.services import alerts as service
+    from k3sops.services import context
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -63,6 +67,9 @@ def _platform(ctx: typer.Context) -> tuple[context.Settings, Platform]:
 
 
 def _notes(notes: list[str], quiet: bool) -> None:
+    from rich.console import Console
+    from rich.markup import escape
+
     if quiet:
         return
     err = Console(stderr=True, highlight=False)
@@ -86,6 +93,10 @@ def render_cmd(
 
     YAML by default (also with -o table); -o json prints the same document as JSON.
     """
+    from rich.console import Console
+
+    from k3sops.services import alerts as service
+
     opts = get_options(ctx)
     _, platform = _platform(ctx)
     result = service.render(platform, fmt.value, env.value if env else None)
@@ -106,6 +117,9 @@ def render_cmd(
 
 
 def _test_table(r: RuleTestReport, out: Console) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
     t = Table("rule", "environment", "severity", "firing + quiet case",
               title=f"Rule unit tests ({r.passed}/{len(r.results)} passed) — {r.promtool}")
     for x in r.results:
@@ -129,6 +143,9 @@ def test_cmd(ctx: typer.Context) -> None:
     Also runs `promtool check rules` on the whole rendered file. Exit 0 when everything
     passes, 1 when anything fails (promtool's output is shown).
     """
+    from k3sops.output.render import render
+    from k3sops.services import alerts as service
+
     opts = get_options(ctx)
     _, platform = _platform(ctx)
     report = service.run_tests(platform)
@@ -143,6 +160,8 @@ def test_cmd(ctx: typer.Context) -> None:
 
 
 def _apply_table(r: AlertsApplyReport, out: Console) -> None:
+    from rich.markup import escape
+
     if r.dry_run and r.content is not None:
         out.file.write(r.content)
     verb = "would apply" if r.dry_run else "applied"
@@ -168,6 +187,9 @@ def apply_cmd(
     otherwise apply PrometheusRule objects in monitoring.namespace of each environment's
     cluster. Rules are not destructive, so this applies directly; --dry-run only shows the result.
     """
+    from k3sops.output.render import render
+    from k3sops.services import alerts as service
+
     opts = get_options(ctx)
     settings, platform = _platform(ctx)
     report = service.apply(settings, platform, os.environ, Path.home(), dry_run=dry_run)

@@ -11,18 +11,16 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.backups import Retention
 from k3sops.errors import AdapterError, FindingsAtThreshold
-from k3sops.output.render import render
-from k3sops.services import backup as svc
-from k3sops.services import context
+
+if TYPE_CHECKING:
+    from k3sops.services import backup as svc
 
 backup = typer.Typer(help="Backups proven by restore drills: etcd, application data "
                           "(restic repository).", no_args_is_help=True)
@@ -41,6 +39,9 @@ def register(app: typer.Typer) -> None:
 
 def backup_context(ctx: typer.Context, state_dir: Path | None = None) -> svc.BackupContext:
     """The backup settings of this invocation (flags > env > platform.yaml)."""
+    from k3sops.services import backup as svc
+    from k3sops.services import context
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -69,6 +70,8 @@ def _age(seconds: float) -> str:
 
 
 def _result_table(r: svc.BackupResult, out: Console) -> None:
+    from rich.table import Table
+
     m = r.manifest
     t = Table("field", "value", title=f"backup {m.id}: {m.status}")
     for k, v in (("kind", m.kind), ("target", m.target), ("source", m.source),
@@ -111,6 +114,9 @@ def etcd_cmd(
 ) -> None:
     """Snapshot etcd through its snapshot API, check it and stream it into the repository."""
     from k3sops.cli import backup_more_cmd  # K3s snapshots over SSH live there
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     if k3s or (k3s is None and snapshot_file is None and backup_more_cmd.k3s_auto(ctx)):
         backup_more_cmd.run_k3s_etcd(ctx, node=node, data_dir=k3s_data_dir,
                                      state_dir=state_dir)
@@ -125,12 +131,17 @@ def app_cmd(ctx: typer.Context,
             name: Annotated[str, typer.Argument(help="A target of backup.targets.")],
             state_dir: StateDir = None) -> None:
     """Back up application data: pg_dump -Fc through exec (or a DSN), or a tar of a path."""
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     c = backup_context(ctx, state_dir)
     r = svc.backup_app(c, name)
     render(r, get_options(ctx).output.value, _result_table)
 
 
 def _list_table(r: svc.ListReport, out: Console) -> None:
+    from rich.table import Table
+
     t = Table(title=f"backups in {r.repository}")
     t.add_column("id", no_wrap=True)
     for col in ("kind", "target", "status", "age", "size", "verified"):
@@ -150,6 +161,9 @@ def list_cmd(
     target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
 ) -> None:
     """Backups with status, age, size and whether they were verified."""
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     c = backup_context(ctx)
     render(svc.list_backups(c, kind, target), get_options(ctx).output.value, _list_table)
 
@@ -158,11 +172,15 @@ def list_cmd(
 def show_cmd(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")]
              ) -> None:
     """The manifest of one backup and its verification records (JSON)."""
+    from k3sops.services import backup as svc
+
     c = backup_context(ctx)
     typer.echo(json.dumps(svc.manifest_json(c, backup_id), indent=2))
 
 
 def _verify_table(r: svc.VerifyReport, out: Console) -> None:
+    from rich.table import Table
+
     t = Table("backup", "result", "drill (RTO)", "failed checks", title=f"verify {r.repository}")
     for rec in r.records:
         t.add_row(rec.backup_id, "[green]ok[/]" if rec.ok else "[red]FAILED[/]",
@@ -185,6 +203,9 @@ def verify_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Integrity (restic check, sha256) and a restore drill; exit 3 when one fails."""
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     c = backup_context(ctx, state_dir)
     r = svc.verify(c, backup_id, all_, since, read_data_subset)
     render(r, get_options(ctx).output.value, _verify_table)
@@ -195,6 +216,8 @@ def verify_cmd(
 
 
 def _prune_table(r: svc.PruneReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "dry run (nothing deleted)" if r.dry_run else "applied"
     t = Table("backup", "decision", "why", title=f"prune {r.repository}: {mode}")
     for bid, why in sorted(r.keep.items()):
@@ -215,6 +238,10 @@ def prune_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Forget backups outside the policy (per target; the newest verified one always stays)."""
+    from k3sops.domain.backups import Retention
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     c = backup_context(ctx, state_dir)
     policy = Retention(keep_daily=keep_daily, keep_weekly=keep_weekly,
                        keep_monthly=keep_monthly, keep_last=keep_last)
@@ -222,6 +249,8 @@ def prune_cmd(
 
 
 def _restore_table(r: svc.RestoreReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "applied" if r.applied else "plan (dry run; pass --yes to restore)"
     t = Table("#", "action", "detail", "result", title=f"restore {r.backup_id}: {mode}")
     for i, s in enumerate(r.steps, 1):
@@ -262,6 +291,9 @@ def restore_cmd(
     new PVC; etcd through the K3s cluster-reset procedure across the servers.
     """
     from k3sops.cli import backup_more_cmd  # volume and K3s etcd restores live there
+    from k3sops.output.render import render
+    from k3sops.services import backup as svc
+
     if etcd:
         backup_more_cmd.run_restore_etcd(ctx, backup_id, yes=yes, restore_on=restore_on,
                                          data_dir=k3s_data_dir, state_dir=state_dir)

@@ -13,20 +13,17 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.alerting import parse_duration
-from k3sops.domain.etcd_restore import require_ok
 from k3sops.errors import ConfigError, PlanRejected
-from k3sops.output.render import render
-from k3sops.services import backup as core
-from k3sops.services import backup_schedule, context, etcd_restore, k3s_snapshot, volume_backup
+
+if TYPE_CHECKING:
+    from k3sops.services import backup as core
+    from k3sops.services import backup_schedule, etcd_restore, k3s_snapshot, volume_backup
 
 _err = Console(stderr=True, highlight=False)
 
@@ -42,6 +39,9 @@ def register(backup: typer.Typer) -> None:
 
 
 def _ctx(ctx: typer.Context, state_dir: Path | None) -> core.BackupContext:
+    from k3sops.services import backup as core
+    from k3sops.services import context
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -51,6 +51,8 @@ def _ctx(ctx: typer.Context, state_dir: Path | None) -> core.BackupContext:
 @contextmanager
 def _progress(what: str) -> Iterator[Callable[[str, int], None]]:
     """A progress bar on a terminal (stderr); plain state lines otherwise, only on change."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
     if not _err.is_terminal:
         last: list[str] = []
 
@@ -71,6 +73,8 @@ def _progress(what: str) -> Iterator[Callable[[str, int], None]]:
 
 
 def _volume_table(r: volume_backup.VolumeBackupResult, out: Console) -> None:
+    from rich.table import Table
+
     m = r.manifest
     t = Table("field", "value", title=f"volume backup {m.id}: {m.status}")
     for k, v in (("pvc", f"{r.volume.namespace}/{r.volume.pvc}"), ("pv", r.volume.pv),
@@ -95,6 +99,10 @@ def volume_cmd(
 
     Completed only when Longhorn says Completed and the backup has a URL and a size.
     """
+    from k3sops.domain.alerting import parse_duration
+    from k3sops.output.render import render
+    from k3sops.services import volume_backup
+
     seconds = parse_duration(timeout).total_seconds()
     c = _ctx(ctx, state_dir)
     with _progress(f"longhorn backup of {namespace}/{pvc}") as on_progress:
@@ -104,6 +112,8 @@ def volume_cmd(
 
 
 def _volume_restore_table(r: volume_backup.VolumeRestoreReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "applied" if r.applied else "plan (dry run; pass --yes to create)"
     t = Table("kind", "name", "detail", title=f"restore of {r.backup_id}: {mode}")
     for o in r.objects:
@@ -122,6 +132,9 @@ def run_restore_volume(ctx: typer.Context, backup_id: str, *, to: str | None,
                        namespace: str | None, size: str | None, yes: bool,
                        state_dir: Path | None) -> None:
     """`backup restore ID --to PVC` for a volume backup: always a new PVC."""
+    from k3sops.output.render import render
+    from k3sops.services import volume_backup
+
     c = _ctx(ctx, state_dir)
     manifest, record = volume_backup.load(c, backup_id)
     source_ns = str((record.get("pvc") or {}).get("namespace") or "default")
@@ -153,6 +166,8 @@ def k3s_auto(ctx: typer.Context) -> bool:
     It does when the platform lists its servers in an Ansible inventory and names no etcd
     endpoints of its own (then the snapshot API is not reachable from here, the servers are).
     """
+    from k3sops.services import context
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -161,6 +176,8 @@ def k3s_auto(ctx: typer.Context) -> bool:
 
 
 def _snapshot_table(r: k3s_snapshot.K3sSnapshotResult, out: Console) -> None:
+    from rich.table import Table
+
     m = r.manifest
     t = Table("field", "value", title=f"K3s etcd snapshot {m.id}: {m.status}")
     for k, v in (("node", r.node), ("file on the server", r.server_path),
@@ -180,6 +197,9 @@ def _snapshot_table(r: k3s_snapshot.K3sSnapshotResult, out: Console) -> None:
 def run_k3s_etcd(ctx: typer.Context, *, node: str | None, data_dir: str,
                  state_dir: Path | None) -> None:
     """`backup etcd --k3s`: k3s etcd-snapshot save on a server over SSH, then stored."""
+    from k3sops.output.render import render
+    from k3sops.services import k3s_snapshot
+
     c = _ctx(ctx, state_dir)
     a = _ansible(c)
     r = k3s_snapshot.backup_k3s(c, a.inventory, node=node, data_dir=data_dir,
@@ -196,6 +216,8 @@ def _ansible_progress(event: Any) -> None:
 
 
 def _restore_etcd_table(r: etcd_restore.EtcdRestoreReport, out: Console) -> None:
+    from rich.table import Table
+
     p = r.plan
     pre = Table("check", "host", "ok", "detail", title=f"preflight for {p.snapshot.id}")
     for c in p.preflight:
@@ -217,6 +239,10 @@ def _restore_etcd_table(r: etcd_restore.EtcdRestoreReport, out: Console) -> None
 def run_restore_etcd(ctx: typer.Context, backup_id: str, *, yes: bool,
                      restore_on: str | None, data_dir: str, state_dir: Path | None) -> None:
     """`backup restore --etcd ID`: preflight, plan, and with --yes the restore."""
+    from k3sops.domain.etcd_restore import require_ok
+    from k3sops.output.render import render
+    from k3sops.services import etcd_restore
+
     c = _ctx(ctx, state_dir)
     a = _ansible(c)
     r = etcd_restore.restore(c, backup_id, a.inventory, yes=yes, restore_host=restore_on,
@@ -236,6 +262,8 @@ def _schedule_table(r: backup_schedule.ScheduleReport, out: Console) -> None:
 
     So `k3sops backup schedule | kubectl apply -f -` works; summary and notes go to stderr.
     """
+    from rich.table import Table
+
     mode = "applied" if r.applied else "dry run (pass --apply)"
     t = Table("name", "schedule (UTC)", "command", title=f"backup schedule ({r.kind}): {mode}")
     for e in r.entries:
@@ -244,6 +272,7 @@ def _schedule_table(r: backup_schedule.ScheduleReport, out: Console) -> None:
     if not r.applied:
         if r.kind == "cronjob":
             import yaml
+
             out.file.write(yaml.safe_dump_all(r.manifests, sort_keys=False))
         else:
             for name, text in r.units.items():
@@ -275,6 +304,9 @@ def schedule_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Schedule the backups and a weekly verify: CronJobs (Forbid) or systemd timers."""
+    from k3sops.output.render import render
+    from k3sops.services import backup_schedule, context
+
     if kind not in ("cronjob", "systemd"):
         raise typer.BadParameter("--kind must be cronjob or systemd")
     opts = get_options(ctx)

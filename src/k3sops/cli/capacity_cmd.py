@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.capacity import CapacityReport, Usage
-from k3sops.domain.sizing import format_cpu, show_memory
 from k3sops.errors import PartialResult
-from k3sops.output.render import render
-from k3sops.services import capacity, context
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.capacity import CapacityReport, Usage
 
 
 def register(app: typer.Typer) -> None:
@@ -31,6 +30,8 @@ def _pct(v: float | None) -> str:
 
 
 def _cells(u: Usage, fmt: str) -> list[str]:
+    from k3sops.domain.sizing import format_cpu, show_memory
+
     f = format_cpu if fmt == "cpu" else show_memory
     limits = (f"{f(u.limits)} {_pct(u.limits_percent)}" if u.limits or not u.unlimited
               else "-")
@@ -40,6 +41,10 @@ def _cells(u: Usage, fmt: str) -> list[str]:
 
 
 def _table(r: CapacityReport, out: Console) -> None:
+    from rich.table import Table
+
+    from k3sops.domain.sizing import format_cpu, show_memory
+
     t = Table("node", "pods", "cpu alloc", "cpu requests", "cpu limits", "cpu free",
               "mem alloc", "mem requests", "mem limits", "mem free", title="Nodes")
     for n in r.nodes:
@@ -82,6 +87,9 @@ def capacity_cmd(
     step: Annotated[str, typer.Option(help="Sampling step of that history.")] = "1h",
 ) -> None:
     """Requests and limits vs allocatable per node and environment; headroom; forecast."""
+    from k3sops.output.render import render
+    from k3sops.services import capacity, context
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())

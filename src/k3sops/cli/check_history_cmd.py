@@ -6,20 +6,17 @@ import getpass
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich import box
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from k3sops.cli.options import get_options
-from k3sops.domain.findings import PERIODS, Period
 from k3sops.errors import UsageError
-from k3sops.output.render import render
-from k3sops.services import history as history_service
-from k3sops.services.history import Acknowledgement, CheckHistory
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services.history import Acknowledgement, CheckHistory
 
 StateDir = Annotated[Path | None, typer.Option(
     help="Where the history database lives (default: ~/.local/state/k3sops).",
@@ -49,6 +46,10 @@ def _short_time(iso: str) -> str:
 
 
 def _history_table(h: CheckHistory, out: Console) -> None:
+    from rich import box
+    from rich.table import Table
+    from rich.text import Text
+
     if not h.runs:
         out.print(f"no check runs stored yet in {h.database}")
         return
@@ -85,6 +86,10 @@ def history_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Past check runs: when, which period and environment, counts, score, new and resolved."""
+    from k3sops.domain.findings import PERIODS, Period
+    from k3sops.output.render import render
+    from k3sops.services import history as history_service
+
     if period is not None and period not in PERIODS:
         raise UsageError(f"--period {period!r} is not a period",
                          hint="use daily, weekly or monthly")
@@ -114,6 +119,9 @@ def ack_cmd(
 
     The acknowledgement holds for the step's period: a daily step is open again the next day.
     """
+    from k3sops.output.render import render
+    from k3sops.services import history as history_service
+
     opts = get_options(ctx)
     result = history_service.acknowledge(_state_dir(ctx, state_dir), os.environ, Path.home(),
                                          item, by or _os_user(), note)

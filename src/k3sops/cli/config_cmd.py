@@ -10,10 +10,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import yaml
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.config import find_platform_file, load_platform, render_starter
 from k3sops.errors import ConfigError, K3sopsError, UsageError
 
 DEFAULT_FILE = Path("platform.yaml")
@@ -30,6 +28,10 @@ def validate(
     ] = None,
 ) -> None:
     """Check a platform.yaml; print a summary, or the normalised file with -o json|yaml."""
+    import yaml
+
+    from k3sops.config import find_platform_file, load_platform
+
     options = get_options(ctx)
     path = find_platform_file(file or options.config, os.environ, Path.cwd())
     if path is None:
@@ -62,6 +64,8 @@ def init(
     ] = False,
 ) -> None:
     """Write a commented starter platform.yaml (never overwrites without --force)."""
+    from k3sops.config import render_starter
+
     try:
         text = render_starter(name)
     except ConfigError as e:

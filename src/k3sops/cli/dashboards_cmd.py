@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
 from k3sops.errors import FindingsAtThreshold, K3sopsError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 if TYPE_CHECKING:
     from k3sops.domain.dashboards import CheckReport, RenderReport
@@ -29,6 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _check_table(r: CheckReport, out: Console) -> None:
+    from rich.table import Table
+
     t = Table("dashboard", "panel", "ref", "status", "series", "needs data", "error",
               title=f"Panel queries against {r.prometheus}")
     for p in r.panels:
@@ -44,6 +47,8 @@ def _check_table(r: CheckReport, out: Console) -> None:
 
 
 def _report_table(r: RenderReport, out: Console) -> None:
+    from rich.table import Table
+
     t = Table("dashboard", "title", "panels", "file", title="Dashboards written")
     for f in r.files:
         t.add_row(f.dashboard, f.title, str(f.panels), f.path)

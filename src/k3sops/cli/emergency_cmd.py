@@ -12,20 +12,17 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain.alerting import parse_duration
-from k3sops.domain.emergency import EmergencyReport, Procedure, Proposal, TimelineEntry
 from k3sops.errors import AdapterError, FindingsAtThreshold, Interrupted, UsageError
-from k3sops.output.render import render
-from k3sops.services import context
-from k3sops.services import emergency as emergency_service
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.emergency import EmergencyReport, Procedure, TimelineEntry
 
 emergency_app = typer.Typer(
     help="Guided emergency procedures: each check shown as it runs, changes only after "
@@ -57,6 +54,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _table(r: EmergencyReport, out: Console) -> None:
+    from rich.table import Table
+    from rich.text import Text
+
     out.print(Text(f"emergency {r.procedure}: {r.target}", style="bold"))
     t = Table("", "check", "detail", "runbook", title="Checks")
     for c in r.checks:
@@ -82,6 +82,8 @@ def _table(r: EmergencyReport, out: Console) -> None:
 
 
 def _printer(err: Console) -> Callable[[TimelineEntry], None]:
+    from rich.text import Text
+
     def show(e: TimelineEntry) -> None:
         at = e.at.strftime("%H:%M:%S")
         if err.is_terminal:
@@ -98,6 +100,14 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
          namespace: str | None = None, yes: bool, timeline: Path | None,
          state_dir: Path | None, wait: str, output: OutputFormat | None, settle: str = "20s",
          probe_dns: bool = False, probe_timeout: str = "60s") -> None:
+    from rich.console import Console
+
+    from k3sops.domain.alerting import parse_duration
+    from k3sops.domain.emergency import Proposal
+    from k3sops.output.render import render
+    from k3sops.services import context
+    from k3sops.services import emergency as emergency_service
+
     opts = get_options(ctx)
     fmt = (output or opts.output).value
     if fmt not in ("table", "json", "yaml"):

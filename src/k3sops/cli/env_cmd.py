@@ -10,21 +10,20 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.gitops import ValueDiff
-from k3sops.domain.promotion import GateResult, PromotionRefused
 from k3sops.errors import AdapterError, FindingsAtThreshold, PartialResult
-from k3sops.output.render import render
-from k3sops.services import context, promote
-from k3sops.services import gitops as svc
-from k3sops.services.gitops import EnvDiff, EnvList, EnvStatus, GitOpsContext
-from k3sops.services.promote import ApprovalReport, ChangeReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.gitops import ValueDiff
+    from k3sops.domain.promotion import GateResult
+    from k3sops.services.gitops import GitOpsContext
+    from k3sops.services.promote import ChangeReport
 
 env_app = typer.Typer(help="Environments and GitOps promotion (dev -> staging -> production).",
                       no_args_is_help=True)
@@ -42,6 +41,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _ctx(ctx: typer.Context, state_dir: Path | None) -> GitOpsContext:
+    from k3sops.services import context
+    from k3sops.services import gitops as svc
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -51,6 +53,12 @@ def _ctx(ctx: typer.Context, state_dir: Path | None) -> GitOpsContext:
 @env_app.command("list")
 def list_cmd(ctx: typer.Context, state_dir: StateDir = None) -> None:
     """The environments in promotion order, with their policy and gates."""
+    from rich.table import Table
+
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+    from k3sops.services.gitops import EnvList
+
     def table(r: EnvList, out: Console) -> None:
         t = Table("environment", "namespaces", "policy", "approvers", "healthy for",
                   "promotes from", "values file",
@@ -70,6 +78,12 @@ def status_cmd(ctx: typer.Context,
                app: Annotated[str | None, typer.Argument(help="Only this app.")] = None,
                state_dir: StateDir = None) -> None:
     """Per app and environment: version in git, version running, ArgoCD or rollout status."""
+    from rich.table import Table
+
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+    from k3sops.services.gitops import EnvStatus
+
     def table(r: EnvStatus, out: Console) -> None:
         t = Table("app", "environment", "git", "running", "in sync", "rollout", "argocd",
                   title=f"environments at {r.commit[:12]}")
@@ -93,6 +107,12 @@ def diff_cmd(ctx: typer.Context, left: str, right: str,
                  "--strict", help="Exit 3 when a difference is not documented.")] = False,
              state_dir: StateDir = None) -> None:
     """Every values difference between two environments, documented or not (DEVIATIONS)."""
+    from rich.table import Table
+
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+    from k3sops.services.gitops import EnvDiff
+
     def table(r: EnvDiff, out: Console) -> None:
         t = Table("key", r.left, r.right, "documented",
                   title=f"{r.left} vs {r.right}: {len(r.differences)} difference(s), "
@@ -115,6 +135,8 @@ def _shown(d: ValueDiff, left: bool) -> str:
 
 
 def _gates(title: str, gates: list[GateResult], out: Console) -> None:
+    from rich.table import Table
+
     t = Table("gate", "result", "detail", title=title)
     for gt in gates:
         t.add_row(gt.name, f"[{STATUS.get(gt.status, 'white')}]{gt.status}[/]", gt.detail)
@@ -153,6 +175,9 @@ def _change_table(r: ChangeReport, out: Console) -> None:
 
 
 def _finish(ctx: typer.Context, report: ChangeReport) -> None:
+    from k3sops.domain.promotion import PromotionRefused
+    from k3sops.output.render import render
+
     render(report, get_options(ctx).output.value, _change_table)
     if report.refusals:
         raise PromotionRefused(report.refusals)
@@ -185,6 +210,8 @@ def promote_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Promote what runs in the previous environment into TO (gates, policy, approvals)."""
+    from k3sops.services import promote
+
     _finish(ctx, promote.promote(_ctx(ctx, state_dir), app, to, source=source,
                                  version=version, apply=apply))
 
@@ -205,6 +232,10 @@ def approve_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Approve one version of APP for TO; stored in the GitOps repo and the audit log."""
+    from k3sops.output.render import render
+    from k3sops.services import promote
+    from k3sops.services.promote import ApprovalReport
+
     def table(r: ApprovalReport, out: Console) -> None:
         a = r.approval
         out.print(f"approved {a.app} {a.version} for {a.env} by {a.by} at {a.at}, "
@@ -227,6 +258,8 @@ def rollback_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Return APP in ENV to its previous version from git history, deploy and verify."""
+    from k3sops.services import promote
+
     _finish(ctx, promote.rollback(_ctx(ctx, state_dir), app, env, to_version=to_version,
                                   apply=apply))
 
@@ -240,4 +273,6 @@ def sync_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Deploy what git says; an auto environment (development) first takes the newest builds."""
+    from k3sops.services import promote
+
     _finish(ctx, promote.sync(_ctx(ctx, state_dir), env, app=app, apply=apply))

@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
-from rich.console import Console
 
 from k3sops.cli.options import get_options
 from k3sops.errors import UsageError
-from k3sops.output.render import render
-from k3sops.services import context
-from k3sops.services import gitops as svc
-from k3sops.services.gitops import InitReport, ValuesChange
-from k3sops.services.promote import utcnow
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services import context
+    from k3sops.services.gitops import ValuesChange
 
 gitops_app = typer.Typer(help="The GitOps repository ArgoCD deploys from.", no_args_is_help=True)
 
@@ -31,6 +30,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> context.Settings:
+    from k3sops.services import context
+
     opts = get_options(ctx)
     return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
 
@@ -58,6 +59,10 @@ def init_cmd(
         "--push", help="Commit the tree and push it to this (empty) remote.")] = None,
 ) -> None:
     """Scaffold a GitOps repository: base per app, values per environment, ArgoCD apps."""
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+    from k3sops.services.gitops import InitReport
+
     def table(r: InitReport, out: Console) -> None:
         out.print(f"wrote {len(r.files)} files to {r.path}:")
         for f in r.files:
@@ -81,6 +86,10 @@ def record_build_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """CI hook: record a published build; `env sync --env development` deploys the newest."""
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+    from k3sops.services.promote import utcnow
+
     gctx = svc.open_context(_settings(ctx), os.environ, Path.home(), state_dir)
     render(svc.record_build(gctx, app, version, repository, source, utcnow()),
            get_options(ctx).output.value, _change_table)
@@ -99,6 +108,11 @@ def set_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Set values of APP in ENV's values file (round trip), commit and push them."""
+    import yaml
+
+    from k3sops.output.render import render
+    from k3sops.services import gitops as svc
+
     values = {}
     for a in assignments:
         key, sep, raw = a.partition("=")

@@ -9,16 +9,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.errors import LabError, UsageError
-from k3sops.lab.layout import LabLayout
+
+if TYPE_CHECKING:
+    from k3sops.lab.layout import LabLayout
 
 lab = typer.Typer(help="The local lab: real Kubernetes, etcd, kwok, Prometheus, Alertmanager, "
                        "PostgreSQL on 127.0.0.1.", no_args_is_help=True)
@@ -32,12 +31,16 @@ def register(app: typer.Typer) -> None:
 
 
 def _layout() -> LabLayout:
+    from k3sops.lab.layout import LabLayout
+
     return LabLayout.from_env(os.environ, Path.home())
 
 
 @contextmanager
 def _progress(title: str) -> Iterator[Callable[[str], None]]:
     """A spinner with the current step on a terminal; plain lines on stderr otherwise."""
+    from rich.console import Console
+
     err = Console(stderr=True)
     if err.is_terminal:
         with err.status(title) as st:
@@ -52,6 +55,9 @@ def _progress(title: str) -> Iterator[Callable[[str], None]]:
 @lab.command("build")
 def build_cmd(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
     """Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok."""
+    from rich.console import Console
+    from rich.table import Table
+
     from k3sops.lab.build import COMPONENTS, build_component, find_go_root, installed_binaries
 
     layout = _layout()
@@ -116,6 +122,9 @@ def down_cmd(purge: Annotated[bool, typer.Option(
 @lab.command("status")
 def status_cmd(ctx: typer.Context) -> None:
     """Show the lab's processes and endpoints."""
+    from rich.console import Console
+    from rich.table import Table
+
     from k3sops.lab.runner import status
 
     st = status(_layout())
@@ -153,6 +162,9 @@ def kubeconfig_cmd(path_only: Annotated[bool, typer.Option(
 @scenario.command("list")
 def scenario_list() -> None:
     """List the fault scenarios."""
+    from rich.console import Console
+    from rich.table import Table
+
     from k3sops.lab.scenarios import SCENARIOS
 
     t = Table("scenario", "what it does")
@@ -186,6 +198,8 @@ def scenario_reset() -> None:
 
 
 def _emit(data: object, fmt: OutputFormat) -> None:
+    import yaml
+
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(data, indent=2, default=str))
     else:

@@ -6,16 +6,18 @@ import os
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain.logs import Direction, LogsResult, short_labels
+from k3sops.domain.logs import Direction
 from k3sops.errors import UsageError
-from k3sops.output.render import render
-from k3sops.services import context, logs
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.logs import LogsResult
 
 
 def register(app: typer.Typer) -> None:
@@ -24,6 +26,9 @@ def register(app: typer.Typer) -> None:
 
 
 def _plain(timestamps: bool) -> Callable[[LogsResult, Console], None]:
+
+    from k3sops.domain.logs import short_labels
+
     def table(r: LogsResult, out: Console) -> None:
         # Written raw: log lines are not rich markup, and `[` in them must stay as it is.
         mixed = len({tuple(sorted(x.labels.items())) for x in r.lines}) > 1
@@ -65,6 +70,9 @@ def logs_cmd(
         "--output", "-o", help="Output format (overrides the global -o).")] = None,
 ) -> None:
     """Show a pod's logs, or the lines of a LogQL query when Loki is configured."""
+    from k3sops.output.render import render
+    from k3sops.services import context, logs
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())

@@ -17,22 +17,18 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import yaml
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.rule import Rule
-from rich.table import Table
-from rich.text import Text
 from typer.core import TyperCommand
 
 from k3sops.cli.options import get_options
-from k3sops.domain.metrics import SCOPES, AppRow, MetricsReport, QueryReport, Scope
 from k3sops.errors import Interrupted, PartialResult, UsageError
-from k3sops.output.render import render
-from k3sops.services import context, metrics
+
+if TYPE_CHECKING:
+    from rich.console import Console, Group, RenderableType
+
+    from k3sops.domain.metrics import MetricsReport, QueryReport, Scope
 
 DEFAULT_WATCH_SECONDS = 5.0
 NO_DATA = "[dim]no data[/]"
@@ -119,6 +115,8 @@ def _with_pct(value: str, pct: float | None) -> str:
 
 
 def _nodes_table(r: MetricsReport) -> RenderableType:
+    from rich.table import Table
+
     t = Table("node", "instance", "cpu", "memory", "disk (fullest)", "net rx", "net tx",
               title="Nodes")
     for n in r.nodes or []:
@@ -132,6 +130,9 @@ def _nodes_table(r: MetricsReport) -> RenderableType:
 
 
 def _cluster(r: MetricsReport) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
     c = r.cluster
     if c is None:
         return []
@@ -177,6 +178,11 @@ def _cluster(r: MetricsReport) -> list[RenderableType]:
 
 
 def _apps_table(r: MetricsReport) -> list[RenderableType]:
+    from rich.table import Table
+    from rich.text import Text
+
+    from k3sops.domain.metrics import AppRow
+
     title = "Applications" + (f" (namespaces {', '.join(r.namespaces)})" if r.namespaces else "")
     apps = r.apps or []
     figures: list[tuple[str, Callable[[AppRow], str], Callable[[AppRow], float | None]]] = [
@@ -207,6 +213,9 @@ def _apps_table(r: MetricsReport) -> list[RenderableType]:
 
 def report_view(r: MetricsReport) -> Group:
     """The table view of a metrics report."""
+    from rich.console import Group
+    from rich.text import Text
+
     parts: list[RenderableType] = [Text.from_markup(f"[bold]Prometheus[/] {r.prometheus}")]
     if r.nodes is not None:
         parts.append(_nodes_table(r))
@@ -220,6 +229,10 @@ def report_view(r: MetricsReport) -> Group:
 
 def query_view(r: QueryReport) -> Group:
     """The table view of an ad-hoc query: one column per label, then the value."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
     names = sorted({k for row in r.rows for k in row.labels},
                    key=lambda k: (k != "__name__", k))
     matrix = r.result_type == "matrix"
@@ -233,6 +246,8 @@ def query_view(r: QueryReport) -> Group:
 
 
 def _view(r: MetricsReport | QueryReport) -> Group:
+    from k3sops.domain.metrics import MetricsReport
+
     return report_view(r) if isinstance(r, MetricsReport) else query_view(r)
 
 
@@ -241,6 +256,8 @@ def _print_table(r: MetricsReport | QueryReport, out: Console) -> None:
 
 
 def _check_partial(r: MetricsReport | QueryReport) -> None:
+    from k3sops.domain.metrics import MetricsReport
+
     if isinstance(r, MetricsReport) and r.failed_queries:
         names = ", ".join(f.name for f in r.failed_queries)
         raise PartialResult(
@@ -255,12 +272,19 @@ def _check_partial(r: MetricsReport | QueryReport) -> None:
 
 
 def _scopes(scope: ScopeArg) -> Sequence[Scope]:
+    from k3sops.domain.metrics import SCOPES
+
     return SCOPES if scope is ScopeArg.all else [s for s in SCOPES if s == scope.value]
 
 
 def _watch(fetch: Callable[[], MetricsReport | QueryReport], fmt: str, every: float,
            count: int | None, console: Console) -> MetricsReport | QueryReport:
     """Refresh until Ctrl-C (KeyboardInterrupt reaches the root: exit 130) or ``count``."""
+    import yaml
+    from rich.console import Group
+    from rich.live import Live
+    from rich.rule import Rule
+
     n = 0
 
     def more() -> bool:
@@ -325,6 +349,11 @@ def metrics_cmd(
     Exit codes: 0 ok; 1 Prometheus unreachable; 2 bad PromQL or usage; 4 some queries failed
     (the rest is shown); 130 interrupted.
     """
+    from rich.console import Console
+
+    from k3sops.output.render import render
+    from k3sops.services import context, metrics
+
     opts = get_options(ctx)
     if watch is not None and watch <= 0:
         raise UsageError(f"--watch {watch:g}: the interval must be more than 0 seconds")

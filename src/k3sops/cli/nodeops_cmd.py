@@ -8,16 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 
 from k3sops.cli.options import get_options
 from k3sops.cli.remediate_cmd import Apply, StateDir
-from k3sops.output.render import render
-from k3sops.services import context, nodeops
-from k3sops.services.nodeops import NodeStepReport, Step
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services.nodeops import NodeStepReport, Step
 
 Node = Annotated[str, typer.Argument(help="Node name, as in the Ansible inventory.")]
 
@@ -47,6 +48,9 @@ def _table(r: NodeStepReport, out: Console) -> None:
 def _run(ctx: typer.Context, step: Step, node: str, apply: bool = True,
          state_dir: Path | None = None, *, lines: int = 200, since: str | None = None,
          keep: str = "7d") -> None:
+    from k3sops.output.render import render
+    from k3sops.services import context, nodeops
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.alerting import parse_duration
 from k3sops.errors import AdapterError, UsageError
-from k3sops.output.render import render
-from k3sops.services import context, remediate
-from k3sops.services.remediate import RemediationReport, Runner
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services.remediate import RemediationReport, Runner
 
 node_app = typer.Typer(help="Cordon, uncordon and drain nodes (dry-run unless --apply).",
                        no_args_is_help=True)
@@ -49,6 +48,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _table(r: RemediationReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "applied" if r.applied else "plan (dry run; pass --apply to make these changes)"
     t = Table("#", "action", "target", "detail", "result", "error", title=f"{r.title}: {mode}")
     for i, s in enumerate(r.steps, 1):
@@ -67,6 +68,9 @@ def _table(r: RemediationReport, out: Console) -> None:
 
 def _runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
             timeout: float = 120.0) -> Runner:
+    from k3sops.services import context
+    from k3sops.services.remediate import Runner
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -75,6 +79,8 @@ def _runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
 
 
 def _finish(ctx: typer.Context, report: RemediationReport) -> None:
+    from k3sops.output.render import render
+
     render(report, get_options(ctx).output.value, _table)
     failed = report.failures
     if failed:
@@ -90,6 +96,8 @@ def _finish(ctx: typer.Context, report: RemediationReport) -> None:
 def cordon_cmd(ctx: typer.Context, name: str, apply: Apply = False,
                state_dir: StateDir = None) -> None:
     """Mark a node unschedulable."""
+    from k3sops.services import remediate
+
     _finish(ctx, remediate.cordon(_runner(ctx, apply, state_dir), name))
 
 
@@ -97,6 +105,8 @@ def cordon_cmd(ctx: typer.Context, name: str, apply: Apply = False,
 def uncordon_cmd(ctx: typer.Context, name: str, apply: Apply = False,
                  state_dir: StateDir = None) -> None:
     """Mark a node schedulable again."""
+    from k3sops.services import remediate
+
     _finish(ctx, remediate.uncordon(_runner(ctx, apply, state_dir), name))
 
 
@@ -130,6 +140,9 @@ def drain_cmd(
         "--pod-selector", help="Only evict pods with these labels (key=value,...).")] = None,
 ) -> None:
     """Cordon a node and evict its pods through the Eviction API (PDBs are respected)."""
+    from k3sops.domain.alerting import parse_duration
+    from k3sops.services import remediate
+
     seconds = parse_duration(timeout).total_seconds()
     runner = _runner(ctx, apply, state_dir, seconds)
     _finish(ctx, remediate.drain(runner, name, ignore_daemonsets=ignore_daemonsets,
@@ -141,6 +154,8 @@ def drain_cmd(
 def restart_cmd(ctx: typer.Context, workload: str, namespace: Namespace = "default",
                 apply: Apply = False, state_dir: StateDir = None) -> None:
     """Restart a workload's pods (always restarts, like kubectl rollout restart)."""
+    from k3sops.services import remediate
+
     _finish(ctx, remediate.restart(_runner(ctx, apply, state_dir), workload, namespace))
 
 
@@ -155,6 +170,8 @@ def clean_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Delete Failed and Evicted pods."""
+    from k3sops.services import remediate
+
     if (namespace is None) == (not all_namespaces):
         raise UsageError("pass either -n NAMESPACE or -A", hint="e.g. k3sops pods clean -n dev")
     _finish(ctx, remediate.clean_pods(_runner(ctx, apply, state_dir),

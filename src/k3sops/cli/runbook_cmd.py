@@ -3,21 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.markdown import Markdown
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain import runbooks
-from k3sops.domain.runbooks import Runbook, RunbookList
 from k3sops.errors import UsageError
-from k3sops.output.render import render
-from k3sops.services import runbooks as runbook_service
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.runbooks import Runbook, RunbookList
 
 runbook = typer.Typer(help="Runbooks for every finding, alert and emergency.",
                       no_args_is_help=True)
@@ -32,6 +28,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _lookup(rb_id: str) -> Runbook:
+    from k3sops.domain import runbooks
+
     found = runbooks.by_id().get(rb_id)
     if found is None:
         near = runbooks.closest(rb_id)
@@ -43,6 +41,8 @@ def _lookup(rb_id: str) -> Runbook:
 
 
 def _list_table(r: RunbookList, out: Console) -> None:
+    from rich.table import Table
+
     t = Table("id", "title", "severity", "steps", "automated", title="Runbooks")
     for s in r.runbooks:
         t.add_row(s.id, s.title, s.severity_hint, str(s.steps), str(s.automated_steps))
@@ -50,6 +50,9 @@ def _list_table(r: RunbookList, out: Console) -> None:
 
 
 def _show_table(rb: Runbook, out: Console) -> None:
+    from rich.panel import Panel
+    from rich.text import Text
+
     colour = {"critical": "red", "warning": "yellow", "info": "cyan"}[rb.severity_hint]
     out.print(Panel(Text(rb.summary), title=f"[bold]{rb.title}[/]",
                     subtitle=f"{rb.id} · [{colour}]{rb.severity_hint}[/]"))
@@ -70,6 +73,9 @@ def _show_table(rb: Runbook, out: Console) -> None:
 @runbook.command("list")
 def list_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
     """Every runbook: id, title, usual severity, steps and how many k3sops automates."""
+    from k3sops.domain import runbooks
+    from k3sops.output.render import render
+
     fmt = (output or get_options(ctx).output).value
     render(runbooks.summaries(), fmt, _list_table)
 
@@ -84,6 +90,12 @@ def show_cmd(
     output: OutputOpt = None,
 ) -> None:
     """One runbook: numbered steps with the command to run and what to look for."""
+    from rich.console import Console
+    from rich.markdown import Markdown
+
+    from k3sops.domain import runbooks
+    from k3sops.output.render import render
+
     rb = _lookup(rb_id)
     fmt = "markdown" if markdown else (output or get_options(ctx).output).value
     if fmt == "markdown":
@@ -102,5 +114,9 @@ def export_cmd(
                                               help="Where to write the Markdown pages.")],
 ) -> None:
     """Write one Markdown page per runbook plus index.md into DIR (each file atomically)."""
+    from rich.console import Console
+
+    from k3sops.services import runbooks as runbook_service
+
     count = runbook_service.export(directory)
     Console(stderr=True).print(f"wrote {count} files to {directory}")

@@ -10,29 +10,23 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 from typer._click.core import Command, Context  # typer's own click
 from typer.core import TyperGroup
 
 from k3sops.cli import scale_nodes_cmd
 from k3sops.cli.options import get_options
 from k3sops.cli.remediate_cmd import Apply, StateDir, _finish, _runner
-from k3sops.domain.alerting import parse_duration
-from k3sops.domain.sizing import (
-    DEFAULT_STRATEGY,
-    STRATEGIES,
-    SizingSettings,
-    format_cpu,
-    format_memory,
-)
+from k3sops.domain.sizing import DEFAULT_STRATEGY, STRATEGIES
 from k3sops.errors import AdapterError, PartialResult, UsageError
-from k3sops.output.render import render
-from k3sops.services import context, scale
-from k3sops.services.scale import AutoscaleReport, HpaReport, PvcReport, ResourcesReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services import context
+    from k3sops.services.scale import AutoscaleReport, HpaReport, PvcReport, ResourcesReport
 
 
 class ScaleGroup(TyperGroup):
@@ -62,11 +56,15 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> context.Settings:
+    from k3sops.services import context
+
     opts = get_options(ctx)
     return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
 
 
 def _seconds(text: str, flag: str) -> float:
+    from k3sops.domain.alerting import parse_duration
+
     try:
         return parse_duration(text).total_seconds()
     except (ValueError, UsageError) as e:
@@ -88,12 +86,16 @@ def app_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Set a workload's replica count; refused while an HPA targets it (unless --force)."""
+    from k3sops.services import scale
+
     seconds = _seconds(timeout, "--timeout") if wait else 0.0
     _finish(ctx, scale.scale_app(_runner(ctx, apply, state_dir), name, namespace, replicas,
                                  force=force, wait=seconds))
 
 
 def _autoscale_table(r: AutoscaleReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "applied" if r.applied else "plan (dry run; pass --apply to make this change)"
     t = Table("field", "value", title=f"HPA {r.namespace}/{r.name} on {r.target}: {mode}")
     metric = r.spec["metrics"][0]["resource"]["target"]["averageUtilization"]
@@ -124,6 +126,9 @@ def autoscale_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Create or update an autoscaling/v2 HPA with exactly this spec."""
+    from k3sops.output.render import render
+    from k3sops.services import scale
+
     kube, audited = scale.open_cluster(_settings(ctx), os.environ, Path.home(), state_dir)
     try:
         r = scale.autoscale(kube, audited, name, namespace, cpu_percent=cpu_percent,
@@ -135,6 +140,8 @@ def autoscale_cmd(
 
 
 def _status_table(r: HpaReport, out: Console) -> None:
+    from rich.table import Table
+
     if not r.hpas:
         out.print("no HorizontalPodAutoscalers")
         return
@@ -156,6 +163,9 @@ def status_cmd(
         "--namespace", "-n", help="One namespace (default: all).")] = None,
 ) -> None:
     """HPAs: current/desired/min/max replicas, with at-max and not-scaling warnings."""
+    from k3sops.output.render import render
+    from k3sops.services import scale
+
     kube, _ = scale.open_cluster(_settings(ctx), os.environ, Path.home(), None)
     try:
         r = scale.hpa_status(kube, namespace)
@@ -165,6 +175,10 @@ def status_cmd(
 
 
 def _resources_table(r: ResourcesReport, out: Console) -> None:
+    from rich.table import Table
+
+    from k3sops.domain.sizing import format_cpu, format_memory
+
     t = Table("namespace", "workload", "container", "cpu req", "cpu lim", "mem req", "mem lim",
               "samples", "notes",
               title=f"Requests and limits: current -> recommended (strategy {r.strategy}, "
@@ -221,6 +235,10 @@ def resources_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Recommend requests/limits from Prometheus usage; --apply patches (or commits to GitOps)."""
+    from k3sops.domain.sizing import SizingSettings
+    from k3sops.output.render import render
+    from k3sops.services import scale
+
     settings = _settings(ctx)
     try:
         knobs = SizingSettings(cpu_percentile=cpu_percentile, memory_headroom=memory_headroom,
@@ -253,6 +271,8 @@ def resources_cmd(
 
 
 def _pvc_table(r: PvcReport, out: Console) -> None:
+    from rich.table import Table
+
     t = Table("check", "ok", "detail",
               title=f"PVC {r.namespace}/{r.name} ({r.storage_class}): {r.current} -> "
                     f"{r.requested} (capacity {r.capacity or 'unknown'})")
@@ -283,6 +303,9 @@ def pvc_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Expand a PVC: checks first, then the patch, then the resize conditions."""
+    from k3sops.output.render import render
+    from k3sops.services import scale
+
     seconds = _seconds(follow, "--follow")
     kube, audited = scale.open_cluster(_settings(ctx), os.environ, Path.home(), state_dir)
     try:

@@ -8,19 +8,18 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
 from k3sops.cli.remediate_cmd import COLOURS, Apply, StateDir
-from k3sops.domain.alerting import parse_duration
 from k3sops.errors import AdapterError, UsageError
-from k3sops.output.render import render
-from k3sops.services import context
-from k3sops.services.provision import Provisioner, ProvisionReport
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.services.provision import Provisioner, ProvisionReport
 
 app = typer.Typer(help="Add and remove K3s nodes through Ansible (dry-run unless --apply).",
                   no_args_is_help=True)
@@ -33,6 +32,11 @@ def register(root: typer.Typer) -> None:
 
 def _provisioner(ctx: typer.Context, apply: bool, state_dir: Path | None,
                  drain_timeout: float = 120.0) -> Provisioner:
+    from rich.console import Console
+
+    from k3sops.services import context
+    from k3sops.services.provision import Provisioner
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
@@ -44,6 +48,8 @@ def _provisioner(ctx: typer.Context, apply: bool, state_dir: Path | None,
 
 
 def _table(r: ProvisionReport, out: Console) -> None:
+    from rich.table import Table
+
     mode = "applied" if r.applied else "plan (dry run; pass --apply to make these changes)"
     t = Table("#", "action", "target", "detail", "result", "error", title=f"{r.title}: {mode}")
     for i, s in enumerate(r.steps, 1):
@@ -67,6 +73,8 @@ def _table(r: ProvisionReport, out: Console) -> None:
 
 
 def _finish(ctx: typer.Context, report: ProvisionReport) -> None:
+    from k3sops.output.render import render
+
     render(report, get_options(ctx).output.value, _table)
     if report.failures:
         failed = report.failures[0]
@@ -115,6 +123,8 @@ def remove_cmd(
     timeout: Annotated[str, typer.Option(help="Give up draining after this long.")] = "120s",
 ) -> None:
     """Remove a node: drain, etcd member out first (server), delete the Node, uninstall k3s."""
+    from k3sops.domain.alerting import parse_duration
+
     p = _provisioner(ctx, apply, state_dir, parse_duration(timeout).total_seconds())
     _finish(ctx, p.remove(node, skip_host=skip_host))
 

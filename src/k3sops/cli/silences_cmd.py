@@ -6,24 +6,18 @@ import getpass
 import os
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import OutputFormat, get_options
-from k3sops.domain.alerting import (
-    DURATION_FORMS,
-    MATCHER_FORMS,
-    AlertReport,
-    Silence,
-    SilenceList,
-    SilenceResult,
-    format_duration,
-)
-from k3sops.output.render import render
-from k3sops.services import alertmanager, context
+from k3sops.domain.alerting import DURATION_FORMS, MATCHER_FORMS
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.alerting import AlertReport, Silence, SilenceList, SilenceResult
+    from k3sops.services import context
 
 OutputOpt = Annotated[
     OutputFormat | None,
@@ -42,6 +36,8 @@ def register(alerts: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> context.Settings:
+    from k3sops.services import context
+
     opts = get_options(ctx)
     return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
 
@@ -58,10 +54,14 @@ def _os_user() -> str:
 
 
 def _age(t: datetime | None, now: datetime) -> str:
+    from k3sops.domain.alerting import format_duration
+
     return format_duration(now - t) if t else "-"
 
 
 def _alerts_table(r: AlertReport, out: Console) -> None:
+    from rich.table import Table
+
     now = datetime.now(UTC)
     if not r.groups:
         out.print(f"no firing alerts in Alertmanager at {r.alertmanager}")
@@ -88,6 +88,10 @@ def _matchers(s: Silence) -> str:
 
 
 def _silences_table(r: SilenceList, out: Console) -> None:
+    from rich.table import Table
+
+    from k3sops.domain.alerting import format_duration
+
     now = datetime.now(UTC)
     if not r.silences:
         out.print(f"no silences in Alertmanager at {r.alertmanager}")
@@ -111,6 +115,8 @@ def _silences_table(r: SilenceList, out: Console) -> None:
 def _result_table(r: SilenceResult, out: Console) -> None:
     # Only the id on stdout, so that `ID=$(k3sops alerts silence ...)` works; details go to
     # stderr for the person at the terminal.
+    from rich.console import Console
+
     out.file.write(r.id + "\n")
     err = Console(stderr=True, highlight=False)
     if r.action == "created" and r.silence is not None:
@@ -141,6 +147,9 @@ def list_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Firing alerts in Alertmanager, grouped by severity and environment."""
+    from k3sops.output.render import render
+    from k3sops.services import alertmanager
+
     report = alertmanager.list_alerts(
         _settings(ctx), os.environ, Path.home(), environments=env or [],
         severities=severity or [], selectors=selector or [], include_silenced=silenced,
@@ -165,6 +174,9 @@ def silence_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Silence alerts matching all matchers for a while; prints the new silence id."""
+    from k3sops.output.render import render
+    from k3sops.services import alertmanager
+
     result = alertmanager.create_silence(
         _settings(ctx), os.environ, Path.home(), matchers=matcher or [], duration=duration,
         author=author if author is not None else _os_user(), comment=comment,
@@ -178,6 +190,9 @@ def unsilence_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Expire a silence now (its alerts notify again)."""
+    from k3sops.output.render import render
+    from k3sops.services import alertmanager
+
     result = alertmanager.expire_silence(_settings(ctx), os.environ, Path.home(), silence_id)
     render(result, _fmt(ctx, output), _result_table)
 
@@ -189,6 +204,9 @@ def silences_cmd(
     output: OutputOpt = None,
 ) -> None:
     """Silences in Alertmanager: active and pending (expired too with --all)."""
+    from k3sops.output.render import render
+    from k3sops.services import alertmanager
+
     result = alertmanager.list_silences(_settings(ctx), os.environ, Path.home(),
                                         include_expired=all_)
     render(result, _fmt(ctx, output), _silences_table)

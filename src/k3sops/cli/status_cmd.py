@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from k3sops.cli.options import get_options
-from k3sops.domain.models import StatusReport
 from k3sops.errors import PartialResult
-from k3sops.output.render import render
-from k3sops.services import context, status
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from k3sops.domain.models import StatusReport
 
 
 def register(app: typer.Typer) -> None:
@@ -22,6 +23,8 @@ def register(app: typer.Typer) -> None:
 
 
 def _table(r: StatusReport, out: Console) -> None:
+    from rich.table import Table
+
     ready = sum(1 for n in r.nodes if n.ready == "True")
     out.print(f"[bold]cluster[/] {r.cluster}  (Kubernetes {r.server_version})  "
               f"nodes ready {ready}/{len(r.nodes)}")
@@ -60,6 +63,9 @@ def _table(r: StatusReport, out: Console) -> None:
 
 def status_cmd(ctx: typer.Context) -> None:
     """Nodes, pods and monitoring targets of the platform, at a glance."""
+    from k3sops.output.render import render
+    from k3sops.services import context, status
+
     opts = get_options(ctx)
     settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
                                Path.cwd())
