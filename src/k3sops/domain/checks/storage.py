@@ -6,13 +6,13 @@ until a pod uses it: that is by design, so it is reported as info only while no 
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
 
+from k3sops.domain import index as ix
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding, Severity
-from k3sops.domain.snapshot import Obj, events_for, get, meta
+from k3sops.domain.snapshot import Obj, events_for, get, meta, parse_time
 
 DEFAULT_CLASS_ANNOTATIONS = ("storageclass.kubernetes.io/is-default-class",
                              "storageclass.beta.kubernetes.io/is-default-class")
@@ -30,6 +30,20 @@ def _default_class(classes: Mapping[str, Obj]) -> str | None:
         if any(get(sc, "metadata", "annotations", a) == "true" for a in DEFAULT_CLASS_ANNOTATIONS):
             return name
     return None
+
+
+PVC_GRACE_SECONDS = 120
+"""A claim younger than this may simply be provisioning (or wait for the PV applied with it)."""
+PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner",
+                           "volume.beta.kubernetes.io/storage-provisioner")
+"""Set on a claim by the PV controller when it asks a provisioner for a volume: a claim
+without them was bound to a pre-created (static) PersistentVolume."""
+
+
+def _young(ctx: CheckContext, obj: Obj) -> bool:
+    created = parse_time(get(obj, "metadata", "creationTimestamp"))
+    return created is not None and (ctx.snapshot.now - created).total_seconds() < \
+        PVC_GRACE_SECONDS
 
 
 def _claims(ctx: CheckContext) -> list[Obj]:
@@ -50,32 +64,63 @@ def _missing_class(pvc: Obj, classes: Mapping[str, Obj]) -> str | None:
     return name if name and name not in classes else None
 
 
-def _claim_users(ctx: CheckContext) -> dict[tuple[str | None, str], list[str]]:
-    """Pods by the (namespace, claim) they mount, in one pass over the pods."""
-    out: dict[tuple[str | None, str], list[str]] = defaultdict(list)
-    for p in ctx.snapshot.get("pods"):
-        ns, name = meta(p)
-        for v in get(p, "spec", "volumes", default=[]) or []:
-            claim = get(v, "persistentVolumeClaim", "claimName")
-            if claim:
-                out[(ns, str(claim))].append(name)
-    return out
+def _dynamic(pvc: Obj) -> bool:
+    """The claim's volume was (or is being) provisioned by a provisioner."""
+    return any(get(pvc, "metadata", "annotations", a) for a in PROVISIONER_ANNOTATIONS)
 
 
 def _request(pvc: Obj) -> Any:
     return get(pvc, "spec", "resources", "requests", "storage")
 
 
+def _data_source(pvc: Obj) -> dict[str, Any] | None:
+    src = get(pvc, "spec", "dataSourceRef") or get(pvc, "spec", "dataSource")
+    if not isinstance(src, Mapping):
+        return None
+    return {k: src.get(k) for k in ("apiGroup", "kind", "name", "namespace") if src.get(k)}
+
+
+def _prebound(ctx: CheckContext, pvc: Obj, volume: str) -> tuple[str, dict[str, Any] | None]:
+    """Why a claim pre-bound to a named PersistentVolume waits (and the PV when it is absent)."""
+    ns, name = meta(pvc)
+    if why := ctx.unread("persistentvolumes"):
+        return (f"it is pre-bound to PersistentVolume {volume} (could not read "
+                f"persistentvolumes: {why})", None)
+    pv = ix.find(ctx.snapshot, "persistentvolumes", None, volume)
+    if pv is None:
+        return (f"it is pre-bound to PersistentVolume {volume}, which does not exist",
+                {"kind": "PersistentVolume", "namespace": None, "name": volume})
+    ref = get(pv, "spec", "claimRef") or {}
+    if ref.get("name") and (ref.get("namespace"), ref.get("name")) != (ns, name):
+        return (f"it is pre-bound to PersistentVolume {volume}, which is claimed by "
+                f"{ref.get('namespace')}/{ref.get('name')}", None)
+    return (f"it is pre-bound to PersistentVolume {volume} (phase "
+            f"{get(pv, 'status', 'phase')}), which does not match it (class, size or access "
+            "modes)", None)
+
+
 @check("pvc-pending", "PVCs bound", reads=("persistentvolumeclaims", "storageclasses"),
-       uses=("pods", "events"))
+       uses=("pods", "events", "persistentvolumes"))
 def pvc_pending(ctx: CheckContext) -> list[Finding]:
-    """PVCs in phase Pending, with their class, its provisioner and the provisioning events."""
+    """PVCs in phase Pending past their grace, with the cause.
+
+    Causes: pre-bound to a PersistentVolume that is missing or taken; no class (only a static
+    PV can bind it); a WaitForFirstConsumer class whose consumer is not scheduled yet, or that
+    no pod uses (info: by design); provisioning failed (the provisioner's event); still
+    waiting for the provisioner, from a data source when it has one. A claim on a missing
+    class is ``storageclass-missing``'s.
+    """
     classes = _classes(ctx)
     default = _default_class(classes)
     pending = [c for c in _claims(ctx) if get(c, "status", "phase") == "Pending"
-               # a claim on a missing class is storageclass-missing's (critical)
-               and not _missing_class(c, classes)]
-    users = _claim_users(ctx) if pending else {}
+               and not _young(ctx, c)
+               # a claim on a missing class is storageclass-missing's (critical), unless it
+               # is pre-bound to a named volume (then the class does not matter)
+               and (get(c, "spec", "volumeName") or not _missing_class(c, classes))]
+    if not pending:
+        return []
+    pods_unread = ctx.unread("pods")
+    users = ix.claim_users(ctx.snapshot) if not pods_unread else {}
     out = []
     for pvc in pending:
         ns, name = meta(pvc)
@@ -83,28 +128,58 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
         cls_name = default if asked is None else asked
         sc = classes.get(cls_name) if cls_name else None
         binding = get(sc, "volumeBindingMode", default="Immediate") if sc else None
-        consumers = users.get((ns, name), [])
+        consumers = None if pods_unread else users.get((ns, name), [])
         events = events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)
+        source = _data_source(pvc)
+        volume = get(pvc, "spec", "volumeName")
+        cause_ref = None
         severity: Severity = "warning"
-        if cls_name == "" or (asked is None and default is None):
-            why = "it names no storage class: only a pre-created PersistentVolume can bind it"
+        if volume:
+            why, cause_ref = _prebound(ctx, pvc, str(volume))
+        elif cls_name == "" or (asked is None and default is None):
+            why = ("it names no storage class and no StorageClass is the default: it waits "
+                   "for one (or for a matching pre-created PersistentVolume)" if asked is None else
+                   "it asks for no storage class (\"\"): only a pre-created PersistentVolume "
+                   "can bind it")
         elif binding == "WaitForFirstConsumer" and not consumers:
             severity = "info"
-            why = f"class {cls_name} binds when a pod first uses the claim, and none does yet"
+            why = (f"class {cls_name} binds when a pod first uses the claim, and none does yet"
+                   if consumers is not None else
+                   f"class {cls_name} binds when a pod first uses the claim (could not read "
+                   f"pods: {pods_unread})")
         else:
             failed = next((e for e in events if e.get("reason") == "ProvisioningFailed"), None)
-            why = (f"provisioning failed: {failed.get('message')}" if failed else
-                   f"no volume provisioned yet by {get(sc, 'provisioner')} (class {cls_name})")
+            if failed:
+                why = f"provisioning failed: {failed.get('message')}"
+            elif binding == "WaitForFirstConsumer":
+                why = (f"class {cls_name} binds on first consumer and its pod "
+                       f"{', '.join(consumers or [])} is not scheduled yet")
+            else:
+                why = f"no volume provisioned yet by {get(sc, 'provisioner')} (class {cls_name})"
+                if source:
+                    why += f" from {source.get('kind')} {source.get('name')}"
+                    if (source.get("kind") == "PersistentVolumeClaim"
+                            and not source.get("apiGroup")
+                            and ix.find(ctx.snapshot, "persistentvolumeclaims",
+                                        source.get("namespace") or ns,
+                                        str(source.get("name"))) is None):
+                        why += ", which does not exist"
+                        cause_ref = {"kind": "PersistentVolumeClaim",
+                                     "namespace": source.get("namespace") or ns,
+                                     "name": source.get("name")}
+        evidence: dict[str, Any] = {
+            "storage_class": cls_name, "class_from_default": asked is None,
+            "class_exists": sc is not None,
+            "provisioner": get(sc, "provisioner") if sc else None,
+            "volume_binding_mode": binding, "requested": _request(pvc),
+            "access_modes": get(pvc, "spec", "accessModes"), "data_source": source,
+            "volume_name": volume, "consumers": consumers,
+            "since": get(pvc, "metadata", "creationTimestamp"), "events": events}
+        if cause_ref:
+            evidence["cause_ref"] = cause_ref
         out.append(ctx.finding(
             "pvc-pending", severity, "PersistentVolumeClaim", ns, name,
-            f"PVC {ns}/{name} ({_request(pvc)}) is Pending: {why}", "pvc-pending",
-            {"storage_class": cls_name, "class_from_default": asked is None,
-             "class_exists": sc is not None,
-             "provisioner": get(sc, "provisioner") if sc else None,
-             "volume_binding_mode": binding, "requested": _request(pvc),
-             "access_modes": get(pvc, "spec", "accessModes"),
-             "volume_name": get(pvc, "spec", "volumeName"), "consumers": consumers,
-             "since": get(pvc, "metadata", "creationTimestamp"), "events": events}))
+            f"PVC {ns}/{name} ({_request(pvc)}) is Pending: {why}", "pvc-pending", evidence))
     return out
 
 
@@ -115,18 +190,19 @@ def pvc_lost(ctx: CheckContext) -> list[Finding]:
     lost = [c for c in _claims(ctx) if get(c, "status", "phase") == "Lost"]
     if not lost:
         return []
+    pvs_unread = ctx.unread("persistentvolumes")
     pvs = {meta(pv)[1] for pv in ctx.snapshot.get("persistentvolumes")}
-    users = _claim_users(ctx)
+    users = ix.claim_users(ctx.snapshot) if not ctx.unread("pods") else {}
     out = []
     for pvc in lost:
         ns, name = meta(pvc)
         volume = get(pvc, "spec", "volumeName")
+        state = ("could not read persistentvolumes" if pvs_unread else
+                 "no longer exists" if volume not in pvs else "is no longer bound to it")
         out.append(ctx.finding(
             "pvc-lost", "critical", "PersistentVolumeClaim", ns, name,
-            f"PVC {ns}/{name} is Lost: its volume {volume or '?'} "
-            + ("no longer exists" if volume not in pvs else "is no longer bound to it"),
-            "pvc-lost",
-            {"volume_name": volume, "volume_exists": volume in pvs,
+            f"PVC {ns}/{name} is Lost: its volume {volume or '?'} {state}", "pvc-lost",
+            {"volume_name": volume, "volume_exists": None if pvs_unread else volume in pvs,
              "storage_class": _class_name(pvc), "consumers": users.get((ns, name), []),
              "events": events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)}))
     return out
@@ -137,8 +213,12 @@ def pvc_lost(ctx: CheckContext) -> list[Finding]:
 def storageclass_missing(ctx: CheckContext) -> list[Finding]:
     """PVCs naming a StorageClass that does not exist.
 
-    Critical while the claim waits for a volume; a warning once bound (the volume keeps
-    working, but nothing can re-provision or expand it).
+    Critical while the claim waits for a volume (past its grace); a warning once bound to a
+    provisioned volume (it keeps working, but nothing can re-provision or expand it). A claim
+    bound to a pre-created PersistentVolume of the same class name is fine: for static
+    binding a class name is only a label, no StorageClass object has to exist. A claim
+    pre-bound to a named volume (``spec.volumeName``) waits for that volume, not for a class:
+    ``pvc-pending``'s.
     """
     classes = _classes(ctx)
     out = []
@@ -148,6 +228,9 @@ def storageclass_missing(ctx: CheckContext) -> list[Finding]:
         if missing is None:
             continue
         bound = get(pvc, "status", "phase") == "Bound"
+        if (bound and not _dynamic(pvc)) or (not bound and (
+                _young(ctx, pvc) or get(pvc, "spec", "volumeName"))):
+            continue  # static binding; a young claim; a claim pre-bound to a volume
         severity: Severity = "warning" if bound else "critical"
         out.append(ctx.finding(
             "storageclass-missing", severity, "PersistentVolumeClaim", ns, name,
@@ -156,6 +239,7 @@ def storageclass_missing(ctx: CheckContext) -> list[Finding]:
                if bound else ""), "storageclass-missing",
             {"storage_class": missing, "phase": get(pvc, "status", "phase"),
              "existing_classes": sorted(classes), "default_class": _default_class(classes),
+             "cause_ref": {"kind": "StorageClass", "namespace": None, "name": missing},
              "events": events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)}))
     return out
 
