@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from k3sops.cli.lab_fault_cmd import fault as fault_group
 from k3sops.cli.options import OutputFormat, get_options
 from k3sops.errors import LabError, UsageError
 
@@ -23,6 +24,7 @@ lab = typer.Typer(help="The local lab: real Kubernetes, etcd, kwok, Prometheus, 
                        "PostgreSQL on 127.0.0.1.", no_args_is_help=True)
 scenario = typer.Typer(help="Inject faults into the lab (and remove them).", no_args_is_help=True)
 lab.add_typer(scenario, name="scenario")
+lab.add_typer(fault_group, name="fault")
 
 
 def register(app: typer.Typer) -> None:
@@ -174,18 +176,32 @@ def scenario_list() -> None:
 
 
 @scenario.command("apply")
-def scenario_apply(names: Annotated[list[str], typer.Argument(help="Scenario names, or all.")]
-                   ) -> None:
-    """Inject one or more faults into the running lab."""
-    from k3sops.lab.scenarios import SCENARIOS, apply_scenarios
+def scenario_apply(
+    names: Annotated[list[str], typer.Argument(help="Scenario names, or all.")],
+    wait: Annotated[bool, typer.Option(
+        "--wait/--no-wait", help="Return only when `k3sops check` can see every fault "
+        "(progress on stderr).")] = True,
+    timeout: Annotated[str, typer.Option(
+        help="With --wait: fail (exit 1) when a fault is still not visible after this long."
+    )] = "180s",
+) -> None:
+    """Inject one or more faults into the running lab (and wait until each can be seen)."""
+    from k3sops.domain.alerting import parse_duration
+    from k3sops.lab.scenarios import SCENARIOS, apply_scenarios, wait_visible
 
     wanted = list(SCENARIOS) if names == ["all"] else names
     unknown = [n for n in wanted if n not in SCENARIOS]
     if unknown:
         raise UsageError(f"unknown scenario(s): {', '.join(unknown)}",
                          hint=f"known: {', '.join(SCENARIOS)} (or `all`)")
-    apply_scenarios(_layout(), os.environ, wanted)
+    seconds = parse_duration(timeout).total_seconds()
+    layout = _layout()
+    apply_scenarios(layout, os.environ, wanted)
     typer.echo(f"applied: {', '.join(wanted)}")
+    if wait:
+        wait_visible(layout, os.environ, wanted, timeout=seconds,
+                     progress=lambda msg: typer.echo(f"  {msg}", err=True))
+        typer.echo(f"visible: {', '.join(wanted)}")
 
 
 @scenario.command("reset")

@@ -7,9 +7,11 @@ k3sops CrashLoopBackOff/OOMKilled stages) produce every status a client sees.
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -167,3 +169,244 @@ def reset(layout: LabLayout, env: Mapping[str, str], wait: bool = True) -> None:
             time.sleep(1)
         raise LabError("scenario pods still present after reset: " + " ".join(left.split()),
                        hint="check the kwok log in the lab's logs directory")
+
+
+# --- waiting until a fault can be seen ----------------------------------------------------
+#
+# Applying a scenario only creates objects: the controllers, the scheduler and kwok's stages
+# make the fault appear seconds (or, for a progress deadline, a minute) later, and `k3sops
+# check` deliberately ignores objects younger than their grace (a Service still being wired is
+# not an outage). `lab scenario apply` therefore waits, by default, until every fault is in
+# the state the check reports, read through the API like any client reads it.
+
+WAIT_TIMEOUT_SECONDS = 180.0
+CRASHLOOP_WINDOW_SECONDS = 10.0
+"""A fresh CrashLoopBackOff: the lab's back-off lasts 20 s or more (see stages.py), so one that
+began at most this long ago is still there when the next command looks."""
+RECENT_CRASH_SECONDS = 600.0
+"""As pod-crashloop: a container that restarted often and died within this long is looping."""
+
+Objects = dict[str, list[dict[str, Any]]]
+Probe = Callable[[Objects, datetime], str | None]
+
+
+def _grace() -> dict[str, float]:
+    # The checks' own grace periods: the wait must outlast them, or the fault is applied
+    # but not reported yet. Imported late: the domain's check modules are many.
+    from k3sops.domain.checks.network import INGRESS_GRACE_SECONDS, SERVICE_GRACE_SECONDS
+    from k3sops.domain.checks.pods import CRASHLOOP_MIN_RESTARTS
+    from k3sops.domain.checks.storage import PVC_GRACE_SECONDS
+
+    return {"service": SERVICE_GRACE_SECONDS, "ingress": INGRESS_GRACE_SECONDS,
+            "pvc": PVC_GRACE_SECONDS, "restarts": CRASHLOOP_MIN_RESTARTS}
+
+
+def _when(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def _age(obj: Mapping[str, Any], now: datetime) -> float:
+    created = _when(obj.get("metadata", {}).get("creationTimestamp"))
+    return (now - created).total_seconds() if created is not None else 0.0
+
+
+def _of(objs: Objects, kind: str, scenario: str) -> list[dict[str, Any]]:
+    return [o for o in objs.get(kind, [])
+            if (o.get("metadata", {}).get("labels") or {}).get(SCENARIO_LABEL) == scenario
+            and not o.get("metadata", {}).get("deletionTimestamp")]
+
+
+def _named(objs: Objects, kind: str, name: str) -> dict[str, Any] | None:
+    return next((o for o in objs.get(kind, []) if o.get("metadata", {}).get("name") == name),
+                None)
+
+
+def _cond(obj: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in obj.get("status", {}).get("conditions") or []
+                 if c.get("type") == kind), {})
+
+
+def _statuses(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    st = pod.get("status", {})
+    return [*(st.get("initContainerStatuses") or []), *(st.get("containerStatuses") or [])]
+
+
+def _old_enough(obj: Mapping[str, Any] | None, what: str, grace: float, now: datetime
+                ) -> str | None:
+    if obj is None:
+        return f"{what} does not exist yet"
+    age = _age(obj, now)
+    if age < grace:
+        return f"{what} is {age:.0f}s old; the check reports it from {grace:.0f}s"
+    return None
+
+
+def _node_notready(objs: Objects, now: datetime) -> str | None:
+    node = _named(objs, "Node", NOT_READY_NODE)
+    if node is None:
+        return f"node {NOT_READY_NODE} not found"
+    status = _cond(node, "Ready").get("status")
+    return None if status != "True" else f"node {NOT_READY_NODE} is still Ready"
+
+
+def _crashloop(objs: Objects, now: datetime) -> str | None:
+    restarts = int(_grace()["restarts"])
+    pods = _of(objs, "Pod", "crashloop")
+    for pod in pods:
+        for cs in _statuses(pod):
+            finished = _when(cs.get("lastState", {}).get("terminated", {}).get("finishedAt"))
+            since = (now - finished).total_seconds() if finished is not None else None
+            waiting = cs.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
+            # Either phase of the loop is reported once restarts pile up; before that only the
+            # back-off is, so take one that has just begun (it outlasts the next command).
+            if since is not None and not cs.get("ready") and (
+                    (waiting and since <= CRASHLOOP_WINDOW_SECONDS)
+                    or (int(cs.get("restartCount") or 0) >= restarts
+                        and since < RECENT_CRASH_SECONDS)):
+                return None
+    if not pods:
+        return "no pod of deployment checkout yet"
+    counts = [int(cs.get("restartCount") or 0) for p in pods for cs in _statuses(p)]
+    return f"pod not in a fresh CrashLoopBackOff yet ({max(counts, default=0)} restarts)"
+
+
+def _pending(objs: Objects, now: datetime) -> str | None:
+    for pod in _of(objs, "Pod", "pending"):
+        if (pod.get("status", {}).get("phase") == "Pending"
+                and _cond(pod, "PodScheduled").get("status") == "False"):
+            return None
+    return "no pod of batch-big is marked unschedulable yet"
+
+
+def _failed_pod(objs: Objects, now: datetime) -> str | None:
+    pods = _of(objs, "Pod", "failed-pod")
+    if any(p.get("status", {}).get("phase") == "Failed" for p in pods):
+        return None
+    return "pod report-generator has not failed yet"
+
+
+def _oomkilled(objs: Objects, now: datetime) -> str | None:
+    for pod in _of(objs, "Pod", "oomkilled"):
+        for cs in _statuses(pod):
+            term = (cs.get("lastState", {}).get("terminated")
+                    or cs.get("state", {}).get("terminated") or {})
+            if term.get("reason") == "OOMKilled":
+                return None
+    return "no container of deployment cache was OOMKilled yet"
+
+
+def _stuck_rollout_seen(objs: Objects, now: datetime) -> str | None:
+    for dep in _of(objs, "Deployment", "stuck-rollout"):
+        if _cond(dep, "Progressing").get("reason") == "ProgressDeadlineExceeded":
+            return None
+    return "deployment api has not passed its progress deadline yet"
+
+
+def _pvc_pending(objs: Objects, now: datetime) -> str | None:
+    pvc = next(iter(_of(objs, "PersistentVolumeClaim", "pvc-pending")), None)
+    if pvc is not None and pvc.get("status", {}).get("phase") != "Pending":
+        return f"PVC data-orders is {pvc.get('status', {}).get('phase')}, not Pending"
+    if young := _old_enough(pvc, "PVC data-orders", _grace()["pvc"], now):
+        return young
+    seen = any(e.get("involvedObject", {}).get("kind") == "PersistentVolumeClaim"
+               and e.get("involvedObject", {}).get("name") == "data-orders"
+               for e in objs.get("Event", []))
+    return None if seen else "no event about PVC data-orders yet"
+
+
+def _svc_no_endpoints(objs: Objects, now: datetime) -> str | None:
+    svc = next(iter(_of(objs, "Service", "svc-no-endpoints")), None)
+    if young := _old_enough(svc, "Service payments", _grace()["service"], now):
+        return young
+    slices = [es for es in objs.get("EndpointSlice", [])
+              if (es.get("metadata", {}).get("labels") or {}).get(
+                  "kubernetes.io/service-name") == "payments"]
+    if not slices:
+        return "no EndpointSlice for Service payments yet"
+    ready = [ep for es in slices for ep in es.get("endpoints") or []
+             if (ep.get("conditions") or {}).get("ready") is not False]
+    return None if not ready else "Service payments has ready endpoints"
+
+
+def _ingress_missing_svc(objs: Objects, now: datetime) -> str | None:
+    ing = next(iter(_of(objs, "Ingress", "ingress-missing-svc")), None)
+    return _old_enough(ing, "Ingress shop", _grace()["ingress"], now)
+
+
+def _lb_no_ip(objs: Objects, now: datetime) -> str | None:
+    svc = next(iter(_of(objs, "Service", "lb-no-ip")), None)
+    if young := _old_enough(svc, "Service public-gateway", _grace()["service"], now):
+        return young
+    if svc is not None and svc.get("status", {}).get("loadBalancer", {}).get("ingress"):
+        return "Service public-gateway got an external IP"
+    return None
+
+
+PROBES: dict[str, Probe] = {
+    "node-notready": _node_notready, "crashloop": _crashloop, "pending": _pending,
+    "failed-pod": _failed_pod, "oomkilled": _oomkilled, "stuck-rollout": _stuck_rollout_seen,
+    "pvc-pending": _pvc_pending, "svc-no-endpoints": _svc_no_endpoints,
+    "ingress-missing-svc": _ingress_missing_svc, "lb-no-ip": _lb_no_ip,
+}
+"""Per scenario: None when `k3sops check` can see its fault now, else what is still missing."""
+
+_KINDS = "pods,deployments,services,endpointslices,persistentvolumeclaims,ingresses,events"
+
+
+def _read(layout: LabLayout, b: Mapping[str, Path], names: list[str]) -> Objects:
+    out: Objects = {}
+    docs = [json.loads(kubectl(layout, b, "get", _KINDS, "-n", SCENARIO_NAMESPACE,
+                               "-o", "json", timeout=60))]
+    if "node-notready" in names:
+        docs.append({"items": [json.loads(kubectl(layout, b, "get", "node", NOT_READY_NODE,
+                                                  "-o", "json", timeout=60))]})
+    for doc in docs:
+        for item in doc.get("items", []):
+            out.setdefault(str(item.get("kind")), []).append(item)
+    return out
+
+
+def not_visible(objs: Objects, names: list[str], now: datetime) -> dict[str, str]:
+    """The scenarios among ``names`` whose fault the check cannot report yet, and why."""
+    return {n: why for n in names if (why := PROBES[n](objs, now)) is not None}
+
+
+def wait_visible(layout: LabLayout, env: Mapping[str, str], names: list[str],
+                 timeout: float = WAIT_TIMEOUT_SECONDS,
+                 progress: Callable[[str], None] | None = None, every: float = 2.0) -> None:
+    """Return once every named scenario's fault can be observed through the API, all at once.
+
+    Raises:
+        LabError: ``timeout`` seconds passed; the message names the scenarios not visible yet
+            and what is missing for each.
+    """
+    b = installed_binaries(layout, env)
+    say = progress or (lambda _msg: None)
+    deadline = time.monotonic() + timeout
+    shown: dict[str, str | None] = {}
+    told = time.monotonic()
+    while True:
+        missing = not_visible(_read(layout, b, names), names, datetime.now(UTC))
+        for n in names:
+            state = missing.get(n)
+            if n not in shown or (state is None) != (shown[n] is None):
+                say(f"{n}: visible" if state is None else f"{n}: waiting ({state})")
+            shown[n] = state
+        if not missing:
+            return
+        if time.monotonic() - told >= 15:
+            told = time.monotonic()
+            say("still waiting: " + "; ".join(f"{n} ({why})" for n, why in missing.items()))
+        if time.monotonic() >= deadline:
+            raise LabError(
+                f"after {timeout:g}s the check cannot see these scenarios yet: "
+                + "; ".join(f"{n} ({why})" for n, why in missing.items()),
+                hint="run `k3sops lab scenario apply --timeout LONGER ...`, or look at "
+                     f"`kubectl -n {SCENARIO_NAMESPACE} get events` and the kwok log in the "
+                     "lab's logs directory")
+        time.sleep(every)
