@@ -5,8 +5,8 @@ Data: tests/data/rules/hygiene.json, captured after applying tests/data/rules/hy
 bootstrap RBAC (``kubernetes.io/bootstrapping=rbac-defaults``, whose bindings name controller
 ServiceAccounts that do not all exist) and a binding shaped like the one K3s' helm-controller
 makes for Traefik (``helm-kube-system-traefik`` → cluster-admin for ``kube-system/helm-traefik``)
-are in it and must stay silent. The unused-object rules have a one-hour grace: the tests look
-at the capture two hours later (``later``), and at the capture itself for the grace.
+are in it and must stay silent. The unused-object rules have a five-minute grace: the tests
+look at the capture two hours later (``later``), and at the capture itself for the grace.
 """
 
 from __future__ import annotations
@@ -101,8 +101,14 @@ def test_unused_configmaps_and_secrets() -> None:
 
 
 def test_unused_grace() -> None:
-    # right after they were created nothing is unused yet
-    now = snapshot(DATA)
+    # four minutes after they were created nothing is unused yet
+    from k3sops.domain.snapshot import parse_time
+    created = max(o["metadata"]["creationTimestamp"]
+                  for kind in ("configmaps", "secrets", "persistentvolumeclaims",
+                               "networkpolicies")
+                  for o in DATA["objects"][kind] if o["metadata"]["namespace"].startswith("r2-"))
+    age = parse_time(DATA["captured_at"]) - parse_time(created)  # type: ignore[operator]
+    now = snapshot(DATA, later=timedelta(minutes=4) - age)
     for rule in ("configmap-unused", "secret-unused", "pvc-unused", "networkpolicy-no-pods"):
         assert run(rule, now) == [], rule
 

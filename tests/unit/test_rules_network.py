@@ -54,10 +54,13 @@ def test_service_no_endpoints_causes_and_severity() -> None:
     assert keys(found) == {
         # routed to by a ValidatingWebhookConfiguration / an Ingress: critical
         ("Service", "hook", "r2-net", "critical"), ("Service", "shop", "r2-net", "critical"),
-        ("Service", "web", "r2-net2", "critical"),
+        ("Service", "web", "r2-net2", "critical"), ("Service", "web-admin", "r2-net", "critical"),
         # not routed: warning
         ("Service", "typo", "r2-net", "warning"), ("Service", "orders", "r2-net", "warning"),
-        ("Service", "legacy-db", "r2-net", "warning")}
+        ("Service", "legacy-db", "r2-net", "warning"),
+        # ready pods that lack the named target port (or its protocol): the slices carry them
+        # without any port, so nothing is served (service-port-mismatch names the port)
+        ("Service", "web-metrics", "r2-net", "warning"), ("Service", "web-udp", "r2-net", "warning")}
     shop = by_name(found, "shop")
     assert shop.evidence["routed_by"] == ["Ingress r2-net/shop"]
     assert shop.evidence["cause"] == "no pod matches its selector"
@@ -69,16 +72,20 @@ def test_service_no_endpoints_causes_and_severity() -> None:
     legacy = by_name(found, "legacy-db")
     assert (legacy.evidence["endpoints"], legacy.evidence["ready_endpoints"]) == (2, 0)
     assert legacy.evidence["managed_by"] == ["by hand"]
+    admin = by_name(found, "web-admin")
+    assert admin.evidence["ports_missing_on_pods"] == ["admin/TCP"]
+    assert "do not declare its target port admin/TCP" in admin.message
+    assert admin.evidence["routed_by"] == ["Ingress r2-net/admin"]
 
 
 def test_service_no_endpoints_false_alarms_avoided() -> None:
-    names = {f.resource.name for f in run("service-no-endpoints", snap())}
+    names = {f.resource.name for f in run("service-no-endpoints", snap())
+             if f.resource.namespace != "r2-net2"}
     # idle: Deployment scaled to 0; migrate: its Job's pod Completed; partner: ExternalName;
     # legacy-cache: hand-made slice with a ready endpoint; placeholder: no selector, no slice;
-    # web-headless: headless without ports; web-metrics/web-admin/web-udp: ready pods that lack
-    # the named port (service-port-mismatch's); kube-dns: the DNS rule's
+    # web-headless: headless without ports; web: healthy; kube-dns: the DNS rule's
     assert not names & {"idle", "migrate", "partner", "legacy-cache", "placeholder",
-                        "web-headless", "web-metrics", "web-admin", "web-udp", "kube-dns"}
+                        "web-headless", "web", "kube-dns"}
 
 
 def test_service_no_endpoints_without_pods_says_so() -> None:
@@ -110,7 +117,9 @@ def test_service_no_endpoints_workloads_unread_no_scaled_to_zero_guess() -> None
 
 def test_service_port_mismatch() -> None:
     found = run("service-port-mismatch", snap())
-    assert keys(found) == {("Service", "web-admin", "r2-net", "critical"),
+    # the mistake is a warning; its impact (an Ingress routing to a dead port) is
+    # service-no-endpoints' (critical)
+    assert keys(found) == {("Service", "web-admin", "r2-net", "warning"),
                            ("Service", "web-metrics", "r2-net", "warning"),
                            ("Service", "web-udp", "r2-net", "warning")}
     admin = by_name(found, "web-admin")

@@ -249,8 +249,8 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
 
     Critical when an Ingress or an admission webhook routes to the Service (users or the API
     server are refused now), else a warning. The cause: no pod matches the selector, the
-    matching pods are not ready (named, with their state), or pods could not be read. A Service
-    whose ready pods lack the named targetPort is ``service-port-mismatch``'s. Skipped: the
+    matching pods are not ready (named, with their state), the ready pods lack the named
+    targetPort (``service-port-mismatch`` names the port), or pods could not be read. Skipped: the
     cluster DNS Service (``dns-coredns-unavailable``), ExternalName Services, Services whose
     pods belong to a workload scaled to 0 or to finished Jobs, and Services or pods within their
     grace. Without a selector the endpoints are maintained by hand or by another controller:
@@ -286,8 +286,17 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
             cause = (f"none of the {all_endpoints(mine)} endpoints of its EndpointSlices "
                      f"(managed {', '.join(managers)}) is ready")
             evidence["managed_by"] = managers
-        elif ix.ready_endpoints(mine):
-            continue  # ready pods in slices without the port: service-port-mismatch's
+        elif ready := ix.ready_endpoints(mine):
+            # ready pods, listed in slices that carry none of the Service's ports: a named
+            # targetPort (or its protocol) the pods do not declare (service-port-mismatch
+            # names the port; this finding says what it does to the Service)
+            wanted = sorted({f"{p.get('targetPort')}/{p.get('protocol') or 'TCP'}"
+                             for p in service_ports(svc)
+                             if isinstance(p.get("targetPort"), str)})
+            cause = (f"its {len(ready)} ready pod{'s' if len(ready) != 1 else ''} ("
+                     f"{', '.join(ready[:SHOWN])}) do not declare its target port "
+                     f"{', '.join(wanted) or '(unnamed)'}: see service-port-mismatch")
+            evidence["ports_missing_on_pods"] = wanted
         elif why := ctx.unread("pods"):
             # the slices alone still tell not-ready endpoints from none at all
             evidence["pods_unread"] = why
@@ -315,9 +324,8 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
                     continue  # scaled to 0 on purpose, or cannot tell (workloads unread)
                 cause = "no pod matches its selector"
             else:
-                ready = [p for p in pods if ix.pod_ready(p)]
-                if ready:
-                    continue  # ready pods the slices leave out: service-port-mismatch's
+                if any(ix.pod_ready(p) for p in pods):
+                    continue  # ready, not yet in the slices (the controller lags a moment)
                 if all(_starting(ctx, p) for p in pods):
                     continue  # its pods are starting
                 states = [f"{meta(p)[1]} ({_pod_state(p)})" for p in pods[:SHOWN]]

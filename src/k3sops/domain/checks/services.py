@@ -25,7 +25,7 @@ from k3sops.domain.checks.network import (
     servicelb_daemonsets,
     servicelb_pods,
 )
-from k3sops.domain.findings import Finding, Severity
+from k3sops.domain.findings import Finding
 from k3sops.domain.snapshot import Obj, get, meta
 
 SHOWN = 5
@@ -55,10 +55,10 @@ def _declared(pod: Obj) -> list[str]:
 def service_port_mismatch(ctx: CheckContext) -> list[Finding]:
     """Services whose named targetPort is not a container port of (some of) their pods.
 
-    One finding per Service, listing each named port and the pods without it. Critical when no
-    pod has the port and an Ingress or webhook routes to the Service (its traffic fails now),
-    else a warning (no pod has it: the port is dead; some have it: those without are left out).
-    Terminating and finished pods are not judged.
+    One finding per Service, listing each named port and the pods without it: a warning, the
+    configuration mistake. When no pod has the port, the Service's traffic fails:
+    ``service-no-endpoints`` reports that impact (critical when an Ingress or webhook routes to
+    it). Terminating and finished pods are not judged.
     """
     users: dict[tuple[str | None, str], list[str]] | None = None
     out = []
@@ -89,7 +89,6 @@ def service_port_mismatch(ctx: CheckContext) -> list[Finding]:
             users = service_users(ctx)[0]
         routed = users.get((ns, name), [])
         dead = [p for p in problems if p["pods_without_count"] == p["selected_pods"]]
-        severity: Severity = "critical" if dead and routed else "warning"
         first = dead[0] if dead else problems[0]
         who = ("none of its" if first in dead
                else f"{first['pods_without_count']} of its")
@@ -105,7 +104,7 @@ def service_port_mismatch(ctx: CheckContext) -> list[Finding]:
         if len(problems) > 1:
             message += f" (+{len(problems) - 1} more port)"
         out.append(ctx.finding(
-            "service-port-mismatch", severity, "Service", ns, name, message,
+            "service-port-mismatch", "warning", "Service", ns, name, message,
             "service-port-mismatch",
             {"ports": problems, "selector": dict(selector), "routed_by": routed}))
     return out

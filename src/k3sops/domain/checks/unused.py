@@ -20,8 +20,9 @@ from k3sops.domain.checks.network import younger_than
 from k3sops.domain.findings import Finding
 from k3sops.domain.snapshot import ClusterSnapshot, Obj, get, meta
 
-UNUSED_GRACE_SECONDS = 3600
-"""Objects are often created before what uses them (a ConfigMap, then its Deployment)."""
+UNUSED_GRACE_SECONDS = 300
+"""Objects are often created just before what uses them (a ConfigMap, then its Deployment);
+GitOps and Helm apply a release within seconds, five minutes covers a slow one."""
 SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease"})
 WORKLOADS = ("deployments", "statefulsets", "daemonsets", "cronjobs", "jobs", "replicasets")
 TEMPLATED_OWNERS = frozenset({"ReplicaSet", "StatefulSet", "DaemonSet", "Job"})
