@@ -60,7 +60,8 @@ def test_service_no_endpoints_causes_and_severity() -> None:
         ("Service", "legacy-db", "r2-net", "warning"),
         # ready pods that lack the named target port (or its protocol): the slices carry them
         # without any port, so nothing is served (service-port-mismatch names the port)
-        ("Service", "web-metrics", "r2-net", "warning"), ("Service", "web-udp", "r2-net", "warning")}
+        ("Service", "web-metrics", "r2-net", "warning"),
+        ("Service", "web-udp", "r2-net", "warning")}
     shop = by_name(found, "shop")
     assert shop.evidence["routed_by"] == ["Ingress r2-net/shop"]
     assert shop.evidence["cause"] == "no pod matches its selector"
