@@ -347,3 +347,15 @@ def test_namespace_held_by_a_finalizer_only() -> None:
     assert ("Some content in the namespace has finalizers remaining: r2.example.com/hold"
             in found[0].message)
     assert run("apiservice-unavailable", snapshot(load("cluster-b.json"))) == []
+
+
+def test_service_of_a_workload_that_cannot_create_pods() -> None:
+    """more.json (more-lab.yaml): Deployment blocked cannot create its pod (ResourceQuota
+    pods: 0); its Service names the workload instead of a selector typo."""
+    more = load("more.json")
+    found = run("service-no-endpoints", snapshot(more))
+    assert keys(found) == {("Service", "blocked", "r2-more", "warning")}
+    assert found[0].evidence["cause"] == (
+        "no pod exists for it: deployment blocked (wants 1) has none")
+    # the same Service within its grace is not reported
+    assert run("service-no-endpoints", snapshot(more, later=timedelta(minutes=-2))) == []

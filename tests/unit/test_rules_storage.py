@@ -47,7 +47,9 @@ def test_pvc_pending_causes() -> None:
     found = run("pvc-pending", snap())
     assert keys(found) == {(PVC, "slow", "r2-sto", "warning"), (PVC, "clone", "r2-sto", "warning"),
                            (PVC, "prebound", "r2-sto", "warning"),
-                           (PVC, "wffc-waiting", "r2-sto", "warning"),
+                           # waits for its pod, which cannot be scheduled: the pod's problem
+                           # (pod-pending), so only info here
+                           (PVC, "wffc-waiting", "r2-sto", "info"),
                            (PVC, "wffc-idle", "r2-sto", "info")}
     prebound = by_name(found, "prebound")
     assert "pre-bound to PersistentVolume r2-vanished, which does not exist" in prebound.message
@@ -59,7 +61,7 @@ def test_pvc_pending_causes() -> None:
     assert clone.message.endswith("from PersistentVolumeClaim nonexistent, which does not exist")
     waiting = by_name(found, "wffc-waiting")
     assert waiting.evidence["consumers"] == ["waiting"]
-    assert "its pod waiting is not scheduled yet" in waiting.message
+    assert "binds once its pod waiting is scheduled, which it is not yet" in waiting.message
     assert by_name(found, "slow").evidence["provisioner"] == "driver.longhorn.io"
     # fast names a class that does not exist: storageclass-missing's, not this rule's
     assert "fast" not in {f.resource.name for f in found}
@@ -174,3 +176,17 @@ def test_unread_inputs(rule: str) -> None:
     assert_uses_are_evidence_only(rule, DATA)
     if set(REGISTRY[rule].reads) <= set(LATER["objects"]):
         assert_uses_are_evidence_only(rule, LATER)
+
+
+def test_wait_for_first_consumer_with_a_scheduled_pod_and_an_unclaimed_orphan_volume() -> None:
+    """more.json (more-lab.yaml): the scheduler placed local-data's pod and wrote
+    volume.kubernetes.io/selected-node; the local-path provisioner does not run in the lab.
+    r2-orphan-local is a local PV of a removed node that nothing claims."""
+    more = snapshot(load("more.json"))
+    pending = run("pvc-pending", more)
+    assert keys(pending) == {(PVC, "local-data", "r2-more2", "warning")}
+    assert pending[0].evidence["selected_node"] == "k3s-agent-3"
+    assert "rancher.io/local-path has not created the volume" in pending[0].message
+    assert [e["reason"] for e in pending[0].evidence["events"]][:1] == ["ExternalProvisioning"]
+    orphan = run("pv-node-missing", more)
+    assert keys(orphan) == {("PersistentVolume", "r2-orphan-local", None, "info")}

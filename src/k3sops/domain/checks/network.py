@@ -216,9 +216,11 @@ def _starting(ctx: CheckContext, pod: Obj) -> bool:
     return True
 
 
-def _scaled_to_zero(ctx: CheckContext, ns: str | None,
-                    selector: Mapping[str, Any]) -> list[str] | None:
-    """Workloads of the namespace whose pods the selector would match and that want 0 pods.
+def _backing_workloads(ctx: CheckContext, ns: str | None,
+                       selector: Mapping[str, Any]) -> list[tuple[str, int]] | None:
+    """Workloads of the namespace whose pod template the selector matches, with their wants.
+
+    What each wants: its replicas (a DaemonSet: the nodes it should run on).
 
     None when a workload kind could not be read: whether the Service is idle on purpose is then
     unknown.
@@ -229,13 +231,29 @@ def _scaled_to_zero(ctx: CheckContext, ns: str | None,
     for kind in WORKLOAD_KINDS:
         for w in ix.in_namespace(ctx.snapshot, kind, ns):
             labels = get(w, "spec", "template", "metadata", "labels")
-            if not ix.selector_matches(selector, labels):
+            if not ix.live(w) or not ix.selector_matches(selector, labels):
                 continue
             wanted = (get(w, "status", "desiredNumberScheduled", default=0) if kind == "daemonsets"
                       else get(w, "spec", "replicas", default=1))
-            if int(wanted or 0) == 0:
-                out.append(f"{kind[:-1]} {meta(w)[1]}")
+            out.append((f"{kind[:-1]} {meta(w)[1]}", int(wanted or 0)))
     return out
+
+
+def _no_pod_cause(ctx: CheckContext, ns: str | None,
+                  selector: Mapping[str, Any]) -> str | None:
+    """Why a selector matches no pod; None when that is on purpose or cannot be told.
+
+    Every matching workload scaled to 0: on purpose. Workloads that want pods and have none:
+    they cannot create them (their own findings say why). No workload at all: the selector
+    matches nothing (a typo, or the app is gone).
+    """
+    backing = _backing_workloads(ctx, ns, selector)
+    if backing is None or (backing and all(wanted == 0 for _, wanted in backing)):
+        return None
+    wanting = [f"{w} (wants {n})" for w, n in backing if n > 0]
+    if wanting:
+        return f"no pod exists for it: {', '.join(wanting[:3])} has none"
+    return "no pod matches its selector"
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -307,8 +325,7 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
                          f"{', '.join(listed[:SHOWN])} (could not read pods for their state)")
                 evidence["not_ready_pods"] = listed[:SHOWN * 4]
             else:
-                idle = _scaled_to_zero(ctx, ns, selector)
-                if idle is None or idle:
+                if _no_pod_cause(ctx, ns, selector) is None:
                     continue  # scaled to 0 on purpose, or cannot tell
                 cause = (f"its EndpointSlices list no endpoint; could not read pods ({why}): "
                          "cause unknown (a selector matching no pod, or pods without an "
@@ -319,10 +336,10 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
             if matching and not pods:
                 continue  # every matching pod finished (a Job's): nothing should serve
             if not pods:
-                idle = _scaled_to_zero(ctx, ns, selector)
-                if idle is None or idle:
+                no_pod = _no_pod_cause(ctx, ns, selector)
+                if no_pod is None:
                     continue  # scaled to 0 on purpose, or cannot tell (workloads unread)
-                cause = "no pod matches its selector"
+                cause = no_pod
             else:
                 if any(ix.pod_ready(p) for p in pods):
                     continue  # ready, not yet in the slices (the controller lags a moment)

@@ -34,6 +34,8 @@ def _default_class(classes: Mapping[str, Obj]) -> str | None:
 
 PVC_GRACE_SECONDS = 120
 """A claim younger than this may simply be provisioning (or wait for the PV applied with it)."""
+SELECTED_NODE = "volume.kubernetes.io/selected-node"
+"""Written on a WaitForFirstConsumer claim by the scheduler once it placed the claim's pod."""
 PROVISIONER_ANNOTATIONS = ("volume.kubernetes.io/storage-provisioner",
                            "volume.beta.kubernetes.io/storage-provisioner")
 """Set on a claim by the PV controller when it asks a provisioner for a volume: a claim
@@ -101,7 +103,7 @@ def _prebound(ctx: CheckContext, pvc: Obj, volume: str) -> tuple[str, dict[str, 
 
 @check("pvc-pending", "PVCs bound", reads=("persistentvolumeclaims", "storageclasses"),
        uses=("pods", "events", "persistentvolumes"))
-def pvc_pending(ctx: CheckContext) -> list[Finding]:
+def pvc_pending(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912 - one branch per cause
     """PVCs in phase Pending past their grace, with the cause.
 
     Causes: pre-bound to a PersistentVolume that is missing or taken; no class (only a static
@@ -132,6 +134,7 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
         events = events_for(ctx.snapshot, "PersistentVolumeClaim", ns, name)
         source = _data_source(pvc)
         volume = get(pvc, "spec", "volumeName")
+        selected = get(pvc, "metadata", "annotations", SELECTED_NODE)
         cause_ref = None
         severity: Severity = "warning"
         if volume:
@@ -141,39 +144,44 @@ def pvc_pending(ctx: CheckContext) -> list[Finding]:
                    "for one (or for a matching pre-created PersistentVolume)" if asked is None else
                    "it asks for no storage class (\"\"): only a pre-created PersistentVolume "
                    "can bind it")
-        elif binding == "WaitForFirstConsumer" and not consumers:
+        elif failed := next((e for e in events if e.get("reason") == "ProvisioningFailed"),
+                            None):
+            why = f"provisioning failed: {failed.get('message')}"
+        elif binding == "WaitForFirstConsumer" and selected:
+            why = (f"its pod was placed on node {selected} and {get(sc, 'provisioner')} has "
+                   "not created the volume there (is the provisioner running?)")
+        elif binding == "WaitForFirstConsumer":
+            # the claim waits for its pod to be scheduled: by design, or the pod's own problem
+            # (pod-pending says why); not a second warning for the same cause
             severity = "info"
-            why = (f"class {cls_name} binds when a pod first uses the claim, and none does yet"
-                   if consumers is not None else
-                   f"class {cls_name} binds when a pod first uses the claim (could not read "
-                   f"pods: {pods_unread})")
-        else:
-            failed = next((e for e in events if e.get("reason") == "ProvisioningFailed"), None)
-            if failed:
-                why = f"provisioning failed: {failed.get('message')}"
-            elif binding == "WaitForFirstConsumer":
-                why = (f"class {cls_name} binds on first consumer and its pod "
-                       f"{', '.join(consumers or [])} is not scheduled yet")
+            if consumers is None:
+                why = (f"class {cls_name} binds when a pod first uses the claim (could not read "
+                       f"pods: {pods_unread})")
+            elif consumers:
+                why = (f"class {cls_name} binds once its pod {', '.join(consumers[:3])} is "
+                       "scheduled, which it is not yet")
             else:
-                why = f"no volume provisioned yet by {get(sc, 'provisioner')} (class {cls_name})"
-                if source:
-                    why += f" from {source.get('kind')} {source.get('name')}"
-                    if (source.get("kind") == "PersistentVolumeClaim"
-                            and not source.get("apiGroup")
-                            and ix.find(ctx.snapshot, "persistentvolumeclaims",
-                                        source.get("namespace") or ns,
-                                        str(source.get("name"))) is None):
-                        why += ", which does not exist"
-                        cause_ref = {"kind": "PersistentVolumeClaim",
-                                     "namespace": source.get("namespace") or ns,
-                                     "name": source.get("name")}
+                why = f"class {cls_name} binds when a pod first uses the claim, and none does yet"
+        else:
+            why = f"no volume provisioned yet by {get(sc, 'provisioner')} (class {cls_name})"
+            if source:
+                why += f" from {source.get('kind')} {source.get('name')}"
+                if (source.get("kind") == "PersistentVolumeClaim"
+                        and not source.get("apiGroup")
+                        and ix.find(ctx.snapshot, "persistentvolumeclaims",
+                                    source.get("namespace") or ns,
+                                    str(source.get("name"))) is None):
+                    why += ", which does not exist"
+                    cause_ref = {"kind": "PersistentVolumeClaim",
+                                 "namespace": source.get("namespace") or ns,
+                                 "name": source.get("name")}
         evidence: dict[str, Any] = {
             "storage_class": cls_name, "class_from_default": asked is None,
             "class_exists": sc is not None,
             "provisioner": get(sc, "provisioner") if sc else None,
             "volume_binding_mode": binding, "requested": _request(pvc),
             "access_modes": get(pvc, "spec", "accessModes"), "data_source": source,
-            "volume_name": volume, "consumers": consumers,
+            "volume_name": volume, "consumers": consumers, "selected_node": selected,
             "since": get(pvc, "metadata", "creationTimestamp"), "events": events}
         if cause_ref:
             evidence["cause_ref"] = cause_ref

@@ -145,8 +145,9 @@ def pv_node_missing(ctx: CheckContext) -> list[Finding]:
     """PersistentVolumes whose required node affinity names only nodes that no longer exist.
 
     Typical of K3s local-path volumes of a removed node: the data is on that machine, and pods
-    using the volume cannot be scheduled anywhere. Critical when such a pod is Pending, else a
-    warning. Released and Failed volumes are left to pv-released / pv-failed.
+    using the volume cannot be scheduled anywhere. Critical when such a pod is Pending, a
+    warning while a claim holds it, info for an unclaimed (Available) one. Released and Failed
+    volumes are left to pv-released / pv-failed.
     """
     hostnames = {meta(n)[1] for n in ctx.snapshot.get("nodes")}
     hostnames |= {str(h) for n in ctx.snapshot.get("nodes")
@@ -171,7 +172,10 @@ def pv_node_missing(ctx: CheckContext) -> list[Finding]:
                 pod = ix.find(ctx.snapshot, "pods", ref.get("namespace"), pod_name)
                 if pod is not None and get(pod, "status", "phase") == "Pending":
                     pending.append(pod_name)
-        severity: Severity = "critical" if pending else "warning"
+        # a pod waiting on it: users affected; claimed: breaks at the next reschedule;
+        # unclaimed (Available): only a leftover volume
+        severity: Severity = ("critical" if pending else "warning" if ref.get("name")
+                              else "info")
         wanted = sorted({h for hosts in terms for h in hosts})
         effect = (f": pod {', '.join(pending[:SHOWN])} cannot be scheduled" if pending
                   else f" (claim {summary['claim']})" if summary["claim"] else "")
