@@ -36,6 +36,7 @@ pytestmark = pytest.mark.unit
 DATA = load("network.json")
 RULES = ["service-no-endpoints", "service-port-mismatch", "ingress-backend-missing",
          "ingress-class-missing", "ingress-tls-secret-missing", "ingress-tls-expiring",
+         "ingress-tls-host-mismatch",
          "ingress-host-conflict", "webhook-unavailable", "apiservice-unavailable",
          "namespace-stuck-terminating", "loadbalancer-no-ip", "servicelb-metallb-conflict",
          "dns-coredns-unavailable", "metallb-pool-exhausted"]
@@ -351,11 +352,28 @@ def test_namespace_held_by_a_finalizer_only() -> None:
 
 def test_service_of_a_workload_that_cannot_create_pods() -> None:
     """more.json (more-lab.yaml): Deployment blocked cannot create its pod (ResourceQuota
-    pods: 0); its Service names the workload instead of a selector typo."""
+    pods: 0); its Service (behind two Ingresses) names the workload instead of a selector
+    typo."""
     more = load("more.json")
     found = run("service-no-endpoints", snapshot(more))
-    assert keys(found) == {("Service", "blocked", "r2-more", "warning")}
+    assert keys(found) == {("Service", "blocked", "r2-more", "critical")}
     assert found[0].evidence["cause"] == (
         "no pod exists for it: deployment blocked (wants 1) has none")
     # the same Service within its grace is not reported
     assert run("service-no-endpoints", snapshot(more, later=timedelta(minutes=-2))) == []
+
+
+def test_ingress_tls_host_mismatch() -> None:
+    """more.json: shop-tls names shop.r2.example only, wild-tls *.r2.example (one label)."""
+    more = load("more.json")
+    found = run("ingress-tls-host-mismatch", snapshot(more))
+    assert keys(found) == {("Ingress", "shop-www", "r2-more", "warning"),
+                           ("Ingress", "wild", "r2-more", "warning")}
+    assert by_name(found, "shop-www").evidence["uncovered"] == [
+        {"secret": "shop-tls", "hosts": ["www.shop.r2.example"], "names": ["shop.r2.example"]}]
+    # a.r2.example is covered by the wildcard, a.b.r2.example is not
+    assert by_name(found, "wild").evidence["uncovered"][0]["hosts"] == ["a.b.r2.example"]
+    # every certificate of the network capture names its hosts
+    assert run("ingress-tls-host-mismatch", snap()) == []
+    for kind in REGISTRY["ingress-tls-host-mismatch"].reads:
+        assert not_evaluated_without("ingress-tls-host-mismatch", more, kind)

@@ -257,3 +257,55 @@ def ingress_host_conflict(ctx: CheckContext) -> list[Finding]:
             f"the controller serves only one of them{more}", "ingress-host-conflict",
             {"conflicts": found}))
     return out
+
+
+def host_covered(host: str, names: list[str]) -> bool:
+    """Whether a certificate name list covers a host (RFC 6125: ``*`` is one left-most label)."""
+    host = host.lower().rstrip(".")
+    for name in (n.lower().rstrip(".") for n in names):
+        if name == host:
+            return True
+        if name.startswith("*.") and "." in host and host.split(".", 1)[1] == name[2:]:
+            return True
+    return False
+
+
+@check("ingress-tls-host-mismatch", "Ingress certificates cover their hosts",
+       reads=("ingresses", "secrets"))
+def ingress_tls_host_mismatch(ctx: CheckContext) -> list[Finding]:
+    """TLS hosts of an Ingress that its Secret's certificate does not name.
+
+    Clients reject the connection (name mismatch) although the certificate is valid: a host
+    added to the Ingress but not to the certificate, a wildcard used one level too deep.
+    Names come from the certificate's subjectAltNames (its CN only when it has none).
+    """
+    out = []
+    for ing in _ingresses(ctx):
+        ns, name = meta(ing)
+        if younger_than(ctx, ing, INGRESS_GRACE_SECONDS):
+            continue
+        uncovered = []
+        for tls in get(ing, "spec", "tls", default=[]) or []:
+            secret_name = tls.get("secretName")
+            secret = ix.find(ctx.snapshot, "secrets", ns, str(secret_name)) if secret_name \
+                else None
+            cert = get(secret, "certificates", "tls.crt") if secret is not None else None
+            if not isinstance(cert, Mapping) or cert.get("error"):
+                continue  # missing or unusable: ingress-tls-secret-missing's
+            names = list(cert.get("dns_names") or []) or (
+                [str(cert["subject_cn"])] if cert.get("subject_cn") else [])
+            missed = [h for h in tls.get("hosts") or [] if not host_covered(str(h), names)]
+            if missed:
+                uncovered.append({"secret": secret_name, "hosts": missed, "names": names})
+        if not uncovered:
+            continue
+        first = uncovered[0]
+        out.append(ctx.finding(
+            "ingress-tls-host-mismatch", "warning", "Ingress", ns, name,
+            f"ingress {ns}/{name} serves {', '.join(first['hosts'])} with the certificate of "
+            f"secret {first['secret']}, which covers only {', '.join(first['names']) or 'no name'}"
+            ": clients reject it", "ingress-tls-host-mismatch",
+            {"uncovered": uncovered,
+             "cause_ref": [{"kind": "Secret", "namespace": ns, "name": u["secret"]}
+                           for u in uncovered]}))
+    return out

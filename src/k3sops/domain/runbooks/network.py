@@ -227,4 +227,21 @@ RUNBOOKS: list[Runbook] = [
                  "The policy selects the intended pods, or is gone.", "k3sops check --weekly"),
         ],
         related=[]),
+    Runbook(
+        id="ingress-tls-host-mismatch", title="Ingress certificate does not cover a host",
+        summary="An Ingress serves a host with a certificate that does not name it: clients "
+                "refuse the connection (name mismatch) although the certificate is valid.",
+        severity_hint="warning",
+        steps=[
+            step("Compare the hosts with the certificate's names", "A wildcard covers one "
+                 "label only (*.example.com does not cover a.b.example.com).",
+                 "kubectl -n <namespace> get secret <secret> -o jsonpath='{.data.tls\\.crt}' "
+                 "| base64 -d | openssl x509 -noout -ext subjectAltName",
+                 "The DNS names, against the Ingress' spec.tls[].hosts."),
+            step("Reissue the certificate with every host, or split the TLS section",
+                 "With cert-manager, the hosts of spec.tls become the Certificate's dnsNames.",
+                 "kubectl -n <namespace> get certificate -o wide",
+                 "A certificate naming every host.", "k3sops check"),
+        ],
+        related=["ingress-tls-secret-missing", "ingress-tls-expiring"]),
 ]
