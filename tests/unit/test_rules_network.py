@@ -359,6 +359,8 @@ def test_service_of_a_workload_that_cannot_create_pods() -> None:
     assert keys(found) == {("Service", "blocked", "r2-more", "critical")}
     assert found[0].evidence["cause"] == (
         "no pod exists for it: deployment blocked (wants 1) has none")
+    assert found[0].evidence["cause_ref"] == [
+        {"kind": "Deployment", "namespace": "r2-more", "name": "blocked"}]
     # the same Service within its grace is not reported
     assert run("service-no-endpoints", snapshot(more, later=timedelta(minutes=-2))) == []
 

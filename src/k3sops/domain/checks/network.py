@@ -25,7 +25,15 @@ from typing import Any
 from k3sops.domain import index as ix
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding, Severity
-from k3sops.domain.snapshot import ClusterSnapshot, Obj, events_for, get, meta, parse_time
+from k3sops.domain.snapshot import (
+    KIND_NAMES,
+    ClusterSnapshot,
+    Obj,
+    events_for,
+    get,
+    meta,
+    parse_time,
+)
 
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 DNS_NAMESPACE = "kube-system"
@@ -217,7 +225,7 @@ def _starting(ctx: CheckContext, pod: Obj) -> bool:
 
 
 def _backing_workloads(ctx: CheckContext, ns: str | None,
-                       selector: Mapping[str, Any]) -> list[tuple[str, int]] | None:
+                       selector: Mapping[str, Any]) -> list[tuple[str, str, int]] | None:
     """Workloads of the namespace whose pod template the selector matches, with their wants.
 
     What each wants: its replicas (a DaemonSet: the nodes it should run on).
@@ -235,25 +243,27 @@ def _backing_workloads(ctx: CheckContext, ns: str | None,
                 continue
             wanted = (get(w, "status", "desiredNumberScheduled", default=0) if kind == "daemonsets"
                       else get(w, "spec", "replicas", default=1))
-            out.append((f"{kind[:-1]} {meta(w)[1]}", int(wanted or 0)))
+            out.append((kind, meta(w)[1], int(wanted or 0)))
     return out
 
 
-def _no_pod_cause(ctx: CheckContext, ns: str | None,
-                  selector: Mapping[str, Any]) -> str | None:
-    """Why a selector matches no pod; None when that is on purpose or cannot be told.
+def _no_pod_cause(ctx: CheckContext, ns: str | None, selector: Mapping[str, Any],
+                  ) -> tuple[str, list[dict[str, Any]]] | None:
+    """Why a selector matches no pod, and the workloads to look at (None: on purpose/unknown).
 
     Every matching workload scaled to 0: on purpose. Workloads that want pods and have none:
-    they cannot create them (their own findings say why). No workload at all: the selector
-    matches nothing (a typo, or the app is gone).
+    they cannot create them (their own findings say why: the cause_ref). No workload at all:
+    the selector matches nothing (a typo, or the app is gone).
     """
     backing = _backing_workloads(ctx, ns, selector)
-    if backing is None or (backing and all(wanted == 0 for _, wanted in backing)):
+    if backing is None or (backing and all(wanted == 0 for _, _, wanted in backing)):
         return None
-    wanting = [f"{w} (wants {n})" for w, n in backing if n > 0]
+    wanting = [(k, n, w) for k, n, w in backing if w > 0]
     if wanting:
-        return f"no pod exists for it: {', '.join(wanting[:3])} has none"
-    return "no pod matches its selector"
+        text = ", ".join(f"{k[:-1]} {n} (wants {w})" for k, n, w in wanting[:3])
+        return (f"no pod exists for it: {text} has none",
+                [{"kind": KIND_NAMES[k], "namespace": ns, "name": n} for k, n, _ in wanting])
+    return "no pod matches its selector", []
 
 
 # --- rules ---------------------------------------------------------------------------------
@@ -339,7 +349,9 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
                 no_pod = _no_pod_cause(ctx, ns, selector)
                 if no_pod is None:
                     continue  # scaled to 0 on purpose, or cannot tell (workloads unread)
-                cause = no_pod
+                cause, refs = no_pod
+                if refs:
+                    evidence["cause_ref"] = refs
             else:
                 if any(ix.pod_ready(p) for p in pods):
                     continue  # ready, not yet in the slices (the controller lags a moment)

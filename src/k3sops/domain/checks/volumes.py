@@ -180,7 +180,9 @@ def pv_node_missing(ctx: CheckContext) -> list[Finding]:
         effect = (f": pod {', '.join(pending[:SHOWN])} cannot be scheduled" if pending
                   else f" (claim {summary['claim']})" if summary["claim"] else "")
         evidence: dict[str, Any] = {**summary, "nodes": wanted, "pods": pods,
-                                    "pending_pods": pending}
+                                    "pending_pods": pending,
+                                    "cause_ref": [{"kind": "Node", "namespace": None, "name": h}
+                                                  for h in wanted]}
         if pods_unread:
             evidence["pods_unread"] = pods_unread
         out.append(ctx.finding(
