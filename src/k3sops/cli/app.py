@@ -11,12 +11,15 @@ help; a unit test holds the line equal to the command's own help).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import typer
+
+Loader = Callable[["typer.Typer"], None]
 
 
 @dataclass(frozen=True)
@@ -29,7 +32,7 @@ class Entry:
     """The one line shown by ``k3sops --help``."""
 
 
-def _simple(module: str) -> Any:
+def _simple(module: str) -> Loader:
     """A loader for a module whose ``register(app)`` attaches everything it has."""
 
     def load(app: typer.Typer) -> None:
@@ -60,7 +63,7 @@ def _load_backup(app: typer.Typer) -> None:
 
 
 # unit -> function registering that unit's commands on a typer app (called at most once).
-LOADERS: dict[str, Any] = {
+LOADERS: dict[str, Loader] = {
     "config": _simple("config_cmd"),
     "status": _simple("status_cmd"),
     "check": _simple("check_cmd"),
