@@ -15,7 +15,7 @@ from typing import Any
 
 from k3sops.domain import index as ix
 from k3sops.domain.checks.base import CheckContext, check
-from k3sops.domain.checks.network import INGRESS_GRACE_SECONDS, younger_than
+from k3sops.domain.checks.network import younger_than
 from k3sops.domain.findings import Finding, Severity
 from k3sops.domain.snapshot import Obj, get, meta, parse_time
 
@@ -62,8 +62,6 @@ def ingress_class_missing(ctx: CheckContext) -> list[Finding]:
     out = []
     for ing in _ingresses(ctx):
         ns, name = meta(ing)
-        if younger_than(ctx, ing, INGRESS_GRACE_SECONDS):
-            continue
         cls, source = ingress_class(ing)
         severity: Severity
         if cls is not None and cls in classes:
@@ -119,8 +117,6 @@ def ingress_tls_secret_missing(ctx: CheckContext) -> list[Finding]:
     out = []
     for ing in _ingresses(ctx):
         ns, name = meta(ing)
-        if younger_than(ctx, ing, INGRESS_GRACE_SECONDS):
-            continue
         managed = any(get(ing, "metadata", "annotations", a) for a in CERT_MANAGER_ANNOTATIONS)
         broken = []
         for tls in get(ing, "spec", "tls", default=[]) or []:
@@ -282,8 +278,6 @@ def ingress_tls_host_mismatch(ctx: CheckContext) -> list[Finding]:
     out = []
     for ing in _ingresses(ctx):
         ns, name = meta(ing)
-        if younger_than(ctx, ing, INGRESS_GRACE_SECONDS):
-            continue
         uncovered = []
         for tls in get(ing, "spec", "tls", default=[]) or []:
             secret_name = tls.get("secretName")

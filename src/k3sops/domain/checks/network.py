@@ -51,12 +51,18 @@ WEBHOOK_KINDS = ("validatingwebhookconfigurations", "mutatingwebhookconfiguratio
 WEBHOOK_KIND_NAMES = {"validatingwebhookconfigurations": "ValidatingWebhookConfiguration",
                       "mutatingwebhookconfigurations": "MutatingWebhookConfiguration"}
 WORKLOAD_KINDS = ("deployments", "statefulsets", "daemonsets")
-SERVICE_GRACE_SECONDS = 120
-"""A Service (or LoadBalancer) younger than this is still being wired: no finding yet."""
+SERVICE_GRACE_SECONDS = 30
+"""A LoadBalancer Service younger than this may still get its address; a Service whose pods
+could not be read, younger than this, may still get its EndpointSlices. (With pods read the
+pods themselves tell a Service being wired: ready pods not yet in a slice, starting pods, a
+workload still creating its pods.)"""
+WORKLOAD_GRACE_SECONDS = 60
+"""A workload younger than this may not have created its pods yet (as in workloads.py)."""
 POD_GRACE_SECONDS = 300
 """Pods younger than this may simply be starting (probes, image pulls)."""
-INGRESS_GRACE_SECONDS = 60
-"""An Ingress applied together with its Service may be seen a moment before the Service."""
+INGRESS_GRACE_SECONDS = 0
+"""References from an Ingress are judged at once: a missing Service or port fails requests
+from the first moment (kept as a named constant for the lab's scenario wait)."""
 DNS_GRACE_SECONDS = 60
 """As for any workload's first rollout (workloads.ROLLOUT_GRACE_SECONDS): DNS at zero for
 longer than this is an outage."""
@@ -225,10 +231,12 @@ def _starting(ctx: CheckContext, pod: Obj) -> bool:
 
 
 def _backing_workloads(ctx: CheckContext, ns: str | None,
-                       selector: Mapping[str, Any]) -> list[tuple[str, str, int]] | None:
+                       selector: Mapping[str, Any],
+                       ) -> list[tuple[str, str, int, bool]] | None:
     """Workloads of the namespace whose pod template the selector matches, with their wants.
 
-    What each wants: its replicas (a DaemonSet: the nodes it should run on).
+    What each wants: its replicas (a DaemonSet: the nodes it should run on); and whether it
+    is younger than its grace.
 
     None when a workload kind could not be read: whether the Service is idle on purpose is then
     unknown.
@@ -243,7 +251,8 @@ def _backing_workloads(ctx: CheckContext, ns: str | None,
                 continue
             wanted = (get(w, "status", "desiredNumberScheduled", default=0) if kind == "daemonsets"
                       else get(w, "spec", "replicas", default=1))
-            out.append((kind, meta(w)[1], int(wanted or 0)))
+            out.append((kind, meta(w)[1], int(wanted or 0),
+                        younger_than(ctx, w, WORKLOAD_GRACE_SECONDS)))
     return out
 
 
@@ -256,9 +265,11 @@ def _no_pod_cause(ctx: CheckContext, ns: str | None, selector: Mapping[str, Any]
     the selector matches nothing (a typo, or the app is gone).
     """
     backing = _backing_workloads(ctx, ns, selector)
-    if backing is None or (backing and all(wanted == 0 for _, _, wanted in backing)):
+    if backing is None or (backing and all(wanted == 0 for _, _, wanted, _ in backing)):
         return None
-    wanting = [(k, n, w) for k, n, w in backing if w > 0]
+    if any(young for *_, young in backing):
+        return None  # a workload just created: its pods are on their way
+    wanting = [(k, n, w) for k, n, w, _ in backing if w > 0]
     if wanting:
         text = ", ".join(f"{k[:-1]} {n} (wants {w})" for k, n, w in wanting[:3])
         return (f"no pod exists for it: {text} has none",
@@ -291,8 +302,7 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
     for svc in ctx.snapshot.get("services"):
         ns, name = meta(svc)
         if (not ctx.in_scope(ns) or _is_dns_service(ns, name) or not ix.live(svc)
-                or get(svc, "spec", "type") == "ExternalName"
-                or younger_than(ctx, svc, SERVICE_GRACE_SECONDS)):
+                or get(svc, "spec", "type") == "ExternalName"):
             continue
         mine = slices.get((ns, name), [])
         selector = get(svc, "spec", "selector")
@@ -335,8 +345,9 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
                          f"{', '.join(listed[:SHOWN])} (could not read pods for their state)")
                 evidence["not_ready_pods"] = listed[:SHOWN * 4]
             else:
-                if _no_pod_cause(ctx, ns, selector) is None:
-                    continue  # scaled to 0 on purpose, or cannot tell
+                if (younger_than(ctx, svc, SERVICE_GRACE_SECONDS)
+                        or _no_pod_cause(ctx, ns, selector) is None):
+                    continue  # slices may lag; scaled to 0 on purpose, or cannot tell
                 cause = (f"its EndpointSlices list no endpoint; could not read pods ({why}): "
                          "cause unknown (a selector matching no pod, or pods without an "
                          "address yet)")
@@ -411,8 +422,7 @@ def ingress_backend_missing(ctx: CheckContext) -> list[Finding]:
     out = []
     for ing in ctx.snapshot.get("ingresses"):
         ns, name = meta(ing)
-        if (not ctx.in_scope(ns) or not ix.live(ing)
-                or younger_than(ctx, ing, INGRESS_GRACE_SECONDS)):
+        if not ctx.in_scope(ns) or not ix.live(ing):
             continue
         broken: list[dict[str, Any]] = []
         for b in ingress_backends(ing):

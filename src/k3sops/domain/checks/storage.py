@@ -221,7 +221,8 @@ def pvc_lost(ctx: CheckContext) -> list[Finding]:
 def storageclass_missing(ctx: CheckContext) -> list[Finding]:
     """PVCs naming a StorageClass that does not exist.
 
-    Critical while the claim waits for a volume (past its grace); a warning once bound to a
+    Critical while the claim waits for a volume (at once: no class is coming by itself); a
+    warning once bound to a
     provisioned volume (it keeps working, but nothing can re-provision or expand it). A claim
     bound to a pre-created PersistentVolume of the same class name is fine: for static
     binding a class name is only a label, no StorageClass object has to exist. A claim
@@ -236,9 +237,8 @@ def storageclass_missing(ctx: CheckContext) -> list[Finding]:
         if missing is None:
             continue
         bound = get(pvc, "status", "phase") == "Bound"
-        if (bound and not _dynamic(pvc)) or (not bound and (
-                _young(ctx, pvc) or get(pvc, "spec", "volumeName"))):
-            continue  # static binding; a young claim; a claim pre-bound to a volume
+        if (bound and not _dynamic(pvc)) or (not bound and get(pvc, "spec", "volumeName")):
+            continue  # static binding; a claim pre-bound to a volume
         severity: Severity = "warning" if bound else "critical"
         out.append(ctx.finding(
             "storageclass-missing", severity, "PersistentVolumeClaim", ns, name,

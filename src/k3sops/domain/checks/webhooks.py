@@ -19,13 +19,9 @@ from k3sops.domain.checks.network import (
     WEBHOOK_KINDS,
     service_ports,
     serving_endpoints,
-    younger_than,
 )
 from k3sops.domain.findings import Finding, Severity
 from k3sops.domain.snapshot import get, meta
-
-WEBHOOK_GRACE_SECONDS = 120
-"""A webhook configuration installed with its Deployment waits for the pods to start."""
 
 
 def _problem(ctx: CheckContext, svc_ref: Mapping[str, Any]) -> str | None:
@@ -59,7 +55,9 @@ def webhook_unavailable(ctx: CheckContext) -> list[Finding]:
     for kind in WEBHOOK_KINDS:
         for cfg in ctx.snapshot.get(kind):
             _, name = meta(cfg)
-            if not ix.live(cfg) or younger_than(ctx, cfg, WEBHOOK_GRACE_SECONDS):
+            # no grace: while its pods start, requests are really refused (failing open or
+            # closed), as at any other moment
+            if not ix.live(cfg):
                 continue
             broken = []
             for hook in cfg.get("webhooks") or []:
