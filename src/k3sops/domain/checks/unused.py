@@ -5,7 +5,8 @@ Deployment scaled to 0 still uses its ConfigMap), and for Secrets also by an Ing
 ServiceAccount (image pull secrets), a PersistentVolume or a StorageClass (CSI secrets). What
 controllers read through the API is invisible here, so objects a controller owns or manages by
 convention (owner references, Helm releases, ServiceAccount tokens, cert-manager certificates,
-Grafana dashboards, Argo CD settings) and the system namespaces are left out. Everything is
+Grafana dashboards, the platform's Argo CD/Longhorn/MetalLB/cert-manager settings) and the
+system namespaces are left out. Everything is
 info: worth a look, never urgent.
 """
 
@@ -33,6 +34,10 @@ MANAGED_ANNOTATIONS = ("cert-manager.io/certificate-name",
                        "control-plane.alpha.kubernetes.io/leader")
 MANAGED_LABELS = ("argocd.argoproj.io/secret-type", "grafana_dashboard", "grafana_datasource",
                   "grafana_alert")
+PLATFORM_COMPONENTS = frozenset({"argocd", "longhorn", "metallb", "cert-manager"})
+"""Platform components that read their own ConfigMaps and Secrets through the API (Argo CD's
+argocd-cm, Longhorn's default settings...), recognised by ``app.kubernetes.io/part-of`` or
+``app.kubernetes.io/name``."""
 ROOT_CA = "kube-root-ca.crt"
 CSI_SECRET_PARAMETERS = ("provisioner-secret-name", "controller-publish-secret-name",
                          "node-stage-secret-name", "node-publish-secret-name",
@@ -103,6 +108,8 @@ def _skipped(ctx: CheckContext, obj: Obj) -> bool:
             or bool(get(obj, "metadata", "ownerReferences"))
             or any(get(obj, "metadata", "annotations", a) for a in MANAGED_ANNOTATIONS)
             or any(label in labels for label in MANAGED_LABELS) or labels.get("owner") == "helm"
+            or labels.get("app.kubernetes.io/part-of") in PLATFORM_COMPONENTS
+            or labels.get("app.kubernetes.io/name") in PLATFORM_COMPONENTS
             or younger_than(ctx, obj, UNUSED_GRACE_SECONDS))
 
 
