@@ -141,3 +141,10 @@ def test_unread_inputs(rule: str) -> None:
     for kind in REGISTRY[rule].reads:
         assert not_evaluated_without(rule, DATA, kind, LATER), (rule, kind)
     assert_uses_are_evidence_only(rule, DATA, LATER)
+
+
+def test_platform_components_settings_are_not_unused() -> None:
+    """platform.json (platform-lab.yaml, namespace r2-plat only): ConfigMaps labelled as Argo
+    CD's and Longhorn's, which those read through the API, and a leftover."""
+    found = run("configmap-unused", snapshot(load("platform.json"), later=LATER))
+    assert keys(found) == {("ConfigMap", "leftover", "r2-plat", "info")}
