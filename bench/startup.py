@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import re
 import shutil
 import statistics
 import subprocess
@@ -65,7 +66,10 @@ def _version(argv: list[str], env: dict[str, str]) -> str:
                            check=False)
     except OSError as e:
         return f"unknown ({e})"
-    return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr) else "?"
+    lines = re.sub(r"\x1b\[[0-9;]*m", "", r.stdout or r.stderr).strip().splitlines()
+    # popeye prints a banner first: take its "Version:" line when there is one.
+    tagged = [ln.split(":", 1)[1].strip() for ln in lines if ln.startswith("Version:")]
+    return tagged[0] if tagged else (lines[0] if lines else "?")
 
 
 def _git(*args: str) -> str:
@@ -88,6 +92,9 @@ def _args() -> argparse.Namespace:
     p.add_argument("--warmup", type=int, default=3, help="unmeasured rounds first")
     p.add_argument("--out", type=Path, default=None, help="result file (default: "
                    "bench/results/startup-<date>.json)")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="another k3sops entry script (e.g. an older commit's) measured in the "
+                        "same rounds, as base-version, base-help, ...")
     return p.parse_args()
 
 
@@ -99,6 +106,9 @@ def _tools(a: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, str]]
         "help": [k3s, "--help"],
         "check-help": [k3s, "check", "--help"],
     }
+    if a.baseline is not None:
+        for t in ("version", "help", "check-help"):
+            tools[f"base-{t}"] = [str(a.baseline), *tools[t][1:]]
     skipped: dict[str, str] = {}
     platform_file = a.lab_dir / "platform.yaml"
     kubeconfig = a.lab_dir / "kubeconfig"
@@ -106,6 +116,8 @@ def _tools(a: argparse.Namespace) -> tuple[dict[str, list[str]], dict[str, str]]
         skipped["check"] = skipped["popeye"] = f"no running lab at {a.lab_dir}"
         return tools, skipped
     tools["check"] = [k3s, "-c", str(platform_file), "-o", "json", "check"]
+    if a.baseline is not None:
+        tools["base-check"] = [str(a.baseline), *tools["check"][1:]]
     popeye = a.peers_bin / "popeye"
     if popeye.is_file() and os.access(popeye, os.X_OK):
         tools["popeye"] = [str(popeye), "-A", "-o", "json", "--kubeconfig", str(kubeconfig)]
@@ -147,12 +159,12 @@ def _summary(walls: dict[str, list[float]], codes: dict[str, set[int]]) -> dict[
 
 
 def _print(result: dict[str, Any], out: Path) -> None:
-    print(f"{'tool':<11} {'median s':>9} {'min s':>7} {'p90 s':>7} {'x floor':>8}  exit")
+    print(f"{'tool':<16} {'median s':>9} {'min s':>7} {'p90 s':>7} {'x floor':>8}  exit")
     for t, s in result["summary"].items():
-        print(f"{t:<11} {s['median_s']:>9.3f} {s['min_s']:>7.3f} {s['p90_s']:>7.3f} "
+        print(f"{t:<16} {s['median_s']:>9.3f} {s['min_s']:>7.3f} {s['p90_s']:>7.3f} "
               f"{s['ratio_to_floor']:>8.1f}  {','.join(map(str, s['exit_codes']))}")
     for t, why in result["skipped"].items():
-        print(f"{t:<11} skipped: {why}")
+        print(f"{t:<16} skipped: {why}")
     for k, v in result["ratios"].items():
         print(f"{k}: {v}")
     print("targets met: " + ", ".join(f"{k}={'yes' if v else 'NO'}"
@@ -180,6 +192,10 @@ def main() -> int:
     if "check" in walls and "popeye" in walls:
         ratios["check_over_popeye"] = round(_median(walls["check"]) / _median(walls["popeye"]),
                                             2)
+    for t in ("version", "help", "check-help", "check"):
+        if f"base-{t}" in walls and t in walls:
+            ratios[f"{t}_baseline_over_current"] = round(
+                _median(walls[f"base-{t}"]) / _median(walls[t]), 2)
     targets = {"version_le_0.15s": summary["version"]["median_s"] <= 0.15,
                "help_le_0.3s": summary["help"]["median_s"] <= 0.3}
     if "check_over_popeye" in ratios:
