@@ -95,6 +95,8 @@ def _args() -> argparse.Namespace:
     p.add_argument("--baseline", type=Path, default=None,
                    help="another k3sops entry script (e.g. an older commit's) measured in the "
                         "same rounds, as base-version, base-help, ...")
+    p.add_argument("--baseline-label", default="",
+                   help="what --baseline is (e.g. the commit it was archived from)")
     return p.parse_args()
 
 
@@ -211,6 +213,7 @@ def main() -> int:
         "versions": {"k3sops": _version([str(a.k3sops), "--version"], env),
                      **({"popeye": _version([tools["popeye"][0], "version"], env)}
                         if "popeye" in tools else {})},
+        "baseline": a.baseline_label or (str(a.baseline) if a.baseline else None),
         "rounds": a.repeat, "warmup": a.warmup,
         "tools": {t: " ".join(argv) for t, argv in tools.items()},
         "skipped": skipped, "errors": errors,
