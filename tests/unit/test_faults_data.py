@@ -244,8 +244,13 @@ def test_jsonpath_subset_reads_the_matrixs_own_manifests() -> None:
         "Unschedulable"]
     assert jsonpath(pod_status, "{.status.conditions[?(@.type!='Ready')].status}") == ["False"]
     assert jsonpath(pod_status, "{.status.conditions[5].status}") == []
-    cm = {"data": {"feature.flags": "beta=false"}}
-    assert jsonpath(cm, "{.data['feature.flags']}") == ["beta=false"]
+    cm = {"data": {"feature.flags": "beta=false", "log-level": "debug"}}
+    # Dots in keys are escaped, as kubectl's JSONPath needs them (it splits ['a.b'] too).
+    assert jsonpath(cm, r"{.data.feature\.flags}") == ["beta=false"]
+    assert jsonpath(cm, r"{.data['feature\.flags']}") == ["beta=false"]
+    assert jsonpath(cm, "{.data['log-level']}") == ["debug"]
+    with pytest.raises(ValueError, match="escape the dots"):
+        jsonpath(cm, "{.data['feature.flags']}")
 
 
 def test_conditions_compare_like_kubectl_prints() -> None:

@@ -1,13 +1,14 @@
-"""The fault matrix as data: one YAML file per fault type, parsed and checked here (no I/O).
+r"""The fault matrix as data: one YAML file per fault type, parsed and checked here (no I/O).
 
 A fault file names the objects that produce the fault (plain manifests; the namespace is
 filled in as ``fault-<id>``), the steps after applying them (delete something, patch, wait),
 how to see through the API that the fault is in effect (``visible``), and what k3sops must
 report: the findings (check id, object, severity) and the root cause `diagnose` must name.
 
-Conditions read objects with a subset of kubectl's JSONPath: ``.field``, ``['dotted.key']``,
-``[N]``, ``[*]`` and ``[?(@.path=="value")]`` (also ``!=``), with or without the braces, so
-that the same expression works with ``kubectl get -o jsonpath=...``.
+Conditions read objects with a subset of kubectl's JSONPath: ``.field``, ``.dotted\.key``,
+``['key']`` (dots in keys escaped as in kubectl: ``['a\.b']``), ``[N]``, ``[*]`` and
+``[?(@.path=="value")]`` (also ``!=``), with or without the braces, so that the same
+expression works with ``kubectl get -o jsonpath=...``.
 """
 
 from __future__ import annotations
@@ -179,10 +180,10 @@ def text(value: Any) -> str:
 # --- JSONPath (the subset kubectl users write in conditions) ---------------------------------
 
 _TOKEN = re.compile(r"""
-    \.(?P<field>[A-Za-z0-9_$-]+)
+    \.(?P<field>(?:[A-Za-z0-9_$/-]|\\\.)+)
   | \[(?P<index>-?\d+)\]
   | \[(?P<star>\*)\]
-  | \[(?P<quoted>'[^']*'|"[^"]*")\]
+  | \[(?P<quoted>'[^']*')\]
   | \[\?\(@(?P<fpath>[^=!]+?)\s*(?P<op>==|!=)\s*(?P<fval>'[^']*'|"[^"]*"|[^)\s]+)\s*\)\]
 """, re.VERBOSE)
 
@@ -200,13 +201,18 @@ def _tokens(path: str) -> list[tuple[str, Any]]:
         if m is None:
             raise ValueError(f"cannot parse JSONPath {path!r} at {p[pos:]!r}")
         if m.group("field") is not None:
-            out.append(("field", m.group("field")))
+            out.append(("field", m.group("field").replace("\\.", ".")))
         elif m.group("index") is not None:
             out.append(("index", int(m.group("index"))))
         elif m.group("star") is not None:
             out.append(("star", None))
         elif m.group("quoted") is not None:
-            out.append(("field", m.group("quoted")[1:-1]))
+            key = m.group("quoted")[1:-1]
+            if re.search(r"(?<!\\)\.", key):
+                # kubectl splits a quoted key on its dots too: ['a.b'] finds nothing there
+                raise ValueError(f"escape the dots of key {key!r} as \\. in {path!r}, "
+                                 "as kubectl's JSONPath needs")
+            out.append(("field", key.replace("\\.", ".")))
         else:
             val = m.group("fval")
             if val[0] in "'\"":

@@ -326,6 +326,15 @@ def _not_visible(steps: Mapping[str, deque[Step]], watching: Mapping[str, Fault]
 
 # --- reset -----------------------------------------------------------------------------------
 
+def _unless_gone(cl: Cluster, *args: str) -> None:
+    """Run kubectl on objects that may be deleted meanwhile: gone is what reset wants."""
+    try:
+        cl.run(*args)
+    except LabError as e:
+        if "NotFound" not in e.message:
+            raise
+
+
 def _release(cl: Cluster, namespaces: set[str], kinds: Sequence[str]) -> None:
     """Take the block finalizer off every object in the fault namespaces that has it."""
     if not namespaces or not kinds:
@@ -336,13 +345,9 @@ def _release(cl: Cluster, namespaces: set[str], kinds: Sequence[str]) -> None:
             fins = md.get("finalizers") or []
             if md.get("namespace") in namespaces and BLOCK_FINALIZER in fins:
                 rest = [x for x in fins if x != BLOCK_FINALIZER]
-                try:
-                    cl.run("patch", str(o["kind"]), md["name"], "-n", md["namespace"],
-                           "--type=merge", "-p",
-                           json.dumps({"metadata": {"finalizers": rest or None}}))
-                except LabError as e:
-                    if "NotFound" not in e.message:
-                        raise  # gone meanwhile is what we want; anything else is not
+                _unless_gone(cl, "patch", str(o["kind"]), md["name"], "-n", md["namespace"],
+                             "--type=merge", "-p",
+                             json.dumps({"metadata": {"finalizers": rest or None}}))
 
 
 def _force_pods(cl: Cluster, namespaces: set[str]) -> None:
@@ -427,7 +432,7 @@ def reset_faults(layout: LabLayout, env: Mapping[str, str], faults: Sequence[Fau
             _release(cl, set(left), blocking)
             _force_pods(cl, set(left))
             stamp = str(int(time.time()))
-            cl.run("annotate", "namespace", "-l", label, f"k3sops.io/reset={stamp}",
-                   "--overwrite")
+            _unless_gone(cl, "annotate", "namespace", "-l", label, f"k3sops.io/reset={stamp}",
+                         "--overwrite")
             nudged = time.monotonic()
         time.sleep(POLL_SECONDS)
