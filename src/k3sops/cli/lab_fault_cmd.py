@@ -60,7 +60,9 @@ def list_cmd(ctx: typer.Context) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table("fault", "what it does", "expected findings", title=f"{len(faults)} fault types")
+    t = Table(title=f"{len(faults)} fault types")
+    for col in ("fault", "what it does", "expected findings"):
+        t.add_column(col, overflow="fold")
     for f in faults.values():
         t.add_row(f.id, f.description, "\n".join(
             f"{e.severity} {e.check} {e.kind}/{e.name}" for e in f.findings))
@@ -82,11 +84,12 @@ def expected_cmd(ctx: typer.Context) -> None:
         from rich.console import Console
         from rich.table import Table
 
-        t = Table("fault", "severity", "check", "object", "due after")
+        t = Table(title="expected findings (namespace: fault-FAULT unless cluster-scoped)")
+        for col in ("fault", "severity", "check", "object", "due after"):
+            t.add_column(col, overflow="fold")
         for r in rows:
             t.add_row(str(r["fault"]), str(r["severity"]), str(r["check"]),
-                      f"{r['kind']}/{r['namespace'] + '/' if r['namespace'] else ''}"
-                      f"{r['name']}", f"{r['due_after']}s" if r["due_after"] else "")
+                      f"{r['kind']}/{r['name']}", f"{r['due_after']}s" if r["due_after"] else "")
         Console().print(t)
         return
     _emit(rows, fmt)
@@ -119,7 +122,8 @@ def apply_cmd(
         _emit(out, fmt)
         return
     typer.echo(f"applied {len(res.applied)} fault(s) in {res.seconds}s"
-               + (", all visible" if wait else " (not waiting for them to be visible)"))
+               + (f", {len(res.visible)} visible" if wait
+                  else " (not waiting for them to be visible)"))
     for fid, why in res.skipped.items():
         typer.echo(f"  skipped {fid}: {why}")
     typer.echo(f"  platform file: {res.platform_file}\n"
