@@ -35,13 +35,19 @@ def clean(lab: Lab) -> Iterator[Lab]:
     assert r.returncode == 0, r.stderr
 
 
-def test_check_right_after_apply_reports_every_fault(clean: Lab, tmp_path: Path) -> None:
-    # Too short a wait fails (exit 1) and names what is not visible yet: the Service is
-    # younger than the grace service-no-endpoints gives a Service being wired.
-    r = clean.k3sops("lab", "scenario", "apply", *README_FAULTS, "--timeout", "2s",
+def test_too_short_a_wait_fails_naming_what_is_not_visible(clean: Lab) -> None:
+    from k3sops.domain.checks.storage import PVC_GRACE_SECONDS
+
+    # pvc-pending reports a claim only after its grace: a 2 s wait cannot see it.
+    assert PVC_GRACE_SECONDS > 10, "this test needs a PVC grace longer than its wait"
+    r = clean.k3sops("lab", "scenario", "apply", "pvc-pending", "--timeout", "2s",
                      timeout=120)
     assert r.returncode == 1, r.stderr
-    assert "cannot see these scenarios yet" in r.stderr and "svc-no-endpoints (" in r.stderr
+    assert "cannot see these scenarios yet: pvc-pending (PVC data-orders is" in r.stderr
+    assert "pvc-pending: waiting" in r.stderr  # progress on stderr
+
+
+def test_check_right_after_apply_reports_every_fault(clean: Lab, tmp_path: Path) -> None:
 
     # The default: wait (progress on stderr), then one check, no polling, sees all four.
     r = clean.k3sops("lab", "scenario", "apply", *README_FAULTS, timeout=400)

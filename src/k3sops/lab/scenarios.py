@@ -320,9 +320,10 @@ def _pvc_pending(objs: Objects, now: datetime) -> str | None:
 
 
 def _svc_no_endpoints(objs: Objects, now: datetime) -> str | None:
-    svc = next(iter(_of(objs, "Service", "svc-no-endpoints")), None)
-    if young := _old_enough(svc, "Service payments", _grace()["service"], now):
-        return young
+    # With pods read (as here) the check judges a Service matching no pod at once; its
+    # SERVICE_GRACE_SECONDS is for Services whose pods could not be read.
+    if not _of(objs, "Service", "svc-no-endpoints"):
+        return "Service payments does not exist yet"
     slices = [es for es in objs.get("EndpointSlice", [])
               if (es.get("metadata", {}).get("labels") or {}).get(
                   "kubernetes.io/service-name") == "payments"]
