@@ -5,7 +5,7 @@
         --k3sops check.json --popeye popeye.json [--age 900]
     # or run both tools now on a lab with the faults applied (same run, one after the other)
     .venv/bin/python bench/fault_matrix.py --expected expected.json --run \\
-        --lab-dir /tmp/lab-h3 [--platform /tmp/lab-h3/platform-faults.yaml]
+        --lab-dir /tmp/lab-h3 --port-base 23000 [--platform FILE] [--save-outputs DIR]
 
 Input ``--expected``: a JSON list, one entry per expected finding (what
 ``k3sops lab fault expected -o json`` prints)::
@@ -46,7 +46,8 @@ Rules (documented in bench/README.md, "fault_matrix.py"):
   (lenient matching, any severity, due or not: a finding made before its grace is still
   right). Reported with and without the posture codes.
 - ``--age S``: the faults were applied S seconds ago; entries with ``due_after`` > S are not
-  scored (listed as not due), and a fault type with no due entry is left out.
+  scored (listed as not due), and a fault type with no due entry is left out. With ``--run``
+  and no ``--age``: the age of the newest of the entries' namespaces on the lab.
 """
 
 from __future__ import annotations
@@ -356,6 +357,22 @@ def _run_tools(args: argparse.Namespace, out_dir: Path) -> tuple[Any, Any, dict[
     return json.loads(r.stdout), run.raw, meta
 
 
+def _fault_age(args: argparse.Namespace, expected: Sequence[Expected]) -> float | None:
+    """Seconds since the newest fault namespace was created (the last fault applied)."""
+    import _cluster  # httpx2 and the lab's PKI: only needed with --run
+
+    wanted = {e.target.namespace for e in expected if e.target.namespace}
+    lab = _cluster.Lab.from_run_dir(args.lab_dir, args.port_base)
+    with lab.client(connections=1) as http:
+        r = http.get("/api/v1/namespaces")
+        r.raise_for_status()
+        created = [dt.datetime.fromisoformat(ns["metadata"]["creationTimestamp"])
+                   for ns in r.json()["items"] if ns["metadata"]["name"] in wanted]
+    if not created:
+        return None
+    return (dt.datetime.now(dt.UTC) - max(created)).total_seconds()
+
+
 def _print(result: dict[str, Any]) -> None:
     s = result["summary"]
     tools = list(s["tools"])
@@ -396,9 +413,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--run", action="store_true", help="run both tools now on --lab-dir")
     p.add_argument("--lab-dir", type=Path, default=Path(os.environ.get(
         "K3SOPS_LAB_DIR", Path.home() / ".local/state/k3sops/lab")))
-    p.add_argument("--port-base", type=int, default=None,
-                   help="accepted for symmetry with the other benchmarks (unused: the "
-                        "kubeconfig and platform file carry the addresses)")
+    p.add_argument("--port-base", type=int, default=int(os.environ.get(
+        "K3SOPS_LAB_PORT_BASE", "17000")), help="the lab's port base, for --run (its API "
+                                                "server is on base+443)")
     p.add_argument("--platform", type=Path, help="platform file for --run (default "
                    "<lab>/platform-faults.yaml, else <lab>/platform.yaml)")
     p.add_argument("--peers-bin", type=Path, default=None)
@@ -406,7 +423,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    help="with --run: keep k3sops.json and popeye.json in this directory")
     p.add_argument("--age", type=float, default=None,
                    help="seconds since the faults were applied: entries not yet due are "
-                        "not scored")
+                        "not scored (with --run: from the newest fault namespace)")
     p.add_argument("--min-level", choices=("auto", "warning"), default="auto")
     p.add_argument("--count-posture", action="store_true",
                    help="let Popeye's posture codes count as detections")
@@ -423,6 +440,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 k3s_doc, pop_doc, meta = _run_tools(a, raw_dir)
             if a.save_outputs:
                 meta["outputs"] = str(a.save_outputs)
+            if a.age is None:
+                a.age = _fault_age(a, expected)
+                meta["age_from_namespaces"] = a.age
         else:
             if not (a.k3sops or a.popeye):
                 p.error("give --k3sops and/or --popeye files, or --run")
