@@ -148,7 +148,7 @@ def test_every_fault_becomes_visible(matrix: Matrix) -> None:
                 ok = got is not None and re.search(str(c.matches), got) is not None
             if not ok:
                 wrong.append(f"{f.id}: {c.describe()} -> kubectl printed {got!r}")
-    assert wrong == []
+    assert not wrong, "\n".join(wrong)
 
 
 def test_no_finding_leaks_outside_the_faults(matrix: Matrix) -> None:
@@ -186,7 +186,8 @@ def test_check_finds_every_fault(matrix: Matrix) -> None:
     not_due = sorted({f"{e.check} (due after {e.due_after}s)" for e in EXPECTED
                       if not _due(e, elapsed)})
     print(f"judged after {elapsed:.0f}s; not yet due: {', '.join(not_due) or 'none'}")
-    assert (missing, wrong_severity, unexpected) == ([], [], [])
+    assert not (missing or wrong_severity or unexpected), "\n".join(
+        ["missing:", *missing, "wrong severity:", *wrong_severity, "unexpected:", *unexpected])
 
 
 def _diagnose_target(f: Fault) -> list[str]:
@@ -220,7 +221,7 @@ def test_diagnose_names_every_root(matrix: Matrix) -> None:
                      for c in candidates]
             wrong.append(f"{f.id}: diagnose {f.diagnose} named {named or 'no root'}, "
                          f"expected {f.root.check} {f.root.kind}/{f.root.name}")
-    assert wrong == []
+    assert not wrong, "\n".join(wrong)
 
 
 def test_reset_removes_every_fault(matrix: Matrix) -> None:
