@@ -210,9 +210,11 @@ def test_diagnose_names_every_root(matrix: Matrix) -> None:
                          f"{r.stderr.strip()[-300:]}")
             continue
         report = json.loads(r.stdout)
-        # A fault's root cause is among the report's root causes; a hygiene finding (weekly,
-        # nothing broken) is no cause of anything: the diagnosis holds it among its findings.
-        hygiene = REGISTRY[f.root.check].category != "fault"
+        # A fault's root cause is among the report's root causes; a hygiene or info finding
+        # (nothing broken) is no cause of anything: the diagnosis holds it among its findings.
+        severity = next(e.severity for e in f.findings if (e.check, e.kind, e.name) == (
+            f.root.check, f.root.kind, f.root.name))
+        hygiene = REGISTRY[f.root.check].category != "fault" or severity == "info"
         candidates = (report["findings"] if hygiene or "root_causes" not in report else
                       [{"check": rc.get("check"), "resource": rc["resource"]}
                        for rc in report["root_causes"]])
