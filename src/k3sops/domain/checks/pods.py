@@ -10,8 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from k3sops.domain.checks.base import CheckContext, check
+from k3sops.domain.checks.references import kubelet_says_missing
 from k3sops.domain.checks.scheduling import scheduling_causes
 from k3sops.domain.findings import Finding
+from k3sops.domain.index import by_name, unhealthy_pods
 from k3sops.domain.snapshot import Obj, conditions, events_for, get, meta, parse_time
 
 CRASHLOOP_MIN_RESTARTS = 3
@@ -219,4 +221,182 @@ def pod_not_ready(ctx: CheckContext) -> list[Finding]:
              "readiness_probes": {c: get(specs.get(c), "readinessProbe") for c in unready},
              "since": ready.get("lastTransitionTime"), "owner": _owner(pod),
              "events": events}))
+    return out
+
+
+STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
+"""Waiting reasons of a container that is on its way (or stuck on its way: pod-stuck-starting)."""
+OTHER_RULES_REASONS = frozenset({"CrashLoopBackOff", "ErrImagePull", "ImagePullBackOff",
+                                 "InvalidImageName"})
+"""Waiting reasons that pod-crashloop and pod-image-pull report."""
+CONTAINER_ERROR_GRACE_SECONDS = 60
+"""A container the kubelet could not create may succeed at its next try (a runtime timeout):
+judged once the pod is a minute old."""
+STUCK_STARTING_SECONDS = 600
+STUCK_TERMINATING_SECONDS = 300
+"""How long past its grace period a pod may take to go: the kubelet's last word on slow
+pre-stop hooks and volume unmounts."""
+_START_EVENTS = frozenset({"FailedMount", "FailedAttachVolume", "FailedCreatePodSandBox",
+                           "FailedKillPod", "FailedSync", "FailedCreatePodContainer",
+                           "FailedPreStopHook", "NetworkNotReady"})
+
+
+def _age_since(ctx: CheckContext, value: Any) -> float | None:
+    at = parse_time(value)
+    return None if at is None else (ctx.snapshot.now - at).total_seconds()
+
+
+def _reference_error(message: str) -> bool:
+    """A kubelet message naming a missing ConfigMap/Secret or key: pod-*-missing says it."""
+    return bool(kubelet_says_missing("configmaps", message)
+                or kubelet_says_missing("secrets", message))
+
+
+@check("pod-container-error", "Containers can be created and started", reads=("pods",),
+       uses=("events",))
+def pod_container_error(ctx: CheckContext) -> list[Finding]:
+    """Containers the kubelet cannot create or start, other than crash loops and image pulls.
+
+    Waiting in CreateContainerConfigError, CreateContainerError, RunContainerError,
+    PreStartHookError, PostStartHookError, ErrImageNeverPull, ... A CreateContainerConfigError
+    about a missing ConfigMap or Secret is pod-configmap-missing's or pod-secret-missing's
+    (they name the object).
+    """
+    out = []
+    for pod in unhealthy_pods(ctx.snapshot):
+        ns, name = meta(pod)
+        if not ctx.in_scope(ns) or get(pod, "metadata", "deletionTimestamp"):
+            continue
+        age = _age_since(ctx, get(pod, "metadata", "creationTimestamp"))
+        if age is not None and age < CONTAINER_ERROR_GRACE_SECONDS:
+            continue
+        for cs in _statuses(pod):
+            waiting = get(cs, "state", "waiting") or {}
+            reason = str(waiting.get("reason") or "")
+            message = str(waiting.get("message") or "")
+            if not reason or reason in STARTING_REASONS or reason in OTHER_RULES_REASONS:
+                continue
+            if reason == "CreateContainerConfigError" and _reference_error(message):
+                continue
+            short = message if len(message) <= 200 else message[:197] + "..."
+            out.append(ctx.finding(
+                "pod-container-error", "critical", "Pod", ns, name,
+                f"container {cs.get('name')} of {ns}/{name} cannot start: {reason}"
+                + (f": {short}" if short else ""), "pod-container-error",
+                {"container": cs.get("name"), "reason": reason, "message": message,
+                 "restarts": cs.get("restartCount", 0), "owner": _owner(pod),
+                 "events": events_for(ctx.snapshot, "Pod", ns, name)}))
+    return out
+
+
+def _stall(pod: Obj) -> tuple[str, list[str]] | None:
+    """What a scheduled Pending pod is waiting for, if only for starting: (what, containers).
+
+    None when a container waits for another reason (another rule's) or nothing waits.
+    """
+    inits = get(pod, "status", "initContainerStatuses", default=[]) or []
+    apps = get(pod, "status", "containerStatuses", default=[]) or []
+    if any((r := get(cs, "state", "waiting", "reason")) and r not in STARTING_REASONS
+           for cs in [*inits, *apps]):
+        return None
+    running_init = [cs for cs in inits if get(cs, "state", "running")
+                    and not cs.get("ready")]
+    if running_init:
+        cs = running_init[0]
+        return (f"init container {cs.get('name')} has been running since "
+                f"{get(cs, 'state', 'running', 'startedAt')} and has not finished",
+                [str(cs.get("name"))])
+    waiting = [str(cs.get("name")) for cs in [*inits, *apps]
+               if get(cs, "state", "waiting", "reason") in STARTING_REASONS]
+    if waiting or not apps:
+        reasons = sorted({str(get(cs, "state", "waiting", "reason")) for cs in [*inits, *apps]
+                          if get(cs, "state", "waiting")}) or ["no container status"]
+        return f"containers still {'/'.join(reasons)}", waiting
+    return None
+
+
+@check("pod-stuck-starting", "Scheduled pods start", reads=("pods",), uses=("events",))
+def pod_stuck_starting(ctx: CheckContext) -> list[Finding]:
+    """Pods scheduled more than 10 minutes ago whose containers still are not started.
+
+    ContainerCreating or PodInitializing (volumes that do not mount or attach, a sandbox or
+    network that cannot be set up, an init container that never finishes); the kubelet's
+    FailedMount / FailedAttachVolume / FailedCreatePodSandBox events say why. A volume whose
+    ConfigMap or Secret is missing is the pod-*-missing rules' finding.
+    """
+    out = []
+    for pod in unhealthy_pods(ctx.snapshot):
+        ns, name = meta(pod)
+        if (not ctx.in_scope(ns) or get(pod, "metadata", "deletionTimestamp")
+                or get(pod, "status", "phase") != "Pending"):
+            continue
+        sched = conditions(pod).get("PodScheduled") or {}
+        if sched.get("status") != "True" or not get(pod, "spec", "nodeName"):
+            continue
+        waited = _age_since(ctx, sched.get("lastTransitionTime")
+                            or get(pod, "metadata", "creationTimestamp"))
+        if waited is None or waited < STUCK_STARTING_SECONDS:
+            continue
+        stall = _stall(pod)
+        if stall is None:
+            continue
+        events = [e for e in events_for(ctx.snapshot, "Pod", ns, name, limit=10)
+                  if e.get("reason") in _START_EVENTS]
+        if any(_reference_error(str(e.get("message") or "")) for e in events):
+            continue
+        why, containers = stall
+        latest = f": {events[0].get('reason')}: {events[0].get('message')}" if events else ""
+        evidence: dict[str, Any] = {
+            "node": get(pod, "spec", "nodeName"), "scheduled_at": sched.get("lastTransitionTime"),
+            "waiting_seconds": int(waited), "stall": why, "containers": containers,
+            "owner": _owner(pod), "events": events}
+        if ctx.unread("events"):
+            evidence["events"] = f"could not read events: {ctx.unread('events')}"
+        out.append(ctx.finding(
+            "pod-stuck-starting", "warning", "Pod", ns, name,
+            f"pod {ns}/{name} was scheduled on {get(pod, 'spec', 'nodeName')} "
+            f"{int(waited // 60)} min ago and has not started ({why}){latest}",
+            "pod-stuck-starting", evidence))
+    return out
+
+
+@check("pod-stuck-terminating", "Deleted pods go away", reads=("pods",), uses=("nodes",))
+def pod_stuck_terminating(ctx: CheckContext) -> list[Finding]:
+    """Pods still there more than 5 minutes after their grace period ended.
+
+    ``deletionTimestamp`` is when the grace period ends. The usual holders: finalizers nobody
+    removes, and a node that is down (nobody confirms the containers stopped).
+    """
+    out = []
+    nodes_unread = ctx.unread("nodes")
+    for pod in unhealthy_pods(ctx.snapshot):
+        ns, name = meta(pod)
+        deleted = get(pod, "metadata", "deletionTimestamp")
+        if not deleted or not ctx.in_scope(ns):
+            continue
+        overdue = _age_since(ctx, deleted)
+        if overdue is None or overdue < STUCK_TERMINATING_SECONDS:
+            continue
+        finalizers = list(get(pod, "metadata", "finalizers", default=[]) or [])
+        node_name = get(pod, "spec", "nodeName")
+        causes = []
+        evidence: dict[str, Any] = {"deletion_timestamp": deleted, "overdue_seconds": int(overdue),
+                                    "finalizers": finalizers, "node": node_name,
+                                    "owner": _owner(pod)}
+        if finalizers:
+            causes.append(f"finalizer {', '.join(finalizers)} is not removed")
+        if node_name and nodes_unread:
+            evidence["node_ready"] = f"could not read nodes: {nodes_unread}"
+        elif node_name:
+            node = by_name(ctx.snapshot, "nodes").get((None, str(node_name)))
+            ready = (conditions(node).get("Ready") or {}).get("status") if node else None
+            evidence["node_ready"] = ready if node is not None else "node does not exist"
+            if node is not None and ready != "True":
+                causes.append(f"its node {node_name} is not Ready")
+                evidence["cause_ref"] = {"kind": "Node", "namespace": None, "name": node_name}
+        why = "; ".join(causes) or "the kubelet has not confirmed its containers stopped"
+        out.append(ctx.finding(
+            "pod-stuck-terminating", "warning", "Pod", ns, name,
+            f"pod {ns}/{name} is still Terminating {int(overdue // 60)} min after its grace "
+            f"period: {why}", "pod-stuck-terminating", evidence))
     return out

@@ -165,4 +165,132 @@ RUNBOOKS: list[Runbook] = [
                  "kubectl -n <namespace> delete pod <pod>", "No Evicted pods left."),
         ],
         related=["node-memory-pressure", "node-disk-pressure"]),
+    Runbook(
+        id="pod-configmap-missing", title="Pod references a ConfigMap that does not exist",
+        summary="A pod names a ConfigMap (or a key of one) that is not there and not optional: "
+                "the kubelet will not start the container (CreateContainerConfigError, or "
+                "ContainerCreating with FailedMount). A pod already running keeps running "
+                "until its next restart.",
+        severity_hint="critical",
+        steps=[
+            step("See what the pod names", "Volumes, env and envFrom each name ConfigMaps.",
+                 "kubectl -n <namespace> get pod <pod> -o yaml | grep -B2 -A4 -i configmap",
+                 "The name and key the finding lists, and who renders them (a Helm chart, a "
+                 "kustomization, Argo CD).", "k3sops diagnose pod <pod> -n <namespace>"),
+            step("Compare with what exists", "A typo, a key renamed, or an object not yet "
+                 "applied (ordering in a release).",
+                 "kubectl -n <namespace> get configmap; "
+                 "kubectl -n <namespace> get configmap <name> -o jsonpath='{.data}'",
+                 "The ConfigMap or the key is missing; create it (in Git for GitOps) or fix "
+                 "the reference; mark it optional only if the app copes without it."),
+            step("Restart the pod once fixed", "A pod stuck in ContainerCreating retries by "
+                 "itself; one with CreateContainerConfigError too, after its back-off.",
+                 "kubectl -n <namespace> rollout restart <kind>/<name>",
+                 "The pod Running and Ready."),
+        ],
+        related=["pod-secret-missing", "pod-container-error"]),
+    Runbook(
+        id="pod-secret-missing", title="Pod references a Secret that does not exist",
+        summary="A pod names a Secret (or a key of one) that is not there and not optional: "
+                "the kubelet will not start the container. A missing imagePullSecret only "
+                "matters for images that must be pulled from a private registry.",
+        severity_hint="critical",
+        steps=[
+            step("See what the pod names", "Volumes, env, envFrom, CSI volumes and "
+                 "imagePullSecrets each name Secrets.",
+                 "kubectl -n <namespace> get pod <pod> -o yaml | grep -B2 -A4 -i secret",
+                 "The name and key the finding lists.",
+                 "k3sops diagnose pod <pod> -n <namespace>"),
+            step("Find who should make it", "Secrets often come from a controller "
+                 "(cert-manager, an external-secrets operator, a sealed-secrets controller) "
+                 "or a release.",
+                 "kubectl -n <namespace> get secrets; kubectl -n <namespace> get events "
+                 "--sort-by=.lastTimestamp | tail -20",
+                 "The controller's own errors (a Certificate not Ready, an ExternalSecret "
+                 "failing), or a release that was never applied."),
+            step("Restart the pod once fixed", "The kubelet retries, but a rollout is quicker.",
+                 "kubectl -n <namespace> rollout restart <kind>/<name>",
+                 "The pod Running and Ready."),
+        ],
+        related=["pod-configmap-missing", "pod-image-pull"]),
+    Runbook(
+        id="pod-pvc-missing", title="Pod mounts a claim that does not exist",
+        summary="A pod mounts a PersistentVolumeClaim that is not there: the scheduler "
+                "leaves it Pending ('persistentvolumeclaim not found').",
+        severity_hint="critical",
+        steps=[
+            step("See which claim", "The pod's volumes name it.",
+                 "kubectl -n <namespace> get pod <pod> -o jsonpath='{.spec.volumes}'",
+                 "The claimName the finding lists.",
+                 "k3sops diagnose pod <pod> -n <namespace>"),
+            step("Find the claim or its data", "A claim deleted by mistake may have left its "
+                 "volume Released (reclaim policy Retain).",
+                 "kubectl -n <namespace> get pvc; kubectl get pv | grep <namespace>/<claim>",
+                 "A Released volume to bind a new claim to (clear its claimRef), or create "
+                 "the claim anew."),
+        ],
+        related=["pvc-pending", "pod-pending"]),
+    Runbook(
+        id="pod-container-error", title="Container cannot be created or started",
+        summary="The kubelet cannot create or start a container: a bad securityContext "
+                "(runAsNonRoot with a root image), a command that does not exist, a failing "
+                "lifecycle hook, an image that must not be pulled but is absent, a runtime "
+                "error.",
+        severity_hint="critical",
+        steps=[
+            _DESCRIBE,
+            step("Read the reason and message", "The waiting state names what failed.",
+                 "kubectl -n <namespace> get pod <pod> -o jsonpath="
+                 "'{.status.containerStatuses[*].state.waiting}'",
+                 "CreateContainerConfigError (security context, env), RunContainerError "
+                 "(exec: no such file, permission denied), PostStartHookError, "
+                 "ErrImageNeverPull (imagePullPolicy Never and the image is not on the node)."),
+            step("Fix the template and roll out", "The pod will not recover by itself.",
+                 "kubectl -n <namespace> rollout restart <kind>/<name>",
+                 "The new pod Running and Ready."),
+        ],
+        related=["pod-crashloop", "pod-configmap-missing", "pod-secret-missing"]),
+    Runbook(
+        id="pod-stuck-starting", title="Pod scheduled but its containers never start",
+        summary="The pod has a node but stays in ContainerCreating or PodInitializing: a volume "
+                "that does not mount or attach, a sandbox or network the node cannot set up, "
+                "or an init container that never finishes.",
+        severity_hint="warning",
+        steps=[
+            _DESCRIBE,
+            step("Read the kubelet's events", "They say what it is waiting for.",
+                 "kubectl -n <namespace> get events --field-selector involvedObject.name=<pod>",
+                 "FailedMount / FailedAttachVolume (a volume still attached elsewhere: "
+                 "Multi-Attach), FailedCreatePodSandBox (the node's CNI: on K3s flannel's "
+                 "/run/flannel/subnet.env), an init container's logs."),
+            step("Look at the node", "A node whose CNI or storage driver is broken holds every "
+                 "new pod.", "kubectl describe node <node>; "
+                 "kubectl -n <namespace> logs <pod> -c <init-container>",
+                 "Other pods stuck on the same node; the init container waiting for a "
+                 "dependency.", "k3sops diagnose node <node>"),
+        ],
+        related=["node-not-ready", "volumeattachment-error", "pvc-pending"]),
+    Runbook(
+        id="pod-stuck-terminating", title="Pod stuck Terminating",
+        summary="A pod was deleted and its grace period is long over, but it is still there: "
+                "a finalizer nobody removes, or a node that is down so nobody confirms its "
+                "containers stopped. A StatefulSet will not replace it until it is gone.",
+        severity_hint="warning",
+        steps=[
+            step("See what holds it", "Finalizers and the node.",
+                 "kubectl -n <namespace> get pod <pod> -o jsonpath="
+                 "'{.metadata.finalizers} {.spec.nodeName}'; kubectl get node <node>",
+                 "A finalizer of a controller that is gone, or a node NotReady."),
+            step("Node down: make sure it is really down, then force-delete",
+                 "Force deletion skips the kubelet: two copies could run if the node is only "
+                 "partitioned (dangerous for StatefulSets).",
+                 "kubectl -n <namespace> delete pod <pod> --grace-period=0 --force",
+                 "The pod gone; its controller makes a replacement."),
+            step("Finalizer: fix or remove its controller's work", "Remove a finalizer only "
+                 "when what it guards is handled.",
+                 "kubectl -n <namespace> patch pod <pod> --type=json "
+                 "-p='[{\"op\": \"remove\", \"path\": \"/metadata/finalizers\"}]'",
+                 "The pod gone."),
+        ],
+        related=["node-not-ready", "emergency-node-lost"]),
 ]
