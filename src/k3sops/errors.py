@@ -9,9 +9,11 @@
      │    ├── Unauthorized            401/403: names the verb and the resource refused
      │    ├── Unreachable             names the address and a hint
      │    ├── Timeout
-     │    └── Conflict
+     │    ├── Conflict
+     │    ├── Invalid                 400/422: the API server refused the request as malformed
+     │    └── Gone                    410: a watch's resourceVersion is too old; list again
      ├── LabError (1)                the local lab could not be built, started or shaped
-     ├── PlanRejected (1)
+     ├── PlanRejected (1)            also: an admission refusal (webhook, PodSecurity, quota)
      ├── FindingsAtThreshold (3)     findings reached --fail-on
      ├── PartialResult (4)           a source could not be read; names which
      └── Interrupted (130)
@@ -86,6 +88,20 @@ class Timeout(AdapterError):
 
 class Conflict(AdapterError):
     """The object changed underneath us or already exists."""
+
+
+class Invalid(AdapterError):
+    """The API server refused a request as malformed or invalid (HTTP 400/422, not admission).
+
+    The message carries the server's own text, which names the field at fault.
+    """
+
+
+class Gone(AdapterError):
+    """A watch's (or a list's) resourceVersion is too old (HTTP 410, or an ERROR event 410).
+
+    The caller lists again and watches from the new list's resourceVersion.
+    """
 
 
 class LabError(K3sopsError):

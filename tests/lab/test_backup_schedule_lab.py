@@ -23,7 +23,7 @@ import yaml
 
 from conftest import Lab, wait_for
 from k3sops.adapters.audit import AuditLog
-from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.domain import schedule as sch
 from k3sops.errors import PlanRejected, UsageError
 from k3sops.services import backup_schedule as svc
@@ -36,9 +36,9 @@ ENTRIES = sch.default_entries([("etcd", ["backup", "etcd"], "0 2 * * *"),
 
 
 @pytest.fixture
-def objects(lab: Lab) -> Iterator[KubeObjects]:
+def objects(lab: Lab) -> Iterator[KubeClient]:
     settings = context.Settings(kubeconfig=lab.layout.kubeconfig, context=None, platform=None)
-    objs = KubeObjects(context.kube(settings, {}, Path.home()))
+    objs = context.kube(settings, {}, Path.home())
     yield objs
     objs.close()
 
@@ -58,7 +58,7 @@ def _cronjob(lab: Lab, ns: str, name: str) -> dict[str, Any]:
                                        "--show-managed-fields").stdout))
 
 
-def test_dry_run_renders_and_changes_nothing(lab: Lab, objects: KubeObjects, scratch: str,
+def test_dry_run_renders_and_changes_nothing(lab: Lab, objects: KubeClient, scratch: str,
                                              tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit.jsonl")
     report = svc.cronjobs(ENTRIES, namespace=scratch, image="k3sops:test",
@@ -75,7 +75,7 @@ def test_dry_run_renders_and_changes_nothing(lab: Lab, objects: KubeObjects, scr
     assert audit.read() == []
 
 
-def test_apply_is_accepted_and_idempotent(lab: Lab, objects: KubeObjects, scratch: str,
+def test_apply_is_accepted_and_idempotent(lab: Lab, objects: KubeClient, scratch: str,
                                           tmp_path: Path) -> None:
     audit = AuditLog(tmp_path / "audit.jsonl")
     for _ in range(2):  # a second apply changes nothing and does not fail
@@ -98,7 +98,7 @@ def test_apply_is_accepted_and_idempotent(lab: Lab, objects: KubeObjects, scratc
     assert next(r["what"]["target"] for r in audit.read()) == f"namespaces/{scratch}"
 
 
-def test_the_cronjob_controller_runs_it_and_forbid_holds(lab: Lab, objects: KubeObjects,
+def test_the_cronjob_controller_runs_it_and_forbid_holds(lab: Lab, objects: KubeClient,
                                                          scratch: str, tmp_path: Path) -> None:
     lab.kubectl("create", "namespace", scratch)
     lab.kubectl("create", "serviceaccount", "k3sops", "-n", scratch)

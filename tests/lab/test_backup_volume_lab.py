@@ -29,7 +29,7 @@ from backup_more_kit import backup_context
 
 from conftest import Lab, wait_for
 from k3sops.adapters.audit import AuditLog
-from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.adapters.longhorn import Longhorn
 from k3sops.domain import backups
 from k3sops.errors import AdapterError, PlanRejected, Timeout
@@ -51,9 +51,9 @@ class Volume:
 
 
 @pytest.fixture
-def objects(lab: Lab) -> Iterator[KubeObjects]:
+def objects(lab: Lab) -> Iterator[KubeClient]:
     settings = context.Settings(kubeconfig=lab.layout.kubeconfig, context=None, platform=None)
-    objs = KubeObjects(context.kube(settings, {}, Path.home()))
+    objs = context.kube(settings, {}, Path.home())
     yield objs
     objs.close()
 
@@ -154,7 +154,7 @@ def _play_longhorn(lab: Lab, v: Volume, final: Final, seen: list[str],
     return t
 
 
-def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeObjects,
+def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeClient,
                                                         bctx: Ctx, volume: Volume) -> None:
     seen: list[str] = []
     observed = threading.Event()
@@ -202,7 +202,7 @@ def test_completed_backup_is_recorded_with_url_and_size(lab: Lab, objects: KubeO
      "XMinioStorageFull"),
     ({"state": "Completed", "progress": 100, "url": "", "size": "0"}, "no status.url"),
 ])
-def test_error_or_unrestorable_completed_is_failed(lab: Lab, objects: KubeObjects,
+def test_error_or_unrestorable_completed_is_failed(lab: Lab, objects: KubeClient,
                                                    bctx: Ctx, volume: Volume,
                                                    final: dict[str, Any], why: str) -> None:
     t = _play_longhorn(lab, volume, final, [])
@@ -214,7 +214,7 @@ def test_error_or_unrestorable_completed_is_failed(lab: Lab, objects: KubeObject
     assert [e.status for e in entries] == ["Failed"]
 
 
-def test_timeout_is_a_clear_error_and_failed(lab: Lab, objects: KubeObjects, bctx: Ctx,
+def test_timeout_is_a_clear_error_and_failed(lab: Lab, objects: KubeClient, bctx: Ctx,
                                              volume: Volume) -> None:
     t = _play_longhorn(lab, volume, None, [])  # stuck InProgress, like a dead manager
     with pytest.raises(Timeout, match="still InProgress"):
@@ -224,7 +224,7 @@ def test_timeout_is_a_clear_error_and_failed(lab: Lab, objects: KubeObjects, bct
     assert [e.status for e in backups.entries_from_snapshots(bctx.restic.snapshots())] == ["Failed"]
 
 
-def test_not_longhorn_or_missing_is_refused_before_anything(lab: Lab, objects: KubeObjects,
+def test_not_longhorn_or_missing_is_refused_before_anything(lab: Lab, objects: KubeClient,
                                                             bctx: Ctx,
                                                             volume: Volume) -> None:
     lh = Longhorn(objects)
@@ -241,7 +241,7 @@ def test_not_longhorn_or_missing_is_refused_before_anything(lab: Lab, objects: K
     assert bctx.restic.snapshots() == []  # nothing recorded: refused before the backup opened
 
 
-def test_restore_into_a_new_pvc_never_overwrites(lab: Lab, objects: KubeObjects,
+def test_restore_into_a_new_pvc_never_overwrites(lab: Lab, objects: KubeClient,
                                                  bctx: Ctx, volume: Volume,
                                                  tmp_path: Path) -> None:
     t = _play_longhorn(lab, volume, lambda n: _completed(n, volume), [])
@@ -322,7 +322,7 @@ def test_cli_backup_volume_then_restore_to_a_new_pvc(lab: Lab, bctx: Ctx,
         assert password not in run.stdout + run.stderr
 
 
-def test_longhorn_check_finds_a_backup_that_is_gone(lab: Lab, objects: KubeObjects, bctx: Ctx,
+def test_longhorn_check_finds_a_backup_that_is_gone(lab: Lab, objects: KubeClient, bctx: Ctx,
                                                    volume: Volume) -> None:
     """A Completed k3sops record whose Longhorn Backup was deleted is not restorable."""
     seen: list[str] = []

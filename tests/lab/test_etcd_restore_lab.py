@@ -31,7 +31,6 @@ from backup_more_kit import backup_context
 from conftest import Lab
 from hosts import HostPool, TestHost
 from k3sops.adapters.audit import AuditLog
-from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.domain import backups
 from k3sops.errors import PlanRejected, Unreachable
 from k3sops.services import backup, context, k3s_snapshot
@@ -278,7 +277,7 @@ def test_k3s_snapshot_is_fetched_stored_and_restorable(lab: Lab, test_hosts: Hos
            "status": {"creationTime": "2026-11-25T12:00:00Z", "readyToUse": True,
                       "size": "2048"}}
     settings = context.Settings(kubeconfig=lab.layout.kubeconfig, context=None, platform=None)
-    objects = KubeObjects(context.kube(settings, {}, Path.home()))
+    objects = context.kube(settings, {}, Path.home())
     lab.kubectl("apply", "-f", "-", input=json.dumps(old))
     try:
         result = k3s_snapshot.backup_k3s(ctx, inv, objects=objects)

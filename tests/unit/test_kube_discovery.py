@@ -42,12 +42,21 @@ def test_missing_explicit_file_is_a_config_error(tmp_path: Path) -> None:
     assert e.value.exit_code == ExitCode.USAGE and "nope" in str(e.value)
 
 
-def test_nothing_found_says_where_it_looked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                            ) -> None:
-    from k3sops.adapters import kube
-
-    monkeypatch.setattr(kube, "K3S_KUBECONFIG", tmp_path / "absent-k3s.yaml")
-    monkeypatch.setattr(kube, "SERVICE_ACCOUNT_DIR", tmp_path / "absent-sa")
+def test_nothing_found_says_where_it_looked(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as e:
-        discover_kubeconfig(None, None, {}, tmp_path)
+        discover_kubeconfig(None, None, {}, tmp_path,
+                            k3s_kubeconfig=tmp_path / "absent-k3s.yaml",
+                            service_account_dir=tmp_path / "absent-sa")
     assert "~/.kube/config" in str(e.value) and "lab up" in str(e.value)
+
+
+def test_k3s_default_then_in_cluster(tmp_path: Path) -> None:
+    k3s = _touch(tmp_path / "k3s.yaml")
+    sa = tmp_path / "sa"
+    _touch(sa / "token")
+    got = discover_kubeconfig(None, None, {}, tmp_path / "home", k3s_kubeconfig=k3s,
+                              service_account_dir=sa)
+    assert got.path == k3s and got.origin == "K3s default"
+    got = discover_kubeconfig(None, None, {}, tmp_path / "home",
+                              k3s_kubeconfig=tmp_path / "absent", service_account_dir=sa)
+    assert got.path is None and got.origin == "in-cluster service account"

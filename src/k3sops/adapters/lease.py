@@ -20,13 +20,12 @@ import socket
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-from lightkube.models.coordination_v1 import LeaseSpec
-from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.coordination_v1 import Lease
+from k3sops.adapters.kube import KubeClient
+from k3sops.errors import AdapterError, Conflict
 
-from k3sops.adapters.kube import KubeAdapter
-from k3sops.errors import AdapterError, Conflict, NotFound
+LEASES = ("coordination.k8s.io/v1", "leases")
 
 __all__ = ["FileLock", "KubeLease", "holder_identity"]
 
@@ -50,6 +49,20 @@ def _holder_dead(holder: str) -> bool:
     return False
 
 
+def _micro(t: dt.datetime) -> str:
+    """A Lease's MicroTime: RFC 3339 with microseconds, in UTC."""
+    return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse_micro(text: object) -> dt.datetime | None:
+    if not isinstance(text, str) or not text:
+        return None
+    try:
+        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 class KubeLease:
     """A Lease held for the duration of a ``with`` block.
 
@@ -61,7 +74,7 @@ class KubeLease:
         duration: seconds the Lease is valid without renewal.
     """
 
-    def __init__(self, kube: KubeAdapter, namespace: str, name: str, identity: str,
+    def __init__(self, kube: KubeClient, namespace: str, name: str, identity: str,
                  duration: int = 60) -> None:
         self.kube = kube
         self.namespace = namespace
@@ -74,10 +87,13 @@ class KubeLease:
     def _now(self) -> dt.datetime:
         return dt.datetime.now(dt.UTC)
 
-    def _spec(self, transitions: int = 0) -> LeaseSpec:
-        now = self._now()
-        return LeaseSpec(holderIdentity=self.identity, leaseDurationSeconds=self.duration,
-                         acquireTime=now, renewTime=now, leaseTransitions=transitions)
+    def _spec(self, transitions: int = 0) -> dict[str, Any]:
+        now = _micro(self._now())
+        return {"holderIdentity": self.identity, "leaseDurationSeconds": self.duration,
+                "acquireTime": now, "renewTime": now, "leaseTransitions": transitions}
+
+    def _get(self) -> dict[str, Any] | None:
+        return self.kube.find(*LEASES, self.name, self.namespace)
 
     def acquire(self) -> None:
         """Take the Lease.
@@ -85,62 +101,56 @@ class KubeLease:
         Raises:
             Conflict: another live run holds it (its identity and renew time are named).
         """
-        what = f"lease {self.name}"
-        current: Lease | None
-        try:
-            with self.kube.errors("get", what, self.namespace):
-                current = self.kube.client.get(Lease, self.name, namespace=self.namespace)
-        except NotFound:
-            current = None
+        current = self._get()
         if current is None:
-            obj = Lease(metadata=ObjectMeta(name=self.name, namespace=self.namespace,
-                                            labels={"app.kubernetes.io/managed-by": "k3sops"}),
-                        spec=self._spec())
+            obj = {"apiVersion": LEASES[0], "kind": "Lease",
+                   "metadata": {"name": self.name, "namespace": self.namespace,
+                                "labels": {"app.kubernetes.io/managed-by": "k3sops"}},
+                   "spec": self._spec()}
             try:
-                with self.kube.errors("create", what, self.namespace):
-                    self.kube.client.create(obj)
+                self.kube.create(*LEASES, self.namespace, obj)
             except Conflict as e:
                 raise Conflict(f"another backup of this target took lease "
                                f"{self.namespace}/{self.name} at the same moment",
                                hint="wait for it to finish") from e
         else:
-            spec = current.spec or LeaseSpec()
-            holder = spec.holderIdentity or ""
-            renewed = spec.renewTime or spec.acquireTime
+            spec = current.get("spec") or {}
+            holder = str(spec.get("holderIdentity") or "")
+            renewed = _parse_micro(spec.get("renewTime") or spec.get("acquireTime"))
             expired = (renewed is None or not holder or
-                       (self._now() - renewed).total_seconds() > (spec.leaseDurationSeconds or 0))
+                       (self._now() - renewed).total_seconds()
+                       > int(spec.get("leaseDurationSeconds") or 0))
             if holder and holder != self.identity and not expired and not _holder_dead(holder):
                 raise Conflict(
                     f"another backup of this target is running: lease "
                     f"{self.namespace}/{self.name} is held by {holder} (renewed "
                     f"{renewed.isoformat(timespec='seconds') if renewed else 'never'})",
                     hint="wait for it to finish; two backups of one target never overlap")
-            current.spec = self._spec((spec.leaseTransitions or 0) + 1)
-            with self.kube.errors("update", what, self.namespace):
-                self.kube.client.replace(current)  # carries resourceVersion: one winner
+            current["spec"] = self._spec(int(spec.get("leaseTransitions") or 0) + 1)
+            # The PUT carries the read resourceVersion: of two racing runs, one wins.
+            self.kube.replace(*LEASES, self.namespace, current)
         self._thread = threading.Thread(target=self._renew_loop, daemon=True)
         self._thread.start()
 
     def _renew_loop(self) -> None:
         while not self._stop.wait(self.duration / 3):
-            with contextlib.suppress(Exception), \
-                    self.kube.errors("renew", f"lease {self.name}", self.namespace):
-                    cur = self.kube.client.get(Lease, self.name, namespace=self.namespace)
-                    if cur.spec is None or cur.spec.holderIdentity != self.identity:
-                        return
-                    cur.spec.renewTime = self._now()
-                    self.kube.client.replace(cur)
+            with contextlib.suppress(AdapterError):
+                cur = self._get()
+                spec = (cur or {}).get("spec") or {}
+                if cur is None or spec.get("holderIdentity") != self.identity:
+                    return
+                spec["renewTime"] = _micro(self._now())
+                self.kube.replace(*LEASES, self.namespace, cur)
 
     def release(self) -> None:
         """Stop renewing and delete the Lease if this run still holds it."""
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        with contextlib.suppress(AdapterError), \
-                self.kube.errors("delete", f"lease {self.name}", self.namespace):
-                cur = self.kube.client.get(Lease, self.name, namespace=self.namespace)
-                if cur.spec is not None and cur.spec.holderIdentity == self.identity:
-                    self.kube.client.delete(Lease, self.name, namespace=self.namespace)
+        with contextlib.suppress(AdapterError):
+            cur = self._get()
+            if cur is not None and (cur.get("spec") or {}).get("holderIdentity") == self.identity:
+                self.kube.delete(*LEASES, self.name, self.namespace)
 
     def __enter__(self) -> KubeLease:
         self.acquire()

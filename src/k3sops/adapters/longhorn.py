@@ -2,14 +2,14 @@
 
 Longhorn's manager watches these objects and does the work; k3sops creates Snapshots and
 Backups, reads their status, and creates restore StorageClasses and PVCs. Plain JSON over
-:class:`~k3sops.adapters.kubeobjects.KubeObjects`; errors are k3sops errors.
+:class:`~k3sops.adapters.kube.KubeClient`; errors are k3sops errors.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.domain.volume_backup import LONGHORN_API, LONGHORN_NAMESPACE
 from k3sops.errors import NotFound
 
@@ -17,7 +17,7 @@ from k3sops.errors import NotFound
 class Longhorn:
     """Longhorn objects in ``longhorn-system`` plus the PVCs and PVs of volumes."""
 
-    def __init__(self, objects: KubeObjects, namespace: str = LONGHORN_NAMESPACE) -> None:
+    def __init__(self, objects: KubeClient, namespace: str = LONGHORN_NAMESPACE) -> None:
         self.objects = objects
         self.namespace = namespace
 

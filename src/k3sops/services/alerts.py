@@ -12,15 +12,12 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from lightkube.generic_resource import GenericNamespacedResource, create_namespaced_resource
 
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
@@ -250,22 +247,12 @@ def _apply_objects(settings: Settings, platform: Platform, rules: RuleSet, dry_r
                              content=None, notes=list(rules.notes))
 
 
-@functools.cache
-def _prometheus_rule_kind() -> type[GenericNamespacedResource]:
-    return create_namespaced_resource("monitoring.coreos.com", "v1", "PrometheusRule",
-                                      "prometheusrules")
-
-
 def _apply_object(k: KubeAdapter, o: RuleObject) -> AppliedRules:
     """Server-side apply one PrometheusRule (field manager k3sops) and read it back."""
-    kind = _prometheus_rule_kind()
-    resource = "prometheusrules.monitoring.coreos.com"
     groups = o.body["spec"]["groups"]
     try:
-        with k.errors("apply", resource, o.namespace):
-            k.client.apply(kind.from_dict(o.body), field_manager="k3sops", force=True)
-        with k.errors("get", resource, o.namespace):
-            back = k.client.get(kind, o.name, namespace=o.namespace)
+        k.apply(o.body, "prometheusrules")
+        back = k.get("monitoring.coreos.com/v1", "prometheusrules", o.name, o.namespace)
     except NotFound as e:
         raise NotFound(e.message,
                        hint=f"is the PrometheusRule CRD (Prometheus Operator) installed, and "

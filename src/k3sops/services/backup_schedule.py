@@ -17,7 +17,7 @@ from pydantic import BaseModel, Field
 
 from k3sops.adapters import systemd
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
-from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.config import Backup
 from k3sops.domain import schedule as sch
 from k3sops.errors import PlanRejected
@@ -55,9 +55,9 @@ def audit_log(state: Path | None, env: Mapping[str, str], home: Path) -> AuditLo
 
 
 def kube_objects(settings: context.Settings, env: Mapping[str, str], home: Path,
-                 ) -> KubeObjects:
+                 ) -> KubeClient:
     """The platform's cluster, for applying CronJobs."""
-    return KubeObjects(context.kube(settings, env, home))
+    return context.kube(settings, env, home)
 
 
 class ScheduleReport(BaseModel):
@@ -76,7 +76,7 @@ class ScheduleReport(BaseModel):
 
 
 def cronjobs(entries: Sequence[sch.ScheduleEntry], *, namespace: str, image: str,
-             password: sch.PasswordSource, objects: KubeObjects | None, apply: bool,
+             password: sch.PasswordSource, objects: KubeClient | None, apply: bool,
              audit: AuditLog | None) -> ScheduleReport:
     """Render (and with ``apply`` server-side apply) the CronJobs.
 
@@ -107,9 +107,9 @@ def cronjobs(entries: Sequence[sch.ScheduleEntry], *, namespace: str, image: str
     return report
 
 
-def _audit(audit: AuditLog | None, objects: KubeObjects, action: str, target: str) -> None:
+def _audit(audit: AuditLog | None, objects: KubeClient, action: str, target: str) -> None:
     if audit is not None:
-        audit.append({"who": current_user(), "context": objects.kube.context,
+        audit.append({"who": current_user(), "context": objects.context,
                       "what": {"action": action, "target": target, "detail": "backup schedule"},
                       "result": "ok", "error": None})
 

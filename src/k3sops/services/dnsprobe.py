@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from k3sops.adapters.probes import Probes
+from k3sops.adapters.kube import KubeClient
 from k3sops.domain import dnsprobe as dp
 from k3sops.domain.snapshot import get
 from k3sops.errors import K3sopsError
@@ -35,35 +35,34 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, *,
         AdapterError: the pod could not be created (nothing is left behind then).
     """
     k = kube(settings, env, home)
-    probes = Probes(k, timeout=min(15.0, max(2.0, timeout)))
     name = f"k3sops-dns-probe-{secrets.token_hex(4)}"
     created = False
     try:
-        probes.create_pod(namespace, dp.probe_pod(namespace, name, int(timeout) + 30))
+        k.create("v1", "pods", namespace, dp.probe_pod(namespace, name, int(timeout) + 30))
         created = True
-        result = _wait(probes, namespace, name, timeout, every)
+        result = _wait(k, namespace, name, timeout, every)
     finally:
         deleted = False
         if created:
             try:
-                deleted = probes.delete_pod(namespace, name)
+                deleted = k.delete("v1", "pods", name, namespace, {
+                    "kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0})
             except K3sopsError as e:
                 log.warning("could not delete DNS probe pod %s/%s: %s (delete it with "
                             "kubectl -n %s delete pod %s)", namespace, name, e.message,
                             namespace, name)
-        probes.close()
         k.close()
     return result.model_copy(update={"deleted": deleted})
 
 
-def _wait(probes: Probes, namespace: str, name: str, timeout: float,
+def _wait(k: KubeClient, namespace: str, name: str, timeout: float,
           every: float) -> dp.DnsProbeResult:
     deadline = time.monotonic() + timeout
     node_checked: str | None = None
     phase = None
     node = None
     while True:
-        pod = probes.get_pod(namespace, name)
+        pod = k.find("v1", "pods", name, namespace)
         if pod is None:
             return dp.DnsProbeResult(outcome="inconclusive", namespace=namespace, pod=name,
                                      detail="the probe pod disappeared before it finished")
@@ -71,7 +70,7 @@ def _wait(probes: Probes, namespace: str, name: str, timeout: float,
         node = get(pod, "spec", "nodeName")
         if node and node_checked != node:
             node_checked = node
-            node_obj = probes.get_node(node) or {}
+            node_obj = k.find("v1", "nodes", node) or {}
             if dp.KWOK_NODE_ANNOTATION in (get(node_obj, "metadata", "annotations",
                                                default={}) or {}):
                 return dp.DnsProbeResult(
@@ -81,7 +80,7 @@ def _wait(probes: Probes, namespace: str, name: str, timeout: float,
                                         "happened")
         if phase in ("Succeeded", "Failed"):
             try:
-                lines = probes.pod_log(namespace, name)
+                lines = k.pod_log(namespace, name, {"tailLines": "50"}).splitlines()
             except K3sopsError as e:
                 # Killed at its deadline or never started: there is no lookup to read.
                 return dp.DnsProbeResult(

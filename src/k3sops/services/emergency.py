@@ -94,16 +94,13 @@ class _Run:
 
     def _gather_api(self) -> None:
         probes = Probes(self.k)
-        try:
-            for key, path in (("livez", "/livez"), ("readyz", "/readyz?verbose")):
-                try:
-                    status, body, seconds = probes.get_path(path)
-                    self.facts.probes[key] = Probe(path=path, reachable=True, status=status,
-                                                   seconds=round(seconds, 4), body=body)
-                except K3sopsError as e:
-                    self.facts.probes[key] = Probe(path=path, reachable=False, error=e.message)
-        finally:
-            probes.close()
+        for key, path in (("livez", "/livez"), ("readyz", "/readyz?verbose")):
+            try:
+                status, body, seconds = probes.get_path(path)
+                self.facts.probes[key] = Probe(path=path, reachable=True, status=status,
+                                               seconds=round(seconds, 4), body=body)
+            except K3sopsError as e:
+                self.facts.probes[key] = Probe(path=path, reachable=False, error=e.message)
 
     def _gather_snapshot(self) -> None:
         specs = [registry.REGISTRY[c] for c in SNAPSHOT_CHECKS[self.procedure]
@@ -132,14 +129,11 @@ class _Run:
         self.facts.etcd_error = errors[0] if errors else None
 
     def _gather_cert(self) -> None:
-        probes = Probes(self.k)
         try:
-            subject, issuer, not_after = probes.server_certificate()
+            subject, issuer, not_after = Probes(self.k).server_certificate()
             self.facts.cert = em.CertInfo(subject=subject, issuer=issuer, not_after=not_after)
         except K3sopsError as e:
             self.facts.cert_error = e.message
-        finally:
-            probes.close()
 
     def _gather_logs(self) -> None:
         snap = self.facts.snapshot

@@ -26,11 +26,11 @@ from pydantic import BaseModel, Field
 from k3sops.adapters import git
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.files import write_atomic
-from k3sops.adapters.kubeapply import KubeObjects, object_path
+from k3sops.adapters.kube import KubeClient
 from k3sops.config import ENVIRONMENT_NAMES, Environment, GitOps, Platform
 from k3sops.domain import gitops as g
 from k3sops.domain import promotion as p
-from k3sops.errors import AdapterError, ConfigError, K3sopsError, UsageError
+from k3sops.errors import AdapterError, ConfigError, K3sopsError, NotFound, UsageError
 from k3sops.services import context
 
 
@@ -375,12 +375,12 @@ def env_list(ctx: GitOpsContext) -> EnvList:
                    push=ctx.gitops.push, deploy=ctx.gitops.deploy)
 
 
-def kube_for(ctx: GitOpsContext, env: str) -> KubeObjects:
+def kube_for(ctx: GitOpsContext, env: str) -> KubeClient:
     """A client for the cluster of ``env`` (its context, unless --context was given)."""
     s = ctx.settings
     if s.context is None and ctx.environment(env).context is not None:
         s = dataclasses.replace(s, context=ctx.environment(env).context)
-    return KubeObjects(context.kube(s, ctx.env, ctx.home))
+    return context.kube(s, ctx.env, ctx.home)
 
 
 class ArgoStatus(BaseModel):
@@ -424,19 +424,18 @@ class EnvStatus(BaseModel):
     commit: str
 
 
-def applications(kube: KubeObjects, namespace: str) -> dict[str, dict[str, Any]] | None:
+def applications(kube: KubeClient, namespace: str) -> dict[str, dict[str, Any]] | None:
     """ArgoCD Applications by name in ``namespace``; None when the CRD is not installed."""
-    items = kube.list(f"/apis/argoproj.io/v1alpha1/namespaces/{namespace}/applications",
-                      "applications.argoproj.io")
-    if items is None:
+    try:
+        items = kube.list("argoproj.io/v1alpha1", "applications", namespace)
+    except NotFound:
         return None
     return {str((a.get("metadata") or {}).get("name")): a for a in items}
 
 
-def deployment(kube: KubeObjects, namespace: str, app: str) -> dict[str, Any] | None:
+def deployment(kube: KubeClient, namespace: str, app: str) -> dict[str, Any] | None:
     """The app's Deployment, or None."""
-    return kube.get(object_path("apps/v1", "Deployment", namespace, app),
-                    f"deployments/{app}", namespace)
+    return kube.find("apps/v1", "deployments", app, namespace)
 
 
 def env_status(ctx: GitOpsContext, app: str | None = None) -> EnvStatus:

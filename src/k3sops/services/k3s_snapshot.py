@@ -27,7 +27,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from k3sops.adapters import ansible
-from k3sops.adapters.kubeobjects import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.domain import k3s_snapshots as ks
 from k3sops.domain.backups import BackupManifest
 from k3sops.domain.etcd_restore import DEFAULT_DATA_DIR
@@ -53,7 +53,7 @@ class K3sSnapshotResult(BaseModel):
 
 
 def backup_k3s(ctx: backup.BackupContext, inventory: Path, *, node: str | None = None,
-               data_dir: str = DEFAULT_DATA_DIR, objects: KubeObjects | None = None,
+               data_dir: str = DEFAULT_DATA_DIR, objects: KubeClient | None = None,
                private_key_file: Path | None = None, user: str | None = None,
                on_event: Callable[[ansible.AnsibleEvent], None] | None = None,
                timeout: float = 1800) -> K3sSnapshotResult:
@@ -93,7 +93,7 @@ def backup_k3s(ctx: backup.BackupContext, inventory: Path, *, node: str | None =
                             cleaned=done.cleaned)
     try:
         if objects is None:
-            objects = KubeObjects(ctx.kube())
+            objects = ctx.kube()
         objs = objects.list("k3s.cattle.io/v1", "etcdsnapshotfiles")
         out.objects = sorted((ks.from_object(o) for o in objs
                               if (o.get("spec") or {}).get("nodeName") == host),

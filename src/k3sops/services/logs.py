@@ -5,12 +5,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx2
-import lightkube
 
-from k3sops.adapters.kube import KubeAdapter
+from k3sops.adapters.kube import KubeAdapter, api_path, status_message
 from k3sops.adapters.loki import LokiAdapter
 from k3sops.domain import logs as dlogs
 from k3sops.domain.alerting import parse_duration
@@ -24,46 +22,21 @@ DEFAULT_LOKI_LIMIT = 100
 
 def _read_pod_log(k: KubeAdapter, namespace: str, pod: str,
                   params: dict[str, str]) -> list[str]:
-    # lightkube's Client.log has no `previous`, so the log subresource is read with the
-    # context's own HTTP client; failures go through KubeAdapter.errors like every other call.
-    # (This belongs in KubeAdapter as pod_log(); kept here while that module is owned elsewhere.)
-    url = f"{k.server.rstrip('/')}/api/v1/namespaces/{namespace}/pods/{pod}/log"
-    what = f"pods/{pod}/log"
-    client = k.http()
-    try:
-        with k.errors("get", what, namespace):
-            resp = client.get(url, params=params)
-            if resp.status_code == 400:
-                # The request does not fit the pod: unknown container, no previous instance…
-                raise UsageError(f"cannot read logs of pod {namespace}/{pod}: "
-                                 f"{_status_message(resp)}",
-                                 hint="check -c/--container and --previous against "
-                                      f"`kubectl -n {namespace} get pod {pod} -o yaml`")
-            if resp.status_code >= 500:
-                raise AdapterError(f"the API server {k.server} could not get the logs of pod "
-                                   f"{namespace}/{pod} (HTTP {resp.status_code}): "
-                                   f"{_status_message(resp)}",
-                                   hint="it fetches them from the kubelet of the pod's node: "
-                                        "check that node's addresses and that its kubelet "
-                                        "answers")
-            if resp.is_error:
-                try:
-                    raise lightkube.ApiError(request=resp.request, response=resp)
-                except ValueError as e:  # not a Status object: no JSON body
-                    raise AdapterError(f"get {what} in namespace {namespace} failed on "
-                                       f"{k.server} (HTTP {resp.status_code}): "
-                                       f"{resp.text[:200]}") from e
-            return resp.text.splitlines()
-    finally:
-        client.close()
-
-
-def _status_message(resp: httpx2.Response) -> str:
-    try:
-        body: Any = resp.json()
-    except ValueError:
-        return resp.text[:300]
-    return str(body.get("message") or resp.text[:300]) if isinstance(body, dict) else str(body)
+    resp = k.request("GET", api_path("v1", "pods", namespace, pod, "log"), params=params,
+                     accept=(400, 500, 502, 503, 504))
+    if resp.status_code == 400:
+        # The request does not fit the pod: unknown container, no previous instance…
+        raise UsageError(f"cannot read logs of pod {namespace}/{pod}: "
+                         f"{status_message(resp.content)}",
+                         hint="check -c/--container and --previous against "
+                              f"`kubectl -n {namespace} get pod {pod} -o yaml`")
+    if resp.status_code >= 500:
+        raise AdapterError(f"the API server {k.server} could not get the logs of pod "
+                           f"{namespace}/{pod} (HTTP {resp.status_code}): "
+                           f"{status_message(resp.content)}",
+                           hint="it fetches them from the kubelet of the pod's node: "
+                                "check that node's addresses and that its kubelet answers")
+    return resp.text.splitlines()
 
 
 def pod_logs(settings: Settings, env: Mapping[str, str], home: Path, *, pod: str,
@@ -90,7 +63,7 @@ def pod_logs(settings: Settings, env: Mapping[str, str], home: Path, *, pod: str
         params["tailLines"] = str(tail)
     k = kube(settings, env, home)
     try:
-        ns = namespace or str(k.client.namespace)
+        ns = namespace or k.namespace
         lines = _read_pod_log(k, ns, pod, params)
         server = k.server
     finally:

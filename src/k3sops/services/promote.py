@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 
 from k3sops.adapters import git
 from k3sops.adapters.files import write_atomic
-from k3sops.adapters.kubeapply import KubeObjects
+from k3sops.adapters.kube import KubeClient
 from k3sops.config import Promotion
 from k3sops.domain import gitops as g
 from k3sops.domain import promotion as p
@@ -253,7 +253,7 @@ def argocd_synced(objs: Sequence[Mapping[str, Any]], commit: str | None) -> tupl
     return True, "every Application synced and Healthy"
 
 
-def _rolled_out(kube: KubeObjects, ns: str, expect: Mapping[str, str]) -> tuple[bool, str]:
+def _rolled_out(kube: KubeClient, ns: str, expect: Mapping[str, str]) -> tuple[bool, str]:
     details = []
     for app, version in expect.items():
         d = deployment(kube, ns, app)
@@ -338,8 +338,7 @@ def _source_version(ctx: GitOpsContext, repo: git.Repo, app: str, src: str,
     kube = kube_for(ctx, src)
     try:
         dep = deployment(kube, src_ns, app)
-        replicasets = (kube.list(f"/apis/apps/v1/namespaces/{src_ns}/replicasets",
-                                 "replicasets") or []) if dep is not None else []
+        replicasets = kube.list("apps/v1", "replicasets", src_ns) if dep is not None else []
     finally:
         kube.close()
     state = p.rollout_state(dep, app) if dep is not None else None

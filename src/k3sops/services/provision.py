@@ -28,7 +28,7 @@ from pydantic import BaseModel, Field, SecretStr
 from k3sops.adapters import ansible
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.inventory import InventoryFile, resolve_host
-from k3sops.adapters.nodeapi import NodeApi
+from k3sops.adapters.kube import KubeActions
 from k3sops.config import Ansible
 from k3sops.domain import checks as registry
 from k3sops.domain import provisioning as prov
@@ -116,13 +116,13 @@ class Provisioner:
         self.drain_timeout = drain_timeout
         self.audit = AuditLog(state_dir(state, env, home) / "audit.jsonl")
         self.inventory = InventoryFile(self.cfg.inventory)
-        self._api: NodeApi | None = None
+        self._api: KubeActions | None = None
 
     @property
-    def api(self) -> NodeApi:
+    def api(self) -> KubeActions:
         """The cluster's Node API (opened on first use)."""
         if self._api is None:
-            self._api = NodeApi(context.kube(self.settings, self.env, self.home))
+            self._api = KubeActions(context.kube(self.settings, self.env, self.home))
         return self._api
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
-from k3sops.adapters.kubeactions import KubeActions
+from k3sops.adapters.kube import WORKLOADS, KubeActions
 from k3sops.domain import planning
 from k3sops.domain.planning import Outcome, Plan, Step
 from k3sops.errors import AdapterError, Timeout, Unauthorized
@@ -114,7 +114,7 @@ class Runner:
 def _execute(actions: KubeActions, step: Step, deadline: float) -> bool:
     """Re-read the object, then make the change; False when it was no longer needed."""
     if step.action in ("cordon", "uncordon"):
-        node = actions.get("nodes", step.name)
+        node = actions.kube.get("v1", "nodes", step.name)
         cordoned = bool((node.get("spec") or {}).get("unschedulable"))
         if cordoned == (step.action == "cordon"):
             return False
@@ -136,7 +136,7 @@ def _execute(actions: KubeActions, step: Step, deadline: float) -> bool:
 def _remove_pod(actions: KubeActions, step: Step, deadline: float) -> bool:
     """Evict or delete a pod, unless it is gone or was replaced since the plan was made."""
     ns = step.namespace or ""
-    pod = actions.find("pods", step.name, ns)
+    pod = actions.kube.find("v1", "pods", step.name, ns)
     meta = (pod or {}).get("metadata") or {}
     if pod is None or (step.uid and meta.get("uid") != step.uid):
         return False  # gone, or replaced by a new pod of the same name
@@ -155,7 +155,7 @@ def _remove_pod(actions: KubeActions, step: Step, deadline: float) -> bool:
 
 
 def _node_cordoned(actions: KubeActions, node: str) -> bool:
-    return bool((actions.get("nodes", node).get("spec") or {}).get("unschedulable"))
+    return bool((actions.kube.get("v1", "nodes", node).get("spec") or {}).get("unschedulable"))
 
 
 def cordon(runner: Runner, node: str) -> RemediationReport:
@@ -187,7 +187,8 @@ def restart(runner: Runner, ref: str, namespace: str) -> RemediationReport:
     plural, name = planning.parse_workload(ref)
 
     def build(a: KubeActions) -> Plan:
-        a.get(plural, name, namespace)  # a missing workload fails in the plan, not the apply
+        # A missing workload fails in the plan, not the apply.
+        a.kube.get(WORKLOADS, plural, name, namespace)
         at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         return planning.plan_restart(plural, namespace, name, at)
     return runner.run(f"rollout restart {ref} -n {namespace}", build)

@@ -27,9 +27,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
-from k3sops.adapters.kube import KubeAdapter
-from k3sops.adapters.kubeactions import KubeActions
-from k3sops.adapters.kubeapi import STRATEGIC, KubeApi
+from k3sops.adapters.kube import STRATEGIC, KubeActions, KubeAdapter, KubeClient
 from k3sops.adapters.prometheus import PrometheusAdapter
 from k3sops.domain import planning, sizing
 from k3sops.domain.alerting import parse_duration
@@ -86,7 +84,7 @@ class Audited:
 # scale app
 
 
-def resolve_workload(api: KubeApi, name: str, namespace: str) -> tuple[str, str]:
+def resolve_workload(api: KubeClient, name: str, namespace: str) -> tuple[str, str]:
     """``NAME`` or ``KIND/NAME`` -> (plural, name); a bare name is a Deployment or StatefulSet.
 
     Raises:
@@ -118,36 +116,33 @@ def scale_app(runner: Runner, name: str, namespace: str, replicas: int, *, force
     Raises:
         PlanRejected: an HPA targets the workload and ``force`` is off (nothing was changed).
     """
-    api = KubeApi(runner.actions.kube)
-    try:
-        plural, wname = resolve_workload(api, name, namespace)
-        hpas = sizing.hpa_targets(api.list(HPA_GV, "horizontalpodautoscalers", namespace),
-                                  plural, wname)
+    kube = runner.actions.kube
+    plural, wname = resolve_workload(kube, name, namespace)
+    hpas = sizing.hpa_targets(kube.list(HPA_GV, "horizontalpodautoscalers", namespace),
+                              plural, wname)
 
-        def build(a: KubeActions) -> Plan:
-            plan = planning.plan_scale(plural, namespace, wname,
-                                       a.replicas(plural, namespace, wname), replicas)
-            if hpas and plan.steps and not force:
-                raise PlanRejected(
-                    f"{plural}/{wname} in {namespace} is scaled by HorizontalPodAutoscaler "
-                    f"{', '.join(hpas)}: it owns the replica count and would undo "
-                    f"--replicas {replicas} at its next sync",
-                    hint="change the HPA instead (k3sops scale autoscale NAME --min/--max), "
-                         "or pass --force to scale anyway")
-            if hpas:
-                plan.notes.append(f"HorizontalPodAutoscaler {', '.join(hpas)} targets this "
-                                  "workload and may change the count again")
-            return plan
+    def build(a: KubeActions) -> Plan:
+        plan = planning.plan_scale(plural, namespace, wname,
+                                   a.replicas(plural, namespace, wname), replicas)
+        if hpas and plan.steps and not force:
+            raise PlanRejected(
+                f"{plural}/{wname} in {namespace} is scaled by HorizontalPodAutoscaler "
+                f"{', '.join(hpas)}: it owns the replica count and would undo "
+                f"--replicas {replicas} at its next sync",
+                hint="change the HPA instead (k3sops scale autoscale NAME --min/--max), "
+                     "or pass --force to scale anyway")
+        if hpas:
+            plan.notes.append(f"HorizontalPodAutoscaler {', '.join(hpas)} targets this "
+                              "workload and may change the count again")
+        return plan
 
-        report = runner.run(f"scale {plural}/{wname} -n {namespace}", build)
-        if runner.apply and wait > 0 and any(s.result == "ok" for s in report.steps):
-            report.notes.append(_wait_ready(api, plural, wname, namespace, replicas, wait))
-        return report
-    finally:
-        api.close()
+    report = runner.run(f"scale {plural}/{wname} -n {namespace}", build)
+    if runner.apply and wait > 0 and any(s.result == "ok" for s in report.steps):
+        report.notes.append(_wait_ready(kube, plural, wname, namespace, replicas, wait))
+    return report
 
 
-def _wait_ready(api: KubeApi, plural: str, name: str, namespace: str, replicas: int,
+def _wait_ready(api: KubeClient, plural: str, name: str, namespace: str, replicas: int,
                 timeout: float, every: float = 1.0) -> str:
     deadline = time.monotonic() + timeout
     while True:
@@ -192,71 +187,67 @@ def autoscale(kube: KubeAdapter, audited: Audited, name: str, namespace: str, *,
               cpu_percent: int, min_replicas: int, max_replicas: int, apply: bool,
               hpa_name: str | None = None) -> AutoscaleReport:
     """Create or update the HPA of a workload so that its spec is exactly the one asked."""
-    api = KubeApi(kube)
-    try:
-        plural, wname = resolve_workload(api, name, namespace)
-        spec = sizing.hpa_spec(plural, wname, cpu_percent, min_replicas, max_replicas)
-        hname = hpa_name or wname
-        current = api.find(HPA_GV, "horizontalpodautoscalers", hname, namespace)
-        if current is not None and sizing.hpa_targets([current], plural, wname) != [hname]:
-            ref = (current.get("spec") or {}).get("scaleTargetRef") or {}
-            raise PlanRejected(f"HPA {namespace}/{hname} exists and targets "
-                               f"{ref.get('kind')}/{ref.get('name')}, not {plural}/{wname}",
-                               hint="pass --hpa-name NAME for a new HPA")
-        others = [h for h in sizing.hpa_targets(
-            api.list(HPA_GV, "horizontalpodautoscalers", namespace), plural, wname)
-            if h != hname]
-        if others:
-            raise PlanRejected(f"{plural}/{wname} is already targeted by HPA "
-                               f"{', '.join(others)}; two HPAs on one workload fight",
-                               hint="update that one: --hpa-name " + others[0])
-        if current is None:
-            action: Literal["create", "update", "none"] = "create"
-            changed = list(spec)
-        else:
-            changed = sizing.hpa_spec_differs(current.get("spec") or {}, spec)
-            action = "update" if changed else "none"
-        report = AutoscaleReport(namespace=namespace, name=hname,
-                                 target=f"{plural}/{wname}", action=action,
-                                 changed_fields=changed, spec=spec, applied=apply,
-                                 result="planned")
-        missing = _no_cpu_request(api.get(WORKLOAD_GV, plural, wname, namespace))
-        if missing:
-            report.notes.append(f"container(s) {', '.join(missing)} have no CPU request: the "
-                                "HPA cannot compute CPU utilisation until they do "
-                                "(k3sops scale resources recommends one)")
-        if not apply:
-            return report
-        report.audit_log = str(audited.audit.path)
-        if action == "none":
-            report.result = "skipped"
-            audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}",
-                           "spec already as asked", "skipped")
-            return report
-        detail = (f"{action} cpu {cpu_percent}% min {min_replicas} max {max_replicas} "
-                  f"on {plural}/{wname}")
-        try:
-            if current is None:
-                api.create(HPA_GV, "horizontalpodautoscalers", namespace, {
-                    "apiVersion": HPA_GV, "kind": "HorizontalPodAutoscaler",
-                    "metadata": {"name": hname, "namespace": namespace,
-                                 "labels": {"app.kubernetes.io/managed-by": "k3sops"}},
-                    "spec": spec})
-            else:
-                # PUT with the resourceVersion read: the spec becomes exactly the asked one
-                # (a merge patch would keep behavior/metrics we were not asked for).
-                current["spec"] = spec
-                api.replace(HPA_GV, "horizontalpodautoscalers", namespace, current)
-        except K3sopsError as e:
-            audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}",
-                           detail, "failed", e.message)
-            raise
-        audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}", detail,
-                       "ok")
-        report.result = "ok"
+    plural, wname = resolve_workload(kube, name, namespace)
+    spec = sizing.hpa_spec(plural, wname, cpu_percent, min_replicas, max_replicas)
+    hname = hpa_name or wname
+    current = kube.find(HPA_GV, "horizontalpodautoscalers", hname, namespace)
+    if current is not None and sizing.hpa_targets([current], plural, wname) != [hname]:
+        ref = (current.get("spec") or {}).get("scaleTargetRef") or {}
+        raise PlanRejected(f"HPA {namespace}/{hname} exists and targets "
+                           f"{ref.get('kind')}/{ref.get('name')}, not {plural}/{wname}",
+                           hint="pass --hpa-name NAME for a new HPA")
+    others = [h for h in sizing.hpa_targets(
+        kube.list(HPA_GV, "horizontalpodautoscalers", namespace), plural, wname)
+        if h != hname]
+    if others:
+        raise PlanRejected(f"{plural}/{wname} is already targeted by HPA "
+                           f"{', '.join(others)}; two HPAs on one workload fight",
+                           hint="update that one: --hpa-name " + others[0])
+    if current is None:
+        action: Literal["create", "update", "none"] = "create"
+        changed = list(spec)
+    else:
+        changed = sizing.hpa_spec_differs(current.get("spec") or {}, spec)
+        action = "update" if changed else "none"
+    report = AutoscaleReport(namespace=namespace, name=hname,
+                             target=f"{plural}/{wname}", action=action,
+                             changed_fields=changed, spec=spec, applied=apply,
+                             result="planned")
+    missing = _no_cpu_request(kube.get(WORKLOAD_GV, plural, wname, namespace))
+    if missing:
+        report.notes.append(f"container(s) {', '.join(missing)} have no CPU request: the "
+                            "HPA cannot compute CPU utilisation until they do "
+                            "(k3sops scale resources recommends one)")
+    if not apply:
         return report
-    finally:
-        api.close()
+    report.audit_log = str(audited.audit.path)
+    if action == "none":
+        report.result = "skipped"
+        audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}",
+                       "spec already as asked", "skipped")
+        return report
+    detail = (f"{action} cpu {cpu_percent}% min {min_replicas} max {max_replicas} "
+              f"on {plural}/{wname}")
+    try:
+        if current is None:
+            kube.create(HPA_GV, "horizontalpodautoscalers", namespace, {
+                "apiVersion": HPA_GV, "kind": "HorizontalPodAutoscaler",
+                "metadata": {"name": hname, "namespace": namespace,
+                             "labels": {"app.kubernetes.io/managed-by": "k3sops"}},
+                "spec": spec})
+        else:
+            # PUT with the resourceVersion read: the spec becomes exactly the asked one
+            # (a merge patch would keep behavior/metrics we were not asked for).
+            current["spec"] = spec
+            kube.replace(HPA_GV, "horizontalpodautoscalers", namespace, current)
+    except K3sopsError as e:
+        audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}",
+                       detail, "failed", e.message)
+        raise
+    audited.record("autoscale", f"{namespace}/horizontalpodautoscalers/{hname}", detail,
+                   "ok")
+    report.result = "ok"
+    return report
 
 
 class HpaReport(BaseModel):
@@ -272,11 +263,7 @@ class HpaReport(BaseModel):
 
 def hpa_status(kube: KubeAdapter, namespace: str | None) -> HpaReport:
     """Read the HPAs (one namespace, or all) and summarise them."""
-    api = KubeApi(kube)
-    try:
-        raw = api.list(HPA_GV, "horizontalpodautoscalers", namespace)
-    finally:
-        api.close()
+    raw = kube.list(HPA_GV, "horizontalpodautoscalers", namespace)
     now = time.time()
     out = [sizing.hpa_status(h, now, _parse_ts((h.get("metadata") or {}).get(
         "creationTimestamp"))) for h in raw]
@@ -432,19 +419,15 @@ def recommend_resources(kube: KubeAdapter, prom: PrometheusAdapter | K3sopsError
     if strategy not in sizing.STRATEGIES:
         raise UsageError(f"unknown sizing strategy {strategy!r}",
                          hint="strategies: " + ", ".join(sorted(sizing.STRATEGIES)))
-    api = KubeApi(kube)
-    try:
-        if name is not None:
-            if namespace is None:
-                raise UsageError("a workload NAME needs -n NAMESPACE")
-            plural, wname = resolve_workload(api, name, namespace)
-            workloads = [(plural, api.get(WORKLOAD_GV, plural, wname, namespace))]
-        else:
-            workloads = [(pl, w) for pl in WORKLOAD_PLURALS
-                         for w in api.list(WORKLOAD_GV, pl, namespace)]
-        pods = api.list("v1", "pods", namespace)
-    finally:
-        api.close()
+    if name is not None:
+        if namespace is None:
+            raise UsageError("a workload NAME needs -n NAMESPACE")
+        plural, wname = resolve_workload(kube, name, namespace)
+        workloads = [(plural, kube.get(WORKLOAD_GV, plural, wname, namespace))]
+    else:
+        workloads = [(pl, w) for pl in WORKLOAD_PLURALS
+                     for w in kube.list(WORKLOAD_GV, pl, namespace)]
+    pods = kube.list("v1", "pods", namespace)
     report = ResourcesReport(strategy=strategy, window=window, settings=settings,
                              recommendations=[])
     queries: dict[str, str] = {}
@@ -508,40 +491,36 @@ def apply_resources(kube: KubeAdapter, audited: Audited, report: ResourcesReport
     for r in report.recommendations:
         if r.changes:
             by_workload.setdefault((r.ref.kind, r.ref.namespace, r.ref.workload), []).append(r)
-    api = KubeApi(kube)
-    try:
-        for (plural, ns, wn), recs in sorted(by_workload.items()):
-            target = f"{ns}/{plural}/{wn}"
-            detail = "; ".join(
-                f"{r.ref.container}: " + ", ".join(
-                    f"{k} {v}" for k, v in _flat(sizing.resources_patch(r.recommended)).items())
-                for r in recs if r.recommended is not None)
-            env = gitops_env(ns) if gitops_env else None
-            via: Literal["cluster", "gitops"] = "cluster"
-            try:
-                if (env is not None and gitops_write is not None and gitops_has_app is not None
-                        and gitops_has_app(wn, env)):
-                    via = "gitops"
-                    commit = gitops_write(wn, env, _values_keys(wn, recs),
-                                          f"k3sops scale resources: right-size {wn} in {env} "
-                                          f"(strategy {report.strategy}, {report.window} of "
-                                          "history)")
-                    detail += f" (commit {commit[:12]} in the {env} values file)"
-                else:
-                    body = {"spec": {"template": {"spec": {"containers": [
-                        {"name": r.ref.container,
-                         "resources": sizing.resources_patch(r.recommended)}
-                        for r in recs if r.recommended is not None]}}}}
-                    api.patch(WORKLOAD_GV, plural, wn, ns, body, STRATEGIC)
-            except K3sopsError as e:
-                report.changes.append(Change(target=target, via=via, detail=detail,
-                                             result="failed", error=e.message))
-                audited.record("resources", target, f"via {via}: {detail}", "failed", e.message)
-                continue
-            report.changes.append(Change(target=target, via=via, detail=detail, result="ok"))
-            audited.record("resources", target, f"via {via}: {detail}", "ok")
-    finally:
-        api.close()
+    for (plural, ns, wn), recs in sorted(by_workload.items()):
+        target = f"{ns}/{plural}/{wn}"
+        detail = "; ".join(
+            f"{r.ref.container}: " + ", ".join(
+                f"{k} {v}" for k, v in _flat(sizing.resources_patch(r.recommended)).items())
+            for r in recs if r.recommended is not None)
+        env = gitops_env(ns) if gitops_env else None
+        via: Literal["cluster", "gitops"] = "cluster"
+        try:
+            if (env is not None and gitops_write is not None and gitops_has_app is not None
+                    and gitops_has_app(wn, env)):
+                via = "gitops"
+                commit = gitops_write(wn, env, _values_keys(wn, recs),
+                                      f"k3sops scale resources: right-size {wn} in {env} "
+                                      f"(strategy {report.strategy}, {report.window} of "
+                                      "history)")
+                detail += f" (commit {commit[:12]} in the {env} values file)"
+            else:
+                body = {"spec": {"template": {"spec": {"containers": [
+                    {"name": r.ref.container,
+                     "resources": sizing.resources_patch(r.recommended)}
+                    for r in recs if r.recommended is not None]}}}}
+                kube.patch(WORKLOAD_GV, plural, wn, ns, body, STRATEGIC)
+        except K3sopsError as e:
+            report.changes.append(Change(target=target, via=via, detail=detail,
+                                         result="failed", error=e.message))
+            audited.record("resources", target, f"via {via}: {detail}", "failed", e.message)
+            continue
+        report.changes.append(Change(target=target, via=via, detail=detail, result="ok"))
+        audited.record("resources", target, f"via {via}: {detail}", "ok")
 
 
 def _values_keys(app: str, recs: Sequence[Recommendation]) -> dict[str, Any]:
@@ -619,7 +598,7 @@ class PvcReport(BaseModel):
     audit_log: str | None = None
 
 
-def _longhorn_check(api: KubeApi, pvc: Mapping[str, Any]) -> PvcCheck:
+def _longhorn_check(api: KubeClient, pvc: Mapping[str, Any]) -> PvcCheck:
     """Longhorn can grow the volume: it exists, is healthy, is not restoring or being cloned.
 
     Longhorn (v1.4+) expands attached volumes online; it cannot while the volume is faulted,
@@ -652,7 +631,7 @@ def _longhorn_check(api: KubeApi, pvc: Mapping[str, Any]) -> PvcCheck:
                     detail=f"volume {vol_name}: {mode}, robustness {st.get('robustness', '?')}")
 
 
-def pvc_checks(api: KubeApi, pvc: Mapping[str, Any], new_bytes: float,
+def pvc_checks(api: KubeClient, pvc: Mapping[str, Any], new_bytes: float,
                ) -> tuple[list[PvcCheck], str | None]:
     """The checks of an expansion, and the StorageClass name."""
     spec, status = pvc.get("spec") or {}, pvc.get("status") or {}
@@ -719,47 +698,43 @@ def expand_pvc(kube: KubeAdapter, audited: Audited, name: str, namespace: str, s
     new_bytes = quantity(size)
     if new_bytes is None or new_bytes <= 0:
         raise UsageError(f"--to {size!r} is not a size", hint="e.g. --to 20Gi")
-    api = KubeApi(kube)
+    pvc = kube.get("v1", "persistentvolumeclaims", name, namespace)
+    checks, sc_name = pvc_checks(kube, pvc, new_bytes)
+    spec = pvc.get("spec") or {}
+    rep = PvcReport(namespace=namespace, name=name, storage_class=sc_name,
+                    current=((spec.get("resources") or {}).get("requests") or {}).get(
+                        "storage"),
+                    capacity=((pvc.get("status") or {}).get("capacity") or {}).get(
+                        "storage"),
+                    requested=size, checks=checks, applied=apply, forced=force)
+    failed = [c for c in checks if not c.ok]
+    target = f"{namespace}/persistentvolumeclaims/{name}"
+    if failed and not force:
+        rep.result = "refused"
+        raise PlanRejected(
+            f"will not expand PVC {namespace}/{name} to {size}: "
+            + "; ".join(f"{c.name}: {c.detail}" for c in failed),
+            hint="nothing was changed; fix the cause, or pass --force to let the API "
+                 "server decide")
+    if not apply:
+        return rep
+    rep.audit_log = str(audited.audit.path)
     try:
-        pvc = api.get("v1", "persistentvolumeclaims", name, namespace)
-        checks, sc_name = pvc_checks(api, pvc, new_bytes)
-        spec = pvc.get("spec") or {}
-        rep = PvcReport(namespace=namespace, name=name, storage_class=sc_name,
-                        current=((spec.get("resources") or {}).get("requests") or {}).get(
-                            "storage"),
-                        capacity=((pvc.get("status") or {}).get("capacity") or {}).get(
-                            "storage"),
-                        requested=size, checks=checks, applied=apply, forced=force)
-        failed = [c for c in checks if not c.ok]
-        target = f"{namespace}/persistentvolumeclaims/{name}"
-        if failed and not force:
-            rep.result = "refused"
-            raise PlanRejected(
-                f"will not expand PVC {namespace}/{name} to {size}: "
-                + "; ".join(f"{c.name}: {c.detail}" for c in failed),
-                hint="nothing was changed; fix the cause, or pass --force to let the API "
-                     "server decide")
-        if not apply:
+        kube.patch("v1", "persistentvolumeclaims", name, namespace,
+                  {"spec": {"resources": {"requests": {"storage": size}}}})
+    except K3sopsError as e:
+        audited.record("expand", target, f"storage -> {size}", "failed", e.message)
+        raise
+    audited.record("expand", target, f"storage -> {size}" + (" (forced)" if force else ""),
+                   "ok")
+    rep.result = "ok"
+    deadline = time.monotonic() + follow
+    while True:
+        rep.state, rep.conditions = _resize_state(
+            kube.get("v1", "persistentvolumeclaims", name, namespace), new_bytes)
+        if rep.state.startswith(("done", "failed")) or time.monotonic() >= deadline:
             return rep
-        rep.audit_log = str(audited.audit.path)
-        try:
-            api.patch("v1", "persistentvolumeclaims", name, namespace,
-                      {"spec": {"resources": {"requests": {"storage": size}}}})
-        except K3sopsError as e:
-            audited.record("expand", target, f"storage -> {size}", "failed", e.message)
-            raise
-        audited.record("expand", target, f"storage -> {size}" + (" (forced)" if force else ""),
-                       "ok")
-        rep.result = "ok"
-        deadline = time.monotonic() + follow
-        while True:
-            rep.state, rep.conditions = _resize_state(
-                api.get("v1", "persistentvolumeclaims", name, namespace), new_bytes)
-            if rep.state.startswith(("done", "failed")) or time.monotonic() >= deadline:
-                return rep
-            time.sleep(1.0)
-    finally:
-        api.close()
+        time.sleep(1.0)
 
 
 

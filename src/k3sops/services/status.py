@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from lightkube.resources.core_v1 import Node, Pod
-
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
 from k3sops.domain import status as dstatus
 from k3sops.domain.models import SourceStatus, StatusReport
@@ -24,15 +22,15 @@ def gather(settings: Settings, env: Mapping[str, str], home: Path) -> StatusRepo
     k = kube(settings, env, home)
     try:
         version = k.version()
-        lists = k.list_many([Node, Pod])
+        lists = k.list_raw_many({"nodes": "/api/v1/nodes", "pods": "/api/v1/pods"})
         sources = [SourceStatus(name="kubernetes", ok=True, endpoint=k.server)]
         raw: dict[str, list[dict[str, Any]]] = {}
         for kind, res in lists.items():
             if isinstance(res, AdapterError):
                 raise res
-            raw[kind.__name__] = [o.to_dict() for o in res]
-        nodes = [dstatus.node_status(n) for n in raw["Node"]]
-        counts, problems = dstatus.pod_summary(raw["Pod"])
+            raw[kind] = res
+        nodes = [dstatus.node_status(n) for n in raw["nodes"]]
+        counts, problems = dstatus.pod_summary(raw["pods"])
         endpoint = monitoring(settings).prometheus
         targets = []
         api = None

@@ -23,7 +23,6 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from k3sops.adapters.audit import AuditLog, current_user
-from k3sops.adapters.kubeobjects import KubeObjects
 from k3sops.adapters.longhorn import Longhorn
 from k3sops.adapters.restic import StreamResult
 from k3sops.domain import volume_backup as vb
@@ -101,7 +100,7 @@ def backup_volume(ctx: backup.BackupContext, lh: Longhorn, namespace: str, pvc: 
 
 def longhorn(ctx: backup.BackupContext) -> Longhorn:
     """Longhorn of the platform's cluster."""
-    return Longhorn(KubeObjects(ctx.kube()))
+    return Longhorn(ctx.kube())
 
 
 def audit_log(ctx: backup.BackupContext) -> AuditLog:
@@ -246,7 +245,7 @@ def restore_volume(lh: Longhorn, manifest: BackupManifest, record: dict[str, Any
             raise
         finally:
             if audit is not None:
-                audit.append({"who": current_user(), "context": lh.objects.kube.context,
+                audit.append({"who": current_user(), "context": lh.objects.context,
                               "what": {"action": action, "target": target,
                                        "detail": f"restore of backup {manifest.id}"},
                               "result": "failed" if error else "ok", "error": error})
