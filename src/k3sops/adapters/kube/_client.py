@@ -12,6 +12,7 @@ from __future__ import annotations
 import builtins
 import json
 import re
+import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -87,7 +88,9 @@ class KubeClient:
         """The context's namespace (``default`` when it names none), as kubectl uses it."""
         self.timeout = timeout
         self._transport = transport
-        self._http = http_client(self._single, source, timeout, transport)
+        self._lock = threading.Lock()
+        # Built now so that bad certificate data fails here, not at the first request.
+        self._pool: httpx2.Client | None = http_client(self._single, source, timeout, transport)
 
     # ---------------------------------------------------------------------------------------
     # Connections
@@ -99,9 +102,21 @@ class KubeClient:
         """
         return http_client(self._single, self.source, self.timeout, self._transport)
 
+    @property
+    def _http(self) -> httpx2.Client:
+        # After close() the next request opens a new pool: close releases connections, it
+        # does not end the client (a runner closes it before the caller's last reads).
+        with self._lock:
+            if self._pool is None:
+                self._pool = self.http()
+            return self._pool
+
     def close(self) -> None:
-        """Release connections."""
-        self._http.close()
+        """Release connections (a later request opens new ones)."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
 
     def _call(self, verb: str, resource: str, namespace: str | None,
               timeout: float | None = None) -> Call:
