@@ -156,6 +156,9 @@ class KubeClient:
         call = self._call(verb or _VERBS.get(method, method.lower()), what or resource,
                           namespace if namespace is not None else ns_in_path, timeout)
         headers = {"Content-Type": content_type} if content_type else None
+        if method in ("POST", "PUT", "PATCH") and not (params and "fieldManager" in params):
+            # Every write is recorded under k3sops in managedFields, not "python-httpx2".
+            params = {**(params or {}), "fieldManager": FIELD_MANAGER}
         try:
             resp = (client or self._http).request(
                 method, f"{self.server}{path}", params=params, headers=headers,
@@ -185,9 +188,12 @@ class KubeClient:
 
     def listing(self, path: str, what: str | None = None, *, label_selector: str | None = None,
                 field_selector: str | None = None, client: httpx2.Client | None = None,
-                ) -> Listing:
-        """Every page of a LIST of an API path (``/api/v1/pods``) and its resourceVersion."""
-        params: dict[str, str | int] = {"limit": LIST_CHUNK}
+                limit: int = LIST_CHUNK) -> Listing:
+        """Every page of a LIST of an API path (``/api/v1/pods``) and its resourceVersion.
+
+        ``limit`` objects a page; the server's ``continue`` token fetches the next one.
+        """
+        params: dict[str, str | int] = {"limit": limit}
         if label_selector:
             params["labelSelector"] = label_selector
         if field_selector:

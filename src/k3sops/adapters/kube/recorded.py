@@ -61,9 +61,10 @@ def recording_client(source: KubeconfigSource, context: str | None = None,
     return KubeClient(source, context, timeout, transport=rec), rec
 
 
-def save(path: Path, exchanges: Iterable[dict[str, Any]], recorded_from: str) -> None:
-    """Write a recording."""
-    path.write_text(json.dumps({"recorded_from": recorded_from,
+def save(path: Path, exchanges: Iterable[dict[str, Any]], recorded_from: str,
+         **facts: str) -> None:
+    """Write a recording (``facts``: what a replaying test needs, such as the namespace)."""
+    path.write_text(json.dumps({"recorded_from": recorded_from, **facts,
                                 "exchanges": list(exchanges)}, indent=1) + "\n")
 
 
