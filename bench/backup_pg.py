@@ -16,12 +16,20 @@ bash + pg_dump + restic), sampled every 20 ms.
 
     .venv/bin/python bench/backup_pg.py [--scale 70] [--repeat 2] [--data md5|pgbench]
 
-Writes ``bench/results/backup_pg-<data>-<date>.json`` and prints a table. Nothing asserts a time.
+``--via exec --lab-dir DIR --lab-port-base N``: the database lives in a running lab's
+PostgreSQL and is backed up as the pod target production/postgres-0 (kwok runs the exec'd
+command against it); the floor is then ``kubectl exec POD -- pg_dump -Fc | restic backup
+--stdin``. ``--baseline SRC`` runs k3sops from another source tree (its ``src``) in the same
+rounds, reported as ``base`` with the ratio ``throughput_vs_base`` (base time / this time).
+
+Writes ``bench/results/backup_pg-<data>[-exec]-<date>.json`` and prints a table. Nothing asserts
+a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import json
 import os
@@ -31,6 +39,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,37 +99,102 @@ def restic_init(repo: Path) -> None:
         os.environ, RESTIC_REPOSITORY=str(repo), RESTIC_PASSWORD=PASSWORD))
 
 
-def one_run(i: int, dsn: str, bins: PgBinaries, work: Path) -> dict[str, Any]:
-    """k3sops then the bare pipeline, each into a fresh repository."""
-    repo_k = work / f"repo-k3sops-{i}"
+@dataclass(frozen=True)
+class Where:
+    """The database: a DSN (local pg_dump), or the lab pod through exec."""
+
+    dsn: str
+    target: dict[str, Any]
+    platform: dict[str, Any]
+    floor: str
+    """The bare pipeline's producer (its stdout is the dump)."""
+
+
+def k3sops_run(name: str, i: int, where: Where, work: Path,
+               src: Path | None = None) -> dict[str, Any]:
+    """``k3sops backup app`` (from ``src`` when given) into a fresh repository."""
+    repo_k = work / f"repo-{name}-{i}"
     restic_init(repo_k)
-    platform = work / f"platform-{i}.yaml"
-    platform.write_text(yaml.safe_dump({
-        "name": "bench", "environments": {"production": {}},
-        "backup": {"repository": str(repo_k), "password_env": "BENCH_RESTIC_PW",
-                   "metrics_file": str(work / "metrics.prom"),
-                   "targets": [{"name": "bench-db", "kind": "postgres", "dsn": dsn}]}}))
+    platform = work / f"platform-{name}-{i}.yaml"
+    backup = {**where.platform.get("backup", {}), "repository": str(repo_k),
+              "password_env": "BENCH_RESTIC_PW", "metrics_file": str(work / "metrics.prom"),
+              "targets": [{"name": "bench-db", **where.target}]}
+    backup.pop("password_file", None)
+    platform.write_text(yaml.safe_dump({**where.platform, "backup": backup}))
     env = dict(os.environ, BENCH_RESTIC_PW=PASSWORD, K3SOPS_CONFIG=str(platform),
                K3SOPS_STATE_DIR=str(work / "state"))
     env.pop("KUBECONFIG", None)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
     k = measure([sys.executable, "-m", "k3sops", "-o", "json", "backup", "app", "bench-db"],
-                env, work / f"k3sops-{i}.log")
-    text = (work / f"k3sops-{i}.log").read_text()
+                env, work / f"{name}-{i}.log")
+    text = (work / f"{name}-{i}.log").read_text()
     manifest = json.JSONDecoder().raw_decode(text[text.index("{"):])[0]["manifest"]
     k["dump_bytes"] = manifest["size"]
-    repo_b = work / f"repo-bare-{i}"
-    restic_init(repo_b)
-    benv = dict(os.environ, RESTIC_REPOSITORY=str(repo_b), RESTIC_PASSWORD=PASSWORD)
-    pipe = (f"set -o pipefail; {bins.path('pg_dump')} -Fc -d '{dsn}' | "
-            "restic backup -q --stdin --stdin-filename db.dump")
-    b = measure(["bash", "-c", pipe], benv, work / f"bare-{i}.log")
     shutil.rmtree(repo_k, ignore_errors=True)
-    shutil.rmtree(repo_b, ignore_errors=True)
-    run = {"k3sops": k, "bare": b, "wall_ratio": round(k["wall_s"] / b["wall_s"], 3),
+    return k
+
+
+def one_run(i: int, where: Where, work: Path, baseline: Path | None) -> dict[str, Any]:
+    """k3sops (and the baseline tree), then the bare pipeline, each into a fresh repository.
+
+    The order rotates from run to run, so that neither is always first on a warm cache.
+    """
+    def bare() -> dict[str, Any]:
+        repo_b = work / f"repo-bare-{i}"
+        restic_init(repo_b)
+        benv = dict(os.environ, RESTIC_REPOSITORY=str(repo_b), RESTIC_PASSWORD=PASSWORD)
+        pipe = f"set -o pipefail; {where.floor} | restic backup -q --stdin --stdin-filename db.dump"
+        b = measure(["bash", "-c", pipe], benv, work / f"bare-{i}.log")
+        shutil.rmtree(repo_b, ignore_errors=True)
+        return b
+
+    todo: list[tuple[str, Any]] = [("k3sops", lambda: k3sops_run("k3sops", i, where, work)),
+                                   ("bare", bare)]
+    if baseline is not None:
+        todo.append(("base", lambda: k3sops_run("base", i, where, work, baseline)))
+    shift = i % len(todo)
+    got = {name: fn() for name, fn in todo[shift:] + todo[:shift]}
+    k, b = got["k3sops"], got["bare"]
+    run = {**got, "order": [n for n, _ in todo[shift:] + todo[:shift]],
+           "wall_ratio": round(k["wall_s"] / b["wall_s"], 3),
            "throughput_ratio": round(b["wall_s"] / k["wall_s"], 3),
            "memory_ratio": round(k["peak_tree_rss_mb"] / b["peak_tree_rss_mb"], 3)}
+    if "base" in got:
+        run["throughput_vs_base"] = round(got["base"]["wall_s"] / k["wall_s"], 3)
     print(json.dumps(run), file=sys.stderr)
     return run
+
+
+@contextlib.contextmanager
+def database(args: argparse.Namespace, bins: PgBinaries) -> Iterator[Where]:
+    """A throwaway cluster (DSN), or a throwaway database in the lab (exec); removed after."""
+    if args.via == "dsn":
+        with ScratchCluster(bins, Path(tempfile.gettempdir())).running() as server:
+            yield Where(server.dsn, {"kind": "postgres", "dsn": server.dsn},
+                        {"name": "bench", "environments": {"production": {}}},
+                        f"{bins.path('pg_dump')} -Fc -d '{server.dsn}'")
+        return
+    from k3sops.lab.layout import LabLayout  # only the exec mode needs a lab
+
+    layout = LabLayout.from_env({"K3SOPS_LAB_DIR": str(args.lab_dir),
+                                 "K3SOPS_LAB_PORT_BASE": str(args.lab_port_base)}, Path.home())
+    platform = yaml.safe_load(layout.platform_file.with_name("platform-backup.yaml").read_text())
+    db = f"bench_pg_{os.getpid()}"
+    admin = f"host={layout.host} port={layout.port('postgres')} user=postgres dbname=postgres"
+    subprocess.run([bins.path("psql"), "-XAtq", "-d", admin, "-c", f"CREATE DATABASE {db}"],
+                   check=True, capture_output=True)
+    kubectl = platform["backup"]["binaries"]["kubectl"]
+    try:
+        yield Where(admin.replace("dbname=postgres", f"dbname={db}"),
+                    {"kind": "postgres", "environment": "production", "namespace": "production",
+                     "pod": "postgres-0", "database": db}, platform,
+                    f"{kubectl} --kubeconfig {layout.kubeconfig} exec -n production postgres-0 "
+                    f"-- pg_dump -Fc -d {db}")
+    finally:
+        subprocess.run([bins.path("psql"), "-XAtq", "-d", admin, "-c",
+                        f"DROP DATABASE IF EXISTS {db} WITH (FORCE)"], check=False,
+                       capture_output=True)
 
 
 def main() -> None:
@@ -131,17 +206,29 @@ def main() -> None:
                     help="md5: one table of hex text (dumps to about half its size, so the "
                          "stream really carries hundreds of MB); pgbench: pgbench -i tables "
                          "(their filler compresses to almost nothing)")
+    ap.add_argument("--via", choices=("dsn", "exec"), default="dsn",
+                    help="dsn: a throwaway local cluster; exec: a database in a running lab, "
+                         "backed up through the pod production/postgres-0")
+    ap.add_argument("--lab-dir", type=Path, help="with --via exec: the lab's directory")
+    ap.add_argument("--lab-port-base", type=int, default=17000,
+                    help="with --via exec: the lab's port base")
+    ap.add_argument("--baseline", type=Path,
+                    help="another tree's src directory, run as 'base' in the same rounds")
     args = ap.parse_args()
+    if args.via == "exec" and args.lab_dir is None:
+        ap.error("--via exec needs --lab-dir")
     # SIGTERM runs the cleanup (the throwaway cluster is stopped and removed).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     bins = PgBinaries.find(None)
     work = Path(tempfile.mkdtemp(prefix="k3sops-bench-pg-", dir=args.work))
     out: dict[str, Any] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                           "scale": args.scale, "data": args.data, "runs": []}
+                           "scale": args.scale, "data": args.data, "via": args.via,
+                           "baseline": str(args.baseline) if args.baseline else None,
+                           "runs": []}
     try:
-        with ScratchCluster(bins, Path(tempfile.gettempdir())).running() as server:
-            dsn = server.dsn
+        with database(args, bins) as where:
+            dsn = where.dsn
             print(f"filling {dsn} ({args.data}, scale {args.scale}) ...", file=sys.stderr)
             t0 = time.monotonic()
             if args.data == "pgbench":
@@ -163,7 +250,7 @@ def main() -> None:
             print(f"database: {int(size) / 1e9:.2f} GB", file=sys.stderr)
 
             for i in range(args.repeat):
-                out["runs"].append(one_run(i, dsn, bins, work))
+                out["runs"].append(one_run(i, where, work, args.baseline))
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -178,15 +265,22 @@ def main() -> None:
         "k3sops_MBps": [round(db / 1e6 / r["k3sops"]["wall_s"], 1) for r in out["runs"]],
         "bare_MBps": [round(db / 1e6 / r["bare"]["wall_s"], 1) for r in out["runs"]],
     }
-    dest = ROOT / "results" / f"backup_pg-{args.data}-{dt.date.today().isoformat()}.json"
+    if args.baseline:
+        out["summary"]["throughput_vs_base_median"] = med("throughput_vs_base")
+        out["summary"]["base_MBps"] = [round(db / 1e6 / r["base"]["wall_s"], 1)
+                                       for r in out["runs"]]
+    via = "-exec" if args.via == "exec" else ""
+    dest = ROOT / "results" / f"backup_pg-{args.data}{via}-{dt.date.today().isoformat()}.json"
     dest.parent.mkdir(exist_ok=True)
     dest.write_text(json.dumps(out, indent=2) + "\n")
-    print(f"{'run':>4} {'k3sops s':>9} {'bare s':>7} {'k3sops MiB':>11} {'bare MiB':>9} "
-          f"{'thr.ratio':>9}")
+    print(f"{'run':>4} {'k3sops s':>9} {'bare s':>7} {'base s':>7} {'k3sops MiB':>11} "
+          f"{'bare MiB':>9} {'base MiB':>9} {'thr.ratio':>9} {'vs base':>8}")
     for i, r in enumerate(out["runs"]):
+        base = r.get("base") or {}
         print(f"{i:>4} {r['k3sops']['wall_s']:>9} {r['bare']['wall_s']:>7} "
-              f"{r['k3sops']['peak_tree_rss_mb']:>11} {r['bare']['peak_tree_rss_mb']:>9} "
-              f"{r['throughput_ratio']:>9}")
+              f"{base.get('wall_s', '-'):>7} {r['k3sops']['peak_tree_rss_mb']:>11} "
+              f"{r['bare']['peak_tree_rss_mb']:>9} {base.get('peak_tree_rss_mb', '-'):>9} "
+              f"{r['throughput_ratio']:>9} {r.get('throughput_vs_base', '-'):>8}")
     print(f"database {db / 1e9:.2f} GB; summary {out['summary']}; written to {dest}")
 
 

@@ -2,10 +2,12 @@
 
 Where the database is reached:
 
-* **exec** (:class:`PodExec`): ``kubectl exec`` into the database pod, what an operator would
-  type (``kubectl exec -n NS POD -- pg_dump -Fc``). kubectl is the exec client because it
-  speaks every exec protocol the API server offers (SPDY and WebSocket) and streams binary
-  stdout unchanged; a 403 on ``pods/exec`` becomes :class:`~k3sops.errors.Unauthorized`.
+* **exec** (:class:`PodExec`): the command runs in the database pod through the exec
+  subresource, as ``kubectl exec -n NS POD -- pg_dump -Fc`` would run it, over the
+  :class:`~k3sops.adapters.kube.KubeClient`'s WebSocket (``v5.channel.k8s.io``): stdout
+  streams binary and unchanged into the caller, stderr and the exit code come back on their
+  channels, and a 403 on ``pods/exec`` is :class:`~k3sops.errors.Unauthorized`. No kubectl
+  process is spawned.
 * **direct** (:class:`Direct`): the local client tools with a libpq DSN; a password comes from
   an environment variable handed to the child as ``PGPASSWORD``, never argv.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import io
 import os
 import pwd
 import shutil
@@ -35,14 +38,17 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from k3sops.adapters.etcd import free_port
 from k3sops.adapters.restic import die_with_parent
 from k3sops.errors import AdapterError, NotFound, Timeout, Unauthorized, Unreachable
 
-__all__ = ["Direct", "PgBinaries", "PodExec", "ScratchCluster", "SqlSession", "StreamProc",
-           "classify", "fingerprint"]
+if TYPE_CHECKING:
+    from k3sops.adapters.kube import ExecSession, KubeClient
+
+__all__ = ["Direct", "LocalProcess", "PgBinaries", "PodExec", "PodProcess", "Process",
+           "ScratchCluster", "SqlSession", "StreamProc", "classify", "fingerprint", "stream"]
 
 _MARK = "__K3SOPS_END__"
 TABLES_SQL = (
@@ -118,39 +124,165 @@ class PgBinaries:
 # Where commands run
 
 
+class Process(Protocol):
+    """A running command: a local child process, or a command in a pod."""
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        """Its input (only when started with ``stdin``)."""
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """Its output."""
+
+    def stderr_text(self) -> str:
+        """The last few KB it wrote to stderr (and, in a pod, the server's failure message)."""
+
+    def wait(self, timeout: float) -> int:
+        """Its exit code; killed and :class:`~k3sops.errors.Timeout` after ``timeout``."""
+
+    def kill(self) -> None:
+        """Stop it now."""
+
+
+class LocalProcess:
+    """A child process of this host; stderr is drained in the background (the last 8 KB kept).
+
+    Raises:
+        NotFound: the program cannot be run.
+    """
+
+    def __init__(self, argv: Sequence[str], env: Mapping[str, str], what: str, *,
+                 stdin: bool = False, stdout: bool = True) -> None:
+        self.what = what
+        try:
+            self.proc = subprocess.Popen(
+                list(argv), env=dict(env), stderr=subprocess.PIPE,
+                stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
+                stdout=subprocess.PIPE if stdout else subprocess.DEVNULL,
+                preexec_fn=die_with_parent)  # noqa: PLW1509
+        except OSError as e:
+            raise NotFound(f"cannot run {argv[0]} for {what}: {e.strerror}",
+                           hint="install the tool or set backup.binaries in platform.yaml") from e
+        self._err = b""
+        self._t = threading.Thread(target=self._drain, daemon=True)
+        self._t.start()
+
+    def _drain(self) -> None:
+        assert self.proc.stderr is not None  # noqa: S101  # created with PIPE above
+        for chunk in iter(lambda: self.proc.stderr.read(8192), b""):  # type: ignore[union-attr]
+            self._err = (self._err + chunk)[-8000:]
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        """The child's stdin."""
+        if self.proc.stdin is None:  # pragma: no cover
+            raise AdapterError(f"{self.what} has no stdin")
+        return self.proc.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """The child's stdout."""
+        if self.proc.stdout is None:  # pragma: no cover
+            raise AdapterError(f"{self.what} has no stdout")
+        return self.proc.stdout
+
+    def stderr_text(self) -> str:
+        """The last 8 KB of stderr (complete once the child has exited)."""
+        self._t.join(timeout=5 if self.proc.poll() is not None else 0)
+        return self._err.decode("utf-8", "replace")
+
+    def wait(self, timeout: float) -> int:
+        """The exit code (killed and Timeout after ``timeout`` seconds)."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired as e:
+            self.kill()
+            raise Timeout(f"{self.what} did not finish within {timeout:g}s") from e
+
+    def kill(self) -> None:
+        """Stop the process now."""
+        with contextlib.suppress(OSError):
+            self.proc.kill()
+        self.proc.wait()
+
+
+class PodProcess:
+    """A command in a pod over the exec WebSocket (:meth:`KubeClient.exec`)."""
+
+    def __init__(self, session: ExecSession) -> None:
+        self.session = session
+
+    @property
+    def stdin(self) -> IO[bytes]:
+        """The command's stdin (closing it ends the remote input, protocol v5)."""
+        return self.session.stdin
+
+    @property
+    def stdout(self) -> IO[bytes]:
+        """The command's stdout."""
+        return self.session.stdout
+
+    def stderr_text(self) -> str:
+        """The last 8,000 bytes of stderr, then the server's failure message if any."""
+        return self.session.stderr
+
+    def wait(self, timeout: float) -> int:
+        """Read to the end; the exit code (Timeout when nothing came for ``timeout`` s)."""
+        self.session.read_timeout = timeout
+        try:
+            return self.session.wait()
+        except Timeout:
+            self.kill()
+            raise
+
+    def kill(self) -> None:
+        """Close the connection (the remote command gets a broken pipe)."""
+        self.session.close()
+
+
 @dataclass(frozen=True)
 class PodExec:
-    """Commands run in a pod through ``kubectl exec``."""
+    """Commands run in a pod through the exec subresource of its API server."""
 
-    kubectl: str
+    kube: KubeClient
     namespace: str
     pod: str
     container: str | None = None
-    kubeconfig: Path | None = None
-    context: str | None = None
 
     @property
     def where(self) -> str:
         """``pod NS/NAME``, for messages."""
         return f"pod {self.namespace}/{self.pod}"
 
-    def argv(self, command: Sequence[str], stdin: bool = False) -> list[str]:
-        """Kubectl exec argv running ``command`` in the pod."""
-        out = [self.kubectl]
-        if self.kubeconfig is not None:
-            out += ["--kubeconfig", str(self.kubeconfig)]
-        if self.context:
-            out += ["--context", self.context]
-        out += ["exec", "-n", self.namespace, self.pod]
-        if stdin:
-            out.append("-i")
-        if self.container:
-            out += ["-c", self.container]
-        return [*out, "--", *command]
+    def start(self, command: Sequence[str], what: str, *, stdin: bool = False,
+              stdout: bool = True, idle_timeout: float = 3600.0) -> Process:
+        """Run ``command`` in the pod.
 
-    def env(self) -> dict[str, str]:
-        """Environment of the local kubectl process."""
-        return dict(os.environ)
+        Args:
+            command: argv in the container.
+            what: for messages.
+            stdin: the caller writes the command's input.
+            stdout: unused (a pod's stdout is always there to read).
+            idle_timeout: seconds a read may wait for output.
+
+        Raises:
+            Unauthorized: no ``create`` on ``pods/exec`` (the message names the pod).
+            NotFound: no such pod or container.
+        """
+        del stdout
+        try:
+            session = self.kube.exec(self.namespace, self.pod, list(command),
+                                     container=self.container, stdin=stdin)
+        except Unauthorized as e:
+            raise Unauthorized(f"{what} on {self.where}: refused (403 Forbidden): {e.message}",
+                               hint="the credentials need create on pods/exec in that "
+                                    "namespace") from e
+        except NotFound as e:
+            raise NotFound(f"{what}: {self.where} not found: {e.message}",
+                           hint="check namespace and pod") from e
+        session.read_timeout = idle_timeout
+        return PodProcess(session)
 
 
 @dataclass(frozen=True)
@@ -166,9 +298,8 @@ class Direct:
         """The DSN, for messages (it holds no password: platform.yaml refuses one)."""
         return f"database {self.dsn!r}"
 
-    def argv(self, command: Sequence[str], stdin: bool = False) -> list[str]:
+    def argv(self, command: Sequence[str]) -> list[str]:
         """The local program with its full path (first element is a PostgreSQL program)."""
-        del stdin
         return [self.bins.path(command[0]), *command[1:]]
 
     def env(self) -> dict[str, str]:
@@ -177,6 +308,12 @@ class Direct:
         if self.password is not None:
             env["PGPASSWORD"] = self.password
         return env
+
+    def start(self, command: Sequence[str], what: str, *, stdin: bool = False,
+              stdout: bool = True, idle_timeout: float = 3600.0) -> Process:
+        """Run ``command`` here (``idle_timeout`` is for pods; :meth:`Process.wait` limits)."""
+        del idle_timeout
+        return LocalProcess(self.argv(command), self.env(), what, stdin=stdin, stdout=stdout)
 
 
 Runner = PodExec | Direct
@@ -193,18 +330,25 @@ def conninfo(runner: Runner, database: str, user: str | None, app: str) -> str:
 
 def run_command(runner: Runner, command: Sequence[str], timeout: float,
                 what: str) -> str:
-    """Run a short command (a hook) where the runner runs things; return its output."""
-    try:
-        proc = subprocess.run(runner.argv(command), capture_output=True, text=True,
-                              timeout=timeout, env=runner.env(), check=False,
-                              preexec_fn=die_with_parent)
-    except subprocess.TimeoutExpired as e:
-        raise Timeout(f"{what} did not finish within {timeout:g}s on {runner.where}") from e
-    except OSError as e:
-        raise NotFound(f"{what}: cannot run {command[0]}: {e.strerror}") from e
-    if proc.returncode != 0:
-        raise classify(proc.stderr or proc.stdout, what, runner.where)
-    return proc.stdout
+    """Run a short command (a hook) where the runner runs things; return its output.
+
+    Raises:
+        Timeout: it did not finish within ``timeout`` seconds (it is killed).
+        AdapterError: it failed (classified from its stderr).
+    """
+    proc = runner.start(command, what, idle_timeout=timeout)
+    out: list[bytes] = []
+    reader = threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    if reader.is_alive():
+        proc.kill()
+        raise Timeout(f"{what} did not finish within {timeout:g}s on {runner.where}")
+    rc = proc.wait(timeout)
+    if rc != 0:
+        raise classify(proc.stderr_text() or (out[0] if out else b"").decode("utf-8", "replace"),
+                       what, runner.where)
+    return (out[0] if out else b"").decode("utf-8", "replace")
 
 
 # --------------------------------------------------------------------------------------------
@@ -212,30 +356,14 @@ def run_command(runner: Runner, command: Sequence[str], timeout: float,
 
 
 class SqlSession:
-    """An interactive ``psql`` (local or through exec) answering one query at a time."""
+    """An interactive ``psql`` (local or in a pod) answering one query at a time."""
 
     def __init__(self, runner: Runner, info: str, timeout: float = 600.0) -> None:
         self.runner = runner
         self.timeout = timeout
-        argv = runner.argv(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
-                            "-d", info], stdin=True)
-        try:
-            self.proc = subprocess.Popen(
-                argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                env=runner.env(), text=True, bufsize=1,
-                preexec_fn=die_with_parent)  # noqa: PLW1509
-        except OSError as e:
-            raise NotFound(f"cannot run psql for {runner.where}: {e.strerror}",
-                           hint="install PostgreSQL's client or set backup.binaries") from e
-        self._err: list[str] = []
-        self._errt = threading.Thread(target=self._drain, daemon=True)
-        self._errt.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None  # noqa: S101  # created with PIPE above
-        for line in self.proc.stderr:
-            self._err.append(line)
-            del self._err[:-50]
+        self.proc = runner.start(["psql", "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1",
+                                  "-d", info], "psql", stdin=True, idle_timeout=timeout)
+        self._out = io.TextIOWrapper(self.proc.stdout, encoding="utf-8", errors="replace")
 
     def query(self, sql: str) -> list[list[str]]:
         """Run one statement; return its rows (``|``-separated columns).
@@ -243,16 +371,14 @@ class SqlSession:
         Raises:
             AdapterError: psql stopped (the statement failed, the connection broke).
         """
-        if self.proc.stdin is None or self.proc.stdout is None:  # pragma: no cover
-            raise AdapterError("psql started without pipes")
         try:
-            self.proc.stdin.write(f"{sql};\n\\echo {_MARK}\n")
+            self.proc.stdin.write(f"{sql};\n\\echo {_MARK}\n".encode())
             self.proc.stdin.flush()
-        except (BrokenPipeError, OSError) as e:
+        except (BrokenPipeError, OSError, AdapterError) as e:
             raise self._failed("query") from e
         rows: list[list[str]] = []
         deadline = time.monotonic() + self.timeout
-        for raw in self.proc.stdout:
+        for raw in self._out:
             line = raw.rstrip("\n")
             if line == _MARK:
                 return rows
@@ -263,22 +389,17 @@ class SqlSession:
         raise self._failed("query")
 
     def _failed(self, what: str) -> AdapterError:
-        with contextlib.suppress(subprocess.TimeoutExpired):
+        with contextlib.suppress(AdapterError):
             self.proc.wait(timeout=5)
-        self._errt.join(timeout=2)
-        return classify("".join(self._err), f"psql {what}", self.runner.where)
+        return classify(self.proc.stderr_text(), f"psql {what}", self.runner.where)
 
     def close(self) -> None:
         """End the session (psql's quit command: kwok's exec does not pass on EOF)."""
-        with contextlib.suppress(BrokenPipeError, OSError, ValueError):
-            if self.proc.stdin is not None:
-                self.proc.stdin.write("\\q\n")
-                self.proc.stdin.close()
-        try:
+        with contextlib.suppress(BrokenPipeError, OSError, ValueError, AdapterError):
+            self.proc.stdin.write(b"\\q\n")
+            self.proc.stdin.close()
+        with contextlib.suppress(AdapterError):
             self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
 
     def tables(self) -> dict[str, list[int | str]]:
         """``{schema.table: [rows, hash sum]}`` of every ordinary table, as this session sees it."""
@@ -295,63 +416,43 @@ class SqlSession:
 
 
 class StreamProc:
-    """A child process whose stdout (producer) or stdin (consumer) is streamed by the caller."""
+    """A command whose stdout (producer) or stdin (consumer) the caller streams."""
 
-    def __init__(self, argv: Sequence[str], env: Mapping[str, str], what: str, where: str,
-                 consumer: bool = False) -> None:
-        self.what, self.where = what, where
-        try:
-            self.proc = subprocess.Popen(
-                list(argv), env=dict(env), stderr=subprocess.PIPE,
-                stdin=subprocess.PIPE if consumer else subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL if consumer else subprocess.PIPE,
-                preexec_fn=die_with_parent)  # noqa: PLW1509
-        except OSError as e:
-            raise NotFound(f"cannot run {argv[0]} for {what}: {e.strerror}",
-                           hint="install the tool or set backup.binaries in platform.yaml") from e
-        self._err = b""
-        self._t = threading.Thread(target=self._drain, daemon=True)
-        self._t.start()
-
-    def _drain(self) -> None:
-        assert self.proc.stderr is not None  # noqa: S101  # created with PIPE above
-        for chunk in iter(lambda: self.proc.stderr.read(8192), b""):  # type: ignore[union-attr]
-            self._err = (self._err + chunk)[-8000:]
+    def __init__(self, proc: Process, what: str, where: str, consumer: bool = False) -> None:
+        self.proc, self.what, self.where, self.consumer = proc, what, where, consumer
 
     @property
     def stdout(self) -> IO[bytes]:
         """The producer's output."""
-        if self.proc.stdout is None:  # pragma: no cover
-            raise AdapterError(f"{self.what} has no stdout")
         return self.proc.stdout
 
     @property
     def stdin(self) -> IO[bytes]:
         """The consumer's input."""
-        if self.proc.stdin is None:  # pragma: no cover
-            raise AdapterError(f"{self.what} has no stdin")
         return self.proc.stdin
 
     def finish(self, timeout: float = 3600) -> None:
-        """Wait for the process; raise the classified error if it failed."""
-        if self.proc.stdin is not None:
-            with contextlib.suppress(BrokenPipeError, OSError):
+        """Wait for the command; raise the classified error if it failed."""
+        if self.consumer:
+            with contextlib.suppress(BrokenPipeError, OSError, AdapterError):
                 self.proc.stdin.close()
         try:
-            rc = self.proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired as e:
-            self.kill()
+            rc = self.proc.wait(timeout)
+        except Timeout as e:
             raise Timeout(f"{self.what} on {self.where} did not finish in time") from e
-        self._t.join(timeout=5)
         if rc != 0:
-            raise classify(self._err.decode("utf-8", "replace") or f"exit {rc}", self.what,
-                           self.where)
+            raise classify(self.proc.stderr_text() or f"exit {rc}", self.what, self.where)
 
     def kill(self) -> None:
-        """Stop the process now."""
-        with contextlib.suppress(OSError):
-            self.proc.kill()
-        self.proc.wait()
+        """Stop the command now."""
+        self.proc.kill()
+
+
+def stream(runner: Runner, command: Sequence[str], what: str,
+           consumer: bool = False) -> StreamProc:
+    """Start ``command`` where the runner runs things, its stdout or stdin for the caller."""
+    return StreamProc(runner.start(command, what, stdin=consumer, stdout=not consumer),
+                      what, runner.where, consumer)
 
 
 def pg_dump(runner: Runner, info: str, snapshot: str | None) -> StreamProc:
@@ -359,13 +460,12 @@ def pg_dump(runner: Runner, info: str, snapshot: str | None) -> StreamProc:
     cmd = ["pg_dump", "-Fc", "-d", info]
     if snapshot:
         cmd.append(f"--snapshot={snapshot}")
-    return StreamProc(runner.argv(cmd), runner.env(), "pg_dump", runner.where)
+    return stream(runner, cmd, "pg_dump")
 
 
 def tar_stream(runner: PodExec, path: str) -> StreamProc:
     """Start ``tar -C PATH -cf - .`` in the pod; its stdout is the archive."""
-    return StreamProc(runner.argv(["tar", "-C", path, "-cf", "-", "."]), runner.env(),
-                      "tar", runner.where)
+    return stream(runner, ["tar", "-C", path, "-cf", "-", "."], "tar")
 
 
 def pg_restore(runner: Runner, info: str, clean: bool = False) -> StreamProc:
@@ -373,8 +473,7 @@ def pg_restore(runner: Runner, info: str, clean: bool = False) -> StreamProc:
     cmd = ["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error", "-d", info]
     if clean:
         cmd[1:1] = ["--clean", "--if-exists"]
-    return StreamProc(runner.argv(cmd, stdin=True), runner.env(), "pg_restore", runner.where,
-                      consumer=True)
+    return stream(runner, cmd, "pg_restore", consumer=True)
 
 
 # --------------------------------------------------------------------------------------------

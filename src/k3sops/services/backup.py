@@ -24,6 +24,7 @@ restore-drill checks read it) and in the metrics file.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -234,12 +235,13 @@ class BackupContext:
         return BackupMetrics(self.cfg.metrics_file) if self.cfg.metrics_file else None
 
     def pod_exec(self, namespace: str, pod: str, container: str | None) -> pg.PodExec:
-        """Kubectl exec into a pod of the platform's cluster."""
-        source = discover_kubeconfig(self.settings.kubeconfig, self.platform.kubeconfig,
-                                     self.env, self.home)
-        ctx = self.settings.context or self._env_context(namespace)
-        return pg.PodExec(kubectl=self.cfg.binaries.kubectl, namespace=namespace, pod=pod,
-                          container=container, kubeconfig=source.path, context=ctx)
+        """Exec into a pod: the context of ``--context``, else of the namespace's environment."""
+        kube = self.kube()
+        wanted = self.settings.context or self._env_context(namespace)
+        if wanted is not None and wanted != kube.context:
+            kube = context.kube(dataclasses.replace(self.settings, context=wanted), self.env,
+                                self.home)
+        return pg.PodExec(kube=kube, namespace=namespace, pod=pod, container=container)
 
     def _env_context(self, namespace: str) -> str | None:
         for env in self.platform.environments.values():
@@ -1073,8 +1075,7 @@ def _restore_postgres(ctx: BackupContext, m: BackupManifest, runner: pg.Runner, 
 
 def _restore_tar(ctx: BackupContext, m: BackupManifest, runner: pg.PodExec, dest: str,
                  report: RestoreReport) -> None:
-    proc = pg.StreamProc(runner.argv(["tar", "-C", dest, "-xf", "-"], stdin=True),
-                         runner.env(), "tar -x", runner.where, consumer=True)
+    proc = pg.stream(runner, ["tar", "-C", dest, "-xf", "-"], "tar -x", consumer=True)
     got = _tee(ctx, m, proc.stdin)
     proc.finish()
     report.sha256_ok = got.sha256 == m.sha256

@@ -39,6 +39,7 @@ from k3sops.adapters.kube._config import (
     discover_kubeconfig,
 )
 from k3sops.adapters.kube._errors import status_message
+from k3sops.adapters.kube._exec import ExecSession
 from k3sops.adapters.kube._paths import api_path, plural_of
 from k3sops.adapters.kube._watch import EventType, WatchEvent
 from k3sops.adapters.kube.actions import WORKLOADS, KubeActions
@@ -57,6 +58,7 @@ __all__ = [
     "STRATEGIC",
     "WORKLOADS",
     "EventType",
+    "ExecSession",
     "KubeActions",
     "KubeAdapter",
     "KubeClient",

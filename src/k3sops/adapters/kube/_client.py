@@ -16,18 +16,16 @@ import threading
 from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx2
 
 from k3sops.adapters.kube._config import KubeconfigSource, http_client, load_single
 from k3sops.adapters.kube._errors import Call, status_error, transport_error
+from k3sops.adapters.kube._exec import ExecSession
 from k3sops.adapters.kube._paths import api_path, plural_of
 from k3sops.adapters.kube._watch import EventType, WatchEvent, decode_event
 from k3sops.errors import AdapterError, Gone, NotFound, Timeout, Unreachable
-
-if TYPE_CHECKING:
-    from k3sops.adapters.kube._exec import ExecSession
 
 LIST_CHUNK = 500
 """Objects per page of a LIST: large enough for few round trips, small enough for etcd."""

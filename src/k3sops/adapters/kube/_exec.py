@@ -84,7 +84,7 @@ class ExecSession:
         self._ended = False
         self.read_timeout: float | None = call.timeout
         self.stdout = io.BufferedReader(_Stdout(self), buffer_size=_READ)
-        self.stdin = _Stdin(self)
+        self.stdin = io.BufferedWriter(_Stdin(self), buffer_size=_READ)
 
     @classmethod
     def open(cls, http: httpx2.Client, server: str, call: Call, namespace: str, pod: str,
