@@ -45,9 +45,9 @@ from k3sops.adapters.restic import die_with_parent
 from k3sops.errors import AdapterError, NotFound, Timeout, Unauthorized, Unreachable
 
 if TYPE_CHECKING:
-    from k3sops.adapters.kube import ExecSession, KubeClient
+    from k3sops.adapters.kube import KubeClient
 
-__all__ = ["Direct", "LocalProcess", "PgBinaries", "PodExec", "PodProcess", "Process",
+__all__ = ["Direct", "LocalProcess", "PgBinaries", "PodExec", "Process",
            "ScratchCluster", "SqlSession", "StreamProc", "classify", "fingerprint", "stream"]
 
 _MARK = "__K3SOPS_END__"
@@ -207,40 +207,6 @@ class LocalProcess:
         self.proc.wait()
 
 
-class PodProcess:
-    """A command in a pod over the exec WebSocket (:meth:`KubeClient.exec`)."""
-
-    def __init__(self, session: ExecSession) -> None:
-        self.session = session
-
-    @property
-    def stdin(self) -> IO[bytes]:
-        """The command's stdin (closing it ends the remote input, protocol v5)."""
-        return self.session.stdin
-
-    @property
-    def stdout(self) -> IO[bytes]:
-        """The command's stdout."""
-        return self.session.stdout
-
-    def stderr_text(self) -> str:
-        """The last 8,000 bytes of stderr, then the server's failure message if any."""
-        return self.session.stderr
-
-    def wait(self, timeout: float) -> int:
-        """Read to the end; the exit code (Timeout when nothing came for ``timeout`` s)."""
-        self.session.read_timeout = timeout
-        try:
-            return self.session.wait()
-        except Timeout:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        """Close the connection (the remote command gets a broken pipe)."""
-        self.session.close()
-
-
 @dataclass(frozen=True)
 class PodExec:
     """Commands run in a pod through the exec subresource of its API server."""
@@ -282,7 +248,7 @@ class PodExec:
             raise NotFound(f"{what}: {self.where} not found: {e.message}",
                            hint="check namespace and pod") from e
         session.read_timeout = idle_timeout
-        return PodProcess(session)
+        return session
 
 
 @dataclass(frozen=True)

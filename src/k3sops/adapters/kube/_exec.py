@@ -239,8 +239,7 @@ class ExecSession:
         if self.subprotocol == PROTOCOLS[0]:
             self._send(_OP_BINARY, bytes((_CLOSE, STDIN)))
 
-    @property
-    def stderr(self) -> str:
+    def stderr_text(self) -> str:
         """The last 8,000 bytes the command wrote to stderr, then the server's failure message.
 
         As kubectl prints them: a command that could not start, or whose exit the runtime
@@ -252,11 +251,19 @@ class ExecSession:
             text += f"\nerror: {st.get('message') or st.get('reason') or 'failed'}"
         return text
 
-    def wait(self) -> int:
-        """Read to the end (the rest of stdout is discarded); the exit code (:meth:`exit_code`)."""
-        while self._next_stdout() is not None:
-            pass
-        self.close()
+    def wait(self, timeout: float | None = None) -> int:
+        """Read to the end (the rest of stdout is discarded); the exit code (:meth:`exit_code`).
+
+        Raises:
+            Timeout: nothing came for ``timeout`` seconds (the connection is closed).
+        """
+        if timeout is not None:
+            self.read_timeout = timeout
+        try:
+            while self._next_stdout() is not None:
+                pass
+        finally:
+            self.close()
         return self.exit_code()
 
     def exit_code(self) -> int:
@@ -282,6 +289,8 @@ class ExecSession:
         self._ended = True
         with contextlib.suppress(Exception):
             self._closer.close()
+
+    kill = close
 
 
 class _Stdout(io.RawIOBase):
