@@ -237,8 +237,10 @@ def test_exec_streams_stdout_stderr_and_the_exit_code(lab: Lab) -> None:
         s = k.exec("production", "postgres-0", ["psql", "-X", "-A", "-t", "-q", "-d",
                                                  "postgres"], stdin=True)
         s.stdin.write(b"SELECT 40 + 2;\n\\echo __END__\n")
+        s.stdin.flush()
         assert s.stdout.readline() == b"42\n" and s.stdout.readline() == b"__END__\n"
         s.stdin.write(b"SELECT nope;\n\\q\n")  # psql's quit: kwok does not pass end of input
+        s.stdin.flush()
         assert s.wait() == 0 and 'column "nope" does not exist' in s.stderr_text()
         s = k.exec("production", "postgres-0",
                    ["sh", "-c", "head -c 3000000 /dev/zero; echo oops >&2; exit 3"])
