@@ -197,6 +197,23 @@ def test_apply_is_server_side_as_k3sops_and_idempotent(lab: Lab, ns: str) -> Non
     _keep(lab, "apply", rec, namespace=ns)
 
 
+def test_status_is_written_through_its_subresource_only(lab: Lab, ns: str) -> None:
+    """A Longhorn Backup (the lab installs its CRD, with a status subresource)."""
+    k, rec = _client(lab)
+    k.create_object({"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
+                     "metadata": {"name": "b1", "namespace": ns},
+                     "spec": {"snapshotName": "snap-1"}})
+    # Through the main resource the status is ignored, as a controller's readers expect.
+    ignored = k.patch("longhorn.io/v1beta2", "backups", "b1", ns, {"status": {"state": "Error"}})
+    assert "state" not in (ignored.get("status") or {})
+    done = k.patch_status("longhorn.io/v1beta2", "backups", "b1", ns,
+                          {"state": "Completed", "url": "s3://bucket/b1"})
+    assert (done["status"]["state"], done["status"]["url"]) == ("Completed", "s3://bucket/b1")
+    assert done["spec"] == {"snapshotName": "snap-1"}
+    assert rec.exchanges[-1]["request"]["path"].endswith("/backups/b1/status")
+    _keep(lab, "status", rec, namespace=ns)
+
+
 def test_watch_from_a_list_sees_a_new_pod_and_an_expired_version_is_gone(
         lab: Lab, ns: str) -> None:
     """List pods, watch from the list's resourceVersion with bookmarks, create a pod: ADDED.

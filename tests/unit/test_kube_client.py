@@ -136,6 +136,22 @@ def test_apply_is_server_side_with_the_k3sops_field_manager(tmp_path: Path) -> N
     assert not t.unused
 
 
+def test_status_goes_to_the_status_subresource_as_a_merge_patch(tmp_path: Path) -> None:
+    k, t, ns = _replay(tmp_path, "status")
+    k.create_object({"apiVersion": "longhorn.io/v1beta2", "kind": "Backup",
+                     "metadata": {"name": "b1", "namespace": ns},
+                     "spec": {"snapshotName": "snap-1"}})
+    k.patch("longhorn.io/v1beta2", "backups", "b1", ns, {"status": {"state": "Error"}})
+    done = k.patch_status("longhorn.io/v1beta2", "backups", "b1", ns,
+                          {"state": "Completed", "url": "s3://bucket/b1"})
+    assert (done["status"]["state"], done["status"]["url"]) == ("Completed", "s3://bucket/b1")
+    last = t.requests[-1]
+    assert last.url.path == f"/apis/longhorn.io/v1beta2/namespaces/{ns}/backups/b1/status"
+    assert last.headers["content-type"] == "application/merge-patch+json"
+    assert json.loads(last.content) == {"status": {"state": "Completed", "url": "s3://bucket/b1"}}
+    assert not t.unused
+
+
 def test_watch_yields_typed_events_from_the_list_version(tmp_path: Path) -> None:
     k, t, ns = _replay(tmp_path, "watch")
     listed = k.listing(f"/api/v1/namespaces/{ns}/pods")
