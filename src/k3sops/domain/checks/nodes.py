@@ -54,3 +54,22 @@ def node_cordoned(ctx: CheckContext) -> list[Finding]:
                         f"node {meta(n)[1]} is cordoned (unschedulable)", "node-cordoned",
                         {"taints": get(n, "spec", "taints", default=[])})
             for n in ctx.snapshot.get("nodes") if get(n, "spec", "unschedulable")]
+
+
+@check("node-network-unavailable", "Nodes' networks are set up", reads=("nodes",))
+def node_network_unavailable(ctx: CheckContext) -> list[Finding]:
+    """Nodes reporting NetworkUnavailable=True: no route or CNI, pods there cannot talk."""
+    out = []
+    for node in ctx.snapshot.get("nodes"):
+        c = conditions(node).get("NetworkUnavailable")
+        if not c or c.get("status") != "True":
+            continue
+        _, name = meta(node)
+        out.append(ctx.finding(
+            "node-network-unavailable", "critical", "Node", None, name,
+            f"node {name} reports NetworkUnavailable: {c.get('reason')}"
+            + (f" ({c.get('message')})" if c.get("message") else ""),
+            "node-network-unavailable",
+            {"condition": {k: c.get(k) for k in ("status", "reason", "message",
+                                                 "lastTransitionTime")}}))
+    return out

@@ -12,10 +12,20 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from k3sops.domain import index as ix
+from k3sops.domain.checks.admission import refusal
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.checks.network import DNS_DEPLOYMENTS, DNS_NAMESPACE
 from k3sops.domain.findings import Finding, Severity
-from k3sops.domain.snapshot import Obj, conditions, events_for, get, meta, parse_time
+from k3sops.domain.snapshot import (
+    Obj,
+    conditions,
+    events_for,
+    get,
+    meta,
+    parse_time,
+    raw_events,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 ROLLOUT_GRACE_SECONDS = 60
@@ -126,6 +136,33 @@ def _problem_summary(problems: list[dict[str, Any]]) -> str:
     return ""
 
 
+def _event_time(ev: Obj) -> str:
+    return str(ev.get("lastTimestamp") or get(ev, "series", "lastObservedTime")
+               or ev.get("eventTime") or get(ev, "metadata", "creationTimestamp") or "")
+
+
+def _create_refused(ctx: CheckContext, kind: str, obj: Obj) -> str:
+    """Why the workload's pods are refused at creation, when they are ("" otherwise).
+
+    Deployments: their ReplicaFailure condition; StatefulSets and DaemonSets: a FailedCreate
+    event newer than their last SuccessfulCreate (workload-create-failed has the details).
+    """
+    ns, name = meta(obj)
+    if kind == "Deployment":
+        cond = conditions(obj).get("ReplicaFailure")
+        if cond and cond.get("status") == "True":
+            return refusal(str(cond.get("message") or ""), ns).detail
+        return ""
+    if ctx.unread("events"):
+        return ""
+    events = raw_events(ctx.snapshot, kind, ns, name)
+    ok = max((_event_time(e) for e in events if e.get("reason") == "SuccessfulCreate"),
+             default="")
+    failed = next((e for e in events if e.get("reason") == "FailedCreate"
+                   and _event_time(e) > ok), None)
+    return refusal(str(failed.get("message") or ""), ns).detail if failed else ""
+
+
 def _new_and_old_rs(dep: Obj, prog: Mapping[str, Any] | None,
                     rs_by_owner: Mapping[str, list[Obj]]) -> tuple[Obj | None, list[Obj]]:
     ns, name = meta(dep)
@@ -188,6 +225,8 @@ def deployment_rollout_stuck(ctx: CheckContext) -> list[Finding]:
         available = _int(get(dep, "status", "availableReplicas"))
         desired = _desired(dep)
         why = _problem_summary(problems)
+        if not why and (refused := _create_refused(ctx, "Deployment", dep)):
+            why = f"its pods cannot be created: {refused}"
         out.append(ctx.finding(
             "deployment-rollout-stuck", "critical", "Deployment", ns, name,
             f"rollout of deployment {ns}/{name} passed its progress deadline "
@@ -220,9 +259,11 @@ def deployment_unavailable(ctx: CheckContext) -> list[Finding]:
         if _rolling_out(dep) and (available > 0 or not _zero_for_long(ctx, dep, "Available")):
             continue  # a rollout in progress: its progress deadline decides
         severity: Severity = "critical" if available == 0 else "warning"
+        refused = _create_refused(ctx, "Deployment", dep)
         out.append(ctx.finding(
             "deployment-unavailable", severity, "Deployment", ns, name,
-            f"deployment {ns}/{name} has {available}/{desired} replicas available",
+            f"deployment {ns}/{name} has {available}/{desired} replicas available"
+            + (f"; its pods cannot be created: {refused}" if refused else ""),
             "deployment-unavailable",
             {"desired": desired, "available": available,
              "ready": _int(get(dep, "status", "readyReplicas")),
@@ -259,6 +300,8 @@ def statefulset_unavailable(ctx: CheckContext) -> list[Finding]:
             index = _index(ctx.snapshot.get("pods"), "StatefulSet")
         problems = _pods_of(index, ns, name)
         why = _problem_summary(problems)
+        if not why and (refused := _create_refused(ctx, "StatefulSet", sts)):
+            why = f"its pods cannot be created: {refused}"
         severity: Severity = "critical" if ready == 0 else "warning"
         out.append(ctx.finding(
             "statefulset-unavailable", severity, "StatefulSet", ns, name,
@@ -274,17 +317,71 @@ def statefulset_unavailable(ctx: CheckContext) -> list[Finding]:
     return out
 
 
+NO_NODE_GRACE_SECONDS = 300
+"""A DaemonSet placed on no node is judged after this long (nodes joining, labels applied)."""
+
+
+def _node_ready(ctx: CheckContext) -> dict[str, bool] | None:
+    """Node name -> Ready, or None when nodes could not be read."""
+    if ctx.unread("nodes"):
+        return None
+    return {meta(n)[1]: (conditions(n).get("Ready") or {}).get("status") == "True"
+            for n in ctx.snapshot.get("nodes")}
+
+
+def _restricted(ds: Obj) -> bool:
+    """Whether the DaemonSet's template picks its nodes (node selector or required affinity)."""
+    spec = get(ds, "spec", "template", "spec", default={}) or {}
+    return bool(spec.get("nodeSelector") or get(
+        spec, "affinity", "nodeAffinity", "requiredDuringSchedulingIgnoredDuringExecution"))
+
+
+def _placed_nowhere(ctx: CheckContext, ds: Obj, nodes: dict[str, bool]) -> Finding | None:
+    """A DaemonSet the controller places on no node although nodes exist."""
+    ns, name = meta(ds)
+    created = parse_time(get(ds, "metadata", "creationTimestamp"))
+    if (not nodes or _int(get(ds, "status", "numberMisscheduled")) > 0
+            or (created is not None
+                and (ctx.snapshot.now - created).total_seconds() < NO_NODE_GRACE_SECONDS)):
+        return None
+    spec = get(ds, "spec", "template", "spec", default={}) or {}
+    if _restricted(ds):
+        # Often on purpose (a GPU plugin on a cluster without GPUs): worth knowing.
+        return ctx.finding(
+            "daemonset-unavailable", "info", "DaemonSet", ns, name,
+            f"daemonset {ns}/{name} runs on no node: its node selector/affinity matches none "
+            f"of the {len(nodes)} nodes", "daemonset-unavailable",
+            {"desired": 0, "nodes": len(nodes), "node_selector": spec.get("nodeSelector"),
+             "node_affinity": get(spec, "affinity", "nodeAffinity")})
+    return ctx.finding(
+        "daemonset-unavailable", "warning", "DaemonSet", ns, name,
+        f"daemonset {ns}/{name} is meant for every node but runs on none of the {len(nodes)} "
+        "nodes: their taints keep it off", "daemonset-unavailable",
+        {"desired": 0, "nodes": len(nodes), "tolerations": spec.get("tolerations")})
+
+
 @check("daemonset-unavailable", "DaemonSets available on every node",
-       reads=("daemonsets",), uses=("pods", "events"))
+       reads=("daemonsets",), uses=("pods", "events", "nodes"))
 def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
-    """DaemonSets with unavailable pods (critical when none is available)."""
+    """DaemonSets with unavailable pods (critical when none is available).
+
+    Pods that are unavailable only because their node is not Ready are node-not-ready's
+    (every DaemonSet would report each down node). A DaemonSet placed on no node while nodes
+    exist is info when its selector picks nodes on purpose, warning when taints keep a
+    DaemonSet meant for every node off all of them.
+    """
     out = []
     index: dict[str, list[Obj]] | None = None
+    nodes = _node_ready(ctx)
     for ds in _in_scope(ctx, "daemonsets"):
         ns, name = meta(ds)
         desired = _int(get(ds, "status", "desiredNumberScheduled"))
         unavailable = _int(get(ds, "status", "numberUnavailable"))
         available = _int(get(ds, "status", "numberAvailable"))
+        if desired == 0 and nodes is not None and get(ds, "status", "observedGeneration"):
+            if (f := _placed_nowhere(ctx, ds, nodes)) is not None:
+                out.append(f)
+            continue
         if desired == 0 or unavailable == 0:
             continue
         updating = _int(get(ds, "status", "updatedNumberScheduled")) < desired
@@ -292,10 +389,16 @@ def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
             continue  # a rolling update takes pods down maxUnavailable at a time
         if index is None:
             index = _index(ctx.snapshot.get("pods"), "DaemonSet")
+        unready = [p for p in index.get(f"{ns}/{name}", [])
+                   if conditions(p).get("Ready", {}).get("status") != "True"]
+        on_down = [p for p in unready if nodes is not None
+                   and nodes.get(str(get(p, "spec", "nodeName"))) is False]
+        if on_down and len(on_down) >= unavailable:
+            continue  # their nodes are down: node-not-ready says it
         problems = _pods_of(index, ns, name)
-        nodes = [get(p, "spec", "nodeName") for p in index.get(f"{ns}/{name}", [])
-                 if conditions(p).get("Ready", {}).get("status") != "True"]
         why = _problem_summary(problems)
+        if not why and (refused := _create_refused(ctx, "DaemonSet", ds)):
+            why = f"its pods cannot be created: {refused}"
         severity: Severity = "critical" if available == 0 else "warning"
         out.append(ctx.finding(
             "daemonset-unavailable", severity, "DaemonSet", ns, name,
@@ -305,8 +408,99 @@ def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
             {"desired": desired, "available": available, "unavailable": unavailable,
              "ready": _int(get(ds, "status", "numberReady")),
              "misscheduled": _int(get(ds, "status", "numberMisscheduled")),
-             "nodes_unavailable": sorted(n for n in nodes if n), "pods": problems,
+             "nodes_unavailable": sorted(str(n) for p in unready
+                                         if (n := get(p, "spec", "nodeName"))),
+             "pods": problems,
              "events": events_for(ctx.snapshot, "DaemonSet", ns, name)}))
+    return out
+
+
+def _tolerated(taint: Mapping[str, Any], tolerations: list[Mapping[str, Any]]) -> bool:
+    for t in tolerations:
+        if t.get("effect") and t.get("effect") != taint.get("effect"):
+            continue
+        if t.get("operator") == "Exists" and not t.get("key"):
+            return True
+        if t.get("key") != taint.get("key"):
+            continue
+        if t.get("operator") == "Exists" or t.get("value") == taint.get("value"):
+            return True
+    return False
+
+
+def _why_misplaced(ds: Obj, node: Obj | None) -> str:
+    """Why a DaemonSet pod should not be on a node: untolerated taint or selector mismatch."""
+    if node is None:
+        return "its node is not in the cluster"
+    spec = get(ds, "spec", "template", "spec", default={}) or {}
+    tolerations = list(spec.get("tolerations") or [])
+    for taint in get(node, "spec", "taints", default=[]) or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not _tolerated(
+                taint, tolerations):
+            return (f"taint {taint.get('key')}={taint.get('value') or ''}:{taint.get('effect')}"
+                    " is not tolerated")
+    labels = get(node, "metadata", "labels", default={}) or {}
+    selector = spec.get("nodeSelector") or {}
+    if any(labels.get(k) != v for k, v in selector.items()):
+        return "the node no longer matches its node selector"
+    return "the node no longer matches its affinity"
+
+
+def _ds_pod_node(pod: Obj) -> str:
+    """The node a DaemonSet pod is on, or is made for (its matchFields affinity) if Pending."""
+    if get(pod, "spec", "nodeName"):
+        return str(get(pod, "spec", "nodeName"))
+    terms = get(pod, "spec", "affinity", "nodeAffinity",
+                "requiredDuringSchedulingIgnoredDuringExecution", "nodeSelectorTerms",
+                default=[]) or []
+    for term in terms:
+        for f in term.get("matchFields") or []:
+            if f.get("key") == "metadata.name" and f.get("values"):
+                return str(f["values"][0])
+    return ""
+
+
+@check("daemonset-misscheduled", "DaemonSet pods only where they belong",
+       reads=("daemonsets", "pods", "nodes"))
+def daemonset_misscheduled(ctx: CheckContext) -> list[Finding]:
+    """DaemonSets with pods on nodes that should not run them (numberMisscheduled > 0).
+
+    A NoSchedule taint added to a node (or a label removed) does not evict a running
+    DaemonSet pod: it keeps running where its DaemonSet no longer wants it. A node that is
+    down gets the unreachable/not-ready NoSchedule taints and makes every DaemonSet count its
+    pod there as misscheduled: that is node-not-ready's finding, not each DaemonSet's. Telling
+    the two apart needs the pods and their nodes: without them the rule is not evaluated.
+    """
+    out = []
+    by_ds: dict[str, list[Obj]] | None = None
+    for ds in _in_scope(ctx, "daemonsets"):
+        misscheduled = _int(get(ds, "status", "numberMisscheduled"))
+        if misscheduled == 0:
+            continue
+        ns, name = meta(ds)
+        if by_ds is None:
+            by_ds = _index(ctx.snapshot.get("pods"), "DaemonSet")
+        where: list[dict[str, Any]] = []
+        nodes = ix.by_name(ctx.snapshot, "nodes")
+        for pod in by_ds.get(f"{ns}/{name}", []):
+            node_name = _ds_pod_node(pod)
+            node = nodes.get((None, node_name))
+            if node is None or (conditions(node).get("Ready") or {}).get("status") != "True":
+                continue  # a node gone or down: node-not-ready's finding
+            why = _why_misplaced(ds, node)
+            if why == "the node no longer matches its affinity" and not _restricted(ds):
+                continue  # nothing keeps it off this node: a pod where it belongs
+            where.append({"pod": meta(pod)[1], "node": node_name, "why": why})
+        if not where:
+            continue
+        shown = "; ".join(f"{w['node']}: {w['why']}" for w in where[:3])
+        out.append(ctx.finding(
+            "daemonset-misscheduled", "warning", "DaemonSet", ns, name,
+            f"daemonset {ns}/{name} runs {misscheduled} pod(s) on nodes where it should not"
+            + f" ({shown})", "daemonset-misscheduled",
+            {"misscheduled": misscheduled,
+             "desired": _int(get(ds, "status", "desiredNumberScheduled")),
+             "pods": where[:10]}))
     return out
 
 

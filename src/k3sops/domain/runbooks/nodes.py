@@ -277,4 +277,23 @@ RUNBOOKS: list[Runbook] = [
                  "Ansible inventory.", None, "Pending pods scheduled after the node joins."),
         ],
         related=["pod-pending", "node-high-cpu", "node-high-memory"]),
+    Runbook(
+        id="node-network-unavailable", title="Node network unavailable",
+        summary="The node reports NetworkUnavailable: its pod network (routes, CNI) is not "
+                "set up, so pods there cannot reach others. On K3s, flannel sets the routes.",
+        severity_hint="critical",
+        steps=[
+            step("Read the condition", "Its reason and message say who set it.",
+                 "kubectl describe node <node> | grep -A2 NetworkUnavailable",
+                 "NoRouteCreated (routes missing), or the CNI's own reason.",
+                 "k3sops diagnose node <node>"),
+            step("Check the CNI on the node", "K3s runs flannel in the k3s process.",
+                 "ssh <node> 'sudo journalctl -u k3s -u k3s-agent --since -30min | grep -i "
+                 "flannel; ls /run/flannel/'",
+                 "subnet.env missing, flannel errors, an interface that did not come up."),
+            step("Restart the agent once fixed", "The condition clears when the network is "
+                 "set up again.", "ssh <node> 'sudo systemctl restart k3s-agent'",
+                 "NetworkUnavailable False."),
+        ],
+        related=["node-not-ready", "pod-stuck-starting"]),
 ]

@@ -149,4 +149,22 @@ RUNBOOKS: list[Runbook] = [
                  "k3sops logs <pod> -n <namespace>"),
         ],
         related=["app-error-rate", "node-high-cpu"]),
+    Runbook(
+        id="daemonset-misscheduled", title="DaemonSet pods where they should not run",
+        summary="A DaemonSet pod keeps running on a node its DaemonSet no longer selects: a "
+                "NoSchedule taint was added (it does not evict) or a node label removed. The "
+                "pod does work where it is not wanted (on a node under maintenance, say).",
+        severity_hint="warning",
+        steps=[
+            step("See which nodes", "The finding names the node and the taint or label.",
+                 "kubectl -n <namespace> get pods -l <selector> -o wide; "
+                 "kubectl describe node <node> | grep -A3 Taints",
+                 "The taint the DaemonSet does not tolerate, or the label it selects on."),
+            step("Decide who is right", "Either the DaemonSet should tolerate the taint, or "
+                 "the pod should go.",
+                 "kubectl -n <namespace> delete pod <pod>",
+                 "numberMisscheduled 0 (kubectl -n <namespace> get ds <name> -o "
+                 "jsonpath='{.status.numberMisscheduled}')."),
+        ],
+        related=["daemonset-unavailable", "node-cordoned"]),
 ]
