@@ -12,11 +12,13 @@ from typing import Any
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.checks.references import kubelet_says_missing
 from k3sops.domain.checks.scheduling import scheduling_causes
-from k3sops.domain.findings import Finding
+from k3sops.domain.findings import Finding, Severity
 from k3sops.domain.index import by_name, unhealthy_pods
 from k3sops.domain.snapshot import Obj, conditions, events_for, get, meta, parse_time
 
 CRASHLOOP_MIN_RESTARTS = 3
+OOM_RECENT_SECONDS = 86400
+"""An OOM kill the container recovered from is a warning for a day, then info."""
 NOT_READY_GRACE_SECONDS = 300
 """A running pod that is not ready is reported after this long: probes need time to pass."""
 
@@ -70,20 +72,33 @@ def pod_crashloop(ctx: CheckContext) -> list[Finding]:
 
 @check("pod-oomkilled", "No OOMKilled containers", reads=("pods",))
 def pod_oomkilled(ctx: CheckContext) -> list[Finding]:
-    """Containers whose last termination was OOMKilled (exit 137), with their memory limit."""
+    """Containers whose last termination was OOMKilled (exit 137), with their memory limit.
+
+    Critical while the container is down for it (not ready, crash-looping, or ended so); a
+    container that was killed and has run fine since keeps ``lastState`` until its next
+    exit, so that is a warning for a day (the limit is tight) and info after.
+    """
     out = []
     for pod in _pods(ctx):
         ns, name = meta(pod)
         specs = {c.get("name"): c for c in get(pod, "spec", "containers", default=[]) or []}
         for cs in _statuses(pod):
-            term = (get(cs, "lastState", "terminated") or get(cs, "state", "terminated")
-                    or {})
+            current = get(cs, "state", "terminated") or {}
+            term = get(cs, "lastState", "terminated") or current or {}
             if term.get("reason") != "OOMKilled":
                 continue
             limit = get(specs.get(cs.get("name"), {}), "resources", "limits", "memory")
+            ago = _age_since(ctx, term.get("finishedAt"))
+            severity: Severity
+            if current.get("reason") == "OOMKilled" or not cs.get("ready") or ago is None:
+                severity, when = "critical", ""
+            elif ago < OOM_RECENT_SECONDS:
+                severity, when = "warning", f" {int(ago // 60)} min ago and has run since"
+            else:
+                severity, when = "info", f" {int(ago // 3600)} h ago and has run since"
             out.append(ctx.finding(
-                "pod-oomkilled", "critical", "Pod", ns, name,
-                f"container {cs.get('name')} of {ns}/{name} was OOMKilled"
+                "pod-oomkilled", severity, "Pod", ns, name,
+                f"container {cs.get('name')} of {ns}/{name} was OOMKilled{when}"
                 + (f" (memory limit {limit})" if limit else " (no memory limit)")
                 + f", {cs.get('restartCount', 0)} restarts", "pod-oomkilled",
                 {"container": cs.get("name"), "memory_limit": limit,
@@ -143,11 +158,28 @@ def pod_pending(ctx: CheckContext) -> list[Finding]:
 
 @check("pod-failed", "No failed pods", reads=("pods",))
 def pod_failed(ctx: CheckContext) -> list[Finding]:
-    """Pods in phase Failed (Jobs' own failures are the job-failed check's)."""
+    """Pods in phase Failed (Jobs' own failures are the job-failed check's), or Unknown.
+
+    Unknown: nobody has reported the pod's state (its node stopped talking) and no rule
+    looking at Running or Pending pods sees it.
+    """
     out = []
     for pod in _pods(ctx):
         ns, name = meta(pod)
-        if get(pod, "status", "phase") != "Failed":
+        phase = get(pod, "status", "phase")
+        if phase == "Unknown":
+            node = get(pod, "spec", "nodeName")
+            out.append(ctx.finding(
+                "pod-failed", "warning", "Pod", ns, name,
+                f"pod {ns}/{name} is in phase Unknown: its state has not been reported"
+                + (f" (node {node})" if node else ""), "pod-failed",
+                {"phase": phase, "reason": get(pod, "status", "reason"),
+                 "message": get(pod, "status", "message"), "node": node,
+                 "owner": _owner(pod),
+                 **({"cause_ref": {"kind": "Node", "namespace": None, "name": node}}
+                    if node else {})}))
+            continue
+        if phase != "Failed":
             continue
         owner = _owner(pod)
         if owner and owner.get("kind") == "Job":
@@ -171,19 +203,26 @@ def _ready_since(pod: Obj) -> float | None:
     return at.timestamp() if at is not None else None
 
 
-@check("pod-not-ready", "Running pods are ready", reads=("pods",), uses=("events",))
+@check("pod-not-ready", "Running pods are ready", reads=("pods",),
+       uses=("events", "nodes"))
 def pod_not_ready(ctx: CheckContext) -> list[Finding]:
     """Running pods not ready for longer than the grace: readiness probe or gate failing.
 
     Crash-looping, OOM-killed and image-pulling containers are their own checks' findings.
+    When a node stops reporting, the node lifecycle controller marks every pod on it not
+    ready: those are node-not-ready's finding (one per node, not one per pod).
     """
     out = []
     now = ctx.snapshot.now.timestamp()
+    nodes = None if ctx.unread("nodes") else by_name(ctx.snapshot, "nodes")
     for pod in _pods(ctx):
         if get(pod, "status", "phase") != "Running":
             continue
         ready = conditions(pod).get("Ready") or {}
         if ready.get("status") == "True":
+            continue
+        node = nodes.get((None, str(get(pod, "spec", "nodeName")))) if nodes else None
+        if node is not None and (conditions(node).get("Ready") or {}).get("status") != "True":
             continue
         since = _ready_since(pod)
         if since is not None and now - since < NOT_READY_GRACE_SECONDS:
