@@ -17,8 +17,8 @@ from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding
 from k3sops.domain.snapshot import Obj, get, meta, parse_time
 
-NO_PODS_GRACE_SECONDS = 3600
-"""A budget applied before its workload (or during a rename) selects nothing for a while."""
+NO_PODS_GRACE_SECONDS = 300
+"""A budget applied with (or before) its workload selects nothing until the pods are made."""
 MAX_PODS_SHOWN = 5
 
 
@@ -119,9 +119,9 @@ def pdb_overlap(ctx: CheckContext) -> list[Finding]:
                 f"{', '.join(sorted(others))}: the eviction API refuses to evict them, so "
                 "drains fail", "pdb-overlap",
                 {"overlaps_with": sorted(others), "pods": pods[:MAX_PODS_SHOWN],
-                 "pod_count": len(pods),
-                 "cause_ref": [{"kind": "PodDisruptionBudget", "namespace": ns, "name": o}
-                               for o in sorted(others)]}))
+                 "pod_count": len(pods)}))
+                # no cause_ref: each budget of an overlap would name the other as its cause,
+                # and a diagnosis would find no root in the circle
     return out
 
 
