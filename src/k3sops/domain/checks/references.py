@@ -136,23 +136,39 @@ def _kubelet_texts(ctx: CheckContext, pod: Obj) -> list[str]:
     return [t for t in texts if t]
 
 
-def _missing(ctx: CheckContext, kind: str, pod: Obj) -> tuple[list[dict[str, Any]], bool]:
-    """The pod's unresolved references to ``kind``, and whether the kubelet's word was used.
+def _template_key(pod: Obj) -> tuple[Any, ...] | None:
+    """Pods made from one template revision share their references (None: judge the pod).
 
-    When ``kind`` could not be read, the kubelet's messages are judged instead of the objects.
+    ReplicaSet pods carry pod-template-hash, StatefulSet and DaemonSet pods
+    controller-revision-hash; a Job's template cannot change.
     """
+    owner = ix.controller_of(pod)
+    if owner is None:
+        return None
+    labels = get(pod, "metadata", "labels", default={}) or {}
+    revision = labels.get("pod-template-hash") or labels.get("controller-revision-hash")
+    if revision is None and owner[0] != "Job":
+        return None
+    return (meta(pod)[0], owner, revision)
+
+
+def _unresolved(ctx: CheckContext, kind: str, pod: Obj) -> list[dict[str, Any]]:
+    """The pod's references to existing-``kind`` objects that do not resolve (kind read).
+
+    Memoised per template revision: on a large cluster most pods share a handful of them.
+    """
+    key = _template_key(pod)
+    memo: dict[tuple[Any, ...], list[dict[str, Any]]] = ctx.snapshot.cached(
+        f"r1:unresolved:{kind}", dict)
+    if key is not None and key in memo:
+        return memo[key]
     ns, _ = meta(pod)
-    refs = [r for r in pod_refs(pod) if r.kind == kind]
-    if not refs:
-        return [], False
-    if ctx.unread(kind):
-        said = {pair for t in _kubelet_texts(ctx, pod) for pair in kubelet_says_missing(kind, t)}
-        return [{"name": n, "key": k, "used_by": "reported by the kubelet"}
-                for n, k in sorted(said, key=str)], True
     objs = ix.by_name(ctx.snapshot, kind)
     out: list[dict[str, Any]] = []
     seen: set[tuple[str, str | None]] = set()
-    for r in refs:
+    for r in pod_refs(pod):
+        if r.kind != kind:
+            continue
         obj = objs.get((ns, r.name))
         if r.where == "imagePullSecrets":
             if obj is None and (r.name, None) not in seen:
@@ -162,8 +178,6 @@ def _missing(ctx: CheckContext, kind: str, pod: Obj) -> tuple[list[dict[str, Any
         if r.optional:
             continue
         if obj is None:
-            if r.name == ROOT_CA and _age(ctx, pod) < PUBLISHED_GRACE_SECONDS:
-                continue
             missing_key: str | None = None
         elif r.key is not None and r.key not in _keys(kind, obj):
             missing_key = r.key
@@ -173,6 +187,26 @@ def _missing(ctx: CheckContext, kind: str, pod: Obj) -> tuple[list[dict[str, Any
             continue
         seen.add((r.name, missing_key))
         out.append({"name": r.name, "key": missing_key, "used_by": r.where})
+    if key is not None:
+        memo[key] = out
+    return out
+
+
+def _missing(ctx: CheckContext, kind: str, pod: Obj) -> tuple[list[dict[str, Any]], bool]:
+    """The pod's unresolved references to ``kind``, and whether the kubelet's word was used.
+
+    When ``kind`` could not be read, the kubelet's messages are judged instead of the objects.
+    """
+    if ctx.unread(kind):
+        if not any(r.kind == kind for r in pod_refs(pod)):
+            return [], False
+        said = {pair for t in _kubelet_texts(ctx, pod) for pair in kubelet_says_missing(kind, t)}
+        return [{"name": n, "key": k, "used_by": "reported by the kubelet"}
+                for n, k in sorted(said, key=str)], True
+    out = _unresolved(ctx, kind, pod)
+    if any(m["name"] == ROOT_CA and m["key"] is None for m in out) \
+            and _age(ctx, pod) < PUBLISHED_GRACE_SECONDS:
+        out = [m for m in out if not (m["name"] == ROOT_CA and m["key"] is None)]
     return out, False
 
 
