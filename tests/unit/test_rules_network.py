@@ -282,7 +282,7 @@ def test_loadbalancer_no_ip_and_servicelb_conflict() -> None:
     assert lb[0].evidence["servicelb"] == ["kube-system/svclb-gateway-5f3b2c1a"]
     assert any("servicelb" in c for c in lb[0].evidence["likely_causes"])
     conflict = run("servicelb-metallb-conflict", snap())
-    assert keys(conflict) == {("Cluster", "servicelb", None, "warning")}
+    assert keys(conflict) == {("DaemonSet", "svclb-gateway-5f3b2c1a", "kube-system", "warning")}
     ev = conflict[0].evidence
     assert ev["servicelb_daemonsets"] == ["kube-system/svclb-gateway-5f3b2c1a"]
     assert ev["services"] == ["r2-net/gateway"]

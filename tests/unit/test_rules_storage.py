@@ -136,7 +136,7 @@ def test_volumeattachment_error() -> None:
 
 def test_default_storageclass_conflict_and_absence() -> None:
     conflict = run("storageclass-default-conflict", snap())
-    assert keys(conflict) == {("Cluster", "default-storageclass", None, "warning")}
+    assert keys(conflict) == {("StorageClass", "r2-nfs", None, "warning")}
     assert conflict[0].evidence["defaults"] == ["longhorn", "r2-nfs"]
     assert conflict[0].evidence["used_for_new_claims"] == "r2-nfs"
     assert run("storageclass-no-default", snap()) == []

@@ -63,14 +63,15 @@ HEALTHY_SHOWN = 3
 ROOT_PRIORITY = ("pod-configmap-missing", "pod-secret-missing", "pod-pvc-missing",
                  "storageclass-missing", "workload-create-failed", "pv-node-missing",
                  "ingress-backend-missing", "service-port-mismatch", "webhook-unavailable",
-                 "apiservice-unavailable", "pod-image-pull", "pod-container-error",
-                 "pod-oomkilled", "pod-crashloop", "pod-pending")
+                 "apiservice-unavailable", "node-network-unavailable", "node-pressure",
+                 "pod-image-pull", "pod-container-error", "pod-oomkilled", "pod-crashloop",
+                 "pod-pending")
 """When one object has several findings, the one most likely to be the cause comes first."""
 REFERENCE_CHECKS = frozenset({
     "pod-configmap-missing", "pod-secret-missing", "pod-pvc-missing", "storageclass-missing",
     "ingress-backend-missing", "ingress-class-missing", "ingress-tls-secret-missing",
     "service-port-mismatch", "hpa-target-missing", "pv-node-missing",
-    "rbac-binding-role-missing"})
+    "rbac-binding-role-missing", "namespace-stuck-terminating"})
 """Findings that say a reference itself is wrong (a missing object, a port that is not
 there): a root cause in their own right, whatever the state of what lies below."""
 

@@ -14,14 +14,15 @@ from collections.abc import Mapping
 from datetime import UTC
 from typing import Any
 
-from cryptography import x509
-from cryptography.x509.oid import NameOID
-
 CERT_KEYS = ("tls.crt", "ca.crt")
 
 
 def certificate_facts(pem_b64: str) -> dict[str, Any]:
     """Validity and names of the first certificate in a base64-encoded PEM bundle."""
+    # imported here: most checks meet no TLS secret and the module costs ~40 ms to load
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     try:
         pem = base64.b64decode(pem_b64, validate=False)
         cert = x509.load_pem_x509_certificate(pem)

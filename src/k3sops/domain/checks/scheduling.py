@@ -152,7 +152,7 @@ def scheduling_causes(ctx: CheckContext, pod: Obj, message: str) -> list[dict[st
             cause.update(cause="node-selector", node_selector=dict(sel), node_affinity=aff,
                          detail=f"no node matches nodeSelector {dict(sel)}"
                          + (" / nodeAffinity" if aff else ""))
-            if "volume node affinity" in low:
+            if "volume node affinity" in low or "persistentvolume's node affinity" in low:
                 cause.update(cause="volume-node-affinity",
                              detail="a PersistentVolume it mounts is tied to a node the pod "
                                     "cannot use (or that no longer exists)")

@@ -118,7 +118,7 @@ def servicelb_metallb_conflict(ctx: CheckContext) -> list[Finding]:
     Both then answer for every LoadBalancer Service: servicelb binds the ports on the nodes and
     writes node IPs into the status, MetalLB assigns its own — the address clients reach
     depends on which one wrote last. MetalLB counts as installed when its IPAddressPool kind
-    exists (its CRDs are installed). One finding for the cluster: one setting fixes it.
+    exists (its CRDs are installed). One finding per svclb DaemonSet (one setting fixes all).
     """
     if not ctx.snapshot.has(POOLS):
         return []  # MetalLB is not installed: servicelb is K3s' LoadBalancer, as intended
@@ -132,14 +132,17 @@ def servicelb_metallb_conflict(ctx: CheckContext) -> list[Finding]:
                        f"/{get(d, 'metadata', 'labels', 'svccontroller.k3s.cattle.io/svcname')}"
                        for d in daemonsets
                        if get(d, "metadata", "labels", "svccontroller.k3s.cattle.io/svcname")})
-    first_ns, first_name = meta(sorted(daemonsets, key=meta)[0])
-    return [ctx.finding(
-        "servicelb-metallb-conflict", "warning", "Cluster", None, "servicelb",
-        f"K3s servicelb runs ({len(names)} svclb DaemonSet{'s' if len(names) > 1 else ''}, "
-        f"e.g. {names[0]}) while MetalLB is installed ({len(pools)} address pool"
-        f"{'s' if len(pools) != 1 else ''}): both serve LoadBalancer Services; start the K3s "
-        "servers with --disable servicelb",
-        "servicelb-metallb-conflict",
-        {"servicelb_daemonsets": names, "servicelb_pods": pods, "services": services,
-         "metallb_pools": pools, "metallb_namespace": METALLB_NAMESPACE,
-         "cause_ref": {"kind": "DaemonSet", "namespace": first_ns, "name": first_name}})]
+    out = []
+    for ds in sorted(daemonsets, key=meta):
+        ns, name = meta(ds)
+        svc = get(ds, "metadata", "labels", "svccontroller.k3s.cattle.io/svcname")
+        out.append(ctx.finding(
+            "servicelb-metallb-conflict", "warning", "DaemonSet", ns, name,
+            f"K3s servicelb DaemonSet {ns}/{name}"
+            + (f" (for Service {svc})" if svc else "")
+            + f" runs while MetalLB is installed ({len(pools)} address pool"
+            f"{'s' if len(pools) != 1 else ''}): both serve LoadBalancer Services; start the "
+            "K3s servers with --disable servicelb", "servicelb-metallb-conflict",
+            {"servicelb_daemonsets": names, "servicelb_pods": pods, "services": services,
+             "metallb_pools": pools, "metallb_namespace": METALLB_NAMESPACE}))
+    return out

@@ -236,13 +236,13 @@ def storageclass_default_conflict(ctx: CheckContext) -> list[Finding]:
         return []
     names = [meta(sc)[1] for sc in defaults]
     newest = names[-1]
+    # on the newest: it is the one that changed which class new claims get
     return [ctx.finding(
-        "storageclass-default-conflict", "warning", "Cluster", None, "default-storageclass",
+        "storageclass-default-conflict", "warning", "StorageClass", None, newest,
         f"{len(names)} StorageClasses are marked default ({', '.join(names)}): new claims "
         f"without a class get the newest, {newest}", "storageclass-default-conflict",
         {"defaults": names, "used_for_new_claims": newest,
-         "provisioners": {meta(sc)[1]: sc.get("provisioner") for sc in defaults},
-         "cause_ref": {"kind": "StorageClass", "namespace": None, "name": newest}})]
+         "provisioners": {meta(sc)[1]: sc.get("provisioner") for sc in defaults}})]
 
 
 @check("storageclass-no-default", "A default StorageClass exists for claims without a class",
