@@ -5,13 +5,14 @@ after applying tests/data/rules/autoscaling-lab.yaml (and, before it, the admiss
 captures' objects) with the stand-in resource metrics API of tests/data/rules/metrics-api.py
 serving: the aggregator (through an ExternalName Service), the HPA controller, the disruption
 controller, the DaemonSet controller and the node lifecycle controller wrote every status.
-Besides (tests/data/rules/nodes-lab.yaml): node ``r1-netless-1`` held NetworkUnavailable/NotReady by kwok's node-not-ready stage
-(as the lab's fault matrix does), node ``r1-edge-1`` given the taint maintenance=true:NoSchedule
-after DaemonSet ``edge-proxy`` ran on it (then an annotation on the DaemonSet made its
-controller recount: numberMisscheduled 1), and one pod of Deployment ``flaky`` written not
-ready through the status subresource (as a kubelet with a failing probe would). The node
-``r1-lost-1`` of the pods capture (no kubelet: Unknown, unreachable taints) is there too and
-makes every lab DaemonSet count one misscheduled pod.
+Besides (tests/data/rules/nodes-lab.yaml): node ``r1-netless-1`` held
+NetworkUnavailable/NotReady by kwok's node-not-ready stage (as the lab's fault matrix does),
+node ``r1-edge-1`` given the taint maintenance=true:NoSchedule after DaemonSet ``edge-proxy``
+ran on it (then an annotation on the DaemonSet made its controller recount: numberMisscheduled
+1), and one pod of Deployment ``flaky`` written not ready through the status subresource (as a
+kubelet with a failing probe would). The node ``r1-lost-1`` of the pods capture (no kubelet:
+Unknown, unreachable taints) is there too and makes every lab DaemonSet count one misscheduled
+pod.
 
 autoscaling-down.json is the HPAs and APIServices 80 s after the metrics server was stopped:
 the aggregator marks v1beta1.metrics.k8s.io Available=False (FailedDiscoveryCheck) and the HPA
