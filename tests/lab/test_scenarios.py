@@ -265,8 +265,11 @@ def test_diagnose_network_names_the_missing_service(faults: Lab) -> None:
     r = _diagnose(faults, "network", namespace=NS)
     f = next(f for f in r.findings if f.check == "ingress-backend-missing"
              and f.resource.name == "shop")
-    assert f.evidence["service"] == "shop-frontend"
-    assert any("shop-frontend: missing" in s.detail and not s.ok for s in r.chain)
+    assert f.evidence["broken_backends"][0]["service"] == "shop-frontend"
+    assert any(s.step == f"routes to Service {NS}/shop-frontend" and s.detail == "does not exist"
+               and not s.ok for s in r.chain)
+    assert ("ingress-backend-missing", "shop") in {(rc.check, rc.resource.name)
+                                                   for rc in r.root_causes}
 
 
 def test_diagnose_crashloop_pod_has_exit_code_and_previous_logs(faults: Lab) -> None:
@@ -278,8 +281,9 @@ def test_diagnose_crashloop_pod_has_exit_code_and_previous_logs(faults: Lab) -> 
     pod = _wait(crashed)[0]["metadata"]["name"]
     r = _diagnose(faults, "pod", pod, NS)
     f = next(f for f in r.findings if f.check == "pod-crashloop")
-    assert f.evidence["exit_code"] == 1
+    assert f.evidence["last_termination"]["exitCode"] == 1
     assert any("connection refused" in line for line in f.evidence["previous_logs"])
+    assert r.root_causes[0].check == "pod-crashloop"
 
 
 def test_diagnose_node_not_ready_with_taints(faults: Lab) -> None:
@@ -288,8 +292,10 @@ def test_diagnose_node_not_ready_with_taints(faults: Lab) -> None:
         return [f for f in r.findings if f.check == "node-not-ready"]
 
     f = _wait(finding)[0]
-    assert "node.kubernetes.io/not-ready" in {t["key"] for t in f.evidence["taints"]}
-    assert f.evidence["role"] == "agent"
+    assert "node.kubernetes.io/not-ready" in f.evidence["taints"]
+    r = _diagnose(faults, "node", "k3s-agent-3")
+    assert next(s for s in r.chain if s.step == "role").detail.startswith("agent")
+    assert r.root_causes[0].check == "node-not-ready"
 
 
 def test_diagnose_unknown_pod_is_not_found_with_similar_names(faults: Lab) -> None:
