@@ -100,7 +100,7 @@ def _identity(labels: Obj) -> tuple[tuple[str, str], ...]:
     Q_LAST_SEEN: ('max_over_time(timestamp(ALERTS{alertstate="firing"})'
                   f"[{OVERNIGHT_WINDOW}:{LAST_SEEN_STEP}])"),
     Q_NOW: 'ALERTS{alertstate="firing"}',
-}, needs=("prometheus",))
+}, needs=("prometheus",), category="report")
 def alert_overnight(ctx: CheckContext) -> list[Finding]:
     """Alerts that fired since the last check (at most 24h back) and are no longer firing."""
     snap = ctx.snapshot

@@ -194,7 +194,7 @@ _NOT_NOISY = "|".join(sorted(ALWAYS_FIRING))
 @check("noisy-alerts", "The noisiest alerts of the month", periods=("monthly",), queries={
     Q_NOISY: (f"topk({NOISY_TOP}, sum by(alertname) (count_over_time(ALERTS"
               f'{{alertstate="firing", alertname!~"{_NOT_NOISY}"}}[30d])))')},
-    needs=("prometheus",))
+    needs=("prometheus",), category="report")
 def noisy_alerts(ctx: CheckContext) -> list[Finding]:
     """The top 5 alerts by firing samples over 30 days: tune or fix what pages most."""
     res = ctx.snapshot.metric(Q_NOISY)
@@ -211,7 +211,7 @@ def noisy_alerts(ctx: CheckContext) -> list[Finding]:
 @check("usage-trend", "CPU and memory use did not jump this month", periods=("monthly",),
        queries={Q_CPU_NOW: _cpu(""), Q_CPU_THEN: _cpu(" offset 30d"),
                 Q_MEM_NOW: _memory(""), Q_MEM_THEN: _memory(" offset 30d")},
-       needs=("prometheus",))
+       needs=("prometheus",), category="report")
 def usage_trend(ctx: CheckContext) -> list[Finding]:
     """Nodes whose CPU or memory use rose by more than 20 points against 30 days ago."""
     s = ctx.snapshot
