@@ -12,6 +12,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -166,17 +167,24 @@ def collect(k: KubeAdapter, settings: Settings, specs: list[registry.CheckSpec],
     ``kinds`` limits the LISTs (None: every kind k3sops knows; `check` passes those its rules
     declare).
     """
-    sources: list[Source] = []
-    objects, errors, version = _collect_kube(k, sources, kinds)
+    kube_sources: list[Source] = []
+    prom_sources: list[Source] = []
+    am_sources: list[Source] = []
     queries: dict[str, str] = {f"usage_{n}": q for n, q in USAGE_QUERIES.items()}
     for spec in specs:
         queries.update(spec.queries_for(settings.platform))
-    metrics, metric_errors = _collect_metrics(k, settings, queries, sources)
-    alerts = (_collect_alerts(k, settings, sources)
-              if any("alertmanager" in s.needs for s in specs) else None)
+    wants_alerts = any("alertmanager" in s.needs for s in specs)
+    # The three sources are independent: Prometheus and Alertmanager answer while the LISTs
+    # run (they wait on the network, not the CPU).
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        prom = pool.submit(_collect_metrics, k, settings, queries, prom_sources)
+        am = pool.submit(_collect_alerts, k, settings, am_sources) if wants_alerts else None
+        objects, errors, version = _collect_kube(k, kube_sources, kinds)
+        metrics, metric_errors = prom.result()
+        alerts = am.result() if am is not None else None
     snap = ClusterSnapshot(now=now, objects=objects, errors=errors, metrics=metrics,
                            metric_errors=metric_errors, alerts=alerts, server_version=version)
-    return snap, sources
+    return snap, [*kube_sources, *prom_sources, *am_sources]
 
 
 def run_checks(ctx: registry.CheckContext, specs: list[registry.CheckSpec],
