@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from k3sops.domain.checks.base import CheckContext, CheckSpec
 from k3sops.domain.findings import Finding, NotEvaluated, sort_findings
+from k3sops.domain.snapshot import PLURALS
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +74,8 @@ def evaluate(ctx: CheckContext, specs: Iterable[CheckSpec],
     """Run every rule whose inputs were read; list the others as not evaluated."""
     result = EngineResult()
     down = set(down)
-    for spec in specs:
+    specs_list = list(specs)
+    for spec in specs_list:
         missing = missing_inputs(spec, ctx, down)
         if missing:
             result.not_evaluated.append(NotEvaluated(check=spec.id, title=spec.title,
@@ -91,12 +93,42 @@ def evaluate(ctx: CheckContext, specs: Iterable[CheckSpec],
         if any(ctx.snapshot.unread(kind) for kind in spec.uses):
             result.partial.add(spec.id)
         result.findings.extend(found)
+    # where a rule about a kind could not run, nobody knows what it would have said: the
+    # catch-all keeps quiet about that kind rather than speak in its place
+    unsure = {kind for spec in specs_list if spec.id in result.skipped
+              for kind in spec.reads} - {"events"}
+    result.findings = _without_explained_events(result.findings, unsure)
     if ctx.environment is not None:
         result.findings = [f for f in result.findings
                            if f.environment in (None, ctx.environment)
                            or f.resource.namespace is None]
     result.findings = sort_findings(result.findings)
     return result
+
+
+CATCH_ALL = "events-warning"
+
+
+def _without_explained_events(findings: list[Finding], unsure: set[str]) -> list[Finding]:
+    """Drop the catch-all Warning-event findings another check already explains.
+
+    When another check reports the object or one of its owners, the event is evidence of that
+    finding, not news. Where a check that judges the object's kind was not evaluated, nobody
+    can tell whether it would have: the catch-all stays silent there too.
+    """
+    covered = {(f.resource.kind, f.resource.namespace, f.resource.name)
+               for f in findings if f.check != CATCH_ALL}
+    out = []
+    for f in findings:
+        if f.check == CATCH_ALL:
+            r = f.resource
+            owners = {(o.get("kind"), r.namespace, o.get("name"))
+                      for o in f.evidence.get("owners") or [] if isinstance(o, Mapping)}
+            if (r.kind, r.namespace, r.name) in covered or owners & covered or \
+                    PLURALS.get(r.kind) in unsure:
+                continue
+        out.append(f)
+    return out
 
 
 def by_object(findings: Iterable[Finding]) -> Mapping[tuple[str, str | None, str],
