@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from k3sops.adapters.audit import AuditLog, state_dir
-from k3sops.domain import planning
+from k3sops.domain import remediate as planning
 from k3sops.errors import PlanRejected, UsageError
 
 pytestmark = pytest.mark.unit

@@ -1,6 +1,6 @@
 """Remediations as plans: dry-run by default, applied step by step with ``apply=True``.
 
-Each command builds a :class:`~k3sops.domain.planning.Plan` from the current state. Without
+Each command builds a :class:`~k3sops.domain.remediate.Plan` from the current state. Without
 ``apply`` the plan is returned and nothing changes. With ``apply`` every step re-reads the
 state of its object first (skipped when no longer needed: the plan is idempotent), is then
 executed, and is written to the audit log (who, when, what, result). A refused action (401/403)
@@ -20,8 +20,8 @@ from pydantic import BaseModel, Field
 
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.kube import WORKLOADS, KubeActions
-from k3sops.domain import planning
-from k3sops.domain.planning import Outcome, Plan, Step
+from k3sops.domain import remediate as plans
+from k3sops.domain.remediate import Outcome, Plan, Step
 from k3sops.errors import AdapterError, Timeout, Unauthorized
 from k3sops.services import context
 
@@ -124,7 +124,7 @@ def _execute(actions: KubeActions, step: Step, deadline: float) -> bool:
         return _remove_pod(actions, step, deadline)
     ns = step.namespace or ""
     if step.action == "restart":
-        actions.restart(step.kind, ns, step.name, planning.RESTARTED_AT, step.value or "")
+        actions.restart(step.kind, ns, step.name, plans.RESTARTED_AT, step.value or "")
         return True
     desired = int(step.value or 0)
     if actions.replicas(step.kind, ns, step.name) == desired:
@@ -161,13 +161,13 @@ def _node_cordoned(actions: KubeActions, node: str) -> bool:
 def cordon(runner: Runner, node: str) -> RemediationReport:
     """Plan (and apply) ``node cordon``."""
     return runner.run(f"node cordon {node}",
-                      lambda a: planning.plan_cordon(node, _node_cordoned(a, node)))
+                      lambda a: plans.plan_cordon(node, _node_cordoned(a, node)))
 
 
 def uncordon(runner: Runner, node: str) -> RemediationReport:
     """Plan (and apply) ``node uncordon``."""
     return runner.run(f"node uncordon {node}",
-                      lambda a: planning.plan_uncordon(node, _node_cordoned(a, node)))
+                      lambda a: plans.plan_uncordon(node, _node_cordoned(a, node)))
 
 
 def drain(runner: Runner, node: str, *, ignore_daemonsets: bool = True,
@@ -176,33 +176,33 @@ def drain(runner: Runner, node: str, *, ignore_daemonsets: bool = True,
     """Plan (and apply) ``node drain``: cordon, then evict the node's pods."""
     def build(a: KubeActions) -> Plan:
         cordoned = _node_cordoned(a, node)
-        pods = [planning.pod_info(p) for p in a.pods(node=node)]
-        return planning.plan_drain(node, cordoned, pods, ignore_daemonsets=ignore_daemonsets,
+        pods = [plans.pod_info(p) for p in a.pods(node=node)]
+        return plans.plan_drain(node, cordoned, pods, ignore_daemonsets=ignore_daemonsets,
                                    delete_emptydir_data=delete_emptydir_data, selector=selector)
     return runner.run(f"node drain {node}", build)
 
 
 def restart(runner: Runner, ref: str, namespace: str) -> RemediationReport:
     """Plan (and apply) ``rollout restart``; always one step, like kubectl."""
-    plural, name = planning.parse_workload(ref)
+    plural, name = plans.parse_workload(ref)
 
     def build(a: KubeActions) -> Plan:
         # A missing workload fails in the plan, not the apply.
         a.kube.get(WORKLOADS, plural, name, namespace)
         at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-        return planning.plan_restart(plural, namespace, name, at)
+        return plans.plan_restart(plural, namespace, name, at)
     return runner.run(f"rollout restart {ref} -n {namespace}", build)
 
 
 def scale(runner: Runner, ref: str, namespace: str, replicas: int) -> RemediationReport:
     """Plan (and apply) ``scale``; nothing to do at the current replica count."""
-    plural, name = planning.parse_workload(ref)
-    return runner.run(f"scale {ref} -n {namespace}", lambda a: planning.plan_scale(
+    plural, name = plans.parse_workload(ref)
+    return runner.run(f"scale {ref} -n {namespace}", lambda a: plans.plan_scale(
         plural, namespace, name, a.replicas(plural, namespace, name), replicas))
 
 
 def clean_pods(runner: Runner, namespace: str | None) -> RemediationReport:
     """Plan (and apply) deleting Failed and Evicted pods in a namespace (all when None)."""
     scope = f"namespace {namespace}" if namespace else "all namespaces"
-    return runner.run(f"pods clean {scope}", lambda a: planning.plan_clean(
-        [planning.pod_info(p) for p in a.pods(namespace)], scope))
+    return runner.run(f"pods clean {scope}", lambda a: plans.plan_clean(
+        [plans.pod_info(p) for p in a.pods(namespace)], scope))

@@ -3,7 +3,7 @@
 Every change is planned first and made only with ``apply=True``; applied changes are written to
 the audit log (adapters/audit.py), like the remediations.
 
-- ``scale_app``: the remediation ``scale`` plan (domain/planning.plan_scale), refused while an
+- ``scale_app``: the remediation ``scale`` plan (domain/remediate.plan_scale), refused while an
   HPA owns the workload's replica count (the HPA would undo it at its next sync) unless forced;
   after an applied change it waits for the controllers to bring the replicas up.
 - ``autoscale``: create or update an autoscaling/v2 HPA with exactly the asked spec.
@@ -29,11 +29,11 @@ from pydantic import BaseModel, Field
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.kube import STRATEGIC, KubeActions, KubeAdapter, KubeClient
 from k3sops.adapters.prometheus import PrometheusAdapter
-from k3sops.domain import planning, sizing
+from k3sops.domain import remediate, sizing
 from k3sops.domain.alerting import parse_duration
 from k3sops.domain.checks.capacity import quantity
 from k3sops.domain.metrics import InstantResult
-from k3sops.domain.planning import Plan
+from k3sops.domain.remediate import Plan
 from k3sops.domain.sizing import (
     ContainerRef,
     History,
@@ -91,7 +91,7 @@ def resolve_workload(api: KubeClient, name: str, namespace: str) -> tuple[str, s
         NotFound: no such workload.
     """
     if "/" in name:
-        plural, wname = planning.parse_workload(name)
+        plural, wname = remediate.parse_workload(name)
         api.get(WORKLOAD_GV, plural, wname, namespace)  # NotFound names it
         return plural, wname
     for plural in ("deployments", "statefulsets"):
@@ -122,7 +122,7 @@ def scale_app(runner: Runner, name: str, namespace: str, replicas: int, *, force
                               plural, wname)
 
     def build(a: KubeActions) -> Plan:
-        plan = planning.plan_scale(plural, namespace, wname,
+        plan = remediate.plan_scale(plural, namespace, wname,
                                    a.replicas(plural, namespace, wname), replicas)
         if hpas and plan.steps and not force:
             raise PlanRejected(
