@@ -36,6 +36,12 @@ class Scenario:
     objects: list[dict[str, Any]] = field(default_factory=list)
 
 
+_AWAY_FROM_NOT_READY: dict[str, Any] = {"nodeAffinity": {
+    "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [{
+        "matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "NotIn",
+                              "values": [NOT_READY_NODE]}]}]}}}
+
+
 def _label(obj: dict[str, Any], name: str) -> dict[str, Any]:
     obj.setdefault("metadata", {}).setdefault("labels", {})[SCENARIO_LABEL] = name
     obj["metadata"].setdefault("namespace", SCENARIO_NAMESPACE)
@@ -46,6 +52,9 @@ def _deploy(name: str, scenario: str, pod_labels: dict[str, str] | None = None,
             **extra: Any) -> dict[str, Any]:
     d = workload("Deployment", name, SCENARIO_NAMESPACE, f"registry.example/{name}:1.0", 8080,
                  labels={SCENARIO_LABEL: scenario, **(pod_labels or {})}, **extra)
+    # Never on the node the node-notready scenario takes down: a pod placed there before it
+    # went NotReady would have two roots (its own fault and its node), by chance of scheduling.
+    d["spec"]["template"]["spec"]["affinity"] = _AWAY_FROM_NOT_READY
     return _label(d, scenario)
 
 
@@ -64,6 +73,7 @@ def _scenarios() -> dict[str, Scenario]:
                                      f"{KWOK_POD_FAILED}/message": "report query failed",
                                      f"{KWOK_POD_FAILED}/exit-code": "2"}},
         "spec": {"restartPolicy": "Never", "terminationGracePeriodSeconds": 0,
+                 "affinity": _AWAY_FROM_NOT_READY,
                  "containers": [{"name": "report", "image": "registry.example/report:1.0"}]},
     }, "failed-pod")
     pvc = _label({
