@@ -101,9 +101,20 @@ def faults(lab: Lab) -> Iterator[Lab]:
                 check=False)
 
 
-def _keys(report: dict[str, Any]) -> set[str]:
-    return {"|".join((f["check"], f["resource"]["kind"], f["resource"]["namespace"] or "",
-                      f["resource"]["name"])) for f in report["findings"]}
+# Rules judging live metrics or alerts (Prometheus, Alertmanager): their findings change with
+# the host's load between two runs a second apart, whatever could be read; not this test's
+# question, which is about kinds.
+LIVE = {s.id for s in registry.REGISTRY.values()
+        if {"prometheus", "alertmanager"} & set(s.needs)}
+
+
+def _key(f: dict[str, Any]) -> str:
+    return "|".join((f["check"], f["resource"]["kind"], f["resource"]["namespace"] or "",
+                     f["resource"]["name"]))
+
+
+def _keys(report: dict[str, Any], key: str = "findings") -> set[str]:
+    return {_key(f) for f in report[key] if f["check"] not in LIVE}
 
 
 def test_each_unreadable_kind_changes_no_finding_and_resolves_nothing(
@@ -129,25 +140,37 @@ def test_each_unreadable_kind_changes_no_finding_and_resolves_nothing(
         assert any(k.startswith(check + "|") and f"|{NS}|" in k for k in full_keys), check
     readers = {k: {s.id for s in registry.selected("weekly") if k in s.reads} for k in kinds}
     failures = []
+    runs: list[tuple[str, set[str], set[str], set[str]]] = []
     for kind, user in users:
         kc = user_kubeconfig(lab, user, tmp_path / f"{user}.kubeconfig")
         code, limited, err = _check(lab, kc, state)
         keys = _keys(limited)
         not_evaluated = {n["check"] for n in limited["not_evaluated"]}
-        invented = keys - full_keys
         if code != 4:
             failures.append(f"{kind}: exit {code}, not 4")
         if kind not in " ".join(s.get("error") or "" for s in limited["sources"]):
             failures.append(f"{kind}: the kubernetes source does not name it")
-        if invented:
-            failures.append(f"{kind}: findings the full run did not make: {sorted(invented)}")
         if not readers[kind] <= not_evaluated:
             failures.append(f"{kind}: rules reading it were evaluated: "
                             f"{sorted(readers[kind] - not_evaluated)}")
-        if limited["resolved"]:
-            failures.append(f"{kind}: resolved {[f['check'] for f in limited['resolved']]}")
-        if limited["summary"]["new"]:
-            failures.append(f"{kind}: {limited['summary']['new']} new findings")
+        # resolved/new: judged once the sweep is over, against a second full run
+        runs.append((kind, keys, _keys(limited, "resolved"),
+                     {_key(f) for f in limited["findings"]
+                      if f["new"] and f["check"] not in LIVE}))
+    # The lab is shared with the session's other tests: an object they deleted a moment
+    # before may still go away during the sweep. What both full runs found was there all along:
+    # a limited run must neither resolve it nor call it new.
+    code, after, err = _check(lab, lab.layout.kubeconfig, state)
+    assert code in (0, 4), err
+    stable = full_keys & _keys(after)
+    for kind, keys, resolved, new in runs:
+        invented = keys - full_keys - _keys(after)
+        if invented:
+            failures.append(f"{kind}: findings no full run made: {sorted(invented)}")
+        if resolved & stable:
+            failures.append(f"{kind}: resolved {sorted(resolved & stable)}")
+        if new & stable:
+            failures.append(f"{kind}: new findings {sorted(new & stable)}")
     assert not failures, "\n".join(failures)
 
 
@@ -189,7 +212,8 @@ def test_the_issue_s_limited_service_account(faults: Lab, tmp_path: Path) -> Non
     # still judged: what only needs pods
     assert any(f["check"] == "pod-pending" and f["resource"]["namespace"] == NS
                for f in limited["findings"])
-    assert limited["resolved"] == [] and limited["summary"]["new"] == 0
+    assert not _keys(limited, "resolved")
+    assert not {_key(f) for f in limited["findings"] if f["new"] and f["check"] not in LIVE}
     assert limited["summary"]["not_evaluated"] >= 4
     # the table says so too, in words
     r = lab.k3sops("--kubeconfig", str(kc), "check", "--no-history", timeout=120)
