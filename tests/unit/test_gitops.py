@@ -15,8 +15,8 @@ import yaml
 
 from k3sops.domain import gitops as g
 from k3sops.errors import ConfigError
+from k3sops.services.env.deploy import argocd_synced
 from k3sops.services.gitops import argo_status
-from k3sops.services.promote import argocd_synced
 
 pytestmark = pytest.mark.unit
 

@@ -17,12 +17,13 @@ import pytest
 
 from k3sops.adapters import git
 from k3sops.config import parse_platform
+from k3sops.domain import env as p
 from k3sops.domain import gitops as g
-from k3sops.domain import promotion as p
 from k3sops.errors import ConfigError, Conflict, K3sopsError, UsageError
 from k3sops.services import gitops as svc
-from k3sops.services import promote
 from k3sops.services.context import Settings
+from k3sops.services.env import promote
+from k3sops.services.env import status as env_svc
 
 pytestmark = pytest.mark.unit
 
@@ -213,7 +214,7 @@ def test_credentials_never_in_messages(tmp_path: Path) -> None:
 
 def test_env_list_never_shows_repository_credentials(tmp_path: Path) -> None:
     url = "https://deploy:s3cr3t-t0ken@git.example/platform/deploy.git"
-    report = svc.env_list(_ctx(url, tmp_path / "s"))
+    report = env_svc.env_list(_ctx(url, tmp_path / "s"))
     assert "s3cr3t-t0ken" not in report.model_dump_json()
     assert [e.promotes_from for e in report.environments] == [None, "development", "staging"]
 

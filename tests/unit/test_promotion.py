@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from k3sops.domain import promotion as p
+from k3sops.domain import env as p
 from k3sops.errors import ExitCode
 
 pytestmark = pytest.mark.unit

@@ -20,10 +20,10 @@ from k3sops.errors import AdapterError, FindingsAtThreshold, PartialResult
 if TYPE_CHECKING:
     from rich.console import Console
 
+    from k3sops.domain.env import GateResult
     from k3sops.domain.gitops import ValueDiff
-    from k3sops.domain.promotion import GateResult
+    from k3sops.services.env.promote import ChangeReport
     from k3sops.services.gitops import GitOpsContext
-    from k3sops.services.promote import ChangeReport
 
 env_app = typer.Typer(help="Environments and GitOps promotion (dev -> staging -> production).",
                       no_args_is_help=True)
@@ -56,8 +56,8 @@ def list_cmd(ctx: typer.Context, state_dir: StateDir = None) -> None:
     from rich.table import Table
 
     from k3sops.output.render import render
-    from k3sops.services import gitops as svc
-    from k3sops.services.gitops import EnvList
+    from k3sops.services.env import status as svc
+    from k3sops.services.env.status import EnvList
 
     def table(r: EnvList, out: Console) -> None:
         t = Table("environment", "namespaces", "policy", "approvers", "healthy for",
@@ -81,8 +81,8 @@ def status_cmd(ctx: typer.Context,
     from rich.table import Table
 
     from k3sops.output.render import render
-    from k3sops.services import gitops as svc
-    from k3sops.services.gitops import EnvStatus
+    from k3sops.services.env import status as svc
+    from k3sops.services.env.status import EnvStatus
 
     def table(r: EnvStatus, out: Console) -> None:
         t = Table("app", "environment", "git", "running", "in sync", "rollout", "argocd",
@@ -110,8 +110,8 @@ def diff_cmd(ctx: typer.Context, left: str, right: str,
     from rich.table import Table
 
     from k3sops.output.render import render
-    from k3sops.services import gitops as svc
-    from k3sops.services.gitops import EnvDiff
+    from k3sops.services.env import status as svc
+    from k3sops.services.env.status import EnvDiff
 
     def table(r: EnvDiff, out: Console) -> None:
         t = Table("key", r.left, r.right, "documented",
@@ -175,7 +175,7 @@ def _change_table(r: ChangeReport, out: Console) -> None:
 
 
 def _finish(ctx: typer.Context, report: ChangeReport) -> None:
-    from k3sops.domain.promotion import PromotionRefused
+    from k3sops.domain.env import PromotionRefused
     from k3sops.output.render import render
 
     render(report, get_options(ctx).output.value, _change_table)
@@ -210,7 +210,7 @@ def promote_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Promote what runs in the previous environment into TO (gates, policy, approvals)."""
-    from k3sops.services import promote
+    from k3sops.services.env import promote
 
     _finish(ctx, promote.promote(_ctx(ctx, state_dir), app, to, source=source,
                                  version=version, apply=apply))
@@ -233,8 +233,8 @@ def approve_cmd(
 ) -> None:
     """Approve one version of APP for TO; stored in the GitOps repo and the audit log."""
     from k3sops.output.render import render
-    from k3sops.services import promote
-    from k3sops.services.promote import ApprovalReport
+    from k3sops.services.env import promote
+    from k3sops.services.env.promote import ApprovalReport
 
     def table(r: ApprovalReport, out: Console) -> None:
         a = r.approval
@@ -258,7 +258,7 @@ def rollback_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Return APP in ENV to its previous version from git history, deploy and verify."""
-    from k3sops.services import promote
+    from k3sops.services.env import promote
 
     _finish(ctx, promote.rollback(_ctx(ctx, state_dir), app, env, to_version=to_version,
                                   apply=apply))
@@ -273,6 +273,6 @@ def sync_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Deploy what git says; an auto environment (development) first takes the newest builds."""
-    from k3sops.services import promote
+    from k3sops.services.env import promote
 
     _finish(ctx, promote.sync(_ctx(ctx, state_dir), env, app=app, apply=apply))

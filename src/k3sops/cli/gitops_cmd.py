@@ -88,7 +88,7 @@ def record_build_cmd(
     """CI hook: record a published build; `env sync --env development` deploys the newest."""
     from k3sops.output.render import render
     from k3sops.services import gitops as svc
-    from k3sops.services.promote import utcnow
+    from k3sops.services.gitops import utcnow
 
     gctx = svc.open_context(_settings(ctx), os.environ, Path.home(), state_dir)
     render(svc.record_build(gctx, app, version, repository, source, utcnow()),

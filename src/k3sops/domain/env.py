@@ -1,4 +1,4 @@
-"""Promotion policy, pure: the path between environments, health gates, approvals, messages.
+"""The policy of `k3sops env`, pure: the path between environments, gates, approvals, messages.
 
 Everything here is a function of data handed in (Deployments and ReplicaSets as the API
 returns them, Alertmanager alerts, Prometheus answers, approvals files, ``now``): no I/O.
