@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
+
+if TYPE_CHECKING:
+    from k3sops.services.context import Settings
 
 
 class OutputFormat(StrEnum):
@@ -38,3 +42,26 @@ def get_options(ctx: typer.Context) -> GlobalOptions:
     if not isinstance(obj, GlobalOptions):  # pragma: no cover - only when called outside the app
         raise RuntimeError("global options missing: the root callback did not run")
     return obj
+
+
+_SETTINGS = "k3sops.settings"
+
+
+def get_settings(ctx: typer.Context) -> Settings:
+    """The settings of this invocation: the root's flags merged over platform.yaml.
+
+    Resolved once, by the first command that needs them, and kept on the root context: a
+    command that needs no platform file (``lab``, ``config init``) never loads one, and every
+    command that does sees the same one.
+    """
+    import os
+
+    from k3sops.services import context
+
+    root = ctx.find_root()
+    if _SETTINGS not in root.meta:
+        opts = get_options(ctx)
+        root.meta[_SETTINGS] = context.resolve(opts.kubeconfig, opts.context, opts.config,
+                                               os.environ, Path.cwd())
+    settings: Settings = root.meta[_SETTINGS]
+    return settings

@@ -31,15 +31,63 @@ FORMATTERS: dict[str, Formatter] = {
 }
 
 
-def render(model: M, fmt: str, table: Callable[[M, Console], None],
+Table = Callable[[M, "Console"], None]
+
+TABLES: dict[str, str] = {}
+"""Report type (``module.QualName``) -> ``module:function`` drawing it as a rich table.
+
+Filled by :func:`table_for` in the modules of :mod:`k3sops.output.tables` and looked up by
+:func:`table_of`; the strings keep start-up lazy: a renderer's module is imported only when
+its report is printed as a table.
+"""
+
+def _type_key(cls: type) -> str:
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def table_for(*types: str) -> Callable[[Table[M]], Table[M]]:
+    """Register the decorated function as the table view of ``types``.
+
+    Args:
+        types: the report types as ``module.QualName`` strings: a view module imports report
+            types only for type checking, so the output layer never imports a service.
+    """
+
+    def register(fn: Table[M]) -> Table[M]:
+        for t in types:
+            TABLES[t] = f"{fn.__module__}:{fn.__qualname__}"
+        return fn
+
+    return register
+
+
+def table_of(model: BaseModel) -> Table[BaseModel]:
+    """The registered table view of ``model``'s type (its module imported on demand)."""
+    import pkgutil
+    from importlib import import_module
+
+    key = _type_key(type(model))
+    if key not in TABLES:  # the views register themselves on import: load them all once
+        import k3sops.output.tables as views
+
+        for info in pkgutil.iter_modules(views.__path__):
+            import_module(f"{views.__name__}.{info.name}")
+    if key not in TABLES:
+        raise LookupError(f"no table view is registered for {key}")
+    module, name = TABLES[key].split(":")
+    fn: Table[BaseModel] = getattr(import_module(module), name)
+    return fn
+
+
+def render(model: M, fmt: str, table: Callable[[M, Console], None] | None = None,
            console: Console | None = None) -> None:
-    """Print ``model`` in ``fmt``; ``table`` draws the human view with rich."""
+    """Print ``model`` in ``fmt``; the table view is ``table`` or the one registered for it."""
     if fmt == "table":
         if console is None:
             from rich.console import Console
 
             console = Console()
-        table(model, console)
+        (table or table_of(model))(model, console)
         return
     if fmt not in FORMATTERS:
         raise UsageError(f"-o {fmt} is not available for this command",
