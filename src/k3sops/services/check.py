@@ -237,6 +237,35 @@ def check(settings: Settings, env: Mapping[str, str], home: Path, period: Period
         snapshot, sources = collect(k, settings, specs, now, kinds_for(specs))
     finally:
         k.close()
+    return report_from(snapshot, sources, settings, period, environment, fail_on, history,
+                       show_suppressed=show_suppressed, started=started)
+
+
+def report_from(snapshot: ClusterSnapshot, sources: list[Source], settings: Settings,
+                period: Period, environment: str | None, fail_on: Severity | None,
+                history: HistoryStore | None = None, *, show_suppressed: bool = False,
+                started: float | None = None) -> CheckReport:
+    """The checklist of ``period`` judged on a snapshot already gathered, as a report.
+
+    The CLI passes the snapshot its LISTs just built; ``k3sops serve`` one from its watch
+    cache. Everything after collection is here, once: the rules, suppressions, the comparison
+    with the previous run (new, resolved, carried), manual items, the summary and the record
+    in ``history``.
+
+    Args:
+        snapshot: the objects, metrics and alerts read (unread kinds named in its errors).
+        sources: how each source answered (a source down makes its rules not evaluated).
+        settings: flags and platform.yaml (suppressions, environments).
+        period: daily, weekly or monthly: which rules run.
+        environment: judge only this environment's namespaces (None: all).
+        fail_on: the severity the caller exits 3 at (recorded in the summary).
+        history: the store compared with and recorded in (None: no history).
+        show_suppressed: list the suppressed findings in the report too.
+        started: ``time.monotonic()`` when the work began (default: now), for the duration.
+    """
+    started = time.monotonic() if started is None else started
+    now = snapshot.now
+    specs = registry.selected(period)
     previous = history.last_run(period, environment) if history is not None else None
     ctx = registry.CheckContext(
         snapshot=snapshot, platform=settings.platform, period=period, environment=environment,
