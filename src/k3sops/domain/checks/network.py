@@ -219,7 +219,7 @@ def _pod_state(pod: Obj) -> str:
 STARTING_REASONS = frozenset({"ContainerCreating", "PodInitializing"})
 
 
-def _starting(ctx: CheckContext, pod: Obj) -> bool:
+def pod_starting(ctx: CheckContext, pod: Obj) -> bool:
     """A pod within its grace that shows no failure yet (no restart, no error reason)."""
     if not younger_than(ctx, pod, POD_GRACE_SECONDS):
         return False
@@ -366,7 +366,7 @@ def service_no_endpoints(ctx: CheckContext) -> list[Finding]:  # noqa: PLR0912, 
             else:
                 if any(ix.pod_ready(p) for p in pods):
                     continue  # ready, not yet in the slices (the controller lags a moment)
-                if all(_starting(ctx, p) for p in pods):
+                if all(pod_starting(ctx, p) for p in pods):
                     continue  # its pods are starting
                 states = [f"{meta(p)[1]} ({_pod_state(p)})" for p in pods[:SHOWN]]
                 more = f" and {len(pods) - SHOWN} more" if len(pods) > SHOWN else ""

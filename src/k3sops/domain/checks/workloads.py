@@ -14,7 +14,7 @@ from typing import Any
 
 from k3sops.domain.checks.admission import refusal
 from k3sops.domain.checks.base import CheckContext, check
-from k3sops.domain.checks.network import DNS_DEPLOYMENTS, DNS_NAMESPACE
+from k3sops.domain.checks.network import DNS_DEPLOYMENTS, DNS_NAMESPACE, pod_starting
 from k3sops.domain.findings import Finding, Severity
 from k3sops.domain.snapshot import (
     Obj,
@@ -392,8 +392,11 @@ def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
                    if conditions(p).get("Ready", {}).get("status") != "True"]
         on_down = [p for p in unready if nodes is not None
                    and nodes.get(str(get(p, "spec", "nodeName"))) is False]
-        if on_down and len(on_down) >= unavailable:
-            continue  # their nodes are down: node-not-ready says it
+        # A pod created a moment ago on a node that just joined (or after a restart) is on its
+        # way, not down: past the grace, or at its first error, pod rules and this one judge it.
+        starting = [p for p in unready if p not in on_down and pod_starting(ctx, p)]
+        if len(on_down) + len(starting) >= unavailable:
+            continue  # nodes down (node-not-ready says it) or pods starting
         problems = _pods_of(index, ns, name)
         why = _problem_summary(problems)
         if not why and (refused := _create_refused(ctx, "DaemonSet", ds)):
