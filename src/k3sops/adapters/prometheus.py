@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
@@ -181,8 +182,35 @@ class PrometheusAdapter:
         if not exprs:
             return {}
         # The HTTP client is thread-safe and keeps one connection pool for all workers.
-        with ThreadPoolExecutor(max_workers=min(QUERY_WORKERS, len(exprs))) as pool:
-            return dict(zip(exprs, pool.map(one, exprs.values()), strict=True))
+        # Daemon threads, not a ThreadPoolExecutor: on Ctrl-C the executor's threads are joined
+        # at exit, so `metrics --watch` would wait for a slow query before exiting 130; these
+        # are reads, nothing is lost by dropping them.
+        work: queue.SimpleQueue[str] = queue.SimpleQueue()
+        for name in exprs:
+            work.put(name)
+        answers: dict[str, InstantResult | K3sopsError] = {}
+        crashed: list[BaseException] = []
+
+        def worker() -> None:
+            while not crashed:
+                try:
+                    name = work.get_nowait()
+                except queue.Empty:
+                    return
+                try:
+                    answers[name] = one(exprs[name])
+                except BaseException as e:  # a bug, not an answer: raised in the caller
+                    crashed.append(e)
+
+        threads = [threading.Thread(target=worker, name="prometheus-query", daemon=True)
+                   for _ in range(min(QUERY_WORKERS, len(exprs)))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if crashed:
+            raise crashed[0]
+        return {name: answers[name] for name in exprs}
 
     def _call(self, path: str, params: dict[str, str], expr: str) -> Any:
         """GET a query API path and return its ``data``, mapping Prometheus' error answers.
