@@ -392,9 +392,11 @@ def daemonset_unavailable(ctx: CheckContext) -> list[Finding]:
                    if conditions(p).get("Ready", {}).get("status") != "True"]
         on_down = [p for p in unready if nodes is not None
                    and nodes.get(str(get(p, "spec", "nodeName"))) is False]
-        # A pod created a moment ago on a node that just joined (or after a restart) is on its
-        # way, not down: past the grace, or at its first error, pod rules and this one judge it.
-        starting = [p for p in unready if p not in on_down and pod_starting(ctx, p)]
+        # A pod created a moment ago on a node that just joined (or after a restart) and not
+        # running yet is on its way, not down: past the grace, or at its first error, it counts.
+        # A running pod that is not ready counts at once (its probe is what fails).
+        starting = [p for p in unready if p not in on_down
+                    and get(p, "status", "phase") == "Pending" and pod_starting(ctx, p)]
         if len(on_down) + len(starting) >= unavailable:
             continue  # nodes down (node-not-ready says it) or pods starting
         problems = _pods_of(index, ns, name)
