@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from k3sops.adapters import ansible
 from k3sops.adapters.audit import AuditLog, current_user, state_dir
 from k3sops.adapters.inventory import InventoryFile
-from k3sops.domain import provisioning as prov
+from k3sops.domain import provision as prov
 from k3sops.errors import AdapterError, ConfigError, UsageError
 from k3sops.services import context
 

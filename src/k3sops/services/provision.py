@@ -1,7 +1,7 @@
 """`scale nodes add|remove` and `provision`: the inventory, the playbooks and the API together.
 
 Flow of ``add`` (dry-run unless ``apply``): read the inventory and the cluster's Nodes, validate
-(:mod:`k3sops.domain.provisioning`: unknown host, duplicate name, odd server count), print the
+(:mod:`k3sops.domain.provision`: unknown host, duplicate name, odd server count), print the
 plan. With ``apply``: SSH-check the new hosts through Ansible (a copy of the inventory with them
 added, beside the real one so group_vars apply), only then edit the inventory (round-trip,
 comments kept), run ``scale-cluster`` with ``new_nodes``, wait until the new Nodes are Ready
@@ -31,9 +31,9 @@ from k3sops.adapters.inventory import InventoryFile, resolve_host
 from k3sops.adapters.kube import KubeActions
 from k3sops.config import Ansible
 from k3sops.domain import checks as registry
-from k3sops.domain import provisioning as prov
+from k3sops.domain import provision as prov
 from k3sops.domain.findings import Finding
-from k3sops.domain.provisioning import ProvisionPlan, ProvisionStep, Role
+from k3sops.domain.provision import ProvisionPlan, ProvisionStep, Role
 from k3sops.domain.snapshot import ClusterSnapshot, Obj
 from k3sops.errors import AdapterError, ConfigError, K3sopsError, PlanRejected, Timeout
 from k3sops.services import context, remediate

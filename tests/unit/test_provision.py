@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from k3sops.adapters.inventory import InventoryFile, resolve_host
-from k3sops.domain import provisioning as prov
+from k3sops.domain import provision as prov
 from k3sops.errors import ConfigError, NotFound, PlanRejected, UsageError
 from k3sops.services.nodeops import command_for
 
