@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from k3sops.config import Platform
+from k3sops.config.schema import Platform
 from k3sops.domain import checks as registry
 from k3sops.domain import engine
 from k3sops.domain import index as ix

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from k3sops.config import AppMetrics
+from k3sops.config.schema import AppMetrics
 
 Scope = Literal["nodes", "cluster", "apps"]
 SCOPES: tuple[Scope, ...] = ("nodes", "cluster", "apps")

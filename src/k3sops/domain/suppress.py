@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 
-from k3sops.config import Suppression
+from k3sops.config.schema import Suppression
 from k3sops.domain import index as ix
 from k3sops.domain.findings import Finding, sort_findings
 from k3sops.domain.snapshot import PLURALS, ClusterSnapshot, get

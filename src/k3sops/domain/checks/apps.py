@@ -13,7 +13,7 @@ describe different series, so both checks stay silent rather than judge the wron
 
 from __future__ import annotations
 
-from k3sops.config import AppMetrics, Platform
+from k3sops.config.schema import AppMetrics, Platform
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding
 from k3sops.domain.metrics import AppRow, InstantResult, app_queries, build_apps

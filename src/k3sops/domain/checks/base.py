@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from k3sops.config import ENVIRONMENT_NAMES, Platform, Thresholds
+from k3sops.config.schema import ENVIRONMENT_NAMES, Platform, Thresholds
 from k3sops.domain.findings import Finding, ManualItem, Period, ResourceRef, Severity
 from k3sops.domain.snapshot import ClusterSnapshot
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from k3sops.config import Monitoring
+from k3sops.config.schema import Monitoring
 from k3sops.domain import metrics as m
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from k3sops.config import ENVIRONMENT_NAMES, AppMetrics, Platform, Thresholds
+from k3sops.config.schema import ENVIRONMENT_NAMES, AppMetrics, Platform, Thresholds
 from k3sops.errors import UsageError
 
 __all__ = [

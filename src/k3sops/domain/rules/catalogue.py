@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from k3sops.config import Platform
+from k3sops.config.schema import Platform
 from k3sops.domain.rules.model import (
     Case,
     ExpectedAlert,

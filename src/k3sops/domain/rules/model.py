@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
-from k3sops.config import Monitoring, Platform, Thresholds
+from k3sops.config.schema import Monitoring, Platform, Thresholds
 
 __all__ = [
     "Case",

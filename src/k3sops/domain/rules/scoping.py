@@ -28,7 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from string import Template
 
-from k3sops.config import ENVIRONMENT_NAMES, Environment, Platform
+from k3sops.config.schema import ENVIRONMENT_NAMES, Environment, Platform
 from k3sops.domain.rules.catalogue import CATALOGUE
 from k3sops.domain.rules.model import CATEGORY_ORDER, ExpectedAlert, Inputs, RuleCases, RuleDef
 from k3sops.domain.rules.templates import expand
