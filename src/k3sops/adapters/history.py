@@ -32,6 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from k3sops.domain.findings import CheckReport, Finding, Period, Summary
 from k3sops.errors import AdapterError
+from k3sops.timeparse import parse_rfc3339
 
 DB_NAME = "k3sops.db"
 SCHEMA_VERSION = 2
@@ -122,7 +123,7 @@ def _utc(at: datetime) -> datetime:
 
 
 def _parse_time(text: str) -> datetime:
-    return _utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+    return _utc(parse_rfc3339(text))
 
 
 def _period_start(period: str, now: datetime) -> datetime:

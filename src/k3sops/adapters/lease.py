@@ -24,6 +24,7 @@ from typing import Any
 
 from k3sops.adapters.kube import KubeClient
 from k3sops.errors import AdapterError, Conflict
+from k3sops.timeparse import parse_time
 
 LEASES = ("coordination.k8s.io/v1", "leases")
 
@@ -52,15 +53,6 @@ def _holder_dead(holder: str) -> bool:
 def _micro(t: dt.datetime) -> str:
     """A Lease's MicroTime: RFC 3339 with microseconds, in UTC."""
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def _parse_micro(text: object) -> dt.datetime | None:
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        return dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 class KubeLease:
@@ -116,7 +108,7 @@ class KubeLease:
         else:
             spec = current.get("spec") or {}
             holder = str(spec.get("holderIdentity") or "")
-            renewed = _parse_micro(spec.get("renewTime") or spec.get("acquireTime"))
+            renewed = parse_time(spec.get("renewTime") or spec.get("acquireTime"))
             expired = (renewed is None or not holder or
                        (self._now() - renewed).total_seconds()
                        > int(spec.get("leaseDurationSeconds") or 0))

@@ -21,12 +21,14 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from k3sops.domain.snapshot import parse_time
+from k3sops import timeparse
 from k3sops.errors import UsageError
+from k3sops.timeparse import parse_time
 
 MATCHER_FORMS = ('label=value, label!=value, label=~regex, label!~regex '
                  '(value may be double-quoted: alertname="High CPU")')
-DURATION_FORMS = "a number and a unit, combined from largest to smallest: 30m, 2h, 1d, 1h30m, 1w"
+DURATION_FORMS = timeparse.DURATION_FORMS
+"""How to write a duration (one grammar: :mod:`k3sops.timeparse`), for hints and --help."""
 SEVERITY_ORDER = ("critical", "error", "warning", "info")
 """Known severities, most severe first; others sort after them alphabetically, missing last."""
 SILENCE_STATE_ORDER = ("active", "pending", "expired")
@@ -34,9 +36,6 @@ SILENCE_STATE_ORDER = ("active", "pending", "expired")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 _MATCHER = re.compile(r"^\s*(?P<name>[^=!~\s]*)\s*(?P<op>=~|!~|!=|=)\s*(?P<value>.*?)\s*$",
                       re.DOTALL)
-_DURATION = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_DURATION_UNITS = (timedelta(weeks=1), timedelta(days=1), timedelta(hours=1),
-                   timedelta(minutes=1), timedelta(seconds=1))
 
 
 class _Model(BaseModel):
@@ -140,16 +139,19 @@ def parse_matchers(texts: Iterable[str]) -> list[Matcher]:
 
 
 def parse_duration(text: str) -> timedelta:
-    """Parse a duration such as ``30m``, ``2h``, ``1d`` or ``1h30m`` (units w, d, h, m, s).
+    """Parse a duration given on the command line: ``30m``, ``2h``, ``1d``, ``1h30m``.
+
+    The grammar is :func:`k3sops.timeparse.parse_duration`'s; surrounding spaces are ignored
+    and zero is refused (nothing waits, silences or looks back for no time).
 
     Raises:
         UsageError: the text is not such a duration, or it is zero.
     """
-    m = _DURATION.fullmatch(text.strip())
-    if not text.strip() or m is None:
-        raise UsageError(f"duration {text!r} is not understood", hint=f"use {DURATION_FORMS}")
-    total = sum((unit * int(n) for unit, n in zip(_DURATION_UNITS, m.groups(), strict=True)
-                 if n is not None), timedelta())
+    try:
+        total = timeparse.parse_duration(text.strip())
+    except ValueError as e:
+        raise UsageError(f"duration {text!r} is not understood",
+                         hint=f"use {DURATION_FORMS}") from e
     if total <= timedelta():
         raise UsageError(f"duration {text!r} is zero", hint=f"use {DURATION_FORMS}")
     return total

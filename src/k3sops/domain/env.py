@@ -17,33 +17,29 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from k3sops import timeparse
 from k3sops.domain import gitops
 from k3sops.errors import ConfigError, ExitCode, PlanRejected
 
 REFUSED_EXIT = ExitCode.FINDINGS
 """Exit code of a refused promotion, approval or rollback: 3, as for findings at --fail-on."""
 
-_DURATION = re.compile(r"([0-9]+)(ms|[ywdhms])")
-_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0, "m": 60.0,
-          "s": 1.0, "ms": 0.001}
 _WORKLOAD_LABELS = ("app", "deployment", "job", "service", "container",
                     "app_kubernetes_io_name")
 
 
 def seconds(duration: str) -> float:
-    """A Prometheus duration (``10m``, ``1h30m``, ``0``) in seconds."""
-    return sum(int(n) * _UNITS[u] for n, u in _DURATION.findall(duration))
+    """A Prometheus duration (``10m``, ``1h30m``, ``0``) in seconds (validated by the config).
+
+    Raises:
+        ValueError: the text is not a duration.
+    """
+    return timeparse.duration_seconds(duration)
 
 
 def parse_time(text: str | None) -> dt.datetime | None:
     """An RFC 3339 time as the API and Alertmanager write it (``Z`` or offset); None if absent."""
-    if not text:
-        return None
-    try:
-        t = dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+    return timeparse.parse_time(text)
 
 
 def iso(t: dt.datetime) -> str:

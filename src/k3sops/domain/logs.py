@@ -15,10 +15,10 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from k3sops.errors import AdapterError, UsageError
+from k3sops.timeparse import parse_time
 
 _RFC3339_PREFIX = re.compile(
     r"^(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})) ")
-_FRACTION = re.compile(r"\.(\d+)")
 
 
 class _Model(BaseModel):
@@ -145,22 +145,13 @@ def loki_lines(body: Any, where: str) -> list[LogLine]:
     return [line for _, _, line in sorted(out, key=lambda x: (x[0], x[1]))]
 
 
-def _parse_rfc3339(text: str) -> datetime | None:
-    # Python before 3.11 and some 3.11 builds reject 9 fractional digits: cut to microseconds.
-    text = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), text, count=1)
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def kube_lines(text: Iterable[str]) -> list[LogLine]:
     """Log lines as the API server serves them with ``timestamps=true`` (RFC 3339 prefix)."""
     out = []
     for raw in text:
         line = raw.rstrip("\n")
         m = _RFC3339_PREFIX.match(line)
-        ts = _parse_rfc3339(m.group(1)) if m else None
+        ts = parse_time(m.group(1)) if m else None
         out.append(LogLine(timestamp=ts, line=line[m.end():] if m and ts else line))
     return out
 

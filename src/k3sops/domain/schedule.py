@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from k3sops.errors import UsageError
+from k3sops.timeparse import CRON_DAY_NAMES, cron_fields
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 PART_OF = "app.kubernetes.io/part-of"
@@ -38,14 +39,6 @@ CONFIG_PATH = "/etc/k3sops/platform.yaml"
 DEFAULT_IMAGE = "ghcr.io/k3sops/k3sops:latest"
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DOW = {"0": "Sun", "1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat",
-        "7": "Sun", "sun": "Sun", "mon": "Mon", "tue": "Tue", "wed": "Wed", "thu": "Thu",
-        "fri": "Fri", "sat": "Sat"}
-_MACROS = {"@daily": "0 0 * * *", "@midnight": "0 0 * * *", "@hourly": "0 * * * *",
-           "@weekly": "0 0 * * 0", "@monthly": "0 0 1 * *", "@yearly": "0 0 1 1 *",
-           "@annually": "0 0 1 1 *"}
-_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 7))
-_FIELD_NAMES = ("minute", "hour", "day of month", "month", "day of week")
 
 
 class ScheduleEntry(BaseModel):
@@ -62,35 +55,6 @@ class PasswordSource(BaseModel):
 
     env: str | None = Field(default=None, description="environment variable k3sops reads")
     file: str | None = Field(default=None, description="file k3sops reads")
-
-
-def cron_fields(expr: str) -> list[str]:
-    """Split and check a cron expression (macros expanded).
-
-    Raises:
-        UsageError: not 5 fields, or a field that is not numbers, ranges, lists and steps
-            within its bounds (day-of-week names are allowed).
-    """
-    text = _MACROS.get(expr.strip().lower(), expr.strip())
-    fields = text.split()
-    if len(fields) != 5:
-        raise UsageError(f"schedule {expr!r} is not a 5-field cron expression",
-                         hint="minute hour day-of-month month day-of-week, e.g. '0 2 * * *'")
-    for value, (lo, hi), what in zip(fields, _RANGES, _FIELD_NAMES, strict=True):
-        for part in value.split(","):
-            base, _, step = part.partition("/")
-            if step and not step.isdigit():
-                raise UsageError(f"schedule {expr!r}: bad step {part!r} in the {what}")
-            if base == "*":
-                continue
-            for bound in base.split("-"):
-                b = bound.lower()
-                if what == "day of week" and b in _DOW:
-                    continue
-                if not b.isdigit() or not lo <= int(b) <= hi:
-                    raise UsageError(f"schedule {expr!r}: {part!r} is out of range for the "
-                                     f"{what} ({lo}-{hi})")
-    return fields
 
 
 def _calendar_part(value: str, width: int) -> str:
@@ -125,8 +89,8 @@ def on_calendar(expr: str) -> str:
         parts = []
         for part in dow.split(","):
             lo, _, hi = part.partition("-")
-            name = _DOW[lo.lower()]
-            parts.append(f"{name}..{_DOW[hi.lower()]}" if hi else name)
+            name = CRON_DAY_NAMES[lo.lower()]
+            parts.append(f"{name}..{CRON_DAY_NAMES[hi.lower()]}" if hi else name)
         days = ",".join(parts) + " "
     mon = "*" if month == "*" else _calendar_part(month, 2)
     day = "*" if dom == "*" else _calendar_part(dom, 2)

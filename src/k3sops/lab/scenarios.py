@@ -20,6 +20,7 @@ from k3sops.lab.build import installed_binaries
 from k3sops.lab.layout import LabLayout
 from k3sops.lab.shape import SCENARIO_NAMESPACE, apply, kubectl, service, workload
 from k3sops.lab.stages import FAULT_LABEL
+from k3sops.timeparse import parse_time
 
 SCENARIO_LABEL = "k3sops.io/scenario"
 NOT_READY_NODE = "k3s-agent-3"
@@ -211,17 +212,8 @@ def _grace() -> dict[str, float]:
             "pvc": PVC_GRACE_SECONDS, "restarts": CRASHLOOP_MIN_RESTARTS}
 
 
-def _when(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def _age(obj: Mapping[str, Any], now: datetime) -> float:
-    created = _when(obj.get("metadata", {}).get("creationTimestamp"))
+    created = parse_time(obj.get("metadata", {}).get("creationTimestamp"))
     return (now - created).total_seconds() if created is not None else 0.0
 
 
@@ -269,7 +261,7 @@ def _crashloop(objs: Objects, now: datetime) -> str | None:
     pods = _of(objs, "Pod", "crashloop")
     for pod in pods:
         for cs in _statuses(pod):
-            finished = _when(cs.get("lastState", {}).get("terminated", {}).get("finishedAt"))
+            finished = parse_time(cs.get("lastState", {}).get("terminated", {}).get("finishedAt"))
             since = (now - finished).total_seconds() if finished is not None else None
             waiting = cs.get("state", {}).get("waiting", {}).get("reason") == "CrashLoopBackOff"
             # Either phase of the loop is reported once restarts pile up; before that only the

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import datetime
 from html import escape
 from typing import TYPE_CHECKING
 
 from k3sops.domain.findings import CheckReport, Finding
 from k3sops.output.reports import ack_text, usage_line, when
+from k3sops.timeparse import parse_time
 
 if TYPE_CHECKING:
     from k3sops.adapters.history import TrendPoint
@@ -44,9 +44,8 @@ def _score_colour(score: int) -> str:
 
 def _label(iso: str, days: int) -> str:
     """Time of day within one day, the date over weeks, both in between."""
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_time(iso)
+    if t is None:
         return iso[:16]
     if days <= 1:
         return t.strftime("%H:%M")

@@ -11,13 +11,13 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
-from datetime import datetime
 from typing import TYPE_CHECKING
 from xml.etree import ElementTree as ET
 
 from k3sops.domain import checks as registry
 from k3sops.domain.findings import CheckReport, Finding, ManualItem
 from k3sops.errors import UsageError
+from k3sops.timeparse import parse_time
 
 if TYPE_CHECKING:
     from k3sops.adapters.history import TrendPoint
@@ -63,9 +63,8 @@ def when(iso: str | None) -> str:
     """An ISO time as ``YYYY-MM-DD HH:MM UTC`` (the text as-is when it does not parse)."""
     if not iso:
         return ""
-    try:
-        t = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    except ValueError:
+    t = parse_time(iso)
+    if t is None:
         return iso
     zone = t.tzname() or ""
     return t.strftime("%Y-%m-%d %H:%M") + (" UTC" if zone in ("UTC", "UTC+00:00")

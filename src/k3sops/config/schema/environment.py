@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from k3sops.config.schema.fields import (
-    DURATION_UNITS,
     MODEL_CONFIG,
-    PROM_DURATION,
     DnsLabel,
+    check_duration,
     invalid,
     none_as_empty,
 )
+from k3sops.timeparse import duration_seconds
 
 
 class Thresholds(BaseModel):
@@ -43,19 +42,13 @@ class Thresholds(BaseModel):
     @field_validator("for_")
     @classmethod
     def _check_duration(cls, value: str) -> str:
-        if value != "0" and (not value or not PROM_DURATION.match(value)):
-            raise invalid(
-                f"{value[:40]!r} is not a Prometheus duration",
-                "digits with units y, w, d, h, m, s, ms in that order, e.g. 30s, 5m, 1h30m",
-            )
-        return value
+        return check_duration(
+            value, "digits with units y, w, d, h, m, s, ms in that order, e.g. 30s, 5m, 1h30m")
 
     @property
     def for_seconds(self) -> float:
         """The ``for`` duration in seconds."""
-        return sum(
-            int(n) * DURATION_UNITS[u] for n, u in re.findall(r"([0-9]+)(ms|[ywdhms])", self.for_)
-        )
+        return duration_seconds(self.for_)
 
 
 class Promotion(BaseModel):
@@ -94,10 +87,8 @@ class Promotion(BaseModel):
     @field_validator("approval_expiry", "healthy_for")
     @classmethod
     def _check_promotion_duration(cls, value: str) -> str:
-        if value != "0" and (not value or not PROM_DURATION.match(value)):
-            raise invalid(f"{value[:40]!r} is not a Prometheus duration",
-                           "digits with units y, w, d, h, m, s in that order, e.g. 10m, 1h30m")
-        return value
+        return check_duration(
+            value, "digits with units y, w, d, h, m, s in that order, e.g. 10m, 1h30m")
 
     @field_validator("approvers")
     @classmethod

@@ -14,17 +14,14 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, ConfigDict, ValidationInfo
 from pydantic_core import PydanticCustomError
 
+from k3sops.errors import UsageError
+from k3sops.timeparse import cron_fields, parse_duration
+
 EnvironmentName = Literal["development", "staging", "production"]
 ENVIRONMENT_NAMES: tuple[str, ...] = typing.get_args(EnvironmentName)
 
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 DNS_LABEL_ALLOWED = "a-z, 0-9 and '-', starting and ending alphanumeric, 1-63 chars"
-# Prometheus' own duration grammar: units in descending order, each at most once ("1h30m").
-PROM_DURATION = re.compile(
-    r"^(([0-9]+)y)?(([0-9]+)w)?(([0-9]+)d)?(([0-9]+)h)?(([0-9]+)m)?(([0-9]+)s)?(([0-9]+)ms)?$"
-)
-DURATION_UNITS = {"y": 365 * 86400.0, "w": 7 * 86400.0, "d": 86400.0, "h": 3600.0,
-                   "m": 60.0, "s": 1.0, "ms": 0.001}
 SERVICE_RE = re.compile(
     r"^(?P<namespace>[a-z0-9]([-a-z0-9]*[a-z0-9])?)/(?P<name>[a-z0-9]([-a-z0-9]*[a-z0-9])?)"
     r":(?P<port>[0-9]+|[a-z0-9]([-a-z0-9]*[a-z0-9])?)$"
@@ -86,9 +83,6 @@ def none_as_empty(value: object) -> object:
 
 def check_cron(value: str | None) -> str | None:
     """Return a cron expression unchanged if it is valid (None passes)."""
-    from k3sops.domain.schedule import cron_fields
-    from k3sops.errors import UsageError
-
     if value is None:
         return None
     try:
@@ -99,3 +93,15 @@ def check_cron(value: str | None) -> str | None:
     return value
 
 
+def check_duration(value: str, allowed: str) -> str:
+    """Return ``value`` unchanged if it is a duration (:mod:`k3sops.timeparse`'s grammar).
+
+    Args:
+        value: the text from the file.
+        allowed: how to write one, for the message.
+    """
+    try:
+        parse_duration(value)
+    except ValueError as e:
+        raise invalid(f"{value[:40]!r} is not a Prometheus duration", allowed) from e
+    return value

@@ -14,12 +14,12 @@ from k3sops.config.schema.fields import (
     ENV_VAR,
     ENVIRONMENT_NAMES,
     MODEL_CONFIG,
-    PROM_DURATION,
     SCP_LIKE,
     URL_LIKE,
     DnsLabel,
     EnvironmentName,
     FilePath,
+    check_duration,
     invalid,
     none_as_empty,
     resolve_local,
@@ -89,9 +89,9 @@ class GitOps(BaseModel):
     @field_validator("rollout_timeout")
     @classmethod
     def _check_rollout_timeout(cls, value: str) -> str:
-        if not value or value == "0" or not PROM_DURATION.match(value):
-            raise invalid(f"{value[:40]!r} is not a Prometheus duration", "e.g. 90s, 5m")
-        return value
+        if value == "0":  # a rollout wait of nothing is refused (0s passes, as it always did)
+            raise invalid(f"{value!r} is not a Prometheus duration", "e.g. 90s, 5m")
+        return check_duration(value, "e.g. 90s, 5m")
 
     @field_validator("repo")
     @classmethod

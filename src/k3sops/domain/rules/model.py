@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from k3sops.config.schema import Monitoring, Platform, Thresholds
+from k3sops.timeparse import format_duration
 
 __all__ = [
     "Case",
@@ -103,19 +104,6 @@ class Inputs:
 
 def _always(_: Platform) -> bool:
     return True
-
-
-def format_duration(seconds: float) -> str:
-    """A Prometheus duration for ``seconds``: ``0s``, ``90s``, ``15m``, ``1h``, ``1h30m``."""
-    whole = int(seconds)
-    if whole == 0:
-        return "0s"
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if whole >= size:
-            out += f"{whole // size}{unit}"
-            whole %= size
-    return out
 
 
 @dataclass(frozen=True)
