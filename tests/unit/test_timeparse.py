@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from k3sops import timeparse
 from k3sops.config import PlatformConfigError, parse_platform
-from k3sops.domain import alerting, env
+from k3sops.domain import alerting, backups, env
 from k3sops.errors import UsageError
 
 pytestmark = pytest.mark.unit
@@ -73,12 +73,17 @@ def test_every_layer_reads_durations_alike() -> None:
     platform = parse_platform(yaml_text)
     assert platform.environments["staging"].thresholds.for_seconds == 5400.5
     assert env.seconds("1h30m500ms") == 5400.5
-    assert alerting.parse_duration("1h30m500ms") == timedelta(hours=1, minutes=30, seconds=0.5)
+    length = timedelta(hours=1, minutes=30, seconds=0.5)
+    assert alerting.parse_duration("1h30m500ms") == length
+    now = datetime(2024, 5, 1, tzinfo=UTC)
+    assert backups.parse_since("1h30m500ms", now) == now - length
     for bad in ("30m2h", "1y1y"):
         with pytest.raises(PlatformConfigError):
             parse_platform(yaml_text.replace("1h30m500ms", bad))
         with pytest.raises(UsageError):
             alerting.parse_duration(bad)
+        with pytest.raises(UsageError):
+            backups.parse_since(bad, now)
 
 
 # --- timestamps ------------------------------------------------------------------------------

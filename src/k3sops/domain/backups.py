@@ -23,11 +23,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from k3sops import timeparse
 from k3sops.errors import UsageError
 
 __all__ = [
@@ -71,8 +72,6 @@ TAG_ID = "k3sops-id"
 TAG_PART = "k3sops-part"
 
 _SLUG_BAD = re.compile(r"[^a-z0-9.-]+")
-_SINCE = re.compile(r"^([0-9]+)([smhdw])$")
-_SINCE_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _ALLOWED: dict[str, frozenset[str]] = {
     "Running": frozenset({"Completed", "Failed"}),
     "Completed": frozenset(),
@@ -425,16 +424,16 @@ def select_prune(  # noqa: PLR0912  # one pass of small, ordered rules reads bes
 
 
 def parse_since(text: str, now: datetime) -> datetime:
-    """``7d``/``12h``/``2w``/``30m`` before ``now``.
+    """``7d``/``12h``/``2w``/``1d12h`` before ``now`` (:mod:`k3sops.timeparse`'s grammar).
 
     Raises:
-        UsageError: not a number with one unit of s, m, h, d, w.
+        UsageError: not a duration.
     """
-    m = _SINCE.match(text.strip())
-    if m is None:
+    try:
+        return now - timeparse.parse_duration(text.strip())
+    except ValueError as e:
         raise UsageError(f"--since {text!r} is not a duration",
-                         hint="a number and one unit of s, m, h, d, w, e.g. 7d or 12h")
-    return now - timedelta(seconds=int(m[1]) * _SINCE_UNITS[m[2]])
+                         hint=f"{timeparse.DURATION_FORMS}, e.g. 7d or 12h") from e
 
 
 def drill_facts_match(expected: Mapping[str, Any], actual: Mapping[str, Any],
