@@ -16,62 +16,19 @@ positions and messages) and :mod:`~k3sops.config.starter` (the ``k3sops init`` t
 ``starter.yaml``). This module re-exports what callers import.
 """
 
+from k3sops.config import schema
 from k3sops.config.issues import ConfigIssue, PlatformConfigError
 from k3sops.config.load import find_platform_file, load_platform, parse_platform
-from k3sops.config.schema import (
-    ENVIRONMENT_NAMES,
-    Ansible,
-    AppMetrics,
-    Backup,
-    BackupBinaries,
-    BackupDrill,
-    BackupHook,
-    BackupHooks,
-    BackupSchedule,
-    BackupTarget,
-    Endpoint,
-    Environment,
-    EnvironmentName,
-    EtcdAccess,
-    GitOps,
-    Monitoring,
-    Platform,
-    Promotion,
-    ServiceRef,
-    Suppression,
-    Thresholds,
-    VolumeSchedule,
-)
+from k3sops.config.schema import *  # noqa: F403 - every model, listed once in schema.__all__
 from k3sops.config.starter import STARTER_TEMPLATE, render_starter
 
 __all__ = [
-    "ENVIRONMENT_NAMES",
     "STARTER_TEMPLATE",
-    "Ansible",
-    "AppMetrics",
-    "Backup",
-    "BackupBinaries",
-    "BackupDrill",
-    "BackupHook",
-    "BackupHooks",
-    "BackupSchedule",
-    "BackupTarget",
     "ConfigIssue",
-    "Endpoint",
-    "Environment",
-    "EnvironmentName",
-    "EtcdAccess",
-    "GitOps",
-    "Monitoring",
-    "Platform",
     "PlatformConfigError",
-    "Promotion",
-    "ServiceRef",
-    "Suppression",
-    "Thresholds",
-    "VolumeSchedule",
     "find_platform_file",
     "load_platform",
     "parse_platform",
     "render_starter",
 ]
+__all__ += schema.__all__
