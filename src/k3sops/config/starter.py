@@ -7,7 +7,7 @@ from importlib import resources
 from k3sops.config.schema.fields import DNS_LABEL, DNS_LABEL_ALLOWED
 from k3sops.errors import ConfigError
 
-STARTER_TEMPLATE = resources.files(__package__).joinpath("starter.yaml").read_text(
+STARTER_TEMPLATE = resources.files("k3sops.config").joinpath("starter.yaml").read_text(
     encoding="utf-8")
 """A commented example of every section; it validates as it is."""
 

@@ -32,9 +32,9 @@ RESTIC_BACKENDS = ("local", "sftp", "rest", "s3", "azure", "gs", "b2", "swift", 
 URL_LIKE = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 SCP_LIKE = re.compile(r"^[\w.-]+@[\w.-]+:")
 
-# No use_attribute_docstrings: pydantic would read and parse this file's source at import to
-# turn the field docstrings into descriptions nothing reads, 60-90 ms of every command's
-# start-up. The docstrings stay, for people.
+# No use_attribute_docstrings: pydantic would read and parse each model module's source at
+# import to turn the field docstrings into descriptions nothing reads, 60-90 ms of every
+# command's start-up. The docstrings stay, for people.
 MODEL_CONFIG = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
@@ -78,7 +78,6 @@ def resolve_local(value: str, info: ValidationInfo) -> str:
 def none_as_empty(value: object) -> object:
     """Let an empty section (``monitoring:`` with everything commented out) mean defaults."""
     return {} if value is None else value
-
 
 
 def check_cron(value: str | None) -> str | None:
