@@ -20,7 +20,8 @@ from k3sops.domain import sizing
 from k3sops.domain.metrics import parse_result
 from k3sops.domain.sizing import ContainerRef, History, Resources, SizingSettings
 from k3sops.errors import UsageError
-from k3sops.services.scale import _histories, container_resources, history_queries
+from k3sops.services.scale.resources import container_resources, history_queries
+from k3sops.services.scale.resources import histories as _histories
 
 pytestmark = pytest.mark.unit
 

@@ -18,7 +18,7 @@ from k3sops.domain.capacity import CapacityReport, Source
 from k3sops.domain.metrics import InstantResult
 from k3sops.errors import K3sopsError
 from k3sops.services import context
-from k3sops.services.scale import connect_prometheus
+from k3sops.services.scale.common import connect_prometheus
 
 
 def request_history_query(resource: str, window: str, step: str) -> str:
