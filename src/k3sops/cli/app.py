@@ -75,7 +75,7 @@ LOADERS: dict[str, Loader] = {
     "runbook": _simple("runbook_cmd"),
     "remediate": _load_remediate,
     "scale": _simple("scale_cmd"),
-    "provision": _simple("scale_nodes_cmd"),
+    "provision": _simple("provision_cmd"),
     "capacity": _simple("capacity_cmd"),
     "logs": _simple("logs_cmd"),
     "env": _simple("env_cmd"),

@@ -16,29 +16,22 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import OutputFormat, StateDir, get_options, get_settings
 from k3sops.errors import AdapterError, FindingsAtThreshold, Interrupted, UsageError
 
 if TYPE_CHECKING:
     from rich.console import Console
 
-    from k3sops.domain.emergency import EmergencyReport, Procedure, TimelineEntry
+    from k3sops.domain.emergency import Procedure, TimelineEntry
 
 emergency_app = typer.Typer(
     help="Guided emergency procedures: each check shown as it runs, changes only after "
          "confirmation (or --yes), an incident timeline at the end.", no_args_is_help=True)
 
-STATUS_STYLE = {"ok": "green", "warn": "yellow", "fail": "bold red", "unknown": "magenta",
-                "skipped": "dim", "applied": "bold green", "declined": "yellow",
-                "proposed": "cyan", "failed": "bold red", "started": "bold"}
-
 Yes = Annotated[bool, typer.Option("--yes", "-y", help="Make the proposed changes without "
                                    "asking (for automation).")]
 TimelineOpt = Annotated[Path | None, typer.Option(
     "--timeline", help="Write the incident timeline (Markdown) to this file.")]
-StateDir = Annotated[Path | None, typer.Option(
-    "--state-dir", envvar="K3SOPS_STATE_DIR",
-    help="Where the audit log goes (default ~/.local/state/k3sops).")]
 Wait = Annotated[str, typer.Option(
     "--wait", help="After a change, re-check for this long until it took effect.")]
 Settle = Annotated[str, typer.Option(
@@ -53,36 +46,10 @@ def register(app: typer.Typer) -> None:
     app.add_typer(emergency_app, name="emergency")
 
 
-def _table(r: EmergencyReport, out: Console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    out.print(Text(f"emergency {r.procedure}: {r.target}", style="bold"))
-    t = Table("", "check", "detail", "runbook", title="Checks")
-    for c in r.checks:
-        t.add_row(Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.title, c.detail,
-                  c.runbook or "")
-    out.print(t)
-    if r.actions:
-        t = Table("decision", "change", "why", "result", title="Changes")
-        for a in r.actions:
-            t.add_row(Text(a.decision, style=STATUS_STYLE.get(a.decision, "")), a.proposal.text,
-                      a.why, (a.result + (f": {a.error}" if a.error else ""))
-                      if a.decision == "applied" else "")
-        out.print(t)
-    if r.verification:
-        t = Table("", "check", "detail", title="After the changes")
-        for c in r.verification:
-            t.add_row(Text(c.status, style=STATUS_STYLE.get(c.status, "")), c.title, c.detail)
-        out.print(t)
-    out.print(Text("Next steps", style="bold"))
-    for s in r.next_steps:
-        out.print(f"  - {s}", soft_wrap=True)
-    out.print(f"[dim]runbooks:[/] {', '.join(r.runbooks)} (k3sops runbook show ID)")
-
-
 def _printer(err: Console) -> Callable[[TimelineEntry], None]:
     from rich.text import Text
+
+    from k3sops.output.tables.emergency import STATUS_STYLE
 
     def show(e: TimelineEntry) -> None:
         at = e.at.strftime("%H:%M:%S")
@@ -105,7 +72,6 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
     from k3sops.domain.alerting import parse_duration
     from k3sops.domain.emergency import Proposal
     from k3sops.output.render import render
-    from k3sops.services import context
     from k3sops.services import emergency as emergency_service
 
     opts = get_options(ctx)
@@ -119,8 +85,7 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
                          hint="create it, or name a file in an existing directory")
     wait_s = parse_duration(wait).total_seconds()
     probe_s = parse_duration(probe_timeout).total_seconds()
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     err = Console(stderr=True)
     interactive = sys.stdin.isatty() and err.is_terminal
     mode: emergency_service.Mode = "yes" if yes else ("ask" if interactive else "propose")
@@ -133,7 +98,7 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
         confirm=confirm if mode == "ask" else None, on_entry=_printer(err), state=state_dir,
         wait=wait_s, settle=parse_duration(settle).total_seconds(), probe_dns=probe_dns,
         probe_dns_timeout=probe_s)
-    render(report, fmt, _table)
+    render(report, fmt)
     if timeline is not None:
         emergency_service.write_timeline(timeline, report)
         err.print(f"timeline written to {timeline}")

@@ -12,8 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
-from k3sops.cli.remediate_cmd import Apply, StateDir
+from k3sops.cli.options import Apply, StateDir, get_options
 
 if TYPE_CHECKING:
     from rich.console import Console

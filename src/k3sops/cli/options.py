@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -65,3 +65,11 @@ def get_settings(ctx: typer.Context) -> Settings:
                                                os.environ, Path.cwd())
     settings: Settings = root.meta[_SETTINGS]
     return settings
+
+
+# Options shared by the commands that change the cluster (remediation, scale, provision,
+# emergency): one definition, so that --apply and --state-dir read the same everywhere.
+Apply = Annotated[bool, typer.Option("--apply", help="Make the changes (default: only plan).")]
+StateDir = Annotated[Path | None, typer.Option(
+    "--state-dir", envvar="K3SOPS_STATE_DIR",
+    help="Where the audit log goes (default ~/.local/state/k3sops).")]

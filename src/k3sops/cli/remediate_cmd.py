@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import Apply, StateDir, get_options
 from k3sops.errors import AdapterError, UsageError
 
 if TYPE_CHECKING:
@@ -26,10 +26,6 @@ rollout_app = typer.Typer(help="Restart workloads (dry-run unless --apply).",
                           no_args_is_help=True)
 pods_app = typer.Typer(help="Clean up pods (dry-run unless --apply).", no_args_is_help=True)
 
-Apply = Annotated[bool, typer.Option("--apply", help="Make the changes (default: only plan).")]
-StateDir = Annotated[Path | None, typer.Option(
-    "--state-dir", envvar="K3SOPS_STATE_DIR",
-    help="Where the audit log goes (default ~/.local/state/k3sops).")]
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workload.")]
 
 COLOURS = {"ok": "green", "skipped": "cyan", "failed": "red", "not-run": "yellow",
@@ -66,8 +62,9 @@ def _table(r: RemediationReport, out: Console) -> None:
         out.print(f"[dim]audit log:[/] {r.audit_log}")
 
 
-def _runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
-            timeout: float = 120.0) -> Runner:
+def open_runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
+                timeout: float = 120.0) -> Runner:
+    """The remediation runner on this invocation's cluster (shared with `scale app`)."""
     from k3sops.services import context
     from k3sops.services.remediate import Runner
 
@@ -78,7 +75,8 @@ def _runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
                   timeout=timeout)
 
 
-def _finish(ctx: typer.Context, report: RemediationReport) -> None:
+def finish(ctx: typer.Context, report: RemediationReport) -> None:
+    """Print a remediation report; a failed step is an error (shared with `scale app`)."""
     from k3sops.output.render import render
 
     render(report, get_options(ctx).output.value, _table)
@@ -98,7 +96,7 @@ def cordon_cmd(ctx: typer.Context, name: str, apply: Apply = False,
     """Mark a node unschedulable."""
     from k3sops.services import remediate
 
-    _finish(ctx, remediate.cordon(_runner(ctx, apply, state_dir), name))
+    finish(ctx, remediate.cordon(open_runner(ctx, apply, state_dir), name))
 
 
 @node_app.command("uncordon")
@@ -107,7 +105,7 @@ def uncordon_cmd(ctx: typer.Context, name: str, apply: Apply = False,
     """Mark a node schedulable again."""
     from k3sops.services import remediate
 
-    _finish(ctx, remediate.uncordon(_runner(ctx, apply, state_dir), name))
+    finish(ctx, remediate.uncordon(open_runner(ctx, apply, state_dir), name))
 
 
 def _selector(text: str | None) -> dict[str, str] | None:
@@ -144,10 +142,10 @@ def drain_cmd(
     from k3sops.services import remediate
 
     seconds = parse_duration(timeout).total_seconds()
-    runner = _runner(ctx, apply, state_dir, seconds)
-    _finish(ctx, remediate.drain(runner, name, ignore_daemonsets=ignore_daemonsets,
-                                 delete_emptydir_data=delete_emptydir_data,
-                                 selector=_selector(pod_selector)))
+    runner = open_runner(ctx, apply, state_dir, seconds)
+    finish(ctx, remediate.drain(runner, name, ignore_daemonsets=ignore_daemonsets,
+                                delete_emptydir_data=delete_emptydir_data,
+                                selector=_selector(pod_selector)))
 
 
 @rollout_app.command("restart")
@@ -156,7 +154,7 @@ def restart_cmd(ctx: typer.Context, workload: str, namespace: Namespace = "defau
     """Restart a workload's pods (always restarts, like kubectl rollout restart)."""
     from k3sops.services import remediate
 
-    _finish(ctx, remediate.restart(_runner(ctx, apply, state_dir), workload, namespace))
+    finish(ctx, remediate.restart(open_runner(ctx, apply, state_dir), workload, namespace))
 
 
 @pods_app.command("clean")
@@ -174,5 +172,5 @@ def clean_cmd(
 
     if (namespace is None) == (not all_namespaces):
         raise UsageError("pass either -n NAMESPACE or -A", hint="e.g. k3sops pods clean -n dev")
-    _finish(ctx, remediate.clean_pods(_runner(ctx, apply, state_dir),
-                                      None if all_namespaces else namespace))
+    finish(ctx, remediate.clean_pods(open_runner(ctx, apply, state_dir),
+                                     None if all_namespaces else namespace))

@@ -10,23 +10,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from typer._click.core import Command, Context  # typer's own click
 from typer.core import TyperGroup
 
-from k3sops.cli import scale_nodes_cmd
-from k3sops.cli.options import get_options
-from k3sops.cli.remediate_cmd import Apply, StateDir, _finish, _runner
+from k3sops.cli import provision_cmd, remediate_cmd
+from k3sops.cli.options import Apply, StateDir, get_options, get_settings
 from k3sops.domain.sizing import DEFAULT_STRATEGY, STRATEGIES
 from k3sops.errors import AdapterError, PartialResult, UsageError
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from k3sops.services import context
-    from k3sops.services.scale import AutoscaleReport, HpaReport, PvcReport, ResourcesReport
 
 
 class ScaleGroup(TyperGroup):
@@ -48,18 +41,14 @@ scale_app = typer.Typer(
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workload.")]
 
+nodes_app = typer.Typer(help="Add and remove K3s nodes through Ansible (dry-run unless --apply).",
+                        no_args_is_help=True)
+
 
 def register(app: typer.Typer) -> None:
-    """Attach `scale` (with `scale nodes` from cli/scale_nodes_cmd.py) to the root app."""
-    scale_app.add_typer(scale_nodes_cmd.app, name="nodes")
+    """Attach `scale` (with `scale nodes`) to the root app."""
+    scale_app.add_typer(nodes_app, name="nodes")
     app.add_typer(scale_app, name="scale")
-
-
-def _settings(ctx: typer.Context) -> context.Settings:
-    from k3sops.services import context
-
-    opts = get_options(ctx)
-    return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
 
 
 def _seconds(text: str, flag: str) -> float:
@@ -89,26 +78,9 @@ def app_cmd(
     from k3sops.services import scale
 
     seconds = _seconds(timeout, "--timeout") if wait else 0.0
-    _finish(ctx, scale.scale_app(_runner(ctx, apply, state_dir), name, namespace, replicas,
-                                 force=force, wait=seconds))
-
-
-def _autoscale_table(r: AutoscaleReport, out: Console) -> None:
-    from rich.table import Table
-
-    mode = "applied" if r.applied else "plan (dry run; pass --apply to make this change)"
-    t = Table("field", "value", title=f"HPA {r.namespace}/{r.name} on {r.target}: {mode}")
-    metric = r.spec["metrics"][0]["resource"]["target"]["averageUtilization"]
-    t.add_row("action", r.action + (f" ({', '.join(r.changed_fields)})"
-                                    if r.action == "update" else ""))
-    t.add_row("cpu target", f"{metric}% of requests")
-    t.add_row("min / max", f"{r.spec['minReplicas']} / {r.spec['maxReplicas']}")
-    t.add_row("result", r.result)
-    out.print(t)
-    for n in r.notes:
-        out.print(f"[yellow]note:[/] {n}")
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
+    remediate_cmd.finish(ctx, scale.scale_app(remediate_cmd.open_runner(ctx, apply, state_dir),
+                                              name, namespace, replicas, force=force,
+                                              wait=seconds))
 
 
 @scale_app.command("autoscale")
@@ -129,31 +101,14 @@ def autoscale_cmd(
     from k3sops.output.render import render
     from k3sops.services import scale
 
-    kube, audited = scale.open_cluster(_settings(ctx), os.environ, Path.home(), state_dir)
+    kube, audited = scale.open_cluster(get_settings(ctx), os.environ, Path.home(), state_dir)
     try:
         r = scale.autoscale(kube, audited, name, namespace, cpu_percent=cpu_percent,
                             min_replicas=min_replicas, max_replicas=max_replicas, apply=apply,
                             hpa_name=hpa_name)
     finally:
         kube.close()
-    render(r, get_options(ctx).output.value, _autoscale_table)
-
-
-def _status_table(r: HpaReport, out: Console) -> None:
-    from rich.table import Table
-
-    if not r.hpas:
-        out.print("no HorizontalPodAutoscalers")
-        return
-    t = Table("namespace", "hpa", "target", "min", "max", "current", "desired", "cpu now/target",
-              "warnings", title="HorizontalPodAutoscalers")
-    for h in r.hpas:
-        cpu = (f"{h.cpu_current_percent if h.cpu_current_percent is not None else '?'}%/"
-               f"{h.cpu_target_percent if h.cpu_target_percent is not None else '?'}%")
-        t.add_row(h.namespace, h.name, h.target, str(h.min_replicas), str(h.max_replicas),
-                  str(h.current_replicas), str(h.desired_replicas), cpu,
-                  "\n".join(f"[yellow]{w}[/]" for w in h.warnings))
-    out.print(t)
+    render(r, get_options(ctx).output.value)
 
 
 @scale_app.command("status")
@@ -166,53 +121,12 @@ def status_cmd(
     from k3sops.output.render import render
     from k3sops.services import scale
 
-    kube, _ = scale.open_cluster(_settings(ctx), os.environ, Path.home(), None)
+    kube, _ = scale.open_cluster(get_settings(ctx), os.environ, Path.home(), None)
     try:
         r = scale.hpa_status(kube, namespace)
     finally:
         kube.close()
-    render(r, get_options(ctx).output.value, _status_table)
-
-
-def _resources_table(r: ResourcesReport, out: Console) -> None:
-    from rich.table import Table
-
-    from k3sops.domain.sizing import format_cpu, format_memory
-
-    t = Table("namespace", "workload", "container", "cpu req", "cpu lim", "mem req", "mem lim",
-              "samples", "notes",
-              title=f"Requests and limits: current -> recommended (strategy {r.strategy}, "
-                    f"{r.window} of history)")
-
-    def pair(cur: str, new: str | None) -> str:
-        if new is None or new == cur:
-            return cur
-        return f"{cur} -> [bold]{new}[/]"
-
-    for rec in r.recommendations:
-        c, n = rec.current, rec.recommended
-        t.add_row(
-            rec.ref.namespace, f"{rec.ref.kind}/{rec.ref.workload}", rec.ref.container,
-            pair(format_cpu(c.cpu_request), format_cpu(n.cpu_request) if n else None),
-            pair(format_cpu(c.cpu_limit), format_cpu(n.cpu_limit) if n else None),
-            pair(format_memory(c.memory_request), format_memory(n.memory_request) if n else None),
-            pair(format_memory(c.memory_limit), format_memory(n.memory_limit) if n else None),
-            str(rec.samples),
-            ("[yellow]no recommendation: [/]" if n is None else "")
-            + ("; ".join(rec.reasons) if n is None else
-               (f"OOM kills {rec.oom_kills}" if rec.oom_kills else "")))
-    out.print(t)
-    if r.changes:
-        mode = "applied" if r.applied else "plan (dry run; pass --apply to make these changes)"
-        ct = Table("target", "via", "change", "result", "error", title=f"Changes: {mode}")
-        for ch in r.changes:
-            ct.add_row(ch.target, ch.via, ch.detail, ch.result, ch.error or "")
-        out.print(ct)
-    for s in r.sources:
-        if not s.get("ok"):
-            out.print(f"[red]unavailable:[/] {s['name']}: {s.get('error')}")
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
+    render(r, get_options(ctx).output.value)
 
 
 @scale_app.command("resources")
@@ -239,7 +153,7 @@ def resources_cmd(
     from k3sops.output.render import render
     from k3sops.services import scale
 
-    settings = _settings(ctx)
+    settings = get_settings(ctx)
     try:
         knobs = SizingSettings(cpu_percentile=cpu_percentile, memory_headroom=memory_headroom,
                                min_samples=min_samples)
@@ -259,7 +173,7 @@ def resources_cmd(
     finally:
         kube.close()
         scale.close_prometheus(prom)
-    render(r, get_options(ctx).output.value, _resources_table)
+    render(r, get_options(ctx).output.value)
     failed = [c for c in r.changes if c.result == "failed"]
     if failed:
         raise AdapterError(f"{len(failed)} of {len(r.changes)} change(s) failed: "
@@ -268,24 +182,6 @@ def resources_cmd(
         raise PartialResult("no recommendations from history: could not read "
                             + ", ".join(r.missing),
                             hint="check monitoring.prometheus in platform.yaml")
-
-
-def _pvc_table(r: PvcReport, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("check", "ok", "detail",
-              title=f"PVC {r.namespace}/{r.name} ({r.storage_class}): {r.current} -> "
-                    f"{r.requested} (capacity {r.capacity or 'unknown'})")
-    for c in r.checks:
-        t.add_row(c.name, "[green]yes[/]" if c.ok else "[red]no[/]", c.detail)
-    out.print(t)
-    if not r.applied:
-        out.print("plan (dry run): patch spec.resources.requests.storage to "
-                  f"{r.requested}; pass --apply to make this change")
-    else:
-        out.print(f"result: {r.result}" + (f"; resize state: {r.state}" if r.state else ""))
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
 
 
 @scale_app.command("pvc")
@@ -307,10 +203,60 @@ def pvc_cmd(
     from k3sops.services import scale
 
     seconds = _seconds(follow, "--follow")
-    kube, audited = scale.open_cluster(_settings(ctx), os.environ, Path.home(), state_dir)
+    kube, audited = scale.open_cluster(get_settings(ctx), os.environ, Path.home(), state_dir)
     try:
         r = scale.expand_pvc(kube, audited, name, namespace, to, apply=apply, force=force,
                              follow=seconds)
     finally:
         kube.close()
-    render(r, get_options(ctx).output.value, _pvc_table)
+    render(r, get_options(ctx).output.value)
+
+
+# --- scale nodes add|remove (through the provisioner of `k3sops provision`) ---------------
+
+def _addresses(values: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for v in values:
+        name, sep, addr = v.partition("=")
+        if not sep or not name or not addr:
+            raise UsageError(f"--address {v!r} is not NAME=ADDRESS",
+                             hint="e.g. --address node4=10.0.0.14")
+        out[name] = addr
+    return out
+
+
+@nodes_app.command("add")
+def nodes_add_cmd(
+    ctx: typer.Context,
+    nodes: Annotated[list[str], typer.Argument(help="Names of the nodes to add.")],
+    server: Annotated[bool, typer.Option("--server/--agent",
+                                         help="Add as servers (etcd members) or agents.")
+                      ] = False,
+    address: Annotated[list[str] | None, typer.Option(
+        "--address", help="NAME=ADDRESS for a host the inventory and DNS do not know "
+                          "(repeatable).")] = None,
+    apply: Apply = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Add nodes: inventory (comments kept), scale-cluster playbook, wait Ready, node checks."""
+    p = provision_cmd.provisioner(ctx, apply, state_dir)
+    provision_cmd.finish(ctx, p.add(nodes, "server" if server else "agent",
+                                    _addresses(address or [])))
+
+
+@nodes_app.command("remove")
+def nodes_remove_cmd(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="Name of the node to remove.")],
+    apply: Apply = False,
+    state_dir: StateDir = None,
+    skip_host: Annotated[bool, typer.Option(
+        "--skip-host", help="Do not touch the host (it is gone): only Kubernetes and the "
+                            "inventory.")] = False,
+    timeout: Annotated[str, typer.Option(help="Give up draining after this long.")] = "120s",
+) -> None:
+    """Remove a node: drain, etcd member out first (server), delete the Node, uninstall k3s."""
+    from k3sops.domain.alerting import parse_duration
+
+    p = provision_cmd.provisioner(ctx, apply, state_dir, parse_duration(timeout).total_seconds())
+    provision_cmd.finish(ctx, p.remove(node, skip_host=skip_host))
