@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import time
+from typing import Any
 
 from pydantic import BaseModel
 
@@ -11,15 +11,7 @@ from k3sops.adapters.kube import KubeAdapter
 from k3sops.domain import sizing
 from k3sops.domain.sizing import HpaStatus
 from k3sops.services.scale.common import HPA_GV
-
-
-def _parse_ts(value: object) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
+from k3sops.timeparse import parse_time
 
 
 class HpaReport(BaseModel):
@@ -33,11 +25,16 @@ class HpaReport(BaseModel):
         return sum(len(h.warnings) for h in self.hpas)
 
 
+def _created(hpa: dict[str, Any]) -> float | None:
+    """When the HPA was created (epoch seconds), None when the API did not say."""
+    when = parse_time((hpa.get("metadata") or {}).get("creationTimestamp"))
+    return when.timestamp() if when is not None else None
+
+
 def hpa_status(kube: KubeAdapter, namespace: str | None) -> HpaReport:
     """Read the HPAs (one namespace, or all) and summarise them."""
     raw = kube.list(HPA_GV, "horizontalpodautoscalers", namespace)
     now = time.time()
-    out = [sizing.hpa_status(h, now, _parse_ts((h.get("metadata") or {}).get(
-        "creationTimestamp"))) for h in raw]
+    out = [sizing.hpa_status(h, now, _created(h)) for h in raw]
     return HpaReport(hpas=sorted(out, key=lambda h: (h.namespace, h.name)))
 
