@@ -187,8 +187,15 @@ def test_watch_prints_each_refresh(lab: Lab) -> None:
 
 
 def test_ctrl_c_stops_watch_with_130(lab: Lab) -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "k3sops", "-o", "json", "metrics", "nodes",
-                             "--watch", "1"], env=lab.env, stdout=subprocess.PIPE,
+    # As from a terminal, SIGINT raising KeyboardInterrupt: a test run started in the
+    # background by a non-interactive shell (`cmd &`) inherits SIGINT ignored, and Python then
+    # never raises it — the watch would go on, as any program would.
+    as_terminal = ("import runpy, signal, sys; "
+                   "signal.signal(signal.SIGINT, signal.default_int_handler); "
+                   "sys.argv = ['k3sops', *sys.argv[1:]]; "
+                   "runpy.run_module('k3sops', run_name='__main__', alter_sys=True)")
+    proc = subprocess.Popen([sys.executable, "-c", as_terminal, "-o", "json", "metrics",
+                             "nodes", "--watch", "1"], env=lab.env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
         assert proc.stdout is not None
