@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import ConfigError, K3sopsError
 
 if TYPE_CHECKING:
@@ -54,11 +54,9 @@ def _platform(ctx: typer.Context) -> tuple[context.Settings, Platform]:
     from rich.console import Console
 
     from k3sops.services import alerts as service
-    from k3sops.services import context
 
     opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     platform, is_default = service.platform_of(settings)
     err = Console(stderr=True, highlight=False)
     if is_default and opts.verbosity >= 0:

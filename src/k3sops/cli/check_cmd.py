@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import ReportOutputOpt, get_settings, output_format
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
 
 if TYPE_CHECKING:
@@ -108,9 +108,7 @@ def check_cmd(
                        ] = None,
     history: Annotated[bool, typer.Option(
         "--history/--no-history", help="Store the run and mark new/resolved findings.")] = True,
-    output: Annotated[OutputFormat | None, typer.Option(
-        "--output", "-o", help="Output format (overrides the global -o): table, json, yaml, "
-        "markdown, html, junit.")] = None,
+    output: ReportOutputOpt = None,
     state_dir: Annotated[Path | None, typer.Option(
         help="Where the history database lives (default: ~/.local/state/k3sops).",
         envvar="K3SOPS_STATE_DIR")] = None,
@@ -127,12 +125,9 @@ def check_cmd(
     from k3sops.domain.findings import at_or_above
     from k3sops.output.render import render
     from k3sops.services import check as check_service
-    from k3sops.services import context
 
     threshold: Severity | None = fail_on  # type: ignore[assignment]
-    opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     store = check_service.open_history(state_dir, os.environ, Path.home()) if history else None
     try:
         report = check_service.check(settings, os.environ, Path.home(),
@@ -141,7 +136,7 @@ def check_cmd(
     finally:
         if store is not None:
             store.close()
-    fmt: str = (output or opts.output).value
+    fmt = output_format(ctx, output)
     if fmt in ("markdown", "html", "junit"):
         from k3sops.output import reports
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import FindingsAtThreshold, K3sopsError
 
 if TYPE_CHECKING:
@@ -100,12 +100,10 @@ def render_cmd(
     # Imported here: the Grafana SDK is only worth loading when dashboards are rendered.
     from k3sops.domain.dashboards import RenderReport
     from k3sops.output.render import render
-    from k3sops.services import context
     from k3sops.services import dashboards as svc
 
     opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     dashboards = svc.render(settings, env)
     report = svc.check(settings, dashboards, os.environ, Path.home()) if check else None
     if out is not None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import OutputFormat, OutputOpt, get_settings, output_format
 from k3sops.errors import PartialResult
 
 if TYPE_CHECKING:
@@ -35,8 +35,6 @@ diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment
 
 COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
-OutputOpt = Annotated[OutputFormat | None, typer.Option(
-    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -83,16 +81,13 @@ def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
          probe_timeout: str = "60s") -> None:
     from k3sops.domain.alerting import parse_duration
     from k3sops.output.render import render
-    from k3sops.services import context
     from k3sops.services import diagnose as diagnose_service
 
-    opts = get_options(ctx)
     timeout = parse_duration(probe_timeout).total_seconds()
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
                                        namespace, probe_dns=probe_dns, probe_timeout=timeout)
-    render(report, (output or opts.output).value, _table)
+    render(report, output_format(ctx, output), _table)
     missing = [s for s in report.sources if not s.ok]
     if missing:
         raise PartialResult("partial result: could not read " + ", ".join(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import OutputOpt, get_settings, output_format
 from k3sops.domain.logs import Direction
 from k3sops.errors import UsageError
 
@@ -66,16 +66,13 @@ def logs_cmd(
                             "first either way).")] = Direction.backward,
     timestamps: Annotated[bool, typer.Option(
         "--timestamps", help="Prefix each line with its timestamp.")] = False,
-    output: Annotated[OutputFormat | None, typer.Option(
-        "--output", "-o", help="Output format (overrides the global -o).")] = None,
+    output: OutputOpt = None,
 ) -> None:
     """Show a pod's logs, or the lines of a LogQL query when Loki is configured."""
     from k3sops.output.render import render
-    from k3sops.services import context, logs
+    from k3sops.services import logs
 
-    opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     if query is not None or loki:
         if previous:
             raise UsageError("--previous applies to Kubernetes logs, not to Loki",
@@ -91,4 +88,4 @@ def logs_cmd(
         result = logs.pod_logs(settings, os.environ, Path.home(), pod=pod,
                                namespace=namespace, container=container, previous=previous,
                                tail=tail, since=since)
-    render(result, (output or opts.output).value, _plain(timestamps))
+    render(result, output_format(ctx, output), _plain(timestamps))

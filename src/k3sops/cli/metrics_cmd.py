@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from typer.core import TyperCommand
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import Interrupted, PartialResult, UsageError
 
 if TYPE_CHECKING:
@@ -352,7 +352,7 @@ def metrics_cmd(
     from rich.console import Console
 
     from k3sops.output.render import render
-    from k3sops.services import context, metrics
+    from k3sops.services import metrics
 
     opts = get_options(ctx)
     if watch is not None and watch <= 0:
@@ -362,8 +362,7 @@ def metrics_cmd(
                          hint="e.g. --watch 5 --count 3")
     if query is not None and not query.strip():
         raise UsageError("--query is empty", hint='e.g. --query \'up{job="apiserver"}\'')
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     namespaces = metrics.env_namespaces(settings, env)
     app_names = metrics.app_metrics(settings)
     prom = metrics.connect(settings, os.environ, Path.home())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import Apply, StateDir, get_options
+from k3sops.cli.options import Apply, StateDir, get_options, get_settings
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -48,11 +48,10 @@ def _run(ctx: typer.Context, step: Step, node: str, apply: bool = True,
          state_dir: Path | None = None, *, lines: int = 200, since: str | None = None,
          keep: str = "7d") -> None:
     from k3sops.output.render import render
-    from k3sops.services import context, nodeops
+    from k3sops.services import nodeops
 
     opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     report = nodeops.run_step(settings, os.environ, Path.home(), step, node, apply=apply,
                               state=state_dir, lines=lines, since=since, keep=keep)
     render(report, opts.output.value, _table)

@@ -67,6 +67,19 @@ def get_settings(ctx: typer.Context) -> Settings:
     return settings
 
 
+# The per-command ``-o`` that overrides the root's: one definition, read by output_format().
+OutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
+ReportOutputOpt = Annotated[OutputFormat | None, typer.Option(
+    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml, "
+    "markdown, html, junit.")]
+
+
+def output_format(ctx: typer.Context, output: OutputFormat | None) -> str:
+    """The format to print in: the command's own ``-o`` when given, else the root's."""
+    return (output or get_options(ctx).output).value
+
+
 # Options shared by the commands that change the cluster (remediation, scale, provision,
 # emergency): one definition, so that --apply and --state-dir read the same everywhere.
 Apply = Annotated[bool, typer.Option("--apply", help="Make the changes (default: only plan).")]

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import Apply, StateDir, get_options
+from k3sops.cli.options import Apply, StateDir, get_options, get_settings
 from k3sops.errors import AdapterError, UsageError
 
 if TYPE_CHECKING:
@@ -65,12 +65,9 @@ def _table(r: RemediationReport, out: Console) -> None:
 def open_runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
                 timeout: float = 120.0) -> Runner:
     """The remediation runner on this invocation's cluster (shared with `scale app`)."""
-    from k3sops.services import context
     from k3sops.services.remediate import Runner
 
-    opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     return Runner(settings, os.environ, Path.home(), apply=apply, state=state_dir,
                   timeout=timeout)
 

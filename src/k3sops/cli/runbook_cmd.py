@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import OutputOpt, output_format
 from k3sops.errors import UsageError
 
 if TYPE_CHECKING:
@@ -18,8 +18,6 @@ if TYPE_CHECKING:
 runbook = typer.Typer(help="Runbooks for every finding, alert and emergency.",
                       no_args_is_help=True)
 
-OutputOpt = Annotated[OutputFormat | None, typer.Option(
-    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +74,7 @@ def list_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
     from k3sops.domain import runbooks
     from k3sops.output.render import render
 
-    fmt = (output or get_options(ctx).output).value
+    fmt = output_format(ctx, output)
     render(runbooks.summaries(), fmt, _list_table)
 
 
@@ -97,7 +95,7 @@ def show_cmd(
     from k3sops.output.render import render
 
     rb = _lookup(rb_id)
-    fmt = "markdown" if markdown else (output or get_options(ctx).output).value
+    fmt = "markdown" if markdown else output_format(ctx, output)
     if fmt == "markdown":
         out = Console()
         if out.is_terminal and not markdown:

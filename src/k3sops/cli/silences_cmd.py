@@ -10,19 +10,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, get_options
+from k3sops.cli.options import OutputOpt, get_settings, output_format
 from k3sops.domain.alerting import DURATION_FORMS, MATCHER_FORMS
 
 if TYPE_CHECKING:
     from rich.console import Console
 
     from k3sops.domain.alerting import AlertReport, Silence, SilenceList, SilenceResult
-    from k3sops.services import context
-
-OutputOpt = Annotated[
-    OutputFormat | None,
-    typer.Option("--output", "-o", help="Output format (overrides the global -o)."),
-]
 
 _SEVERITY_COLOUR = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
 
@@ -33,17 +27,6 @@ def register(alerts: typer.Typer) -> None:
     alerts.command("silence")(silence_cmd)
     alerts.command("unsilence")(unsilence_cmd)
     alerts.command("silences")(silences_cmd)
-
-
-def _settings(ctx: typer.Context) -> context.Settings:
-    from k3sops.services import context
-
-    opts = get_options(ctx)
-    return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
-
-
-def _fmt(ctx: typer.Context, output: OutputFormat | None) -> str:
-    return (output or get_options(ctx).output).value
 
 
 def _os_user() -> str:
@@ -151,10 +134,10 @@ def list_cmd(
     from k3sops.services import alertmanager
 
     report = alertmanager.list_alerts(
-        _settings(ctx), os.environ, Path.home(), environments=env or [],
+        get_settings(ctx), os.environ, Path.home(), environments=env or [],
         severities=severity or [], selectors=selector or [], include_silenced=silenced,
         include_inhibited=inhibited)
-    render(report, _fmt(ctx, output), _alerts_table)
+    render(report, output_format(ctx, output), _alerts_table)
 
 
 def silence_cmd(
@@ -178,10 +161,10 @@ def silence_cmd(
     from k3sops.services import alertmanager
 
     result = alertmanager.create_silence(
-        _settings(ctx), os.environ, Path.home(), matchers=matcher or [], duration=duration,
+        get_settings(ctx), os.environ, Path.home(), matchers=matcher or [], duration=duration,
         author=author if author is not None else _os_user(), comment=comment,
         now=datetime.now(UTC), extend=extend)
-    render(result, _fmt(ctx, output), _result_table)
+    render(result, output_format(ctx, output), _result_table)
 
 
 def unsilence_cmd(
@@ -193,8 +176,8 @@ def unsilence_cmd(
     from k3sops.output.render import render
     from k3sops.services import alertmanager
 
-    result = alertmanager.expire_silence(_settings(ctx), os.environ, Path.home(), silence_id)
-    render(result, _fmt(ctx, output), _result_table)
+    result = alertmanager.expire_silence(get_settings(ctx), os.environ, Path.home(), silence_id)
+    render(result, output_format(ctx, output), _result_table)
 
 
 def silences_cmd(
@@ -207,6 +190,6 @@ def silences_cmd(
     from k3sops.output.render import render
     from k3sops.services import alertmanager
 
-    result = alertmanager.list_silences(_settings(ctx), os.environ, Path.home(),
+    result = alertmanager.list_silences(get_settings(ctx), os.environ, Path.home(),
                                         include_expired=all_)
-    render(result, _fmt(ctx, output), _silences_table)
+    render(result, output_format(ctx, output), _silences_table)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import PartialResult
 
 if TYPE_CHECKING:
@@ -64,11 +64,10 @@ def _table(r: StatusReport, out: Console) -> None:
 def status_cmd(ctx: typer.Context) -> None:
     """Nodes, pods and monitoring targets of the platform, at a glance."""
     from k3sops.output.render import render
-    from k3sops.services import context, status
+    from k3sops.services import status
 
     opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
+    settings = get_settings(ctx)
     report = status.gather(settings, os.environ, Path.home())
     render(report, opts.output.value, _table)
     missing = [s for s in report.sources if not s.ok]
