@@ -11,10 +11,11 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from k3sops.cli import check_cmd, diagnose_cmd
 from k3sops.domain.diagnose import DiagnosisReport, RootCause
 from k3sops.domain.findings import CheckReport, Finding, ResourceRef
 from k3sops.output.tables import Row, findings_table, resource_ref
+from k3sops.output.tables.check import check_table
+from k3sops.output.tables.diagnose import diagnosis_table
 
 pytestmark = pytest.mark.unit
 
@@ -50,7 +51,7 @@ def _assert_whole(lines: list[str], refs: list[str], messages: list[str], width:
 
 
 def test_check_table_at_80_columns_keeps_objects_whole(report: CheckReport) -> None:
-    lines = _render(check_cmd._table, report, 80)
+    lines = _render(check_table, report, 80)
     refs = [_ref(f) for f in report.findings]
     assert refs and max(map(len, refs)) >= 40  # the captured report has long names
     _assert_whole(lines, refs, [f.message for f in report.findings], 80)
@@ -67,7 +68,7 @@ def test_check_table_at_80_columns_keeps_objects_whole(report: CheckReport) -> N
 
 
 def test_check_table_wide_has_one_column_per_field(report: CheckReport) -> None:
-    lines = _render(check_cmd._table, report, 200)
+    lines = _render(check_table, report, 200)
     header = next(line for line in lines if "message" in line)
     assert [h.strip() for h in header.strip("┃").split("┃")] == [
         "sev", "check", "resource", "message", "runbook"]
@@ -87,7 +88,7 @@ def test_diagnose_tables_at_80_columns(report: CheckReport) -> None:
                            message="could not read storageclasses: forbidden",
                            determined=False, missing="storageclasses"))
     diag = DiagnosisReport(target="cluster", findings=findings, root_causes=roots)
-    lines = _render(diagnose_cmd._table, diag, 80)
+    lines = _render(diagnosis_table, diag, 80)
     _assert_whole(lines, [_ref(r) for r in roots] + [_ref(f) for f in findings],
                   [r.message for r in roots] + [f.message for f in findings], 80)
     # A root cause has no check column: its runbook goes under the message.

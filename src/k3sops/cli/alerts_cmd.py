@@ -18,10 +18,8 @@ from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import ConfigError, K3sopsError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from k3sops.config import Platform
-    from k3sops.domain.rules.reports import AlertsApplyReport, RuleTestReport
     from k3sops.services import context
 
 alerts = typer.Typer(
@@ -114,26 +112,6 @@ def render_cmd(
             f"wrote {result.rules} rules in {result.groups} groups to {file}")
 
 
-def _test_table(r: RuleTestReport, out: Console) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    t = Table("rule", "environment", "severity", "firing + quiet case",
-              title=f"Rule unit tests ({r.passed}/{len(r.results)} passed) — {r.promtool}")
-    for x in r.results:
-        t.add_row(x.rule, x.environment, x.severity,
-                  "[green]pass[/]" if x.passed else "[red]FAIL[/]")
-    out.print(t)
-    check = "[green]pass[/]" if r.check.passed else "[red]FAIL[/]"
-    out.print(f"promtool check rules: {check} ({r.check.rules_found} rules found)")
-    if not r.check.passed:
-        out.print(escape(r.check.output), soft_wrap=True)
-    for x in r.results:
-        if not x.passed:
-            out.print(f"\n[bold red]{x.rule}[/] ({x.environment}):")
-            out.print(escape(x.output), soft_wrap=True, highlight=False)
-
-
 @alerts.command("test")
 def test_cmd(ctx: typer.Context) -> None:
     """Run promtool's unit tests of every rule: a case that fires and one that must not.
@@ -148,29 +126,13 @@ def test_cmd(ctx: typer.Context) -> None:
     _, platform = _platform(ctx)
     report = service.run_tests(platform)
     _notes(report.notes, opts.verbosity < 0)
-    render(report, opts.output.value, _test_table)
+    render(report, opts.output.value)
     if not report.ok:
         failed = [f"{x.rule} ({x.environment})" for x in report.results if not x.passed]
         what = ", ".join(failed) if failed else "promtool check rules"
         raise K3sopsError(f"{report.failed} of {len(report.results)} rule tests failed"
                           f"{'' if report.check.passed else ' and the rule check failed'}: "
                           f"{what}")
-
-
-def _apply_table(r: AlertsApplyReport, out: Console) -> None:
-    from rich.markup import escape
-
-    if r.dry_run and r.content is not None:
-        out.file.write(r.content)
-    verb = "would apply" if r.dry_run else "applied"
-    for a in r.applied:
-        where = f" on {a.cluster}" if a.cluster else ""
-        env = f" ({a.environment})" if a.environment else ""
-        line = f"{verb} {a.rules} rules in {a.groups} groups{env} to {a.target}{where}"
-        if a.loaded_groups is not None:
-            source = "Prometheus lists" if a.kind == "rule-file" else "read back:"
-            line += f"; {source} {a.loaded_groups} groups, {a.loaded_rules} rules"
-        out.print(escape(line), soft_wrap=True, highlight=False)
 
 
 @alerts.command("apply")
@@ -192,4 +154,4 @@ def apply_cmd(
     settings, platform = _platform(ctx)
     report = service.apply(settings, platform, os.environ, Path.home(), dry_run=dry_run)
     _notes(report.notes, opts.verbosity < 0)
-    render(report, opts.output.value, _apply_table)
+    render(report, opts.output.value)

@@ -12,14 +12,12 @@ from k3sops.cli.options import ReportOutputOpt, get_settings, output_format
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.domain.findings import CheckReport, Period, Severity
+    from k3sops.domain.findings import Period, Severity
 
 check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
                         invoke_without_command=True)
 
-COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 
 
 def register(app: typer.Typer) -> None:
@@ -28,60 +26,6 @@ def register(app: typer.Typer) -> None:
 
     check_history_cmd.register(check_app)
     app.add_typer(check_app, name="check")
-
-
-def _table(r: CheckReport, out: Console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from k3sops.output.tables import Row, findings_table, resource_ref
-
-    s = r.summary
-    colour = "green" if s.critical == s.warning == 0 else ("red" if s.critical else "yellow")
-    out.print(Text.assemble(
-        (f"health {s.health_score}/100", f"bold {colour}"),
-        f"  {s.period} check{' of ' + s.environment if s.environment else ''}: "
-        f"{s.critical} critical, {s.warning} warning, {s.info} info"
-        f"  ({s.new} new, {s.resolved} resolved; {s.checks_run} checks in "
-        f"{s.duration_seconds:.1f}s"
-        + (f"; {s.suppressed} suppressed" if s.suppressed else "")
-        + (f"; {s.not_evaluated} not evaluated" if s.not_evaluated else "") + ")"))
-    if r.findings:
-        out.print(findings_table([
-            Row(f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
-                f.message, check=f.check, last=f.runbook, new=f.new)
-            for f in r.findings], title="Findings", width=out.width))
-    if r.suppressed:
-        rows = []
-        for f in r.suppressed:
-            why = f.evidence.get("suppression", {})
-            rows.append(Row(
-                f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
-                f.message, check=f.check,
-                last=f"#{why.get('index')}: {why.get('reason')}"
-                     + (f" (until {why.get('expires')})" if why.get("expires") else "")))
-        out.print(findings_table(rows, title="Suppressed (platform.yaml)", width=out.width,
-                                 last="suppressed because"))
-    if r.not_evaluated:
-        t = Table("check", "not evaluated because", title="Not evaluated (no finding made or "
-                  "resolved)")
-        for ne in r.not_evaluated:
-            t.add_row(ne.check, "; ".join(ne.missing))
-        out.print(t)
-    if r.resolved:
-        out.print("[green]resolved since the last check:[/] " + ", ".join(
-            f"{f.check} {f.resource.kind}/{f.resource.name}" for f in r.resolved))
-    if r.manual:
-        t = Table("item", "what to do", "acknowledged", title="Manual steps")
-        for m in r.manual:
-            ack = (f"{m.acknowledged_by} at {m.acknowledged_at}" + (f": {m.note}" if m.note
-                                                                       else "")
-                   if m.acknowledged_by else "[yellow]open[/]")
-            t.add_row(f"{m.id}\n({m.period})", f"{m.title}\n{m.instructions}", ack)
-        out.print(t)
-    for src in r.sources:
-        if not src.ok:
-            out.print(f"[red]unavailable:[/] {src.name} ({src.endpoint}): {src.error}")
 
 
 def _period(daily: bool, weekly: bool, monthly: bool) -> Period:
@@ -145,7 +89,7 @@ def check_cmd(
 
         Console().file.write(reports.render(report, fmt, trend))
     else:
-        render(report, fmt, _table)
+        render(report, fmt)
     missing = [s for s in report.sources if not s.ok]
     if threshold is not None and at_or_above(report.findings, threshold):
         n = len(at_or_above(report.findings, threshold))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import getpass
 import os
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -14,9 +13,8 @@ from k3sops.cli.options import get_options
 from k3sops.errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.services.history import Acknowledgement, CheckHistory
+    pass
 
 StateDir = Annotated[Path | None, typer.Option(
     help="Where the history database lives (default: ~/.local/state/k3sops).",
@@ -35,46 +33,6 @@ def _state_dir(ctx: typer.Context, state_dir: Path | None) -> Path | None:
         return state_dir
     parent = ctx.parent.params.get("state_dir") if ctx.parent is not None else None
     return parent if isinstance(parent, Path) else None
-
-
-def _short_time(iso: str) -> str:
-    """``YYYY-MM-DD HH:MM`` in UTC (the stored text as-is if it does not parse)."""
-    try:
-        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso
-
-
-def _history_table(h: CheckHistory, out: Console) -> None:
-    from rich import box
-    from rich.table import Table
-    from rich.text import Text
-
-    if not h.runs:
-        out.print(f"no check runs stored yet in {h.database}")
-        return
-    # No vertical rules: nine columns then fit an 80-column terminal.
-    t = Table(title=f"Check runs ({h.database})", box=box.SIMPLE_HEAD, show_edge=False,
-              collapse_padding=True)
-    t.add_column("time (UTC)", no_wrap=True)
-    for name in ("period", "env", "crit", "warn", "info", "score", "new", "resolved"):
-        t.add_column(name, no_wrap=True,
-                     justify="left" if name in ("period", "env") else "right")
-    for r in h.runs:
-        colour = "green" if r.critical == r.warning == 0 else ("red" if r.critical
-                                                                else "yellow")
-        t.add_row(_short_time(r.started_at), r.period, r.environment or "all",
-                  Text(str(r.critical), style="bold red" if r.critical else "dim"),
-                  Text(str(r.warning), style="yellow" if r.warning else "dim"),
-                  Text(str(r.info), style="cyan" if r.info else "dim"),
-                  Text(str(r.health_score), style=f"bold {colour}"),
-                  str(r.new), str(r.resolved))
-    out.print(t)
-
-
-def _ack_table(a: Acknowledgement, out: Console) -> None:
-    out.print(f"[green]acknowledged[/] {a.item} ({a.period}: {a.title}) by {a.by} at {a.at}"
-              + (f": {a.note}" if a.note else ""))
 
 
 def history_cmd(
@@ -97,7 +55,7 @@ def history_cmd(
     opts = get_options(ctx)
     result = history_service.history(_state_dir(ctx, state_dir), os.environ, Path.home(),
                                      limit, chosen)
-    render(result, opts.output.value, _history_table)
+    render(result, opts.output.value)
 
 
 def _os_user() -> str:
@@ -125,4 +83,4 @@ def ack_cmd(
     opts = get_options(ctx)
     result = history_service.acknowledge(_state_dir(ctx, state_dir), os.environ, Path.home(),
                                          item, by or _os_user(), note)
-    render(result, opts.output.value, _ack_table)
+    render(result, opts.output.value)

@@ -13,13 +13,10 @@ from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import FindingsAtThreshold, K3sopsError
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    pass
 
 if TYPE_CHECKING:
-    from k3sops.domain.dashboards import CheckReport, RenderReport
-
-_STATUS_STYLE = {"ok": "green", "no data": "yellow", "error": "red"}
-
+    from k3sops.domain.dashboards import CheckReport
 
 def register(app: typer.Typer) -> None:
     """Attach the `dashboards` group (with `render`) to the root app."""
@@ -27,34 +24,6 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
     group.command("render")(render_cmd)
     app.add_typer(group, name="dashboards")
-
-
-def _check_table(r: CheckReport, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("dashboard", "panel", "ref", "status", "series", "needs data", "error",
-              title=f"Panel queries against {r.prometheus}")
-    for p in r.panels:
-        # "no data" is only a problem where a healthy platform has data (node, cluster...).
-        style = "red" if p.problem else _STATUS_STYLE[p.status]
-        t.add_row(p.dashboard.removeprefix("k3sops-"), p.panel, p.ref_id,
-                  f"[{style}]{p.status}[/]", str(p.series), "yes" if p.expects_data else "no",
-                  p.error or "")
-    out.print(t)
-    ok = sum(1 for p in r.panels if p.status == "ok")
-    out.print(f"{ok}/{len(r.panels)} queries returned data, {len(r.missing)} expected data "
-              f"but had none, {len(r.errors)} rejected")
-
-
-def _report_table(r: RenderReport, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("dashboard", "title", "panels", "file", title="Dashboards written")
-    for f in r.files:
-        t.add_row(f.dashboard, f.title, str(f.panels), f.path)
-    out.print(t)
-    if r.check is not None:
-        _check_table(r.check, out)
 
 
 def raise_for_check(r: CheckReport) -> None:
@@ -108,9 +77,9 @@ def render_cmd(
     report = svc.check(settings, dashboards, os.environ, Path.home()) if check else None
     if out is not None:
         files = svc.write(settings, dashboards, out, configmap)
-        render(RenderReport(files=files, check=report), opts.output.value, _report_table)
+        render(RenderReport(files=files, check=report), opts.output.value)
     elif report is not None:
-        render(report, opts.output.value, _check_table)
+        render(report, opts.output.value)
     else:
         sys.stdout.write(svc.stdout_text(settings, dashboards, configmap))
     if report is not None:

@@ -13,9 +13,7 @@ from k3sops.cli.options import OutputFormat, OutputOpt, get_settings, output_for
 from k3sops.errors import PartialResult
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.domain.diagnose import DiagnosisReport
     from k3sops.services import diagnose as diagnose_service
 
 
@@ -33,47 +31,12 @@ diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment
                                 "down to the root cause, with evidence.",
                            invoke_without_command=True, cls=_KindNameGroup)
 
-COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
 
 
 def register(app: typer.Typer) -> None:
     """Attach the `diagnose` group to the root app."""
     app.add_typer(diagnose_app, name="diagnose")
-
-
-def _table(r: DiagnosisReport, out: Console) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from k3sops.output.tables import Row, findings_table, resource_ref
-
-    out.print(Text(f"diagnosis of {r.target}", style="bold"))
-    if r.chain:
-        t = Table("", "step", "detail", title="Causal chain")
-        for s in r.chain:
-            t.add_row(Text("ok" if s.ok else "FAIL", style="green" if s.ok else "bold red"),
-                      "  " * s.depth + s.step, s.detail)
-        out.print(t)
-    if r.root_causes:
-        out.print(findings_table([
-            Row(rc.severity or ("?" if not rc.determined else ""),
-                resource_ref(rc.resource.kind, rc.resource.namespace, rc.resource.name),
-                rc.message, last=rc.runbook or "")
-            for rc in r.root_causes], title="Root causes", width=out.width,
-            message="root cause"))
-    for ne in r.not_evaluated:
-        out.print(f"[magenta]not evaluated:[/] {ne.check} ({'; '.join(ne.missing)})")
-    if r.findings:
-        out.print(findings_table([
-            Row(f.severity, resource_ref(f.resource.kind, f.resource.namespace, f.resource.name),
-                f.message, check=f.check, last=f.runbook)
-            for f in r.findings], title="Findings", width=out.width))
-    else:
-        out.print("[green]no problem found[/]")
-    for src in r.sources:
-        if not src.ok:
-            out.print(f"[red]unavailable:[/] {src.name} ({src.endpoint}): {src.error}")
 
 
 def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
@@ -87,7 +50,7 @@ def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
     settings = get_settings(ctx)
     report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
                                        namespace, probe_dns=probe_dns, probe_timeout=timeout)
-    render(report, output_format(ctx, output), _table)
+    render(report, output_format(ctx, output))
     missing = [s for s in report.sources if not s.ok]
     if missing:
         raise PartialResult("partial result: could not read " + ", ".join(

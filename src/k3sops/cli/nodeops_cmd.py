@@ -15,9 +15,8 @@ import typer
 from k3sops.cli.options import Apply, StateDir, get_options, get_settings
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.services.nodeops import NodeStepReport, Step
+    from k3sops.services.nodeops import Step
 
 Node = Annotated[str, typer.Argument(help="Node name, as in the Ansible inventory.")]
 
@@ -31,19 +30,6 @@ def register(node_app: typer.Typer) -> None:
     node_app.command("vacuum-journal")(vacuum_cmd)
 
 
-def _table(r: NodeStepReport, out: Console) -> None:
-    if not r.ran:
-        out.print(f"plan (dry run; pass --apply to run it): on {r.node} ({r.role}) as root: "
-                  f"{r.command}", markup=False)
-        return
-    if r.stdout:
-        out.print(r.stdout, markup=False, highlight=False, soft_wrap=True)
-    elif r.step == "oom-kills":
-        out.print(f"no OOM kills in the kernel log of {r.node}")
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
-
-
 def _run(ctx: typer.Context, step: Step, node: str, apply: bool = True,
          state_dir: Path | None = None, *, lines: int = 200, since: str | None = None,
          keep: str = "7d") -> None:
@@ -54,7 +40,7 @@ def _run(ctx: typer.Context, step: Step, node: str, apply: bool = True,
     settings = get_settings(ctx)
     report = nodeops.run_step(settings, os.environ, Path.home(), step, node, apply=apply,
                               state=state_dir, lines=lines, since=since, keep=keep)
-    render(report, opts.output.value, _table)
+    render(report, opts.output.value)
 
 
 def logs_cmd(

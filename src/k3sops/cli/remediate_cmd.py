@@ -16,7 +16,6 @@ from k3sops.cli.options import Apply, StateDir, get_options, get_settings
 from k3sops.errors import AdapterError, UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
     from k3sops.services.remediate import RemediationReport, Runner
 
@@ -28,10 +27,6 @@ pods_app = typer.Typer(help="Clean up pods (dry-run unless --apply).", no_args_i
 
 Namespace = Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the workload.")]
 
-COLOURS = {"ok": "green", "skipped": "cyan", "failed": "red", "not-run": "yellow",
-           "planned": "white"}
-
-
 def register(app: typer.Typer) -> None:
     """Attach `node`, `rollout` and `pods` to the root app.
 
@@ -41,25 +36,6 @@ def register(app: typer.Typer) -> None:
     app.add_typer(node_app, name="node")
     app.add_typer(rollout_app, name="rollout")
     app.add_typer(pods_app, name="pods")
-
-
-def _table(r: RemediationReport, out: Console) -> None:
-    from rich.table import Table
-
-    mode = "applied" if r.applied else "plan (dry run; pass --apply to make these changes)"
-    t = Table("#", "action", "target", "detail", "result", "error", title=f"{r.title}: {mode}")
-    for i, s in enumerate(r.steps, 1):
-        colour = COLOURS.get(s.result, "white")
-        t.add_row(str(i), s.step.action, s.step.target, s.step.detail,
-                  f"[{colour}]{s.result}[/]", s.error or "")
-    if r.steps:
-        out.print(t)
-    else:
-        out.print(f"{r.title}: nothing to do")
-    for n in r.notes:
-        out.print(f"[dim]note:[/] {n}")
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
 
 
 def open_runner(ctx: typer.Context, apply: bool, state_dir: Path | None,
@@ -76,7 +52,7 @@ def finish(ctx: typer.Context, report: RemediationReport) -> None:
     """Print a remediation report; a failed step is an error (shared with `scale app`)."""
     from k3sops.output.render import render
 
-    render(report, get_options(ctx).output.value, _table)
+    render(report, get_options(ctx).output.value)
     failed = report.failures
     if failed:
         not_run = sum(1 for s in report.steps if s.result == "not-run")

@@ -11,9 +11,8 @@ from k3sops.cli.options import OutputOpt, output_format
 from k3sops.errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.domain.runbooks import Runbook, RunbookList
+    from k3sops.domain.runbooks import Runbook
 
 runbook = typer.Typer(help="Runbooks for every finding, alert and emergency.",
                       no_args_is_help=True)
@@ -38,36 +37,6 @@ def _lookup(rb_id: str) -> Runbook:
     return found
 
 
-def _list_table(r: RunbookList, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("id", "title", "severity", "steps", "automated", title="Runbooks")
-    for s in r.runbooks:
-        t.add_row(s.id, s.title, s.severity_hint, str(s.steps), str(s.automated_steps))
-    out.print(t)
-
-
-def _show_table(rb: Runbook, out: Console) -> None:
-    from rich.panel import Panel
-    from rich.text import Text
-
-    colour = {"critical": "red", "warning": "yellow", "info": "cyan"}[rb.severity_hint]
-    out.print(Panel(Text(rb.summary), title=f"[bold]{rb.title}[/]",
-                    subtitle=f"{rb.id} · [{colour}]{rb.severity_hint}[/]"))
-    for i, s in enumerate(rb.steps, 1):
-        out.print(Text.assemble((f"{i}. {s.title}", "bold")))
-        out.print(Text(f"   {s.why}", style="dim"))
-        if s.command:
-            out.print(Text("   $ ", style="dim") + Text(s.command, style="green"),
-                      soft_wrap=True)
-        out.print(Text.assemble(("   look for: ", "bold"), s.look_for))
-        if s.automated_by:
-            out.print(Text.assemble(("   k3sops can do this: ", "bold cyan"),
-                                    (s.automated_by, "cyan")), soft_wrap=True)
-    if rb.related:
-        out.print(Text.assemble(("related: ", "bold"), ", ".join(rb.related)))
-
-
 @runbook.command("list")
 def list_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
     """Every runbook: id, title, usual severity, steps and how many k3sops automates."""
@@ -75,7 +44,7 @@ def list_cmd(ctx: typer.Context, output: OutputOpt = None) -> None:
     from k3sops.output.render import render
 
     fmt = output_format(ctx, output)
-    render(runbooks.summaries(), fmt, _list_table)
+    render(runbooks.summaries(), fmt)
 
 
 @runbook.command("show")
@@ -103,7 +72,7 @@ def show_cmd(
         else:
             typer.echo(runbooks.to_markdown(rb), nl=False)
         return
-    render(rb, fmt, _show_table)
+    render(rb, fmt)
 
 
 @runbook.command("export")

@@ -14,11 +14,9 @@ from k3sops.cli.options import OutputOpt, get_settings, output_format
 from k3sops.domain.alerting import DURATION_FORMS, MATCHER_FORMS
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.domain.alerting import AlertReport, Silence, SilenceList, SilenceResult
+    pass
 
-_SEVERITY_COLOUR = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
 
 
 def register(alerts: typer.Typer) -> None:
@@ -34,84 +32,6 @@ def _os_user() -> str:
         return getpass.getuser()
     except (OSError, KeyError):  # no login name and no passwd entry (some containers)
         return ""
-
-
-def _age(t: datetime | None, now: datetime) -> str:
-    from k3sops.domain.alerting import format_duration
-
-    return format_duration(now - t) if t else "-"
-
-
-def _alerts_table(r: AlertReport, out: Console) -> None:
-    from rich.table import Table
-
-    now = datetime.now(UTC)
-    if not r.groups:
-        out.print(f"no firing alerts in Alertmanager at {r.alertmanager}")
-        return
-    out.print(f"[bold]{r.total}[/] alert(s) from Alertmanager at {r.alertmanager}")
-    for g in r.groups:
-        sev = g.severity or "-"
-        colour = _SEVERITY_COLOUR.get(sev, "white")
-        t = Table("alert", "state", "for", "summary", "labels",
-                  title=f"[{colour}]{sev}[/] · {g.environment or '-'} ({g.count})",
-                  title_justify="left")
-        for a in g.alerts:
-            extra = {k: v for k, v in a.labels.items()
-                     if k not in ("alertname", "severity", "environment")}
-            state = a.state if a.state != "suppressed" else (
-                "silenced" if a.silenced_by else "inhibited")
-            t.add_row(a.alertname, state, _age(a.starts_at, now), a.summary or "",
-                      ", ".join(f"{k}={v}" for k, v in sorted(extra.items())))
-        out.print(t)
-
-
-def _matchers(s: Silence) -> str:
-    return ", ".join(str(m) for m in s.matchers)
-
-
-def _silences_table(r: SilenceList, out: Console) -> None:
-    from rich.table import Table
-
-    from k3sops.domain.alerting import format_duration
-
-    now = datetime.now(UTC)
-    if not r.silences:
-        out.print(f"no silences in Alertmanager at {r.alertmanager}")
-        return
-    t = Table(title=f"Silences ({len(r.silences)}) in Alertmanager at {r.alertmanager}",
-              title_justify="left")
-    t.add_column("id", no_wrap=True)  # ids are copied into `unsilence`: never cut them
-    for name in ("state", "matchers", "ends", "by", "comment"):
-        t.add_column(name)
-    for s in r.silences:
-        if s.ends_at is None:
-            ends = "-"
-        elif s.ends_at > now:
-            ends = f"in {format_duration(s.ends_at - now)}"
-        else:
-            ends = f"{format_duration(now - s.ends_at)} ago"
-        t.add_row(s.id, s.state, _matchers(s), ends, s.created_by, s.comment)
-    out.print(t)
-
-
-def _result_table(r: SilenceResult, out: Console) -> None:
-    # Only the id on stdout, so that `ID=$(k3sops alerts silence ...)` works; details go to
-    # stderr for the person at the terminal.
-    from rich.console import Console
-
-    out.file.write(r.id + "\n")
-    err = Console(stderr=True, highlight=False)
-    if r.action == "created" and r.silence is not None:
-        s = r.silence
-        until = s.ends_at.isoformat() if s.ends_at else "?"
-        err.print(f"silence created: {_matchers(s)} until {until}")
-        if r.replaced:
-            err.print(f"replaces silence {r.replaced} (expired if it was still running)")
-    elif r.action == "already-expired":
-        err.print("that silence had already expired; nothing changed")
-    else:
-        err.print("silence expired")
 
 
 def list_cmd(
@@ -137,7 +57,7 @@ def list_cmd(
         get_settings(ctx), os.environ, Path.home(), environments=env or [],
         severities=severity or [], selectors=selector or [], include_silenced=silenced,
         include_inhibited=inhibited)
-    render(report, output_format(ctx, output), _alerts_table)
+    render(report, output_format(ctx, output))
 
 
 def silence_cmd(
@@ -164,7 +84,7 @@ def silence_cmd(
         get_settings(ctx), os.environ, Path.home(), matchers=matcher or [], duration=duration,
         author=author if author is not None else _os_user(), comment=comment,
         now=datetime.now(UTC), extend=extend)
-    render(result, output_format(ctx, output), _result_table)
+    render(result, output_format(ctx, output))
 
 
 def unsilence_cmd(
@@ -177,7 +97,7 @@ def unsilence_cmd(
     from k3sops.services import alertmanager
 
     result = alertmanager.expire_silence(get_settings(ctx), os.environ, Path.home(), silence_id)
-    render(result, output_format(ctx, output), _result_table)
+    render(result, output_format(ctx, output))
 
 
 def silences_cmd(
@@ -192,4 +112,4 @@ def silences_cmd(
 
     result = alertmanager.list_silences(get_settings(ctx), os.environ, Path.home(),
                                         include_expired=all_)
-    render(result, output_format(ctx, output), _silences_table)
+    render(result, output_format(ctx, output))

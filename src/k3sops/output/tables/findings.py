@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from rich.table import Table
 from rich.text import Text
 
-COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
+COLOURS = {"critical": "bold red", "error": "red", "warning": "yellow", "info": "cyan"}
+"""The one severity palette: findings, root causes and alerts (whose rules may say error)."""
 
 MESSAGE_MIN = 30
 """Below this many columns for the message, the compact layout is used."""
