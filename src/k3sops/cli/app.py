@@ -41,20 +41,6 @@ def _simple(module: str) -> Loader:
     return load
 
 
-def _load_alerts(app: typer.Typer) -> None:
-    from k3sops.cli import alerts_cmd, silences_cmd
-
-    silences_cmd.register(alerts_cmd.alerts)
-    alerts_cmd.register(app)
-
-
-def _load_remediate(app: typer.Typer) -> None:
-    from k3sops.cli import nodeops_cmd, remediate_cmd
-
-    remediate_cmd.register(app)
-    nodeops_cmd.register(remediate_cmd.node_app)
-
-
 def _load_backup(app: typer.Typer) -> None:
     from k3sops.cli import backup_cmd, backup_more_cmd
 
@@ -70,10 +56,11 @@ LOADERS: dict[str, Loader] = {
     "diagnose": _simple("diagnose_cmd"),
     "emergency": _simple("emergency_cmd"),
     "metrics": _simple("metrics_cmd"),
-    "alerts": _load_alerts,
+    "alerts": _simple("alerts_cmd"),
     "dashboards": _simple("dashboards_cmd"),
     "runbook": _simple("runbook_cmd"),
-    "remediate": _load_remediate,
+    "remediate": _simple("remediate_cmd"),
+    "node": _simple("node_cmd"),
     "scale": _simple("scale_cmd"),
     "provision": _simple("provision_cmd"),
     "capacity": _simple("capacity_cmd"),
@@ -110,7 +97,7 @@ COMMANDS: dict[str, Entry] = {
     "dashboards": Entry("dashboards", "Grafana dashboards for nodes, cluster, applications, "
                                       "backups."),
     "runbook": Entry("runbook", "Runbooks for every finding, alert and emergency."),
-    "node": Entry("remediate", "Cordon, uncordon and drain nodes (dry-run unless --apply)."),
+    "node": Entry("node", "Cordon, uncordon and drain nodes (dry-run unless --apply)."),
     "rollout": Entry("remediate", "Restart workloads (dry-run unless --apply)."),
     "pods": Entry("remediate", "Clean up pods (dry-run unless --apply)."),
     "scale": Entry("scale", "Scale applications (replicas, HPAs, requests/limits, volumes); "
