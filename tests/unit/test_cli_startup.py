@@ -68,7 +68,7 @@ def test_a_command_help_loads_only_that_command() -> None:
     code, out, modules = _imports("check", "--help")
     assert code == 0 and "--monthly" in out
     cmds = sorted(m for m in modules if m.startswith("k3sops.cli.") and m.endswith("_cmd"))
-    assert cmds == ["k3sops.cli.check_cmd", "k3sops.cli.check_history_cmd"]
+    assert cmds == ["k3sops.cli.check_cmd"]
     # Its services are imported when it runs, not to print its help.
     assert _loaded(modules, ("k3sops.services", "k3sops.adapters", "lightkube", "httpx2")) == []
 

@@ -19,7 +19,6 @@ from pathlib import Path
 import pytest
 
 from k3sops.adapters.history import DB_NAME, SCHEMA_VERSION, HistoryError, HistoryStore
-from k3sops.cli import check_cmd, check_history_cmd
 from k3sops.cli.app import main
 from k3sops.domain import checks
 from k3sops.domain.findings import CheckReport, ManualItem
@@ -290,8 +289,6 @@ def test_database_from_a_newer_k3sops_is_refused(tmp_path: Path) -> None:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """The `check` group with history/ack attached, a manual step, and a state directory."""
-    if not any(c.name == "history" for c in check_cmd.check_app.registered_commands):
-        check_history_cmd.register(check_cmd.check_app)
     monkeypatch.setitem(checks.MANUAL, "test-review-board", ManualItem(
         id="test-review-board", period="daily", title="Look at the board",
         instructions="Open the board and read it."))

@@ -1,30 +1,30 @@
-"""`k3sops check`: the morning check (and the weekly and monthly reviews)."""
+"""`k3sops check`: the morning check (and the weekly and monthly reviews), its history, acks."""
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import ReportOutputOpt, get_settings, output_format
+from k3sops.cli.options import ReportOutputOpt, get_options, get_settings, output_format
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
 
 if TYPE_CHECKING:
-
     from k3sops.domain.findings import Period, Severity
 
 check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
                         invoke_without_command=True)
 
+HistoryDir = Annotated[Path | None, typer.Option(
+    "--state-dir", help="Where the history database lives (default: ~/.local/state/k3sops).",
+    envvar="K3SOPS_STATE_DIR")]
 
 
 def register(app: typer.Typer) -> None:
     """Attach the `check` group (with `history` and `ack`) to the root app."""
-    from k3sops.cli import check_history_cmd
-
-    check_history_cmd.register(check_app)
     app.add_typer(check_app, name="check")
 
 
@@ -53,9 +53,7 @@ def check_cmd(
     history: Annotated[bool, typer.Option(
         "--history/--no-history", help="Store the run and mark new/resolved findings.")] = True,
     output: ReportOutputOpt = None,
-    state_dir: Annotated[Path | None, typer.Option(
-        help="Where the history database lives (default: ~/.local/state/k3sops).",
-        envvar="K3SOPS_STATE_DIR")] = None,
+    state_dir: HistoryDir = None,
     show_suppressed: Annotated[bool, typer.Option(
         "--show-suppressed", help="List the findings hidden by platform.yaml's suppressions "
         "(always counted).")] = False,
@@ -99,3 +97,66 @@ def check_cmd(
             f"{s.name} ({s.endpoint}): {s.error}" for s in missing))
 
 
+# --- history and acknowledgements of manual steps ---------------------------------------
+
+
+
+def _state_dir(ctx: typer.Context, state_dir: Path | None) -> Path | None:
+    """The subcommand's --state-dir, else the one given to `check` itself."""
+    if state_dir is not None:
+        return state_dir
+    parent = ctx.parent.params.get("state_dir") if ctx.parent is not None else None
+    return parent if isinstance(parent, Path) else None
+
+
+@check_app.command("history")
+def history_cmd(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many runs, newest first.")
+                     ] = 20,
+    period: Annotated[str | None, typer.Option(
+        "--period", help="Only runs of this period: daily, weekly or monthly.")] = None,
+    state_dir: HistoryDir = None,
+) -> None:
+    """Past check runs: when, which period and environment, counts, score, new and resolved."""
+    from k3sops.domain.findings import PERIODS
+    from k3sops.output.render import render
+    from k3sops.services import history as history_service
+
+    if period is not None and period not in PERIODS:
+        raise UsageError(f"--period {period!r} is not a period",
+                         hint="use daily, weekly or monthly")
+    chosen: Period | None = period
+    opts = get_options(ctx)
+    result = history_service.history(_state_dir(ctx, state_dir), os.environ, Path.home(),
+                                     limit, chosen)
+    render(result, opts.output.value)
+
+
+def _os_user() -> str:
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):  # no USER/LOGNAME and no passwd entry (some containers)
+        return "unknown"
+
+
+@check_app.command("ack")
+def ack_cmd(
+    ctx: typer.Context,
+    item: Annotated[str, typer.Argument(help="The manual step's id (see `k3sops check`).")],
+    note: Annotated[str, typer.Option("--note", help="What was done or seen.")],
+    by: Annotated[str | None, typer.Option(
+        "--by", help="Who did it (default: the OS user).")] = None,
+    state_dir: HistoryDir = None,
+) -> None:
+    """Acknowledge a manual checklist step: records who did it, when, and a note.
+
+    The acknowledgement holds for the step's period: a daily step is open again the next day.
+    """
+    from k3sops.output.render import render
+    from k3sops.services import history as history_service
+
+    opts = get_options(ctx)
+    result = history_service.acknowledge(_state_dir(ctx, state_dir), os.environ, Path.home(),
+                                         item, by or _os_user(), note)
+    render(result, opts.output.value)

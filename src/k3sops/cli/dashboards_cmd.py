@@ -13,9 +13,6 @@ from k3sops.cli.options import get_options, get_settings
 from k3sops.errors import FindingsAtThreshold, K3sopsError
 
 if TYPE_CHECKING:
-    pass
-
-if TYPE_CHECKING:
     from k3sops.domain.dashboards import CheckReport
 
 def register(app: typer.Typer) -> None:
