@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -15,31 +14,13 @@ from k3sops.domain.logs import Direction
 from k3sops.errors import UsageError
 
 if TYPE_CHECKING:
-    from rich.console import Console
 
-    from k3sops.domain.logs import LogsResult
+    pass
 
 
 def register(app: typer.Typer) -> None:
     """Attach `logs` to the root app."""
     app.command("logs")(logs_cmd)
-
-
-def _plain(timestamps: bool) -> Callable[[LogsResult, Console], None]:
-
-    from k3sops.domain.logs import short_labels
-
-    def table(r: LogsResult, out: Console) -> None:
-        # Written raw: log lines are not rich markup, and `[` in them must stay as it is.
-        mixed = len({tuple(sorted(x.labels.items())) for x in r.lines}) > 1
-        for x in r.lines:
-            prefix = ""
-            if timestamps and x.timestamp is not None:
-                prefix += x.timestamp.isoformat().replace("+00:00", "Z") + " "
-            if mixed:
-                prefix += f"[{short_labels(x.labels)}] "
-            out.file.write(prefix + x.line + "\n")
-    return table
 
 
 def logs_cmd(
@@ -70,6 +51,7 @@ def logs_cmd(
 ) -> None:
     """Show a pod's logs, or the lines of a LogQL query when Loki is configured."""
     from k3sops.output.render import render
+    from k3sops.output.tables.logs import log_lines
     from k3sops.services import logs
 
     settings = get_settings(ctx)
@@ -88,4 +70,4 @@ def logs_cmd(
         result = logs.pod_logs(settings, os.environ, Path.home(), pod=pod,
                                namespace=namespace, container=container, previous=previous,
                                tail=tail, since=since)
-    render(result, output_format(ctx, output), _plain(timestamps))
+    render(result, output_format(ctx, output), log_lines(timestamps))
