@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC
 from typing import TYPE_CHECKING
 
 from k3sops.output.render import table_for
@@ -72,10 +72,10 @@ def check_table(r: CheckReport, out: Console) -> None:
 
 def _short_time(iso: str) -> str:
     """``YYYY-MM-DD HH:MM`` in UTC (the stored text as-is if it does not parse)."""
-    try:
-        return datetime.fromisoformat(iso).astimezone(UTC).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return iso
+    from k3sops.timeparse import parse_time
+
+    when = parse_time(iso)
+    return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M") if when is not None else iso
 
 
 @table_for("k3sops.services.history.CheckHistory")
