@@ -16,7 +16,7 @@ from k3sops.domain.logs import LogsResult
 from k3sops.domain.metrics import QueryReport
 from k3sops.domain.models import StatusReport
 from k3sops.output.render import table_of
-from k3sops.services.history import Acknowledgement, CheckHistory
+from k3sops.services.history import Acknowledgement, CheckHistory, RunRow
 from k3sops.services.nodeops import NodeStepReport
 from k3sops.services.remediate import RemediationReport
 
@@ -55,3 +55,12 @@ def test_logs_view_writes_lines_raw() -> None:
     buf = io.StringIO()
     table_of(r)(r, Console(file=buf))
     assert buf.getvalue() == "[not markup] ok\n"
+
+
+def test_history_view_shows_stored_times_in_utc() -> None:
+    row = RunRow(id=1, started_at="2026-11-20T08:30:00.250000+01:00", period="daily",
+                 environment=None, total=0, critical=0, warning=0, info=0, health_score=100,
+                 new=0, resolved=0, checks_run=3, usage={})
+    bad = row.model_copy(update={"id": 2, "started_at": "yesterday"})
+    text = _draw(CheckHistory(database="k3sops.db", runs=[row, bad]))
+    assert "2026-11-20 07:30" in text and "yesterday" in text
