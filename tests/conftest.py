@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from hypothesis import settings
 
 # test_hosts: network namespaces with their own root and sshd, for the Ansible tests.
 from hosts import test_hosts  # noqa: F401
@@ -21,6 +22,11 @@ from k3sops.lab.layout import LabLayout
 
 TEST_PORT_BASE = "27000"
 T = TypeVar("T")
+
+# Tests never assert wall-clock times: Hypothesis' per-example deadline (200 ms) failed a config
+# property test on a loaded 2-core machine (297 ms once, 16 ms on the rerun).
+settings.register_profile("k3sops", deadline=None)
+settings.load_profile("k3sops")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
