@@ -10,13 +10,14 @@ from pathlib import Path
 import yaml
 
 from conftest import Lab
-from k3sops.services import backup, context
+from k3sops.services import context
+from k3sops.services.backup.context import BackupContext
 
 PASSWORD_ENV = "K3SOPS_TEST_BACKUP_MORE_PW"
 
 
 def backup_context(lab: Lab, tmp: Path, *, inventory: Path | None = None,
-                   etcd: bool = True) -> backup.BackupContext:
+                   etcd: bool = True) -> BackupContext:
     """A BackupContext on a new repository under ``tmp`` (initialised).
 
     ``inventory``: an ``ansible:`` section with it; ``etcd=False``: no ``backup.etcd`` (then
@@ -36,6 +37,6 @@ def backup_context(lab: Lab, tmp: Path, *, inventory: Path | None = None,
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
     env = {**lab.env, PASSWORD_ENV: secrets.token_hex(16), "K3SOPS_CONFIG": str(config)}
     settings = context.resolve(None, None, config, env, tmp)
-    ctx = backup.BackupContext(settings, env, Path.home(), state=tmp / "state")
+    ctx = BackupContext(settings, env, Path.home(), state=tmp / "state")
     ctx.restic.init_if_missing()
     return ctx

@@ -20,7 +20,7 @@ import test_backup_lab as kit
 from test_backup_lab import PASSWORD, Setup, make_setup
 
 from conftest import Lab
-from k3sops.services.backup import FAILPOINTS
+from k3sops.services.backup.context import FAILPOINTS
 
 pytestmark = pytest.mark.lab
 scratch_db = kit.scratch_db  # the shared fixtures: a scratch database, a repository

@@ -26,8 +26,8 @@ from k3sops.adapters.audit import AuditLog
 from k3sops.adapters.kube import KubeClient
 from k3sops.domain import schedule as sch
 from k3sops.errors import PlanRejected, UsageError
-from k3sops.services import backup_schedule as svc
 from k3sops.services import context
+from k3sops.services.backup import schedule as svc
 
 pytestmark = pytest.mark.lab
 

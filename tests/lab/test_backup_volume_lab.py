@@ -33,13 +33,14 @@ from k3sops.adapters.kube import KubeClient
 from k3sops.adapters.longhorn import Longhorn
 from k3sops.domain import backups
 from k3sops.errors import AdapterError, PlanRejected, Timeout
-from k3sops.services import backup, context
-from k3sops.services import volume_backup as svc
+from k3sops.services import context
+from k3sops.services.backup import volume as svc
+from k3sops.services.backup.context import BackupContext
 
 pytestmark = pytest.mark.lab
 
 LH = "longhorn-system"
-Ctx = backup.BackupContext
+Ctx = BackupContext
 
 
 @dataclass
@@ -59,7 +60,7 @@ def objects(lab: Lab) -> Iterator[KubeClient]:
 
 
 @pytest.fixture
-def bctx(lab: Lab, tmp_path: Path) -> backup.BackupContext:
+def bctx(lab: Lab, tmp_path: Path) -> BackupContext:
     return backup_context(lab, tmp_path)
 
 

@@ -33,8 +33,13 @@ from hosts import HostPool, TestHost
 from k3sops.adapters.audit import AuditLog
 from k3sops.domain import backups
 from k3sops.errors import PlanRejected, Unreachable
-from k3sops.services import backup, context, k3s_snapshot
-from k3sops.services import etcd_restore as svc
+from k3sops.services import context
+from k3sops.services.backup import etcd as k3s_snapshot
+from k3sops.services.backup import etcd_restore as svc
+from k3sops.services.backup.context import VERIFICATION_FILE, BackupContext
+from k3sops.services.backup.etcd import backup_etcd
+from k3sops.services.backup.repository import find
+from k3sops.services.backup.verify import verify
 
 pytestmark = pytest.mark.lab
 
@@ -127,30 +132,30 @@ def _lab_snapshot(lab: Lab, path: Path) -> Path:
     return path
 
 
-EtcdBackup = tuple[backup.BackupContext, str, str]
+EtcdBackup = tuple[BackupContext, str, str]
 
 
 @pytest.fixture
 def etcd_backup(lab: Lab, tmp_path: Path) -> EtcdBackup:
     """A Completed etcd backup of the lab's real etcd (through the backup core's etcd path)."""
     ctx = backup_context(lab, tmp_path)
-    done = backup.backup_etcd(ctx, snapshot_file=_lab_snapshot(lab, tmp_path / "etcd.db"))
+    done = backup_etcd(ctx, snapshot_file=_lab_snapshot(lab, tmp_path / "etcd.db"))
     m = done.manifest
     assert m.status == "Completed" and m.sha256
     return ctx, m.id, m.sha256
 
 
-def _verify(ctx: backup.BackupContext, backup_id: str, ok: bool) -> None:
+def _verify(ctx: BackupContext, backup_id: str, ok: bool) -> None:
     """ok: the backup core's real verify (restic check, sha256, a scratch-etcd drill);
     not ok: a failed verification record, as a failed verify leaves one."""
     if ok:
-        report = backup.verify(ctx, backup_id)
+        report = verify(ctx, backup_id)
         assert [r.ok for r in report.records] == [True], report
         return
-    entry = backup.find(ctx, backup_id)
+    entry = find(ctx, backup_id)
     record = backups.VerificationRecord(backup_id=backup_id, at=dt.datetime.now(dt.UTC),
                                         ok=False)
-    ctx.restic.backup_bytes(record.model_dump_json().encode(), backup.VERIFICATION_FILE,
+    ctx.restic.backup_bytes(record.model_dump_json().encode(), VERIFICATION_FILE,
                             backups.verification_tags(record, entry))
 
 
@@ -322,7 +327,7 @@ def test_k3s_snapshot_on_an_unreachable_server_stores_nothing(lab: Lab, test_hos
     assert backups.entries_from_snapshots(ctx.restic.snapshots()) == []
 
 
-def _cli(ctx: backup.BackupContext, *args: str) -> subprocess.CompletedProcess[str]:
+def _cli(ctx: BackupContext, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "k3sops", *args, "--state-dir", str(ctx.state)],
                           env=ctx.env, capture_output=True, text=True, timeout=600)
 

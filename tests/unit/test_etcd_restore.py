@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from k3sops.domain import k3s_snapshots
+from k3sops.domain import k3s_snapshot as k3s_snapshots
 from k3sops.domain.etcd_restore import (
     EtcdRestorePlan,
     ServerFacts,

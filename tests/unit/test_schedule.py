@@ -7,7 +7,7 @@ import pytest
 from k3sops.config import PlatformConfigError, parse_platform
 from k3sops.domain import schedule as sch
 from k3sops.errors import UsageError
-from k3sops.services.backup_schedule import entries_from_platform, password_source
+from k3sops.services.backup.schedule import entries_from_platform, password_source
 
 pytestmark = pytest.mark.unit
 

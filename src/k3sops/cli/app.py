@@ -41,13 +41,6 @@ def _simple(module: str) -> Loader:
     return load
 
 
-def _load_backup(app: typer.Typer) -> None:
-    from k3sops.cli import backup_cmd, backup_more_cmd
-
-    backup_more_cmd.register(backup_cmd.backup)
-    backup_cmd.register(app)
-
-
 # unit -> function registering that unit's commands on a typer app (called at most once).
 LOADERS: dict[str, Loader] = {
     "config": _simple("config_cmd"),
@@ -67,7 +60,7 @@ LOADERS: dict[str, Loader] = {
     "logs": _simple("logs_cmd"),
     "env": _simple("env_cmd"),
     "gitops": _simple("gitops_cmd"),
-    "backup": _load_backup,
+    "backup": _simple("backup_cmd"),
     "lab": _simple("lab_cmd"),
 }
 

@@ -1,26 +1,30 @@
-"""`k3sops backup`: etcd and application backups, verify (restore drills), list, prune, restore.
+"""`k3sops backup`: etcd, application and volume backups, verify, list, prune, restore, schedule.
 
-Extension point: other modules add their commands to :data:`backup` (the Typer group) with
-``backup.command(...)`` or ``backup.add_typer(...)`` from their own ``register(backup)``,
-called next to :func:`register` in ``cli/app.py``; :func:`backup_context` gives them the
-resolved repository and settings the same way these commands get them.
+Every command resolves the settings once (:func:`k3sops.cli.options.get_settings`) into a
+:class:`k3sops.services.backup.BackupContext`; the tables are in
+:mod:`k3sops.output.tables.backup`, found by report type.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 
-from k3sops.cli.options import get_options
-from k3sops.errors import AdapterError, FindingsAtThreshold
+from k3sops.cli.options import get_options, get_settings
+from k3sops.errors import AdapterError, ConfigError, FindingsAtThreshold, PlanRejected
 
 if TYPE_CHECKING:
-    from k3sops.services import backup as svc
+    from k3sops.config.schema import Ansible
+    from k3sops.services.backup.context import BackupContext
 
 backup = typer.Typer(help="Backups proven by restore drills: etcd, application data "
                           "(restic repository).", no_args_is_help=True)
@@ -37,56 +41,17 @@ def register(app: typer.Typer) -> None:
     app.add_typer(backup, name="backup")
 
 
-def backup_context(ctx: typer.Context, state_dir: Path | None = None) -> svc.BackupContext:
+def backup_context(ctx: typer.Context, state_dir: Path | None = None) -> BackupContext:
     """The backup settings of this invocation (flags > env > platform.yaml)."""
-    from k3sops.services import backup as svc
-    from k3sops.services import context
+    from k3sops.services.backup.context import BackupContext
 
-    opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
-    return svc.BackupContext(settings, os.environ, Path.home(), state=state_dir)
+    return BackupContext(get_settings(ctx), os.environ, Path.home(), state=state_dir)
 
 
-def _size(n: int | None) -> str:
-    if n is None:
-        return "-"
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{n} B"  # pragma: no cover
+def _show(ctx: typer.Context, report: Any) -> None:
+    from k3sops.output.render import render
 
-
-def _age(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f}m"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f}h"
-    return f"{seconds / 86400:.0f}d"
-
-
-def _result_table(r: svc.BackupResult, out: Console) -> None:
-    from rich.table import Table
-
-    m = r.manifest
-    t = Table("field", "value", title=f"backup {m.id}: {m.status}")
-    for k, v in (("kind", m.kind), ("target", m.target), ("source", m.source),
-                 ("size", _size(m.size)), ("sha256", m.sha256 or "-"),
-                 ("duration", f"{m.duration_seconds:.1f}s" if m.duration_seconds else "-"),
-                 ("snapshots", ", ".join(s[:8] for s in m.snapshot_ids))):
-        t.add_row(k, str(v))
-    for k, v in sorted(m.facts.items()):
-        if k != "tables":
-            t.add_row(k, str(v))
-    if "tables" in m.facts:
-        t.add_row("tables", str(len(m.facts["tables"])))
-    out.print(t)
-    for bid in r.cleaned:
-        out.print(f"[yellow]note:[/] interrupted backup {bid} was marked Failed and cleaned")
+    render(report, get_options(ctx).output.value)
 
 
 @backup.command("init")
@@ -113,17 +78,42 @@ def etcd_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Snapshot etcd through its snapshot API, check it and stream it into the repository."""
-    from k3sops.cli import backup_more_cmd  # K3s snapshots over SSH live there
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import etcd
 
-    if k3s or (k3s is None and snapshot_file is None and backup_more_cmd.k3s_auto(ctx)):
-        backup_more_cmd.run_k3s_etcd(ctx, node=node, data_dir=k3s_data_dir,
-                                     state_dir=state_dir)
+    if k3s or (k3s is None and snapshot_file is None and _k3s_auto(ctx)):
+        c = backup_context(ctx, state_dir)
+        a = _ansible(c)
+        _show(ctx, etcd.backup_k3s(c, a.inventory, node=node, data_dir=k3s_data_dir,
+                                   private_key_file=a.private_key_file, user=a.user,
+                                   on_event=_ansible_progress))
         return
-    c = backup_context(ctx, state_dir)
-    r = svc.backup_etcd(c, snapshot_file)
-    render(r, get_options(ctx).output.value, _result_table)
+    _show(ctx, etcd.backup_etcd(backup_context(ctx, state_dir), snapshot_file))
+
+
+def _k3s_auto(ctx: typer.Context) -> bool:
+    """Whether `backup etcd` should go the K3s way.
+
+    It does when the platform lists its servers in an Ansible inventory and names no etcd
+    endpoints of its own (then the snapshot API is not reachable from here, the servers are).
+    """
+    p = get_settings(ctx).platform
+    return bool(p and p.ansible and p.backup and "etcd" not in p.backup.model_fields_set)
+
+
+def _ansible(c: BackupContext) -> Ansible:
+    a = c.platform.ansible
+    if a is None:
+        raise ConfigError("K3s etcd snapshots and restores need the Ansible inventory of the "
+                          "servers", hint="add ansible: inventory: hosts.yaml to platform.yaml "
+                                          "(servers in the `server` group)")
+    return a
+
+
+def _ansible_progress(event: Any) -> None:
+    if event.kind == "task":
+        _err.print(f"[dim]{event.play}: {event.task}[/]")
+    elif event.kind in ("failed", "unreachable"):
+        _err.print(f"[red]{event.task} {event.kind} on {event.host}[/]")
 
 
 @backup.command("app")
@@ -131,27 +121,9 @@ def app_cmd(ctx: typer.Context,
             name: Annotated[str, typer.Argument(help="A target of backup.targets.")],
             state_dir: StateDir = None) -> None:
     """Back up application data: pg_dump -Fc through exec (or a DSN), or a tar of a path."""
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import app
 
-    c = backup_context(ctx, state_dir)
-    r = svc.backup_app(c, name)
-    render(r, get_options(ctx).output.value, _result_table)
-
-
-def _list_table(r: svc.ListReport, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table(title=f"backups in {r.repository}")
-    t.add_column("id", no_wrap=True)
-    for col in ("kind", "target", "status", "age", "size", "verified"):
-        t.add_column(col)
-    colours = {"Completed": "green", "Failed": "red", "Running": "yellow"}
-    for b in r.backups:
-        verified = {True: "[green]yes[/]", False: "[red]FAILED[/]", None: "no"}[b.verified]
-        t.add_row(b.id, b.kind, b.target, f"[{colours[b.status]}]{b.status}[/]",
-                  _age(b.age_seconds), _size(b.size), verified)
-    out.print(t if r.backups else "no backups")
+    _show(ctx, app.backup_app(backup_context(ctx, state_dir), name))
 
 
 @backup.command("list")
@@ -161,34 +133,18 @@ def list_cmd(
     target: Annotated[str | None, typer.Option(help="Only this target.")] = None,
 ) -> None:
     """Backups with status, age, size and whether they were verified."""
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import repository
 
-    c = backup_context(ctx)
-    render(svc.list_backups(c, kind, target), get_options(ctx).output.value, _list_table)
+    _show(ctx, repository.list_backups(backup_context(ctx), kind, target))
 
 
 @backup.command("show")
 def show_cmd(ctx: typer.Context, backup_id: Annotated[str, typer.Argument(metavar="ID")]
              ) -> None:
     """The manifest of one backup and its verification records (JSON)."""
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import repository
 
-    c = backup_context(ctx)
-    typer.echo(json.dumps(svc.manifest_json(c, backup_id), indent=2))
-
-
-def _verify_table(r: svc.VerifyReport, out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("backup", "result", "drill (RTO)", "failed checks", title=f"verify {r.repository}")
-    for rec in r.records:
-        t.add_row(rec.backup_id, "[green]ok[/]" if rec.ok else "[red]FAILED[/]",
-                  f"{rec.drill_seconds:.1f}s" if rec.drill_seconds is not None else "-",
-                  "; ".join(f"{c.name}: {c.detail}" for c in rec.failed)[:400])
-    out.print(t if r.records else "nothing verified")
-    for bid, why in r.skipped.items():
-        out.print(f"[dim]skipped {bid}: {why}[/]")
+    typer.echo(json.dumps(repository.manifest_json(backup_context(ctx), backup_id), indent=2))
 
 
 @backup.command("verify")
@@ -203,28 +159,14 @@ def verify_cmd(
     state_dir: StateDir = None,
 ) -> None:
     """Integrity (restic check, sha256) and a restore drill; exit 3 when one fails."""
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import verify
 
-    c = backup_context(ctx, state_dir)
-    r = svc.verify(c, backup_id, all_, since, read_data_subset)
-    render(r, get_options(ctx).output.value, _verify_table)
+    r = verify.verify(backup_context(ctx, state_dir), backup_id, all_, since, read_data_subset)
+    _show(ctx, r)
     if r.failed:
         raise FindingsAtThreshold(f"{len(r.failed)} of {len(r.records)} backup(s) failed "
                                   "verification: " + ", ".join(x.backup_id for x in r.failed),
                                   hint="see the failed checks above; do not rely on them")
-
-
-def _prune_table(r: svc.PruneReport, out: Console) -> None:
-    from rich.table import Table
-
-    mode = "dry run (nothing deleted)" if r.dry_run else "applied"
-    t = Table("backup", "decision", "why", title=f"prune {r.repository}: {mode}")
-    for bid, why in sorted(r.keep.items()):
-        t.add_row(bid, "[green]keep[/]", why)
-    for bid, why in sorted(r.remove.items()):
-        t.add_row(bid, "[red]remove[/]", why)
-    out.print(t)
 
 
 @backup.command("prune")
@@ -239,23 +181,11 @@ def prune_cmd(
 ) -> None:
     """Forget backups outside the policy (per target; the newest verified one always stays)."""
     from k3sops.domain.backups import Retention
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import repository
 
-    c = backup_context(ctx, state_dir)
     policy = Retention(keep_daily=keep_daily, keep_weekly=keep_weekly,
                        keep_monthly=keep_monthly, keep_last=keep_last)
-    render(svc.prune(c, policy, dry_run), get_options(ctx).output.value, _prune_table)
-
-
-def _restore_table(r: svc.RestoreReport, out: Console) -> None:
-    from rich.table import Table
-
-    mode = "applied" if r.applied else "plan (dry run; pass --yes to restore)"
-    t = Table("#", "action", "detail", "result", title=f"restore {r.backup_id}: {mode}")
-    for i, s in enumerate(r.steps, 1):
-        t.add_row(str(i), s.action, s.detail, s.result + (f": {s.error}" if s.error else ""))
-    out.print(t)
+    _show(ctx, repository.prune(backup_context(ctx, state_dir), policy, dry_run))
 
 
 @backup.command("restore")
@@ -290,22 +220,138 @@ def restore_cmd(
     Application data goes into the same or another namespace/database; a volume always into a
     new PVC; etcd through the K3s cluster-reset procedure across the servers.
     """
-    from k3sops.cli import backup_more_cmd  # volume and K3s etcd restores live there
-    from k3sops.output.render import render
-    from k3sops.services import backup as svc
+    from k3sops.services.backup import restore
 
+    c = backup_context(ctx, state_dir)
     if etcd:
-        backup_more_cmd.run_restore_etcd(ctx, backup_id, yes=yes, restore_on=restore_on,
-                                         data_dir=k3s_data_dir, state_dir=state_dir)
+        _restore_etcd(ctx, c, backup_id, yes=yes, restore_on=restore_on, data_dir=k3s_data_dir)
         return
     if to is not None:
-        backup_more_cmd.run_restore_volume(ctx, backup_id, to=to, namespace=namespace,
-                                           size=size, yes=yes, state_dir=state_dir)
+        _restore_volume(ctx, c, backup_id, to=to, namespace=namespace, size=size, yes=yes)
         return
-    c = backup_context(ctx, state_dir)
-    r = svc.restore(c, backup_id, namespace=namespace, pod=pod, database=database, dsn=dsn,
-                    path=path, create_database=create_database, yes=yes)
-    render(r, get_options(ctx).output.value, _restore_table)
+    r = restore.restore(c, backup_id, namespace=namespace, pod=pod, database=database,
+                        dsn=dsn, path=path, create_database=create_database, yes=yes)
+    _show(ctx, r)
     if any(s.result == "failed" for s in r.steps):  # pragma: no cover - raised before
         raise AdapterError("the restore failed")
 
+
+def _restore_etcd(ctx: typer.Context, c: BackupContext, backup_id: str, *, yes: bool,
+                  restore_on: str | None, data_dir: str) -> None:
+    """`backup restore --etcd ID`: preflight, plan, and with --yes the restore."""
+    from k3sops.domain.etcd_restore import require_ok
+    from k3sops.services.backup import etcd_restore
+
+    a = _ansible(c)
+    r = etcd_restore.restore(c, backup_id, a.inventory, yes=yes, restore_host=restore_on,
+                             data_dir=data_dir, private_key_file=a.private_key_file,
+                             user=a.user, on_event=_ansible_progress)
+    _show(ctx, r)
+    if not r.plan.ok:
+        require_ok(r.plan)  # a dry run with a failed preflight exits 1 too
+
+
+def _restore_volume(ctx: typer.Context, c: BackupContext, backup_id: str, *, to: str | None,
+                    namespace: str | None, size: str | None, yes: bool) -> None:
+    """`backup restore ID --to PVC` for a volume backup: always a new PVC."""
+    from k3sops.services.backup import volume
+
+    manifest, record = volume.load(c, backup_id)
+    source_ns = str((record.get("pvc") or {}).get("namespace") or "default")
+    if not to:
+        raise PlanRejected(f"{backup_id} is a volume backup: name the new PVC with --to NAME",
+                           hint="a restore never writes over an existing volume")
+    _show(ctx, volume.restore_volume(volume.longhorn(c), manifest, record,
+                                     namespace or source_ns, to, apply=yes,
+                                     audit=volume.audit_log(c), size=size))
+
+
+@contextmanager
+def _progress(what: str) -> Iterator[Callable[[str, int], None]]:
+    """A progress bar on a terminal (stderr); plain state lines otherwise, only on change."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    if not _err.is_terminal:
+        last: list[str] = []
+
+        def plain(state: str, pct: int) -> None:
+            if [state] != last:
+                last[:] = [state]
+                print(f"{what}: {state} {pct}%", file=sys.stderr)
+        yield plain
+        return
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[state]}"),
+                  TimeElapsedColumn(), console=_err, transient=True) as bar:
+        task = bar.add_task(what, total=100, state="Pending")
+        yield lambda state, pct: bar.update(task, completed=pct, state=state)
+
+
+@backup.command("volume")
+def volume_cmd(
+    ctx: typer.Context,
+    pvc: Annotated[str, typer.Argument(help="The PVC whose Longhorn volume to back up.")],
+    namespace: Annotated[str, typer.Option("--namespace", "-n", help="Namespace of the PVC.")
+                         ] = "default",
+    timeout: Annotated[str, typer.Option(help="Give up waiting for Longhorn after this long.")
+                       ] = "1h",
+    state_dir: StateDir = None,
+) -> None:
+    """Back up a PVC's Longhorn volume (Snapshot + Backup) and record it, waiting for Longhorn.
+
+    Completed only when Longhorn says Completed and the backup has a URL and a size.
+    """
+    from k3sops.services.backup import volume
+    from k3sops.timeparse import parse_duration
+
+    seconds = parse_duration(timeout).total_seconds()
+    c = backup_context(ctx, state_dir)
+    with _progress(f"longhorn backup of {namespace}/{pvc}") as on_progress:
+        r = volume.backup_volume(c, volume.longhorn(c), namespace, pvc, timeout=seconds,
+                                 on_progress=on_progress)
+    _show(ctx, r)
+
+
+@backup.command("schedule")
+def schedule_cmd(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Option("--kind", help="cronjob or systemd.")] = "cronjob",
+    apply: Annotated[bool, typer.Option("--apply", help="Apply the CronJobs / write the unit "
+                                                        "files (default: print them).")
+                     ] = False,
+    out: Annotated[Path | None, typer.Option(help="Directory for systemd units (--apply).")
+                   ] = None,
+    binary: Annotated[str | None, typer.Option(help="k3sops path in the systemd units.")
+                      ] = None,
+    env_file: Annotated[str | None, typer.Option(
+        "--env-file", help="EnvironmentFile with the repository password (systemd).")] = None,
+    user: Annotated[str | None, typer.Option(help="User= of the systemd services.")] = None,
+    config_path: Annotated[str | None, typer.Option(
+        "--config-path", help="platform.yaml path the scheduled runs use (systemd; default: "
+                              "this one's absolute path).")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Schedule the backups and a weekly verify: CronJobs (Forbid) or systemd timers."""
+    from k3sops.services.backup import schedule
+
+    if kind not in ("cronjob", "systemd"):
+        raise typer.BadParameter("--kind must be cronjob or systemd")
+    settings = get_settings(ctx)
+    if settings.platform is None or settings.platform.backup is None:
+        raise ConfigError("no backup section in platform.yaml",
+                          hint="the schedules come from backup.schedule and backup.targets")
+    cfg = settings.platform.backup
+    entries = schedule.entries_from_platform(cfg)
+    audit = schedule.audit_log(state_dir, os.environ, Path.home())
+    if kind == "cronjob":
+        objects = schedule.kube_objects(settings, os.environ, Path.home()) if apply else None
+        r = schedule.cronjobs(entries, namespace=cfg.schedule.namespace,
+                              image=cfg.schedule.image, password=schedule.password_source(cfg),
+                              objects=objects, apply=apply, audit=audit)
+    else:
+        exe = binary or shutil.which("k3sops") or str(Path(sys.executable).parent / "k3sops")
+        opts = get_options(ctx)
+        conf = config_path or str(opts.config.resolve() if opts.config else "/etc/k3sops/"
+                                  "platform.yaml")
+        r = schedule.systemd_units(entries, binary=exe, config=conf, env_file=env_file,
+                                   user=user, out=out, apply=apply, audit=audit)
+    _show(ctx, r)

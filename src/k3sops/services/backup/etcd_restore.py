@@ -1,8 +1,8 @@
 """`backup restore --etcd ID`: the K3s cluster-reset procedure, planned, checked, then run.
 
 1. The snapshot: the backup's manifest and its newest verification are read from the restic
-   repository (the backup core's store); the data is fetched into a private temporary file
-   and its sha256 compared with the manifest's (a mismatch refuses the restore).
+   repository; the data is fetched into a private temporary file and its sha256 compared with
+   the manifest's (a mismatch refuses the restore).
 2. Preflight over SSH (Ansible, ``etcd-restore.yml`` phase ``preflight``, read-only) on every
    host of the inventory's ``server`` group: reachable, cluster token present, k3s installed.
 3. The pure planner (:mod:`k3sops.domain.etcd_restore`) turns these facts into the plan; it is
@@ -25,7 +25,8 @@ from k3sops.adapters import ansible
 from k3sops.domain import etcd_restore as er
 from k3sops.domain.backups import BackupEntry, BackupManifest, slug
 from k3sops.errors import K3sopsError, NotFound, PlanRejected
-from k3sops.services import backup
+from k3sops.services.backup.context import BackupContext
+from k3sops.services.backup.repository import find, load_manifest
 
 PLAYBOOK = "etcd-restore"
 
@@ -48,7 +49,7 @@ class EtcdRestoreReport(BaseModel):
 
 
 @contextlib.contextmanager
-def fetched_snapshot(ctx: backup.BackupContext, backup_id: str,
+def fetched_snapshot(ctx: BackupContext, backup_id: str,
                      ) -> Iterator[tuple[BackupManifest, BackupEntry, Path]]:
     """The manifest, list entry and a private local copy of an etcd backup's data.
 
@@ -57,8 +58,8 @@ def fetched_snapshot(ctx: backup.BackupContext, backup_id: str,
         PlanRejected: not an etcd backup with data, or the data read back does not match the
             manifest's sha256.
     """
-    entry = backup.find(ctx, backup_id)
-    manifest = backup.load_manifest(ctx, entry)
+    entry = find(ctx, backup_id)
+    manifest = load_manifest(ctx, entry)
     if manifest.kind != "etcd" or not manifest.snapshot_ids:
         raise PlanRejected(f"backup {manifest.id} is a {manifest.status} {manifest.kind} "
                            "backup without etcd data", hint="pick a Completed etcd backup "
@@ -120,7 +121,7 @@ def gather(inventory: Path, data_dir: str, restore_host: str | None, *,
     return facts
 
 
-def restore(ctx: backup.BackupContext, backup_id: str, inventory: Path, *, yes: bool,
+def restore(ctx: BackupContext, backup_id: str, inventory: Path, *, yes: bool,
             restore_host: str | None = None,
             data_dir: str = er.DEFAULT_DATA_DIR, private_key_file: Path | None = None,
             user: str | None = None,

@@ -1,12 +1,12 @@
 """`backup volume PVC -n NS` and the restore of a volume backup into a new PVC.
 
 Backup: resolve the PVC to its Longhorn volume (nothing is created before that succeeds), open
-a backup run of the backup core (Lease, ``Running`` manifest), create a Longhorn Snapshot and a
-Backup of it, wait until Longhorn reports Completed or Error (or the timeout), then close the
-k3sops backup:
-``Completed`` only when Longhorn says Completed **and** the backup has a URL and a size; the
-data part of the k3sops backup is Longhorn's Backup record (URL, size, snapshot, volume, PVC
-spec) so that a restore needs nothing but the k3sops backup. Anything else closes it Failed.
+a backup run of the run engine (:mod:`.run`: Lease, ``Running`` manifest), create a Longhorn
+Snapshot and a Backup of it, wait until Longhorn reports Completed or Error (or the timeout),
+then close the k3sops backup: ``Completed`` only when Longhorn says Completed **and** the
+backup has a URL and a size; the data part of the k3sops backup is Longhorn's Backup record
+(URL, size, snapshot, volume, PVC spec) so that a restore needs nothing but the k3sops backup.
+Anything else closes it Failed.
 
 Restore: always into a new PVC (refused when the name exists), through a StorageClass whose
 ``fromBackup`` parameter is the recorded URL. Planned by default; made with ``apply``, audited.
@@ -28,7 +28,9 @@ from k3sops.adapters.restic import StreamResult
 from k3sops.domain import volume_backup as vb
 from k3sops.domain.backups import BackupManifest, CheckOutcome
 from k3sops.errors import AdapterError, K3sopsError, PlanRejected, Timeout
-from k3sops.services import backup
+from k3sops.services.backup.context import BackupContext
+from k3sops.services.backup.repository import find, load_manifest
+from k3sops.services.backup.run import BackupRun
 
 Progress = Callable[[str, int], None]
 """Called with (Longhorn state, percent) while waiting."""
@@ -45,12 +47,12 @@ class VolumeBackupResult(BaseModel):
                                description="ids of killed runs marked Failed by this run")
 
 
-def backup_volume(ctx: backup.BackupContext, lh: Longhorn, namespace: str, pvc: str, *,
+def backup_volume(ctx: BackupContext, lh: Longhorn, namespace: str, pvc: str, *,
                   timeout: float = 3600.0, poll: float = 2.0,
                   on_progress: Progress | None = None) -> VolumeBackupResult:
     """Back up the Longhorn volume behind ``namespace/pvc``; see the module docstring.
 
-    Runs as one backup run of the backup core: a Lease per target (two backups of one PVC
+    Runs as one backup run of the run engine: a Lease per target (two backups of one PVC
     never overlap), killed runs cleaned up, ``Running`` manifest first, final manifest last,
     backup metrics.
 
@@ -68,12 +70,12 @@ def backup_volume(ctx: backup.BackupContext, lh: Longhorn, namespace: str, pvc: 
                            f"{namespace}/{pvc}) in {lh.namespace}",
                            hint="is Longhorn installed and the volume attached? "
                                 "kubectl -n longhorn-system get volumes.longhorn.io")
-    env = _environment(ctx, namespace)
-    run = backup._Run(ctx, "volume", f"{namespace}/{pvc}", env, f"longhorn:{ref.volume}",
+    env = ctx.environment(namespace)
+    run = BackupRun(ctx, "volume", f"{namespace}/{pvc}", env, f"longhorn:{ref.volume}",
                       cluster_lock=True)
     seen: dict[str, Any] = {}
 
-    def produce(r: backup._Run) -> tuple[StreamResult, dict[str, Any]]:
+    def produce(r: BackupRun) -> tuple[StreamResult, dict[str, Any]]:
         bid = r.manifest.id
         snap_name = vb.object_name("k3sops", bid)
         lh.create_snapshot(vb.snapshot_object(ref, snap_name, bid))
@@ -98,22 +100,14 @@ def backup_volume(ctx: backup.BackupContext, lh: Longhorn, namespace: str, pvc: 
                               snapshot=seen["snapshot"], cleaned=result.cleaned)
 
 
-def longhorn(ctx: backup.BackupContext) -> Longhorn:
+def longhorn(ctx: BackupContext) -> Longhorn:
     """Longhorn of the platform's cluster."""
     return Longhorn(ctx.kube())
 
 
-def audit_log(ctx: backup.BackupContext) -> AuditLog:
+def audit_log(ctx: BackupContext) -> AuditLog:
     """The audit log of this invocation's state directory."""
     return AuditLog(ctx.state / "audit.jsonl")
-
-
-def _environment(ctx: backup.BackupContext, namespace: str) -> str | None:
-    """The platform environment a namespace belongs to (a backup tag), if any."""
-    for name, env in ctx.platform.environments.items():
-        if namespace in env.namespaces:
-            return name
-    return None
 
 
 def _wait(lh: Longhorn, name: str, timeout: float, poll: float,
@@ -154,15 +148,15 @@ class VolumeRestoreReport(BaseModel):
     audit_log: str | None = None
 
 
-def load(ctx: backup.BackupContext, backup_id: str) -> tuple[BackupManifest, dict[str, Any]]:
+def load(ctx: BackupContext, backup_id: str) -> tuple[BackupManifest, dict[str, Any]]:
     """A volume backup's manifest and its Longhorn record (the data part).
 
     Raises:
         NotFound: no such backup.
         PlanRejected: it is not a Completed volume backup.
     """
-    entry = backup.find(ctx, backup_id)
-    manifest = backup.load_manifest(ctx, entry)
+    entry = find(ctx, backup_id)
+    manifest = load_manifest(ctx, entry)
     if manifest.kind != "volume" or manifest.status != "Completed" or not manifest.snapshot_ids:
         raise PlanRejected(f"backup {manifest.id} is a {manifest.status} {manifest.kind} "
                            "backup, not a Completed volume backup",
