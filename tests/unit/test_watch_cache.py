@@ -155,3 +155,22 @@ def test_secrets_keep_keys_never_values(tmp_path: Path) -> None:
         assert "c2VjcmV0" not in json.dumps(obj) + repr(seen)
     finally:
         c.stop()
+
+
+def test_an_unreachable_api_server_is_not_in_sync(tmp_path: Path) -> None:
+    """Down is lag, not unreadable: in_sync False, the kind named in errors, no stale data."""
+    class Down(httpx2.BaseTransport):
+        def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+            raise httpx2.ConnectError("connection refused", request=request)
+
+    k, _ = _client(tmp_path, [])
+    k = KubeClient(k.source, transport=Down())
+    c = WatchCache(k, ["pods"], retry_seconds=30)
+    c.start()
+    try:
+        assert not c.wait_synced(1.0) and not c.in_sync()
+        st = c.status()["pods"]
+        assert not st.synced and st.error == "unreachable" and st.objects == 0
+        assert c.snapshot(datetime.now(UTC)).errors == {"pods": "unreachable"}
+    finally:
+        c.stop()

@@ -41,7 +41,8 @@ class KindStatus:
     """Where one kind's cache stands (``/readyz`` and ``/metrics`` report it)."""
 
     synced: bool
-    """Listed and watching, or known unreadable/absent (an error, not lag)."""
+    """Listed and watching, refused by RBAC (synced as unreadable) or absent (no CRD); False
+    while the API server cannot be reached or answers otherwise."""
     objects: int
     resource_version: str | None
     last_event_age: float | None
@@ -82,10 +83,17 @@ class _Kind:
         self.resource_version: str | None = None
         self.listed = False
         self.error: str | None = None
+        self.denied = False
+        """The error is the API server's refusal (RBAC): synced as unreadable, not lag."""
         self.absent = False
         self.relists = 0
         self.lists = 0
         self.last_event: float | None = None
+
+    @property
+    def synced(self) -> bool:
+        """Listed (and watching), refused by RBAC, or a CRD that is not installed."""
+        return self.listed or self.absent or (self.error is not None and self.denied)
 
 
 class WatchCache:
@@ -150,10 +158,14 @@ class WatchCache:
     # State
 
     def _synced_locked(self) -> bool:
-        return all(s.listed or s.error is not None or s.absent for s in self._kinds.values())
+        return all(s.synced for s in self._kinds.values())
 
     def in_sync(self) -> bool:
-        """Every kind listed and watching; unreadable and absent kinds count as synced."""
+        """Every kind listed and watching (what ``/readyz`` reports).
+
+        Refused and absent kinds count as synced; kinds the API server could not be asked
+        about (down, timing out) do not.
+        """
         with self._lock:
             return self._synced_locked()
 
@@ -167,7 +179,7 @@ class WatchCache:
         now = self._clock()
         with self._lock:
             return {k: KindStatus(
-                synced=s.listed or s.error is not None or s.absent, objects=len(s.objects),
+                synced=s.synced, objects=len(s.objects),
                 resource_version=s.resource_version,
                 last_event_age=None if s.last_event is None else now - s.last_event,
                 relists=s.relists, error=s.error, absent=s.absent)
@@ -233,19 +245,21 @@ class WatchCache:
         except AdapterError as e:
             with self._synced:
                 if s.kind in CUSTOM_PATHS and isinstance(e, NotFound):
-                    s.absent, s.error, s.listed = True, None, False
-                    s.objects = {}
+                    s.absent, s.error, s.listed, s.denied = True, None, False, False
                 else:
                     # Cached objects of a kind that cannot be read now are no evidence.
+                    # Refused (RBAC): synced as unreadable; anything else (API server down,
+                    # timeouts): not in sync until a LIST succeeds.
                     s.error, s.listed, s.absent = reason(e), False, False
-                    s.objects = {}
+                    s.denied = isinstance(e, Unauthorized)
+                s.objects = {}
                 self._synced.notify_all()
             return False
         fresh: dict[str, Obj] = {_key(o): o for o in projection.project(s.kind, listing.items)}
         with self._synced:
             s.objects = fresh
             s.resource_version = listing.resource_version or None
-            s.listed, s.error, s.absent = True, None, False
+            s.listed, s.error, s.absent, s.denied = True, None, False, False
             s.lists += 1
             s.last_event = self._clock()
             self._synced.notify_all()
