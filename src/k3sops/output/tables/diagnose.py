@@ -12,7 +12,7 @@ if TYPE_CHECKING:
     from k3sops.domain.diagnose import DiagnosisReport
 
 
-@table_for("k3sops.domain.diagnose.DiagnosisReport")
+@table_for("k3sops.domain.diagnose.model.DiagnosisReport")
 def diagnosis_table(r: DiagnosisReport, out: Console) -> None:
     """The causal chain, root causes and findings of `k3sops diagnose`."""
     from rich.table import Table
