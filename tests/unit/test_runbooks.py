@@ -36,7 +36,8 @@ def _check_runbook_ids() -> set[str]:
     """Runbook ids the checks can emit: literals at the runbook position, plus computed ones."""
     ids: set[str] = set()
     check_dir = Path(checks_pkg.__file__).parent
-    sources = [*sorted(check_dir.glob("*.py")), check_dir.parent / "diagnose.py"]
+    sources = [*sorted(check_dir.glob("*.py")),
+               *sorted((check_dir.parent / "diagnose").glob("*.py"))]
     for path in sources:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if not isinstance(node, ast.Call):
@@ -208,8 +209,9 @@ def test_every_runbook_a_diagnosis_names_exists() -> None:
     probes a diagnosis runs besides the checks (DNS probe, etcd membership, performance)."""
     domain = Path(checks_pkg.__file__).parent.parent
     named: set[str] = set()
-    for module in ("dnsprobe.py", "etcdmember.py", "performance.py", "diagnose.py"):
-        tree = ast.parse((domain / module).read_text(encoding="utf-8"))
+    modules = [domain / m for m in ("dnsprobe.py", "etcdmember.py", "performance.py")]
+    for path in [*modules, *sorted((domain / "diagnose").glob("*.py"))]:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
             if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
                     and node.func.attr in ("add", "finding") and len(node.args) > 6):
