@@ -182,7 +182,8 @@ def metrics_view(r: MetricsReport | QueryReport) -> Group:
     return report_view(r) if isinstance(r, MetricsReport) else query_view(r)
 
 
-@table_for("k3sops.domain.metrics.MetricsReport", "k3sops.domain.metrics.QueryReport")
+@table_for("k3sops.domain.metrics.models.MetricsReport",
+           "k3sops.domain.metrics.models.QueryReport")
 def metrics_table(r: MetricsReport | QueryReport, out: Console) -> None:
     """Nodes, cluster and applications of `k3sops metrics`, or an ad-hoc query's samples."""
     out.print(metrics_view(r))
