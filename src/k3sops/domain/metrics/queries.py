@@ -67,6 +67,21 @@ ETCD_FSYNC_P99 = ("histogram_quantile(0.99, sum by(instance, le) "
 ETCD_DB_SIZE = "etcd_mvcc_db_total_size_in_bytes"
 ETCD_QUOTA = "etcd_server_quota_backend_bytes"
 
+NODE_QUERIES = (
+    ("node_cpu", NODE_CPU), ("node_memory", NODE_MEMORY), ("node_disk", NODE_DISK),
+    ("node_network_receive", NODE_NET_RX), ("node_network_transmit", NODE_NET_TX),
+    ("node_uname", NODE_UNAME),
+)
+"""The ``nodes`` level: (query name, expression), in the order they are run."""
+CLUSTER_QUERIES = (
+    ("pod_restarts", POD_RESTARTS), ("pod_problems", POD_PROBLEMS), ("node_ready", NODE_READY),
+    ("node_allocatable", NODE_ALLOCATABLE), ("node_requests", NODE_REQUESTS),
+    ("apiserver_p99", APISERVER_P99), ("apiserver_5xx_share", APISERVER_5XX),
+    ("etcd_has_leader", ETCD_HAS_LEADER), ("etcd_wal_fsync_p99", ETCD_FSYNC_P99),
+    ("etcd_db_size", ETCD_DB_SIZE), ("etcd_quota", ETCD_QUOTA),
+)
+"""The ``cluster`` level (``kube_node_info`` is added once for either level)."""
+
 
 def _ns_matcher(namespaces: Sequence[str]) -> str:
     """A ``namespace=~"a|b"`` matcher, or "" for every namespace.
@@ -138,31 +153,13 @@ def catalogue(scopes: Iterable[Scope], app: AppMetrics,
     wanted = set(scopes)
     out: list[Query] = []
     if "nodes" in wanted:
-        out += [
-            Query(name="node_cpu", scope="nodes", expr=NODE_CPU),
-            Query(name="node_memory", scope="nodes", expr=NODE_MEMORY),
-            Query(name="node_disk", scope="nodes", expr=NODE_DISK),
-            Query(name="node_network_receive", scope="nodes", expr=NODE_NET_RX),
-            Query(name="node_network_transmit", scope="nodes", expr=NODE_NET_TX),
-            Query(name="node_uname", scope="nodes", expr=NODE_UNAME),
-        ]
+        out += [Query(name=name, scope="nodes", expr=expr) for name, expr in NODE_QUERIES]
     if wanted & {"nodes", "cluster"}:
         scope: Scope = "nodes" if "nodes" in wanted else "cluster"
         out.append(Query(name="kube_node_info", scope=scope, expr=KUBE_NODE_INFO))
     if "cluster" in wanted:
-        out += [
-            Query(name="pod_restarts", scope="cluster", expr=POD_RESTARTS),
-            Query(name="pod_problems", scope="cluster", expr=POD_PROBLEMS),
-            Query(name="node_ready", scope="cluster", expr=NODE_READY),
-            Query(name="node_allocatable", scope="cluster", expr=NODE_ALLOCATABLE),
-            Query(name="node_requests", scope="cluster", expr=NODE_REQUESTS),
-            Query(name="apiserver_p99", scope="cluster", expr=APISERVER_P99),
-            Query(name="apiserver_5xx_share", scope="cluster", expr=APISERVER_5XX),
-            Query(name="etcd_has_leader", scope="cluster", expr=ETCD_HAS_LEADER),
-            Query(name="etcd_wal_fsync_p99", scope="cluster", expr=ETCD_FSYNC_P99),
-            Query(name="etcd_db_size", scope="cluster", expr=ETCD_DB_SIZE),
-            Query(name="etcd_quota", scope="cluster", expr=ETCD_QUOTA),
-        ]
+        out += [Query(name=name, scope="cluster", expr=expr)
+                for name, expr in CLUSTER_QUERIES]
     if "apps" in wanted:
         out += app_queries(app, namespaces)
     return out
