@@ -4,19 +4,34 @@
      ├── UsageError (2)
      │    └── QueryError              PromQL/LogQL the server refused to parse
      ├── ConfigError (2)
+     │    └── PlatformConfigError     platform.yaml failed validation; lists each ConfigIssue
      ├── AdapterError (1)            something outside k3sops failed
      │    ├── NotFound
      │    ├── Unauthorized            401/403: names the verb and the resource refused
      │    ├── Unreachable             names the address and a hint
+     │    │    └── HostUnreachable    Ansible could not reach hosts over SSH; names them
      │    ├── Timeout
      │    ├── Conflict
      │    ├── Invalid                 400/422: the API server refused the request as malformed
-     │    └── Gone                    410: a watch's resourceVersion is too old; list again
-     ├── LabError (1)                the local lab could not be built, started or shaped
+     │    ├── Gone                    410: a watch's resourceVersion is too old; list again
+     │    ├── AnsibleFailed           a playbook or command failed on a host (host, task, message)
+     │    └── HistoryError            the check history (SQLite) could not be opened, read, written
+     ├── LabError (1)                the local lab could not be built, started or shaped, or is
+     │                               not fully up (``lab status``)
      ├── PlanRejected (1)            also: an admission refusal (webhook, PodSecurity, quota)
-     ├── FindingsAtThreshold (3)     findings reached --fail-on
+     │    └── PromotionRefused (3)    policy or a gate refused a promotion, approval, rollback
+     │                                (k3sops.domain.env: it carries the domain's Refusals)
+     ├── FindingsAtThreshold (3)     a check the command ran failed: findings at --fail-on,
+     │                               a failed backup verify, dashboard panels without data,
+     │                               undocumented env differences (--strict), emergency checks
+     │                               still failing
      ├── PartialResult (4)           a source could not be read; names which
      └── Interrupted (130)
+
+Every class but PromotionRefused is defined here (it lives with the refusals it carries); the
+old homes re-export theirs (``k3sops.adapters.ansible``, ``k3sops.adapters.history``,
+``k3sops.config``). README's exit-code table documents every code above, and a unit test holds
+the two together.
 
 Adapters raise these, never their libraries' exceptions (``raise ... from e``). Messages say
 what happened, where, and what to do next, and never contain secrets.
@@ -24,7 +39,10 @@ what happened, where, and what to do next, and never contain secrets.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from enum import IntEnum
+from pathlib import Path
+from typing import Any
 
 
 class ExitCode(IntEnum):
@@ -66,6 +84,32 @@ class ConfigError(K3sopsError):
     exit_code = ExitCode.USAGE
 
 
+@dataclass(frozen=True)
+class ConfigIssue:
+    """One problem found in a platform file, as shown to the user."""
+
+    source: str
+    line: int | None
+    path: str
+    problem: str
+    allowed: str | None = None
+    hint: str | None = None
+
+    def __str__(self) -> str:
+        where = f"{self.source}:{self.line}" if self.line is not None else self.source
+        text = f"{where}: {self.path}: {self.problem}"
+        return f"{text} (allowed: {self.allowed})" if self.allowed else text
+
+
+class PlatformConfigError(ConfigError):
+    """A platform file failed validation; ``issues`` lists each problem with its line."""
+
+    def __init__(self, message: str, issues: tuple[ConfigIssue, ...], *,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.issues = issues
+
+
 class AdapterError(K3sopsError):
     """A component outside k3sops (API server, Prometheus, a tool) failed."""
 
@@ -95,6 +139,46 @@ class Invalid(AdapterError):
 
     The message carries the server's own text, which names the field at fault.
     """
+
+
+class HostUnreachable(Unreachable):
+    """Ansible could not reach ``hosts`` over SSH; ``result`` has the details.
+
+    Attributes:
+        hosts: the inventory hosts that could not be reached.
+        result: the run's :class:`k3sops.adapters.ansible.RunResult` (typed ``Any`` here:
+            this module imports nothing of k3sops, so that every layer can import it).
+    """
+
+    def __init__(self, message: str, hosts: list[str], result: Any, *,
+                 hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.hosts = hosts
+        self.result = result
+
+
+class AnsibleFailed(AdapterError):
+    """A playbook or command failed on at least one host; ``result`` has the details.
+
+    Attributes:
+        result: the run's :class:`k3sops.adapters.ansible.RunResult` (every task result).
+    """
+
+    def __init__(self, message: str, result: Any, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.result = result
+
+
+class HistoryError(AdapterError):
+    """The history database could not be opened, read or written.
+
+    Attributes:
+        path: the database file concerned.
+    """
+
+    def __init__(self, message: str, *, path: Path, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.path = path
 
 
 class Gone(AdapterError):

@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from k3sops.adapters.history import DB_NAME, SCHEMA_VERSION, HistoryError, HistoryStore
+from k3sops.adapters.history import DB_NAME, SCHEMA_VERSION, HistoryStore
 from k3sops.cli.app import main
 from k3sops.domain import checks
 from k3sops.domain.findings import CheckReport, ManualItem
-from k3sops.errors import AdapterError, ExitCode
+from k3sops.errors import AdapterError, ExitCode, HistoryError
 
 pytestmark = pytest.mark.unit
 

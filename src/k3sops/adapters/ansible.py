@@ -37,7 +37,16 @@ from typing import Any, Literal
 
 from pydantic import SecretStr
 
-from k3sops.errors import AdapterError, ConfigError, NotFound, Timeout, Unreachable
+# AnsibleFailed and HostUnreachable live in the one error tree; __all__ re-exports them here,
+# where callers have always found them.
+from k3sops.errors import (
+    AdapterError,
+    AnsibleFailed,
+    ConfigError,
+    HostUnreachable,
+    NotFound,
+    Timeout,
+)
 
 __all__ = [
     "ANSIBLE_DIR",
@@ -149,24 +158,6 @@ class RunResult:
         """The first failed (not ignored) or unreachable task result."""
         return next((t for t in self.tasks
                      if t.status in ("failed", "unreachable") and not t.ignored), None)
-
-
-class AnsibleFailed(AdapterError):
-    """A playbook or command failed on at least one host; ``result`` has the details."""
-
-    def __init__(self, message: str, result: RunResult, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.result = result
-
-
-class HostUnreachable(Unreachable):
-    """Ansible could not reach ``hosts`` over SSH; ``result`` has the details."""
-
-    def __init__(self, message: str, hosts: list[str], result: RunResult, *,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.hosts = hosts
-        self.result = result
 
 
 def playbook_names() -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from k3sops.domain.findings import CheckReport, Finding, Period, Summary
-from k3sops.errors import AdapterError
+from k3sops.errors import HistoryError
 from k3sops.timeparse import parse_rfc3339
 
 DB_NAME = "k3sops.db"
@@ -74,18 +74,6 @@ _SCHEMA_V1 = (
 _SCHEMA_V2 = ("ALTER TABLE runs ADD COLUMN carried TEXT NOT NULL DEFAULT '[]'",)
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 """Statements that bring the schema from version ``n - 1`` to ``n``."""
-
-
-class HistoryError(AdapterError):
-    """The history database could not be opened, read or written.
-
-    Attributes:
-        path: the database file concerned.
-    """
-
-    def __init__(self, message: str, *, path: Path, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.path = path
 
 
 class TrendPoint(BaseModel):

@@ -17,10 +17,10 @@ positions and messages) and :mod:`~k3sops.config.starter` (the ``k3sops init`` t
 """
 
 from k3sops.config import schema
-from k3sops.config.issues import ConfigIssue, PlatformConfigError
 from k3sops.config.load import find_platform_file, load_platform, parse_platform
 from k3sops.config.schema import *  # noqa: F403 - every model, listed once in schema.__all__
 from k3sops.config.starter import STARTER_TEMPLATE, render_starter
+from k3sops.errors import ConfigIssue, PlatformConfigError  # the one error tree holds them
 
 __all__ = [
     "STARTER_TEMPLATE",

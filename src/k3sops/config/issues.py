@@ -17,35 +17,9 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from k3sops.config.schema import Platform
-from k3sops.errors import ConfigError
+from k3sops.errors import ConfigIssue, PlatformConfigError
 
 _SENSITIVE = re.compile(r"password|token|secret|key", re.IGNORECASE)
-
-
-@dataclass(frozen=True)
-class ConfigIssue:
-    """One problem found in a platform file, as shown to the user."""
-
-    source: str
-    line: int | None
-    path: str
-    problem: str
-    allowed: str | None = None
-    hint: str | None = None
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line is not None else self.source
-        text = f"{where}: {self.path}: {self.problem}"
-        return f"{text} (allowed: {self.allowed})" if self.allowed else text
-
-
-class PlatformConfigError(ConfigError):
-    """A platform file failed validation; ``issues`` lists each problem with its line."""
-
-    def __init__(self, message: str, issues: tuple[ConfigIssue, ...], *,
-                 hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.issues = issues
 
 
 _TYPE_NAMES: dict[str, str] = {
