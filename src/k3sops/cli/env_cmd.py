@@ -1,5 +1,7 @@
 """`k3sops env`: environments, promotion, approvals, rollback and development sync.
 
+Tables are drawn by :mod:`k3sops.output.tables.env`, looked up by the report's type.
+
 Promotion, rollback and sync print their plan and change nothing without ``--apply``. A refusal
 (gate, policy, missing approval, skipped environment, a version the source never ran) prints
 the reason and the command that would satisfy it and exits 3; a failed deployment or
@@ -14,14 +16,10 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_settings, output_format
 from k3sops.errors import AdapterError, FindingsAtThreshold, PartialResult
 
 if TYPE_CHECKING:
-    from rich.console import Console
-
-    from k3sops.domain.env import GateResult
-    from k3sops.domain.gitops import ValueDiff
     from k3sops.services.env.promote import ChangeReport
     from k3sops.services.gitops import GitOpsContext
 
@@ -32,7 +30,6 @@ Apply = Annotated[bool, typer.Option("--apply", help="Commit, push and deploy (d
 StateDir = Annotated[Path | None, typer.Option(
     "--state-dir", envvar="K3SOPS_STATE_DIR",
     help="Where the audit log and k3sops' GitOps clone live (default ~/.local/state/k3sops).")]
-STATUS = {"pass": "green", "fail": "red", "no-data": "yellow", "error": "red"}
 
 
 def register(app: typer.Typer) -> None:
@@ -41,36 +38,19 @@ def register(app: typer.Typer) -> None:
 
 
 def _ctx(ctx: typer.Context, state_dir: Path | None) -> GitOpsContext:
-    from k3sops.services import context
     from k3sops.services import gitops as svc
 
-    opts = get_options(ctx)
-    settings = context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ,
-                               Path.cwd())
-    return svc.open_context(settings, os.environ, Path.home(), state_dir)
+    return svc.open_context(get_settings(ctx), os.environ, Path.home(), state_dir)
+
 
 
 @env_app.command("list")
 def list_cmd(ctx: typer.Context, state_dir: StateDir = None) -> None:
     """The environments in promotion order, with their policy and gates."""
-    from rich.table import Table
-
     from k3sops.output.render import render
     from k3sops.services.env import status as svc
-    from k3sops.services.env.status import EnvList
 
-    def table(r: EnvList, out: Console) -> None:
-        t = Table("environment", "namespaces", "policy", "approvers", "healthy for",
-                  "promotes from", "values file",
-                  title=f"GitOps {r.repo} ({r.branch}; push {r.push}, deploy {r.deploy})")
-        for e in r.environments:
-            approvers = (f"{', '.join(e.approvers)} ({e.required_approvals} needed)"
-                         if e.policy == "approval" else "")
-            t.add_row(e.name, ", ".join(e.namespaces), e.policy, approvers,
-                      e.healthy_for if e.promotes_from else "", e.promotes_from or "(builds)",
-                      e.values_file)
-        out.print(t)
-    render(svc.env_list(_ctx(ctx, state_dir)), get_options(ctx).output.value, table)
+    render(svc.env_list(_ctx(ctx, state_dir)), output_format(ctx, None))
 
 
 @env_app.command("status")
@@ -78,23 +58,11 @@ def status_cmd(ctx: typer.Context,
                app: Annotated[str | None, typer.Argument(help="Only this app.")] = None,
                state_dir: StateDir = None) -> None:
     """Per app and environment: version in git, version running, ArgoCD or rollout status."""
-    from rich.table import Table
-
     from k3sops.output.render import render
     from k3sops.services.env import status as svc
-    from k3sops.services.env.status import EnvStatus
 
-    def table(r: EnvStatus, out: Console) -> None:
-        t = Table("app", "environment", "git", "running", "in sync", "rollout", "argocd",
-                  title=f"environments at {r.commit[:12]}")
-        for a in r.apps:
-            argo = f"{a.argocd.sync}/{a.argocd.health}" if a.argocd else "-"
-            t.add_row(a.app, a.env, a.git_version or "-", a.running_version or "-",
-                      "[green]yes[/]" if a.in_sync else "[red]no[/]",
-                      a.error or a.rollout, argo)
-        out.print(t)
     report = svc.env_status(_ctx(ctx, state_dir), app)
-    render(report, get_options(ctx).output.value, table)
+    render(report, output_format(ctx, None))
     unread = [f"{a.app} in {a.env}" for a in report.apps if a.error]
     if unread:
         raise PartialResult(f"could not read {', '.join(unread)}: the running version is "
@@ -107,78 +75,22 @@ def diff_cmd(ctx: typer.Context, left: str, right: str,
                  "--strict", help="Exit 3 when a difference is not documented.")] = False,
              state_dir: StateDir = None) -> None:
     """Every values difference between two environments, documented or not (DEVIATIONS)."""
-    from rich.table import Table
-
     from k3sops.output.render import render
     from k3sops.services.env import status as svc
-    from k3sops.services.env.status import EnvDiff
 
-    def table(r: EnvDiff, out: Console) -> None:
-        t = Table("key", r.left, r.right, "documented",
-                  title=f"{r.left} vs {r.right}: {len(r.differences)} difference(s), "
-                        f"{r.undocumented} undocumented")
-        for d in r.differences:
-            t.add_row(d.path, _shown(d, True), _shown(d, False),
-                      f"[green]yes[/] {d.reason}" if d.documented else "[red]NO[/]")
-        out.print(t)
     report = svc.env_diff(_ctx(ctx, state_dir), left, right)
-    render(report, get_options(ctx).output.value, table)
+    render(report, output_format(ctx, None))
     if strict and report.undocumented:
         raise FindingsAtThreshold(f"{report.undocumented} undocumented difference(s) between "
                                   f"{left} and {right}",
                                   hint="make them equal, or write down why in DEVIATIONS.yaml")
 
 
-def _shown(d: ValueDiff, left: bool) -> str:
-    v = d.left if left else d.right
-    return "(absent)" if v is None else str(v)
-
-
-def _gates(title: str, gates: list[GateResult], out: Console) -> None:
-    from rich.table import Table
-
-    t = Table("gate", "result", "detail", title=title)
-    for gt in gates:
-        t.add_row(gt.name, f"[{STATUS.get(gt.status, 'white')}]{gt.status}[/]", gt.detail)
-    out.print(t)
-
-
-def _change_table(r: ChangeReport, out: Console) -> None:
-    head = {"promote": f"promote {r.app} {r.version or '?'}: {r.source} -> {r.target}",
-            "rollback": f"rollback {r.app} in {r.target}: {r.previous_version} -> {r.version}",
-            "sync": f"sync {r.target}"}[r.action]
-    out.print(f"[bold]{head}[/] ({'applied' if r.applied else 'plan, dry run'})")
-    if r.gates:
-        _gates(f"gates on {r.source}", r.gates, out)
-    for a in r.approvals:
-        out.print(f"approved by {a.by} at {a.at} (expires {a.expires})")
-    if r.diff:
-        out.print(f"[dim]{r.values_file}:[/]")
-        for line in r.diff:
-            colour = "red" if line.startswith("-") else "green" if line.startswith("+") else "dim"
-            out.print(f"[{colour}]{line}[/]", highlight=False, markup=True)
-    for ref in r.refusals:
-        out.print(f"[red]refused[/] ({ref.rule}): {ref.reason}")
-        if ref.command:
-            out.print(f"  to satisfy it: {ref.command}")
-    if r.commit:
-        out.print(f"commit {r.commit[:12]} pushed to {r.pushed_to}")
-    if r.deploy:
-        colour = "green" if r.deploy.state == "rolled-out" else "yellow"
-        out.print(f"deploy ({r.deploy.mode}): [{colour}]{r.deploy.state}[/] {r.deploy.detail}")
-    if r.verification:
-        _gates(f"verification in {r.target}", r.verification, out)
-    for n in r.notes:
-        out.print(f"[dim]note:[/] {n}")
-    if r.audit_log:
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
-
-
 def _finish(ctx: typer.Context, report: ChangeReport) -> None:
     from k3sops.domain.env import PromotionRefused
     from k3sops.output.render import render
 
-    render(report, get_options(ctx).output.value, _change_table)
+    render(report, output_format(ctx, None))
     if report.refusals:
         raise PromotionRefused(report.refusals)
     if report.deploy and report.deploy.state in ("failed", "timeout"):
@@ -234,16 +146,9 @@ def approve_cmd(
     """Approve one version of APP for TO; stored in the GitOps repo and the audit log."""
     from k3sops.output.render import render
     from k3sops.services.env import promote
-    from k3sops.services.env.promote import ApprovalReport
 
-    def table(r: ApprovalReport, out: Console) -> None:
-        a = r.approval
-        out.print(f"approved {a.app} {a.version} for {a.env} by {a.by} at {a.at}, "
-                  f"expires {a.expires}")
-        out.print(f"{r.file}: commit {(r.commit or '')[:12]} pushed to {r.pushed_to}")
-        out.print(f"[dim]audit log:[/] {r.audit_log}")
     render(promote.approve(_ctx(ctx, state_dir), app, to, version=version, by=who, note=note),
-           get_options(ctx).output.value, table)
+           output_format(ctx, None))
 
 
 @env_app.command("rollback")

@@ -1,21 +1,18 @@
-"""`k3sops gitops`: scaffold the GitOps repository, record builds (CI hook), set values."""
+"""`k3sops gitops`: scaffold the GitOps repository, record builds (CI hook), set values.
+
+Tables are drawn by :mod:`k3sops.output.tables.gitops`, looked up by the report's type.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
-from k3sops.cli.options import get_options
+from k3sops.cli.options import get_settings, output_format
 from k3sops.errors import UsageError
-
-if TYPE_CHECKING:
-    from rich.console import Console
-
-    from k3sops.services import context
-    from k3sops.services.gitops import ValuesChange
 
 gitops_app = typer.Typer(help="The GitOps repository ArgoCD deploys from.", no_args_is_help=True)
 
@@ -28,23 +25,6 @@ def register(app: typer.Typer) -> None:
     """Attach `gitops` to the root app."""
     app.add_typer(gitops_app, name="gitops")
 
-
-def _settings(ctx: typer.Context) -> context.Settings:
-    from k3sops.services import context
-
-    opts = get_options(ctx)
-    return context.resolve(opts.kubeconfig, opts.context, opts.config, os.environ, Path.cwd())
-
-
-def _change_table(r: ValuesChange, out: Console) -> None:
-    if r.commit is None:
-        out.print(f"{r.file}: nothing changed")
-        return
-    out.print(f"{r.file}:")
-    for line in r.diff:
-        out.print(line, highlight=False, markup=False)
-    out.print(f"commit {r.commit[:12]} pushed to {r.pushed_to}"
-              + (" (review branch)" if r.review else ""))
 
 
 @gitops_app.command("init")
@@ -61,16 +41,9 @@ def init_cmd(
     """Scaffold a GitOps repository: base per app, values per environment, ArgoCD apps."""
     from k3sops.output.render import render
     from k3sops.services import gitops as svc
-    from k3sops.services.gitops import InitReport
 
-    def table(r: InitReport, out: Console) -> None:
-        out.print(f"wrote {len(r.files)} files to {r.path}:")
-        for f in r.files:
-            out.print(f"  {f}", highlight=False)
-        if r.pushed_to:
-            out.print(f"commit {(r.commit or '')[:12]} pushed to {r.pushed_to}")
-    render(svc.init_repo(_settings(ctx), path, apps or [], force=force, push=push),
-           get_options(ctx).output.value, table)
+    render(svc.init_repo(get_settings(ctx), path, apps or [], force=force, push=push),
+           output_format(ctx, None))
 
 
 @gitops_app.command("record-build")
@@ -90,9 +63,9 @@ def record_build_cmd(
     from k3sops.services import gitops as svc
     from k3sops.services.gitops import utcnow
 
-    gctx = svc.open_context(_settings(ctx), os.environ, Path.home(), state_dir)
+    gctx = svc.open_context(get_settings(ctx), os.environ, Path.home(), state_dir)
     render(svc.record_build(gctx, app, version, repository, source, utcnow()),
-           get_options(ctx).output.value, _change_table)
+           output_format(ctx, None))
 
 
 @gitops_app.command("set")
@@ -124,6 +97,6 @@ def set_cmd(
             raise UsageError(f"{a!r}: the value is not a YAML scalar") from e
         # 1.28 is a version far more often than a number in values files: keep it as written.
         values[key] = raw if isinstance(value, float) else value
-    gctx = svc.open_context(_settings(ctx), os.environ, Path.home(), state_dir)
+    gctx = svc.open_context(get_settings(ctx), os.environ, Path.home(), state_dir)
     render(svc.set_app_values(gctx, env, app, values, reason=reason),
-           get_options(ctx).output.value, _change_table)
+           output_format(ctx, None))
