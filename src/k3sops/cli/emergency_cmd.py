@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputFormat, StateDir, get_options, get_settings
+from k3sops.cli.options import OutputFormat, OutputOpt, StateDir, get_settings, output_format
 from k3sops.errors import AdapterError, FindingsAtThreshold, Interrupted, UsageError
 
 if TYPE_CHECKING:
@@ -37,8 +37,6 @@ Wait = Annotated[str, typer.Option(
 Settle = Annotated[str, typer.Option(
     "--settle", help="After a change, the checks must pass this long in a row to count as "
                      "verified (a restarted crash-looping pod looks healthy for a while).")]
-OutputOpt = Annotated[OutputFormat | None, typer.Option(
-    "--output", "-o", help="Output format (overrides the global -o): table, json, yaml.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -74,8 +72,7 @@ def _run(ctx: typer.Context, procedure: Procedure, *, app: str | None = None,
     from k3sops.output.render import render
     from k3sops.services import emergency as emergency_service
 
-    opts = get_options(ctx)
-    fmt = (output or opts.output).value
+    fmt = output_format(ctx, output)
     if fmt not in ("table", "json", "yaml"):
         raise UsageError(f"-o {fmt} is not available for emergency",
                          hint="use table, json or yaml; the Markdown timeline goes to "
