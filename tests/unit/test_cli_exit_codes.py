@@ -87,3 +87,18 @@ def test_every_command_exiting_3_is_named_in_a_row_for_3() -> None:
     assert {"check", "backup", "dashboards", "env", "emergency"} <= set(found)
     missing = [group for group in found if f"`{group}" not in rows_3]
     assert not missing, f"README's rows for exit 3 do not name: {missing}"
+
+
+def test_lab_status_on_a_lab_that_is_not_up_exits_1_through_the_error_tree(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from k3sops.cli.app import main
+
+    monkeypatch.setenv("K3SOPS_LAB_DIR", str(tmp_path / "lab"))
+    monkeypatch.delenv("K3SOPS_OUTPUT", raising=False)
+    with pytest.raises(SystemExit) as e:
+        main(["lab", "status"])
+    assert e.value.code == int(errors.LabError.exit_code) == 1
+    err = capsys.readouterr().err
+    assert "error: the lab is not fully up" in err
+    assert "hint: start it with `k3sops lab up`" in err and str(tmp_path / "lab") in err
