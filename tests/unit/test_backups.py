@@ -1,7 +1,7 @@
 """The backup model (pure) on snapshots captured from the lab, retention, metrics file, and
 the restic adapter's handling of the password.
 
-``data/backup_snapshots.json`` is ``restic snapshots --json`` of a lab repository holding: an
+``tests/data/backup_snapshots.json`` is ``restic snapshots --json`` of a lab repository holding: an
 etcd backup (Completed, verified), one killed after its Running manifest, a PostgreSQL backup
 (Completed, verified) and one killed in the middle of its data stream.
 """
@@ -26,7 +26,7 @@ from k3sops.errors import Unauthorized, UsageError
 
 pytestmark = pytest.mark.unit
 
-DATA = Path(__file__).parent / "data" / "backup_snapshots.json"
+DATA = Path(__file__).parent.parent / "data" / "backup_snapshots.json"
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 

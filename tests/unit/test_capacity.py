@@ -1,6 +1,6 @@
 """Capacity (domain/capacity) on the nodes and pods captured from the lab, and the forecast fit.
 
-``data/scale_lab_capture.json`` holds the lab's six kwok nodes (3 servers 4 CPU/8Gi, 3 agents
+``tests/data/scale_lab_capture.json`` holds the lab's six kwok nodes (3 servers 4 CPU/8Gi, 3 agents
 8 CPU/16Gi) and every pod at capture time, as the API server listed them, plus Prometheus'
 answer to the request-history subquery k3sops sends.
 """
@@ -21,7 +21,7 @@ from k3sops.services.capacity import request_history_query
 
 pytestmark = pytest.mark.unit
 
-DATA = json.loads((Path(__file__).parent / "data" / "scale_lab_capture.json").read_text())
+DATA = json.loads((Path(__file__).parent.parent / "data" / "scale_lab_capture.json").read_text())
 NODES, PODS = DATA["nodes"], DATA["pods"]
 
 

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.unit
 
 NODE = "k3s-agent-2"
 RAW: list[dict[str, Any]] = json.loads(
-    (Path(__file__).parent / "data" / "pods_k3s_agent_2.json").read_text())
+    (Path(__file__).parent.parent / "data" / "pods_k3s_agent_2.json").read_text())
 
 
 def _pods(raw: list[dict[str, Any]] | None = None) -> list[planning.PodInfo]:

@@ -1,6 +1,6 @@
 """Right-sizing strategies and HPA helpers (domain/sizing), on data captured from the lab.
 
-``data/scale_lab_capture.json`` was recorded from the lab: a Deployment ``shop`` (2 replicas,
+``tests/data/scale_lab_capture.json`` was recorded from the lab: a Deployment ``shop`` (2 replicas,
 requests 50m/64Mi, memory limit 128Mi) whose pods kwok reports at 120m CPU and 200Mi memory
 (pod annotations), Prometheus' answers to the CPU-rate subquery and the working-set range
 query k3sops sends for it, and its autoscaling/v2 HPA (min = max = 2) as the real HPA
@@ -25,7 +25,7 @@ from k3sops.services.scale.resources import histories as _histories
 
 pytestmark = pytest.mark.unit
 
-DATA = json.loads((Path(__file__).parent / "data" / "scale_lab_capture.json").read_text())
+DATA = json.loads((Path(__file__).parent.parent / "data" / "scale_lab_capture.json").read_text())
 MIB = 2**20
 REF = ContainerRef(kind="deployments", namespace="capture", workload="shop", container="app")
 
