@@ -23,10 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import test_backup_lab as kit
 import yaml
+from kit import backup as kit
+from kit.backup import PASSWORD, Setup, make_setup
 from pydantic import SecretStr
-from test_backup_lab import PASSWORD, Setup, make_setup
 
 from conftest import Lab
 from k3sops.adapters.etcd import EtcdTools
@@ -35,7 +35,7 @@ from k3sops.domain import backups as bk
 from k3sops.domain.backups import BackupManifest
 
 pytestmark = pytest.mark.lab
-scratch_db = kit.scratch_db
+scratch_db = kit.scratch_db  # the shared fixtures: a scratch database, a repository
 setup = kit.setup
 
 

@@ -16,8 +16,8 @@ import uuid
 from pathlib import Path
 
 import pytest
-import test_backup_lab as kit
-from test_backup_lab import PASSWORD, Setup, make_setup
+from kit import backup as kit
+from kit.backup import PASSWORD, Setup, make_setup
 
 from conftest import Lab
 from k3sops.services.backup.context import FAILPOINTS
@@ -175,7 +175,7 @@ def test_full_repository_disk_fails_and_nothing_is_completed(lab: Lab, tmp_path:
 
 def test_exec_forbidden_403_fails_clearly(lab: Lab, tmp_path: Path, scratch_db: str) -> None:
     """A user the lab CA signs that may hold Leases and read pods but not create pods/exec."""
-    from test_cli_lab import user_kubeconfig
+    from kit.users import user_kubeconfig
 
     user = f"k3sops-noexec-{uuid.uuid4().hex[:6]}"
     kc = user_kubeconfig(lab, user, tmp_path / "kc")

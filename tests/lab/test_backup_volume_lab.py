@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from backup_more_kit import backup_context
+from kit.backup import backup_context
 
 from conftest import Lab, wait_for
 from k3sops.adapters.audit import AuditLog

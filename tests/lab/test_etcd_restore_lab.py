@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from backup_more_kit import backup_context
+from kit.backup import backup_context
 
 from conftest import Lab
 from hosts import HostPool, TestHost

@@ -152,7 +152,7 @@ def test_pdb_blocks_eviction_and_drain_times_out_cleanly(lab: Lab, scratch: str,
 
 def test_refused_cordon_exits_1_naming_verb_and_resource(lab: Lab, tmp_path: Path) -> None:
     """A user the lab CA signs, allowed to read nodes but not change them: the patch is 403."""
-    from test_cli_lab import user_kubeconfig
+    from kit.users import user_kubeconfig
 
     user = f"k3sops-readonly-{uuid.uuid4().hex[:6]}"
     kc = user_kubeconfig(lab, user, tmp_path / "kc")

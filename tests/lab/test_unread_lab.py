@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_cli_lab import user_kubeconfig
+from kit.users import user_kubeconfig
 
 from conftest import Lab, wait_for
 from k3sops.domain import checks as registry
