@@ -12,11 +12,13 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 import yaml
 
@@ -127,6 +129,54 @@ def test_list_follows_continue_and_selects_by_label(lab: Lab, ns: str) -> None:
     assert len(pages) == 2 and "continue=" in pages[1]["request"]["query"]
     assert json.loads(pages[0]["response"]["body"])["metadata"]["continue"]
     _keep(lab, "list-pages", rec, namespace=ns)
+
+
+class _CompactAfterFirstPage(httpx2.BaseTransport):
+    """Passes requests on; once the first page of a LIST is back, the lab's etcd is written
+    to and compacted past that page's revision (what etcd's periodic compaction does to a
+    client that pages slowly), before the client asks for the next page."""
+
+    def __init__(self, inner: httpx2.BaseTransport, lab: Lab, ns: str) -> None:
+        self.inner, self.lab, self.ns = inner, lab, ns
+        self.compacted: int | None = None
+
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        resp = self.inner.handle_request(request)
+        if self.compacted is None and "continue" not in request.url.params:
+            resp.read()
+            self.lab.kubectl("create", "configmap", "after-first-page", "-n", self.ns)
+            etcdctl = [str(self.lab.binaries["etcdctl"]), "--endpoints",
+                       self.lab.layout.url("etcd")]
+            status = subprocess.run([*etcdctl, "endpoint", "status", "-w", "json"],
+                                    capture_output=True, text=True, check=True, timeout=30)
+            self.compacted = int(json.loads(status.stdout)[0]["Status"]["header"]["revision"])
+            subprocess.run([*etcdctl, "compact", str(self.compacted)], capture_output=True,
+                           check=True, timeout=30)
+        return resp
+
+
+def test_a_continue_token_older_than_the_compaction_is_gone(lab: Lab, ns: str) -> None:
+    """Events: the API server keeps no watch cache of them, so every page comes from etcd,
+    and a continue token whose revision etcd has compacted away is refused with 410."""
+    setup = KubeClient(KubeconfigSource(lab.layout.kubeconfig, "lab"))
+    for name in ("ev-a", "ev-b", "ev-c"):
+        setup.create_object({"apiVersion": "v1", "kind": "Event",
+                             "metadata": {"name": name, "namespace": ns},
+                             "involvedObject": {"kind": "ConfigMap", "name": "kube-root-ca.crt",
+                                                "namespace": ns},
+                             "reason": "Probe", "message": name, "type": "Normal"})
+    setup.close()
+    k, rec = _client(lab)
+    compactor = _CompactAfterFirstPage(rec.inner, lab, ns)
+    rec.inner = compactor
+    with pytest.raises(Gone) as gone:
+        k.listing(f"/api/v1/namespaces/{ns}/events", "events", limit=2)
+    assert "continue parameter is too old" in gone.value.message
+    first, second = (e for e in rec.exchanges if e["request"]["path"].endswith("/events"))
+    token_rv = int(json.loads(first["response"]["body"])["metadata"]["resourceVersion"])
+    assert compactor.compacted is not None and token_rv < compactor.compacted
+    assert "continue=" in second["request"]["query"] and second["response"]["status"] == 410
+    _keep(lab, "list-expired", rec, namespace=ns)
 
 
 def test_errors_are_mapped_with_the_verb_and_resource(lab: Lab, ns: str,

@@ -74,6 +74,21 @@ def test_a_list_follows_continue_tokens_to_the_last_page(tmp_path: Path) -> None
     assert not t.unused
 
 
+def test_a_continue_token_older_than_the_compaction_raises_gone(tmp_path: Path) -> None:
+    """The second page's token names a revision etcd compacted between the pages: 410."""
+    k, t, ns = _replay(tmp_path, "list-expired")
+    with pytest.raises(Gone) as e:
+        k.listing(f"/api/v1/namespaces/{ns}/events", "events", limit=2)
+    assert e.value.message.startswith(
+        f"list events in namespace {ns}: the resourceVersion is too old on {SERVER} (HTTP 410):"
+        " The provided continue parameter is too old to display a consistent list result.")
+    assert e.value.hint == "list again and watch from the list's resourceVersion"
+    first, second = t.requests
+    assert "continue" not in first.url.params and second.url.params["limit"] == "2"
+    assert second.url.params["continue"]
+    assert not t.unused
+
+
 def test_error_answers_map_to_k3sops_errors_naming_verb_and_resource(tmp_path: Path) -> None:
     k, t, ns = _replay(tmp_path, "errors")
     k.create_object(_configmap(ns, "cm-a", k="v"))
