@@ -39,14 +39,22 @@ from typing import Any
 import pytest
 from checkkit import by_name, found, platform, run
 
-from k3sops.domain.checks import REGISTRY, gitops, network, storage, workloads
+from k3sops.domain.checks import (
+    REGISTRY,
+    dns,
+    endpoints,
+    gitops,
+    loadbalancers,
+    storage,
+    workloads,
+)
 from k3sops.domain.findings import SEVERITY_RANK
 from k3sops.domain.snapshot import ClusterSnapshot, parse_time
 
 pytestmark = pytest.mark.unit
 
 DATA = Path(__file__).parent.parent / "data"
-MODULES = {m.__name__ for m in (workloads, network, storage, gitops)}
+MODULES = {m.__name__ for m in (workloads, endpoints, loadbalancers, dns, storage, gitops)}
 MY_CHECKS = sorted(spec.id for spec in REGISTRY.values() if spec.fn.__module__ in MODULES)
 
 

@@ -1,7 +1,8 @@
 """The checks of `k3sops check`; importing this package registers every one of them.
 
 Every module of this package registers its checks with ``@check`` when imported; a new area
-is a new module (``base`` is the registry, ``scheduling`` a helper without checks).
+is a new module (``base`` is the registry; ``scheduling`` and ``network`` are helpers without
+checks).
 """
 
 import importlib
