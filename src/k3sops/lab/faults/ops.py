@@ -34,6 +34,7 @@ from k3sops.lab.layout import LabLayout
 from k3sops.lab.shape import apply as ssa
 from k3sops.lab.shape import kubectl, node
 from k3sops.lab.stages import FAULT_LABEL
+from k3sops.timeparse import parse_rfc3339
 
 Progress = Callable[[str], None]
 POLL_SECONDS = 2.0
@@ -363,7 +364,7 @@ def _force_pods(cl: Cluster, namespaces: set[str]) -> None:
         since = md.get("deletionTimestamp")
         if md.get("namespace") not in namespaces or not since or md.get("finalizers"):
             continue
-        started = dt.datetime.fromisoformat(str(since).replace("Z", "+00:00"))
+        started = parse_rfc3339(str(since))
         if (now - started).total_seconds() > FORCE_AFTER_SECONDS:
             stale.setdefault(md["namespace"], []).append(md["name"])
     for ns, names in sorted(stale.items()):
