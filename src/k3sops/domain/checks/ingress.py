@@ -1,6 +1,6 @@
 """Ingresses: their class, their TLS secrets and certificates, hosts claimed twice.
 
-The backends themselves are judged by ``ingress-backend-missing`` (network). K3s installs
+The backends themselves are judged by ``ingress-backend-missing`` (endpoints). K3s installs
 Traefik with the default IngressClass ``traefik``; an Ingress naming a class no IngressClass
 defines is served by no controller. Certificates are read from the Secret's projection (its
 ``tls.crt`` validity, never the key).
