@@ -170,14 +170,17 @@ class AnsibleFailed(AdapterError):
 
 
 class HistoryError(AdapterError):
-    """The history database could not be opened, read or written.
+    """The history store could not be opened, read or written.
 
     Attributes:
-        path: the database file concerned.
+        location: the database, as it may be shown (a file path, or a URL without password).
+        path: the SQLite file concerned (None for a server database).
     """
 
-    def __init__(self, message: str, *, path: Path, hint: str | None = None) -> None:
+    def __init__(self, message: str, *, location: str, path: Path | None = None,
+                 hint: str | None = None) -> None:
         super().__init__(message, hint=hint)
+        self.location = location
         self.path = path
 
 

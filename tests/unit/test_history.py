@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from k3sops.adapters.history import DB_NAME, SCHEMA_VERSION, HistoryStore
+from k3sops.adapters.store import DB_NAME, HistoryStore, SqliteStore, default_dir
+from k3sops.adapters.store.sqlite import SCHEMA_VERSION
 from k3sops.cli.app import main
 from k3sops.domain import checks
 from k3sops.domain.findings import CheckReport, ManualItem
@@ -36,7 +37,7 @@ def report() -> CheckReport:
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[HistoryStore]:
-    s = HistoryStore.open(tmp_path / "state")
+    s = SqliteStore.open(tmp_path / "state")
     yield s
     s.close()
 
@@ -55,15 +56,15 @@ T0 = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
 
 def test_default_dir_precedence() -> None:
     home = Path("/home/op")
-    assert HistoryStore.default_dir({}, home) == home / ".local/state/k3sops"
-    assert HistoryStore.default_dir({"XDG_STATE_HOME": "/x"}, home) == Path("/x/k3sops")
-    assert HistoryStore.default_dir({"XDG_STATE_HOME": "/x", "K3SOPS_STATE_DIR": "/s"},
+    assert default_dir({}, home) == home / ".local/state/k3sops"
+    assert default_dir({"XDG_STATE_HOME": "/x"}, home) == Path("/x/k3sops")
+    assert default_dir({"XDG_STATE_HOME": "/x", "K3SOPS_STATE_DIR": "/s"},
                                     home) == Path("/s")
 
 
 def test_open_creates_private_directory_and_versioned_wal_database(tmp_path: Path) -> None:
     directory = tmp_path / "a" / "state"
-    HistoryStore.open(directory).close()
+    SqliteStore.open(directory).close()
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE((directory / DB_NAME).stat().st_mode) == 0o600
     conn = sqlite3.connect(directory / DB_NAME)
@@ -73,7 +74,7 @@ def test_open_creates_private_directory_and_versioned_wal_database(tmp_path: Pat
     finally:
         conn.close()
     # Opening again is a no-op migration and keeps what was stored.
-    with HistoryStore.open(directory) as s:
+    with SqliteStore.open(directory) as s:
         assert s.runs() == []
 
 
@@ -189,7 +190,7 @@ def test_concurrent_writers(tmp_path: Path, report: CheckReport) -> None:
 
     def writer(offset: int) -> None:
         try:
-            with HistoryStore.open(directory) as s:
+            with SqliteStore.open(directory) as s:
                 for i in range(25):
                     s.record(at(report, T0 + timedelta(minutes=offset + 2 * i)))
                     s.ack(f"item-{offset}", "daily", "w", None, T0)
@@ -202,7 +203,7 @@ def test_concurrent_writers(tmp_path: Path, report: CheckReport) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    with HistoryStore.open(directory) as s:
+    with SqliteStore.open(directory) as s:
         assert len(s.runs(limit=100)) == 50
         assert set(s.acks(T0)) == {"item-0", "item-1"}
 
@@ -210,13 +211,13 @@ def test_concurrent_writers(tmp_path: Path, report: CheckReport) -> None:
 def test_a_writer_waits_for_another_writers_transaction(tmp_path: Path,
                                                         report: CheckReport) -> None:
     directory = tmp_path / "state"
-    HistoryStore.open(directory).close()
+    SqliteStore.open(directory).close()
     holder = sqlite3.connect(directory / DB_NAME, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process mid-write
     done = threading.Event()
 
     def write() -> None:
-        with HistoryStore.open(directory) as s:
+        with SqliteStore.open(directory) as s:
             s.record(report)
         done.set()
 
@@ -227,7 +228,7 @@ def test_a_writer_waits_for_another_writers_transaction(tmp_path: Path,
     holder.close()
     t.join()
     assert done.is_set()
-    with HistoryStore.open(directory) as s:
+    with SqliteStore.open(directory) as s:
         assert len(s.runs()) == 1
 
 
@@ -235,7 +236,7 @@ def test_a_failed_write_leaves_nothing_behind(tmp_path: Path, report: CheckRepor
     """A write that fails inside the transaction (here a trigger, as a full disk would) is
     rolled back, reported as HistoryError, and leaves the store usable."""
     directory = tmp_path / "state"
-    with HistoryStore.open(directory) as s:
+    with SqliteStore.open(directory) as s:
         conn = sqlite3.connect(directory / DB_NAME)
         conn.execute("CREATE TRIGGER refuse BEFORE INSERT ON runs "
                      "BEGIN SELECT RAISE(ABORT, 'disk full'); END")
@@ -255,7 +256,7 @@ def test_corrupt_database_is_an_adapter_error_naming_the_file(tmp_path: Path) ->
     directory.mkdir()
     (directory / DB_NAME).write_bytes(b"this is not sqlite, it is a text file " * 200)
     with pytest.raises(HistoryError) as e:
-        HistoryStore.open(directory)
+        SqliteStore.open(directory)
     assert isinstance(e.value, AdapterError)
     assert e.value.exit_code == ExitCode.RUNTIME
     assert e.value.path == directory / DB_NAME
@@ -268,19 +269,19 @@ def test_unwritable_location_is_an_adapter_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where the state directory should be")
     with pytest.raises(HistoryError) as e:
-        HistoryStore.open(blocker / "state")
+        SqliteStore.open(blocker / "state")
     assert str(blocker / "state" / DB_NAME) in e.value.message
     assert e.value.hint is not None and "--state-dir" in e.value.hint
 
 
 def test_database_from_a_newer_k3sops_is_refused(tmp_path: Path) -> None:
     directory = tmp_path / "state"
-    HistoryStore.open(directory).close()
+    SqliteStore.open(directory).close()
     conn = sqlite3.connect(directory / DB_NAME)
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     conn.close()
     with pytest.raises(HistoryError, match="newer"):
-        HistoryStore.open(directory)
+        SqliteStore.open(directory)
 
 
 # -- CLI -------------------------------------------------------------------------------------
@@ -317,7 +318,7 @@ def test_cli_ack_and_history(cli: Path, report: CheckReport,
     ack = json.loads(capsys.readouterr().out)
     assert (ack["item"], ack["by"], ack["note"], ack["period"]) == (
         "test-review-board", "alice", "all quiet", "daily")
-    with HistoryStore.open(cli) as s:
+    with SqliteStore.open(cli) as s:
         assert s.acks()["test-review-board"]["by"] == "alice"
         s.record(at(report, T0))
         s.record(at(report, T0 + timedelta(days=7), "weekly"))

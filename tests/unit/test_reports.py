@@ -17,7 +17,7 @@ from xml.etree import ElementTree as ET
 
 import pytest
 
-from k3sops.adapters.history import HistoryStore, TrendPoint
+from k3sops.adapters.store import SqliteStore, TrendPoint
 from k3sops.domain import checks
 from k3sops.domain.findings import CheckReport, Finding, ManualItem, ResourceRef, Source
 from k3sops.errors import UsageError
@@ -37,7 +37,7 @@ def report() -> CheckReport:
 @pytest.fixture
 def trend(tmp_path: Path, report: CheckReport) -> list[TrendPoint]:
     start = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
-    with HistoryStore.open(tmp_path / "state") as store:
+    with SqliteStore.open(tmp_path / "state") as store:
         for day in range(7):
             keep = report.findings[: day % len(report.findings) + 1]
             summary = report.summary.model_copy(update={

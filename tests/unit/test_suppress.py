@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from k3sops.adapters.history import HistoryStore
+from k3sops.adapters.store import SqliteStore
 from k3sops.config import PlatformConfigError, parse_platform
 from k3sops.domain import checks as registry
 from k3sops.domain import engine, suppress
@@ -128,7 +128,7 @@ def test_findings_of_an_unread_kind_are_carried_not_resolved(raw: dict[str, Any]
                          errors={"storageclasses": "forbidden"}))
     assert "storageclass-missing" in limited.skipped
     assert {f.key for f in limited.findings} <= {f.key for f in full.findings}
-    store = HistoryStore.open(tmp_path)
+    store = SqliteStore.open(tmp_path)
     try:
         store.record(_report(full.findings))
         previous = store.last_run("daily", None)

@@ -67,10 +67,12 @@ def check_cmd(
     from k3sops.domain.findings import at_or_above
     from k3sops.output.render import render
     from k3sops.services import check as check_service
+    from k3sops.services import history as history_service
 
     threshold: Severity | None = fail_on  # type: ignore[assignment]
     settings = get_settings(ctx)
-    store = check_service.open_history(state_dir, os.environ, Path.home()) if history else None
+    store = (history_service.open_history(settings.platform, state_dir, os.environ, Path.home())
+             if history else None)
     try:
         report = check_service.check(settings, os.environ, Path.home(),
                                      _period(daily, weekly, monthly), env, threshold,
@@ -82,7 +84,8 @@ def check_cmd(
     if fmt in ("markdown", "html", "junit"):
         from k3sops.output import reports
 
-        trend = check_service.trend(state_dir, os.environ, Path.home()) if history else []
+        trend = (history_service.trend(settings.platform, state_dir, os.environ, Path.home())
+                 if history else [])
         from rich.console import Console
 
         Console().file.write(reports.render(report, fmt, trend))
@@ -128,8 +131,8 @@ def history_cmd(
                          hint="use daily, weekly or monthly")
     chosen: Period | None = period
     opts = get_options(ctx)
-    result = history_service.history(_state_dir(ctx, state_dir), os.environ, Path.home(),
-                                     limit, chosen)
+    result = history_service.history(get_settings(ctx).platform, _state_dir(ctx, state_dir),
+                                     os.environ, Path.home(), limit, chosen)
     render(result, opts.output.value)
 
 
@@ -157,6 +160,7 @@ def ack_cmd(
     from k3sops.services import history as history_service
 
     opts = get_options(ctx)
-    result = history_service.acknowledge(_state_dir(ctx, state_dir), os.environ, Path.home(),
+    result = history_service.acknowledge(get_settings(ctx).platform,
+                                         _state_dir(ctx, state_dir), os.environ, Path.home(),
                                          item, by or _os_user(), note)
     render(result, opts.output.value)

@@ -19,7 +19,7 @@ from k3sops.output.reports import ack_text, usage_line, when
 from k3sops.timeparse import parse_time
 
 if TYPE_CHECKING:
-    from k3sops.adapters.history import TrendPoint
+    from k3sops.adapters.store import TrendPoint
 
 SEVERITY_COLOURS = {"critical": "#d93025", "warning": "#e8a200", "info": "#1a73e8"}
 USAGE_SERIES = (("cpu", "CPU", "#1a73e8"), ("memory", "Memory", "#9334e6"),

@@ -20,7 +20,7 @@ from k3sops.errors import UsageError
 from k3sops.timeparse import parse_time
 
 if TYPE_CHECKING:
-    from k3sops.adapters.history import TrendPoint
+    from k3sops.adapters.store import TrendPoint
 
 FORMATS = ("markdown", "html", "junit")
 _NOT_XML = re.compile("[^\u0009\u000a\u000d\u0020-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")

@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 from k3sops.adapters.alertmanager import AlertmanagerAdapter
-from k3sops.adapters.history import HistoryStore, StoredRun, TrendPoint
 from k3sops.adapters.kube import KubeAdapter
 from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
+from k3sops.adapters.store import HistoryStore, StoredRun
 from k3sops.domain import checks as registry
 from k3sops.domain import engine, projection, suppress
 from k3sops.domain import snapshot as snapshot_kinds
@@ -331,18 +331,3 @@ def _manual_items(period: Period, history: HistoryStore | None) -> list[ManualIt
                                         "acknowledged_at": ack.get("at"),
                                         "note": ack.get("note")}) if ack else m)
     return out
-
-
-def open_history(state_dir: Path | None, env: Mapping[str, str], home: Path) -> HistoryStore:
-    """The SQLite history of check runs and acknowledgements (default: the state directory)."""
-    return HistoryStore.open(state_dir or HistoryStore.default_dir(env, home))
-
-
-def trend(state_dir: Path | None, env: Mapping[str, str], home: Path,
-          limit: int = 90) -> list[TrendPoint]:
-    """Stored runs, oldest first, for the HTML report's charts."""
-    store = open_history(state_dir, env, home)
-    try:
-        return store.trend(limit)
-    finally:
-        store.close()

@@ -8,10 +8,12 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from k3sops.adapters.history import HistoryStore
+from k3sops.adapters.store import HistoryStore, SqliteStore, TrendPoint, default_dir, open_store
+from k3sops.config import Platform
 from k3sops.domain import checks as registry
 from k3sops.domain.findings import Period
 from k3sops.errors import UsageError
+from k3sops.services.secrets import env_secret, file_secret
 
 
 class RunRow(BaseModel):
@@ -50,19 +52,45 @@ class Acknowledgement(BaseModel):
     note: str | None
 
 
-def _store(state_dir: Path | None, env: Mapping[str, str], home: Path) -> HistoryStore:
-    return HistoryStore.open(state_dir or HistoryStore.default_dir(env, home))
+def open_history(platform: Platform | None, state_dir: Path | None, env: Mapping[str, str],
+                 home: Path) -> HistoryStore:
+    """The history store platform.yaml's ``state`` names, else SQLite in the state directory.
+
+    ``state.database_url`` (PostgreSQL for `k3sops serve`'s replicas, or a SQLite file) wins
+    over ``--state-dir``/``$K3SOPS_STATE_DIR``, which then only place the audit log.
+
+    Raises:
+        ConfigError: the password variable or file named in ``state`` is unset or empty.
+        HistoryError: the database cannot be opened or migrated.
+    """
+    directory = state_dir or default_dir(env, home)
+    state = platform.state if platform is not None else None
+    if state is None or state.database_url is None:
+        return SqliteStore.open(directory)
+    password = (file_secret(state.password_file, "state.password_file")
+                if state.password_file is not None else
+                env_secret(env, state.password_env, "state.password_env",
+                           required=state.password_env is not None))
+    return open_store(state.database_url, password, directory)
 
 
-def history(state_dir: Path | None, env: Mapping[str, str], home: Path, limit: int = 20,
+def trend(platform: Platform | None, state_dir: Path | None, env: Mapping[str, str],
+          home: Path, limit: int = 90) -> list[TrendPoint]:
+    """Stored runs, oldest first, for the HTML report's charts."""
+    with open_history(platform, state_dir, env, home) as store:
+        return store.trend(limit)
+
+
+def history(platform: Platform | None, state_dir: Path | None, env: Mapping[str, str],
+            home: Path, limit: int = 20,
             period: Period | None = None) -> CheckHistory:
     """The newest ``limit`` stored runs (of ``period`` if given), newest first."""
     if limit < 1:
         raise UsageError(f"--limit {limit} must be at least 1")
-    store = _store(state_dir, env, home)
+    store = open_history(platform, state_dir, env, home)
     try:
         runs = store.runs(limit, period)
-        path = str(store.path)
+        path = store.location
     finally:
         store.close()
     rows = []
@@ -76,7 +104,8 @@ def history(state_dir: Path | None, env: Mapping[str, str], home: Path, limit: i
     return CheckHistory(database=path, runs=rows)
 
 
-def acknowledge(state_dir: Path | None, env: Mapping[str, str], home: Path, item_id: str,
+def acknowledge(platform: Platform | None, state_dir: Path | None, env: Mapping[str, str],
+                home: Path, item_id: str,
                 by: str, note: str | None, now: datetime | None = None) -> Acknowledgement:
     """Record that ``by`` did the manual step ``item_id`` now.
 
@@ -91,7 +120,7 @@ def acknowledge(state_dir: Path | None, env: Mapping[str, str], home: Path, item
     if not by.strip():
         raise UsageError("--by must name who did the step")
     at = (now or datetime.now(UTC)).astimezone(UTC).replace(microsecond=0)
-    store = _store(state_dir, env, home)
+    store = open_history(platform, state_dir, env, home)
     try:
         store.ack(item.id, item.period, by, note, at)
     finally:

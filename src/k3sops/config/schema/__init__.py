@@ -20,6 +20,7 @@ from k3sops.config.schema.environment import Environment, Promotion, Thresholds
 from k3sops.config.schema.fields import ENVIRONMENT_NAMES, EnvironmentName
 from k3sops.config.schema.monitoring import AppMetrics, Endpoint, Monitoring, ServiceRef
 from k3sops.config.schema.platform import Ansible, GitOps, Platform, Suppression
+from k3sops.config.schema.state import State
 
 __all__ = [
     "ENVIRONMENT_NAMES",
@@ -41,6 +42,7 @@ __all__ = [
     "Platform",
     "Promotion",
     "ServiceRef",
+    "State",
     "Suppression",
     "Thresholds",
     "VolumeSchedule",

@@ -25,6 +25,7 @@ from k3sops.config.schema.fields import (
     resolve_local,
 )
 from k3sops.config.schema.monitoring import Monitoring
+from k3sops.config.schema.state import State
 
 
 class Ansible(BaseModel):
@@ -195,8 +196,10 @@ class Platform(BaseModel):
     """GitOps repository; unset: promotion is refused."""
     suppressions: list[Suppression] = Field(default_factory=list)
     """Findings to hide or re-grade, each with a reason and an optional expiry."""
+    state: State = Field(default_factory=State)
+    """Where the history lives; unset: SQLite in the state directory."""
 
-    @field_validator("monitoring", mode="before")
+    @field_validator("monitoring", "state", mode="before")
     @classmethod
     def _empty_monitoring(cls, value: object) -> object:
         return none_as_empty(value)

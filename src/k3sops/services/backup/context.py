@@ -33,6 +33,7 @@ from k3sops.adapters.restic import Restic
 from k3sops.config import Backup, Platform
 from k3sops.errors import ConfigError
 from k3sops.services import context
+from k3sops.services.secrets import env_secret
 
 MANIFEST_FILE = "manifest.json"
 VERIFICATION_FILE = "verification.json"
@@ -103,13 +104,7 @@ class BackupContext:
             ConfigError: ``required`` and the variable is unset or empty (the message names
                 the variable, never a value).
         """
-        value = self.env.get(variable) if variable else None
-        if value:
-            return SecretStr(value)
-        if required:
-            raise ConfigError(f"environment variable {variable} ({setting}) is not set or "
-                              "empty", hint="export it with the password")
-        return None
+        return env_secret(self.env, variable, setting, required=required)
 
     def kube(self) -> KubeAdapter:
         """The cluster (created on first use)."""

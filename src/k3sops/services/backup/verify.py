@@ -25,8 +25,8 @@ from pydantic import BaseModel, Field
 from k3sops import __version__
 from k3sops.adapters import postgres as pg
 from k3sops.adapters.etcd import hash_trailer_ok
-from k3sops.adapters.history import HistoryStore
 from k3sops.adapters.restic import CHUNK, StreamResult
+from k3sops.adapters.store import SqliteStore
 from k3sops.domain import backups as bk
 from k3sops.domain.backups import BackupEntry, BackupManifest, CheckOutcome, VerificationRecord
 from k3sops.errors import AdapterError, K3sopsError, UsageError
@@ -135,7 +135,7 @@ def _record(ctx: BackupContext, e: BackupEntry, rec: VerificationRecord) -> None
                                        detail=f"could not store the record: {err.message}"))
         rec.ok = False
     try:
-        with HistoryStore.open(ctx.state) as h:
+        with SqliteStore.open(ctx.state) as h:
             h.record_restore_drill(e.kind, e.target, rec.ok, rec.at, rec.drill_seconds)
     except K3sopsError as err:
         log.warning("%s", err)
