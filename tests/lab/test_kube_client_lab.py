@@ -144,15 +144,21 @@ class _CompactAfterFirstPage(httpx2.BaseTransport):
         resp = self.inner.handle_request(request)
         if self.compacted is None and "continue" not in request.url.params:
             resp.read()
-            self.lab.kubectl("create", "configmap", "after-first-page", "-n", self.ns)
-            etcdctl = [str(self.lab.binaries["etcdctl"]), "--endpoints",
-                       self.lab.layout.url("etcd")]
-            status = subprocess.run([*etcdctl, "endpoint", "status", "-w", "json"],
-                                    capture_output=True, text=True, check=True, timeout=30)
-            self.compacted = int(json.loads(status.stdout)[0]["Status"]["header"]["revision"])
-            subprocess.run([*etcdctl, "compact", str(self.compacted)], capture_output=True,
-                           check=True, timeout=30)
+            self.compacted = _write_and_compact(self.lab, self.ns, "after-first-page")
         return resp
+
+
+def _write_and_compact(lab: Lab, ns: str, name: str) -> int:
+    """Write one object, then compact the lab's etcd at its current revision (what the API
+    server's periodic compaction does); returns that revision."""
+    lab.kubectl("create", "configmap", name, "-n", ns)
+    etcdctl = [str(lab.binaries["etcdctl"]), "--endpoints", lab.layout.url("etcd")]
+    status = subprocess.run([*etcdctl, "endpoint", "status", "-w", "json"],
+                            capture_output=True, text=True, check=True, timeout=30)
+    revision = int(json.loads(status.stdout)[0]["Status"]["header"]["revision"])
+    subprocess.run([*etcdctl, "compact", str(revision)], capture_output=True, check=True,
+                   timeout=30)
+    return revision
 
 
 def test_a_continue_token_older_than_the_compaction_is_gone(lab: Lab, ns: str) -> None:
@@ -268,8 +274,10 @@ def test_watch_from_a_list_sees_a_new_pod_and_an_expired_version_is_gone(
         lab: Lab, ns: str) -> None:
     """List pods, watch from the list's resourceVersion with bookmarks, create a pod: ADDED.
 
-    Revision 2 lies below the pods watch cache's window (it starts at the LIST the API server
-    made when it started, long after revision 2): the server answers with an ERROR event 410.
+    Then a watch from a revision etcd has compacted away: events have no watch cache in the
+    API server, so that watch goes to etcd, and the server answers 410. (A pods watch from an
+    old revision is answered from the watch cache, whose window on a fresh lab still reaches
+    back to the first revisions: it was not refused there.)
     """
     k, rec = _client(lab)
     listed = k.listing(f"/api/v1/namespaces/{ns}/pods")
@@ -291,9 +299,15 @@ def test_watch_from_a_list_sees_a_new_pod_and_an_expired_version_is_gone(
     _keep(lab, "watch", rec, namespace=ns)
 
     k, rec = _client(lab)
+    old = k.listing(f"/api/v1/namespaces/{ns}/events").resource_version
+    # Two writes: the watch needs the revision after ``old``, and that one must be gone too.
+    lab.kubectl("create", "configmap", "before-watch", "-n", ns)
+    compacted = _write_and_compact(lab, ns, "before-watch-2")
+    assert int(old) + 1 < compacted
     with pytest.raises(Gone) as gone:
-        list(k.watch(f"/api/v1/namespaces/{ns}/pods", "2", 5))
-    assert "too old resource version: 2" in gone.value.message and gone.value.hint
+        list(k.watch(f"/api/v1/namespaces/{ns}/events", old, 5))
+    assert "(ERROR 410)" in gone.value.message and "too old" in gone.value.message
+    assert gone.value.hint
     _keep(lab, "gone", rec, namespace=ns)
 
 
