@@ -8,11 +8,11 @@ from typing import ClassVar, Literal
 from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_validator
 
 from k3sops.config.schema.fields import (
-    ENV_VAR,
     MODEL_CONFIG,
     RESTIC_BACKENDS,
     DnsLabel,
     EnvironmentName,
+    EnvVarName,
     FilePath,
     check_cron,
     invalid,
@@ -121,7 +121,7 @@ class BackupTarget(BaseModel):
     dsn: str | None = None
     """libpq connection string without password, for a database reached directly (DSN form),
     e.g. ``host=db.example port=5432 dbname=app user=backup``."""
-    password_env: str | None = None
+    password_env: EnvVarName | None = None
     """Environment variable holding the database password (DSN form; given to the client
     as PGPASSWORD, never on a command line)."""
     path: str | None = None
@@ -206,7 +206,7 @@ class BackupDrill(BaseModel):
     postgres_dsn: str | None = None
     """Server where a scratch database is created for the drill (and dropped after); unset:
     a throwaway local PostgreSQL cluster (initdb) on a free loopback port."""
-    postgres_password_env: str | None = None
+    postgres_password_env: EnvVarName | None = None
     """Environment variable with that server's password."""
     read_data_subset: str = "10%"
     """How much of the repository's data `backup verify` reads back (restic
@@ -232,7 +232,7 @@ class Backup(BaseModel):
     repository: str
     """restic repository: a local path, or ``sftp:``, ``rest:``, ``s3:``, ``b2:``, ``azure:``,
     ``gs:``, ``swift:``, ``rclone:`` repository string."""
-    password_env: str | None = None
+    password_env: EnvVarName | None = None
     """Name of the environment variable holding the repository password."""
     password_file: FilePath | None = None
     """File holding the repository password (keep it mode 0600)."""
@@ -283,13 +283,6 @@ class Backup(BaseModel):
             raise invalid(f"unknown restic backend {m[1]!r}", ", ".join(RESTIC_BACKENDS))
         if m[1] == "local":
             return "local:" + resolve_local(value[len("local:"):], info)
-        return value
-
-    @field_validator("password_env")
-    @classmethod
-    def _check_env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_VAR.match(value):
-            raise invalid("not an environment variable name", "letters, digits and _")
         return value
 
     @model_validator(mode="after")

@@ -57,6 +57,16 @@ def _check_dns_label(value: str) -> str:
 DnsLabel = Annotated[str, AfterValidator(_check_dns_label)]
 
 
+def _check_env_name(value: str) -> str:
+    if not ENV_VAR.match(value):
+        raise invalid("not an environment variable name", "letters, digits and _")
+    return value
+
+
+EnvVarName = Annotated[str, AfterValidator(_check_env_name)]
+"""The name of an environment variable a secret is read from (``*_env`` settings)."""
+
+
 def resolve_path(value: Path, info: ValidationInfo) -> Path:
     """Resolve ``~`` and paths relative to the directory of the file being loaded."""
     with contextlib.suppress(RuntimeError):  # no home directory known: keep it as written

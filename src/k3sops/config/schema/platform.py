@@ -11,13 +11,13 @@ from pydantic import BaseModel, Field, ValidationInfo, field_validator, model_va
 from k3sops.config.schema.backup import Backup
 from k3sops.config.schema.environment import Environment
 from k3sops.config.schema.fields import (
-    ENV_VAR,
     ENVIRONMENT_NAMES,
     MODEL_CONFIG,
     SCP_LIKE,
     URL_LIKE,
     DnsLabel,
     EnvironmentName,
+    EnvVarName,
     FilePath,
     check_duration,
     invalid,
@@ -39,7 +39,7 @@ class Ansible(BaseModel):
     """SSH private key used to reach the nodes; unset: the SSH agent / Ansible's default."""
     user: str | None = None
     """Remote SSH user; unset: the inventory's or Ansible's default."""
-    token_env: str | None = None
+    token_env: EnvVarName | None = None
     """Environment variable holding the K3s cluster token (the playbooks need it to install or
     join nodes); the token is never written here."""
     token_file: FilePath | None = None
@@ -48,13 +48,6 @@ class Ansible(BaseModel):
     """How long one playbook run may take before it is stopped."""
     node_ready_timeout_seconds: float = Field(default=300, gt=0, strict=True)
     """How long `scale nodes add` waits for new Nodes to become Ready."""
-
-    @field_validator("token_env")
-    @classmethod
-    def _check_token_env(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_VAR.match(value):
-            raise invalid("not an environment variable name", "letters, digits and _")
-        return value
 
     @model_validator(mode="after")
     def _one_token_source(self) -> Ansible:

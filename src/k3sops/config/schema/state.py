@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, field_validator, model_validator
 
-from k3sops.config.schema.fields import ENV_VAR, MODEL_CONFIG, FilePath, invalid
+from k3sops.config.schema.fields import MODEL_CONFIG, EnvVarName, FilePath, invalid
 
 POSTGRES_SCHEMES = ("postgresql", "postgres")
 DATABASE_URL_ALLOWED = "postgresql://USER@HOST:PORT/DB or sqlite:///ABSOLUTE/PATH.db"
@@ -48,7 +48,7 @@ class State(BaseModel):
     database_url: str | None = None
     """``postgresql://USER@HOST:PORT/DB[?sslmode=...]`` (no password) or
     ``sqlite:///ABSOLUTE/PATH.db``; unset: SQLite in the state directory."""
-    password_env: str | None = None
+    password_env: EnvVarName | None = None
     """Environment variable holding the PostgreSQL password."""
     password_file: FilePath | None = None
     """File holding the PostgreSQL password (one line; e.g. a mounted Secret)."""
@@ -62,13 +62,6 @@ class State(BaseModel):
                 raise invalid(problem, DATABASE_URL_ALLOWED,
                               hint="name the password with state.password_env or "
                                    "state.password_file" if "password" in problem else None)
-        return value
-
-    @field_validator("password_env")
-    @classmethod
-    def _check_env_name(cls, value: str | None) -> str | None:
-        if value is not None and not ENV_VAR.match(value):
-            raise invalid("not an environment variable name", "letters, digits and _")
         return value
 
     @model_validator(mode="after")
