@@ -130,6 +130,21 @@ class Timeout(AdapterError):
     """The endpoint did not answer in time."""
 
 
+def short_reason(e: AdapterError) -> str:
+    """Why a read failed, in a few words (``forbidden``, ``timed out``…).
+
+    How a report names a kind it could not list: the CLI's LIST and the service's watch
+    cache alike.
+    """
+    if isinstance(e, Unauthorized):
+        return "forbidden" if "403" in e.message else "unauthorized"
+    if isinstance(e, Timeout):
+        return "timed out"
+    if isinstance(e, Unreachable):
+        return "unreachable"
+    return e.message
+
+
 class Conflict(AdapterError):
     """The object changed underneath us or already exists."""
 

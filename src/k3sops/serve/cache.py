@@ -26,7 +26,7 @@ from k3sops.adapters.kube import EventType, KubeClient
 from k3sops.domain import projection
 from k3sops.domain.findings import Source
 from k3sops.domain.snapshot import CORE_PATHS, CUSTOM_PATHS, ClusterSnapshot, Obj
-from k3sops.errors import AdapterError, Gone, NotFound, Timeout, Unauthorized, Unreachable
+from k3sops.errors import AdapterError, Gone, NotFound, Unauthorized, short_reason
 
 WATCH_SECONDS = 300.0
 """How long one WATCH request lasts before the server ends it and the cache resumes."""
@@ -53,17 +53,6 @@ class KindStatus:
     """Why the kind cannot be read (``forbidden``, ``unreachable``…), None when it can."""
     absent: bool = False
     """A custom kind whose CRD is not installed."""
-
-
-def reason(e: AdapterError) -> str:
-    """Why a LIST failed, in the words the CLI's collect uses (services/check.py ``_short``)."""
-    if isinstance(e, Unauthorized):
-        return "forbidden" if "403" in e.message else "unauthorized"
-    if isinstance(e, Timeout):
-        return "timed out"
-    if isinstance(e, Unreachable):
-        return "unreachable"
-    return e.message
 
 
 def _key(obj: Obj) -> str:
@@ -250,7 +239,7 @@ class WatchCache:
                     # Cached objects of a kind that cannot be read now are no evidence.
                     # Refused (RBAC): synced as unreadable; anything else (API server down,
                     # timeouts): not in sync until a LIST succeeds.
-                    s.error, s.listed, s.absent = reason(e), False, False
+                    s.error, s.listed, s.absent = short_reason(e), False, False
                     s.denied = isinstance(e, Unauthorized)
                 s.objects = {}
                 self._synced.notify_all()

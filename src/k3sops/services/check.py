@@ -40,10 +40,8 @@ from k3sops.errors import (
     AdapterError,
     K3sopsError,
     NotFound,
-    Timeout,
-    Unauthorized,
-    Unreachable,
     UsageError,
+    short_reason,
 )
 from k3sops.services.context import Settings, kube, monitoring
 
@@ -82,7 +80,7 @@ def _collect_kube(k: KubeAdapter, sources: list[Source], kinds: Iterable[str] | 
             if isinstance(res, AdapterError):
                 if kind in CUSTOM_PATHS and isinstance(res, NotFound):
                     continue  # CRD not installed: nothing of that kind to check
-                errors[kind] = _short(res)
+                errors[kind] = short_reason(res)
             else:
                 objects[kind] = projection.project(kind, res)
     finally:
@@ -94,17 +92,6 @@ def _collect_kube(k: KubeAdapter, sources: list[Source], kinds: Iterable[str] | 
                               f"{kind} ({errors[kind]})" for kind in failed))
                           if failed else None))
     return objects, errors, version
-
-
-def _short(e: AdapterError) -> str:
-    """Why a LIST failed, in a few words (the full message names the server once)."""
-    if isinstance(e, Unauthorized):
-        return "forbidden" if "403" in e.message else "unauthorized"
-    if isinstance(e, Timeout):
-        return "timed out"
-    if isinstance(e, Unreachable):
-        return "unreachable"
-    return e.message
 
 
 def _collect_metrics(k: KubeAdapter, settings: Settings, queries: dict[str, str],
