@@ -1,0 +1,303 @@
+"""Leader election and scheduled runs of `k3sops serve` across replicas, on the lab (issue 14).
+
+Replicas are separate host processes (tests/lab/kit/elector.py: a real LeaderElector and, in
+the failover test, a real Scheduler on the lab's PostgreSQL) with a least-privilege
+ServiceAccount token (get/create/update on leases in one namespace). The test watches the
+Lease on the real API server and judges takeover from its timestamps (renewTime of the dead
+holder, acquireTime of the new one), never from wall-clock thresholds of its own; the times it
+measures are printed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import IO, Any
+
+import pytest
+
+from conftest import Lab, wait_for
+from history_kit import fresh_database
+from k3sops.adapters.kube import KubeClient, KubeconfigSource, api_path
+from k3sops.adapters.store.postgres import PostgresStore
+from k3sops.errors import AdapterError
+from k3sops.serve.leader import LEASE_API
+from k3sops.timeparse import parse_rfc3339
+
+pytestmark = pytest.mark.lab
+NS = f"t-leader-{uuid.uuid4().hex[:6]}"
+SA = "serve-elector"
+KIT = Path(__file__).parent / "kit" / "elector.py"
+LEASE_S, RENEW_S = 3.0, 1.0
+EVERY = 10
+"""Seconds between the scheduled runs of the failover test (``@every 10s``)."""
+LATENCY = 0.5
+"""Allowance for the follower's own round (a GET and a PUT) on top of lease + renew."""
+
+
+def _client(path: Path) -> KubeClient:
+    return KubeClient(KubeconfigSource(path, "lab"))
+
+
+@pytest.fixture(scope="module")
+def admin(lab: Lab) -> Iterator[KubeClient]:
+    k = _client(lab.layout.kubeconfig)
+    lab.kubectl("create", "namespace", NS)
+    yield k
+    lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+    k.close()
+
+
+@pytest.fixture(scope="module")
+def sa_kubeconfig(lab: Lab, admin: KubeClient, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A ServiceAccount token that may only get/create/update Leases in NS."""
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": {"name": SA, "namespace": NS},
+         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                    "verbs": ["get", "create", "update"]}]},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": {"name": SA, "namespace": NS},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SA},
+         "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]}]
+    lab.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+    token = lab.kubectl("create", "token", SA, "-n", NS, "--duration=1h").stdout.strip()
+    kc = tmp_path_factory.mktemp("leader") / "sa.kubeconfig"
+    kc.write_text(f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+                  f"    server: https://127.0.0.1:{lab.layout.port('apiserver')}\n"
+                  f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
+                  f"users:\n- name: u\n  user:\n    token: {token}\n"
+                  "contexts:\n- name: c\n  context: {cluster: l, user: u}\n"
+                  "current-context: c\n")
+    return kc
+
+
+@dataclass
+class Replica:
+    """One elector process and the JSON events it printed."""
+
+    identity: str
+    proc: subprocess.Popen[str]
+    events: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def start(cls, lab: Lab, kubeconfig: Path, lease: str, identity: str, log_dir: Path,
+              database: str | None = None) -> Replica:
+        args = [sys.executable, str(KIT), "--kubeconfig", str(kubeconfig), "--namespace", NS,
+                "--name", lease, "--identity", identity, "--lease", str(LEASE_S),
+                "--renew", str(RENEW_S)]
+        if database:
+            args += ["--database", database, "--every", str(EVERY)]
+        stderr: IO[str] = (log_dir / f"{identity}.stderr").open("w")
+        proc = subprocess.Popen(args, env=lab.env, stdout=subprocess.PIPE, stderr=stderr,
+                                text=True)
+        r = cls(identity, proc)
+        threading.Thread(target=r._read, daemon=True).start()
+        return r
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def saw(self, event: str) -> bool:
+        return any(e["event"] == event for e in self.events)
+
+    def leading(self) -> bool:
+        """Its last leadership event says it leads."""
+        states = [e["event"] for e in self.events if e["event"] in ("leading", "following")]
+        return bool(states) and states[-1] == "leading"
+
+    def ran(self) -> list[datetime]:
+        return [parse_rfc3339(e["due"]) for e in self.events if e["event"] == "ran"]
+
+    def end(self, sig: int) -> int:
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, sig)
+        return self.proc.wait(timeout=30)
+
+
+class LeaseLog:
+    """Every revision of one Lease, as a WATCH on the API server delivers them."""
+
+    def __init__(self, client: KubeClient, name: str) -> None:
+        self.name = name
+        self.revisions: list[dict[str, Any]] = []
+        self._client = client
+        path = api_path(LEASE_API, "leases", NS)
+        self._rv = client.listing(path, "leases").resource_version
+        self._stop = threading.Event()
+        threading.Thread(target=self._watch, args=(path,), daemon=True).start()
+
+    def _watch(self, path: str) -> None:
+        while not self._stop.is_set():
+            try:
+                for ev in self._client.watch(path, self._rv, timeout=30,
+                                             field_selector=f"metadata.name={self.name}"):
+                    if ev.resource_version:
+                        self._rv = ev.resource_version
+                    if ev.type.value in ("ADDED", "MODIFIED"):
+                        self.revisions.append(ev.object.get("spec") or {})
+            except AdapterError:
+                time.sleep(0.2)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def holders(self) -> list[str]:
+        """Holders in order, consecutive repeats folded ("" for released)."""
+        out: list[str] = []
+        for spec in self.revisions:
+            h = spec.get("holderIdentity") or ""
+            if not out or out[-1] != h:
+                out.append(h)
+        return out
+
+    def first(self, holder: str, after: int = 0) -> dict[str, Any] | None:
+        return next((s for s in self.revisions[after:]
+                     if (s.get("holderIdentity") or "") == holder), None)
+
+
+def _t(spec: dict[str, Any], key: str) -> datetime:
+    return parse_rfc3339(str(spec[key]))
+
+
+def test_one_leader_kill_9_failover_and_scheduled_runs_exactly_once(
+        lab: Lab, admin: KubeClient, sa_kubeconfig: Path, tmp_path: Path) -> None:
+    lease = "serve-failover"
+    log = LeaseLog(admin, lease)
+    with fresh_database(lab) as url:
+        PostgresStore.open(url).close()  # migrated once, before the replicas race
+        replicas = {i: Replica.start(lab, sa_kubeconfig, lease, i, tmp_path, url)
+                    for i in ("replica-a", "replica-b")}
+        try:
+            assert wait_for(lambda: any(r.leading() for r in replicas.values()), timeout=60)
+            # Several renew rounds of the follower: still exactly one leader.
+            time.sleep(3 * RENEW_S)
+            leaders = [r for r in replicas.values() if r.leading()]
+            assert len(leaders) == 1, [r.events for r in replicas.values()]
+            leader = leaders[0]
+            follower = next(r for r in replicas.values() if r is not leader)
+            assert not follower.saw("leading")
+            assert log.holders() == [leader.identity]
+            assert len(log.revisions) >= 3  # created, then renewed every round
+            assert log.revisions[-1].get("leaseTransitions", 0) == 0
+
+            # Only the leader schedules: it runs the due times as they pass.
+            assert wait_for(lambda: len(leader.ran()) >= 1, timeout=EVERY + 10)
+            revs_before = len(log.revisions)
+            due_in_gap, killed_at = _kill_before_next_due(leader)
+            dead = admin.get(LEASE_API, "leases", lease, NS)["spec"]
+            assert dead["holderIdentity"] == leader.identity
+            last_renew = _t(dead, "renewTime")
+
+            assert wait_for(lambda: log.first(follower.identity, revs_before), timeout=30)
+            took = log.first(follower.identity, revs_before)
+            assert took is not None
+            seen_at = datetime.now(UTC)
+            gap = (_t(took, "acquireTime") - last_renew).total_seconds()
+            print(f"\nkill -9 -> takeover: {gap:.3f}s from the dead leader's last renewTime "
+                  f"to the new acquireTime (lease {LEASE_S:g}s, renew {RENEW_S:g}s); "
+                  f"{(seen_at - killed_at).total_seconds():.3f}s from kill to the test "
+                  f"seeing it")
+            # Never before the lease lapsed (no two leaders), and at the follower's next
+            # round after it did.
+            assert LEASE_S <= gap <= LEASE_S + RENEW_S + LATENCY
+            assert took["leaseTransitions"] == 1
+            assert log.holders() == [leader.identity, follower.identity]
+
+            # The due time that passed while nobody led is run once, by the new leader.
+            assert wait_for(lambda: due_in_gap in follower.ran(), timeout=EVERY + 10)
+            assert wait_for(lambda: len(follower.ran()) >= 2, timeout=EVERY + 10)
+            assert follower.end(signal.SIGTERM) == 0
+        finally:
+            for r in replicas.values():
+                r.end(signal.SIGKILL)
+            log.stop()
+
+        _assert_scheduled_once(url, leader, follower, due_in_gap)
+
+
+def _kill_before_next_due(leader: Replica) -> tuple[datetime, datetime]:
+    """``kill -9`` the leader one second before a due time; (that due time, when killed)."""
+    now = time.time()
+    next_due = math.ceil(now / EVERY) * EVERY
+    if next_due - now < 2.5:
+        next_due += EVERY
+    time.sleep(next_due - 1.0 - time.time())
+    killed_at = datetime.now(UTC)
+    leader.end(signal.SIGKILL)
+    return datetime.fromtimestamp(next_due, UTC), killed_at
+
+
+def _assert_scheduled_once(url: str, leader: Replica, follower: Replica,
+                           due_in_gap: datetime) -> None:
+    """Every due time from the first run to the last ran exactly once, and the store agrees."""
+    ran = leader.ran() + follower.ran()
+    print(f"scheduled runs: {len(leader.ran())} by {leader.identity}, "
+          f"{len(follower.ran())} by {follower.identity}")
+    assert len(ran) == len(set(ran))  # none twice
+    assert max(leader.ran()) < due_in_gap <= min(follower.ran())
+    # none lost: every due time from the first to the last, EVERY seconds apart
+    first, last = min(ran), max(ran)
+    expected = [first + timedelta(seconds=EVERY * k)
+                for k in range(int((last - first).total_seconds()) // EVERY + 1)]
+    assert sorted(ran) == expected
+    store = PostgresStore.open(url)
+    try:
+        claims = store.schedule_claims(limit=1000)
+    finally:
+        store.close()
+    assert sorted(c.due_at for c in claims) == expected
+    assert all(c.status == "done" for c in claims)
+    assert {c.owner for c in claims if c.due_at >= due_in_gap} == {follower.identity}
+
+
+def test_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
+        lab: Lab, admin: KubeClient, sa_kubeconfig: Path, tmp_path: Path) -> None:
+    lease = "serve-release"
+    log = LeaseLog(admin, lease)
+    first = Replica.start(lab, sa_kubeconfig, lease, "replica-1", tmp_path)
+    second: Replica | None = None
+    try:
+        assert wait_for(first.leading, timeout=60)
+        second = Replica.start(lab, sa_kubeconfig, lease, "replica-2", tmp_path)
+        assert wait_for(lambda: second is not None and second.saw("started"), timeout=60)
+        time.sleep(2 * RENEW_S)  # the follower has tried and lost at least once
+        assert not second.leading()
+        revs_before = len(log.revisions)
+        assert first.end(signal.SIGTERM) == 0
+        assert first.saw("stopped")
+
+        assert wait_for(lambda: log.first("replica-2", revs_before), timeout=30)
+        released = log.first("", revs_before)
+        took = log.first("replica-2", revs_before)
+        assert released is not None, log.revisions[revs_before:]
+        assert took is not None
+        # The release came first and set the lease as client-go's release does.
+        assert log.holders() == ["replica-1", "", "replica-2"]
+        assert released["leaseDurationSeconds"] == 1
+        gap = (_t(took, "acquireTime") - _t(released, "renewTime")).total_seconds()
+        print(f"\nSIGTERM -> takeover: {gap:.3f}s from the release to the new acquireTime "
+              f"(lease {LEASE_S:g}s, renew {RENEW_S:g}s)")
+        # Taken at the follower's next round, without waiting for the lease to lapse.
+        assert 0 <= gap <= RENEW_S + LATENCY < LEASE_S
+        assert took["leaseTransitions"] == 1
+        assert wait_for(second.leading, timeout=10)
+    finally:
+        first.end(signal.SIGKILL)
+        if second is not None:
+            second.end(signal.SIGTERM)
+        log.stop()
