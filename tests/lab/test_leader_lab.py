@@ -32,7 +32,7 @@ from history_kit import fresh_database
 from k3sops.adapters.kube import KubeClient, KubeconfigSource, api_path
 from k3sops.adapters.store.postgres import PostgresStore
 from k3sops.errors import AdapterError
-from k3sops.serve.leader import LEASE_API
+from k3sops.serve.leader import LEASE_API, LeaderElector, micro_time
 from k3sops.timeparse import parse_rfc3339
 
 pytestmark = pytest.mark.lab
@@ -301,3 +301,47 @@ def test_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
         if second is not None:
             second.end(signal.SIGTERM)
         log.stop()
+
+
+def test_racing_replicas_take_an_expired_lease_once(admin: KubeClient,
+                                                    sa_kubeconfig: Path) -> None:
+    """Five electors take one expired Lease at the same instant: the resourceVersion-guarded
+    PUT lets exactly one win (the others get 409 Conflict and follow), every round."""
+    lease = "serve-race"
+    electors = [LeaderElector(_client(sa_kubeconfig), NS, lease, f"racer-{i}",
+                              lease_seconds=LEASE_S, renew_seconds=RENEW_S) for i in range(5)]
+    long_ago = datetime.now(UTC) - timedelta(minutes=5)
+    admin.create(LEASE_API, "leases", NS, {
+        "apiVersion": LEASE_API, "kind": "Lease", "metadata": {"name": lease},
+        "spec": {"holderIdentity": "dead-replica", "leaseDurationSeconds": 3,
+                 "renewTime": micro_time(long_ago), "acquireTime": micro_time(long_ago),
+                 "leaseTransitions": 4}})
+    try:
+        for round_ in range(3):
+            barrier = threading.Barrier(len(electors))
+            won: dict[str, bool] = {}
+
+            def race(e: LeaderElector, barrier: threading.Barrier = barrier,
+                     won: dict[str, bool] = won) -> None:
+                barrier.wait()
+                won[e.identity] = e.try_acquire_or_renew()
+            threads = [threading.Thread(target=race, args=(e,)) for e in electors]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            winners = [i for i, w in won.items() if w]
+            spec = admin.get(LEASE_API, "leases", lease, NS)["spec"]
+            assert len(winners) == 1, won
+            assert spec["holderIdentity"] == winners[0]
+            assert spec["leaseTransitions"] == 5 + round_
+            assert [e.is_leader() for e in electors].count(True) == 1
+            # Next round: the Lease is again a dead replica's, lapsed (the winner would renew
+            # its own without a transition).
+            lease_obj = admin.get(LEASE_API, "leases", lease, NS)
+            lease_obj["spec"].update(holderIdentity="dead-replica",
+                                     renewTime=micro_time(long_ago))
+            admin.replace(LEASE_API, "leases", NS, lease_obj)
+    finally:
+        for e in electors:
+            e.client.close()

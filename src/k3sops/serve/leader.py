@@ -34,7 +34,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from k3sops.adapters.kube import KubeClient
+from k3sops.adapters.kube import JSON, KubeClient, api_path
 from k3sops.errors import AdapterError, Conflict, NotFound
 from k3sops.timeparse import parse_rfc3339
 
@@ -72,7 +72,8 @@ class LeaderElector:
 
     Args:
         client: the API server (its credentials need get/create/update on leases in
-            ``namespace``).
+            ``namespace``); each Lease request is bounded by the renew deadline, whatever
+            the client's own timeout.
         namespace: the Lease's namespace.
         name: the Lease's name (all replicas of one service use the same).
         identity: this replica's name in ``holderIdentity`` (unique per replica: the pod name).
@@ -156,10 +157,10 @@ class LeaderElector:
         """
         now = self._clock()
         try:
-            lease = self.client.get(LEASE_API, "leases", self.name, self.namespace)
+            lease = self._call("GET", self.name)
         except NotFound:
             try:
-                self.client.create(LEASE_API, "leases", self.namespace, {
+                self._call("POST", None, {
                     "apiVersion": LEASE_API, "kind": "Lease",
                     "metadata": {"name": self.name, "namespace": self.namespace},
                     "spec": self._spec(now, acquired=now, transitions=0)})
@@ -182,7 +183,7 @@ class LeaderElector:
         try:
             # metadata.resourceVersion is the one just read: a 409 means someone else wrote
             # in between (renewed, or took it first).
-            self.client.replace(LEASE_API, "leases", self.namespace, lease)
+            self._call("PUT", self.name, lease)
         except Conflict:
             return self._lost()
         return self._renewed(now)
@@ -194,7 +195,7 @@ class LeaderElector:
         times now, transitions kept.
         """
         try:
-            lease = self.client.get(LEASE_API, "leases", self.name, self.namespace)
+            lease = self._call("GET", self.name)
             spec: dict[str, Any] = dict(lease.get("spec") or {})
             if spec.get("holderIdentity") != self.identity:
                 return False
@@ -203,7 +204,7 @@ class LeaderElector:
             spec.update(leaseDurationSeconds=1, renewTime=micro_time(now),
                         acquireTime=micro_time(now))
             lease["spec"] = spec
-            self.client.replace(LEASE_API, "leases", self.namespace, lease)
+            self._call("PUT", self.name, lease)
         except (Conflict, NotFound):
             return False
         except AdapterError as e:
@@ -212,6 +213,23 @@ class LeaderElector:
         return True
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _call(self, method: str, name: str | None, body: Any = None) -> dict[str, Any]:
+        # Each request ends within the renew deadline (client-go bounds its renewal the same
+        # way): a hung API server must not keep this thread from noticing the lost lease.
+        resp = self.client.request(
+            method, api_path(LEASE_API, "leases", self.namespace, name), body=body,
+            content_type=JSON if body is not None else None, what=f"leases/{self.name}",
+            namespace=self.namespace, timeout=self.renew_deadline.total_seconds())
+        try:
+            data = resp.json()
+        except ValueError as e:
+            raise AdapterError(f"{method} lease {self.namespace}/{self.name}: the answer is "
+                               f"not JSON (HTTP {resp.status_code})") from e
+        if not isinstance(data, dict):
+            raise AdapterError(f"{method} lease {self.namespace}/{self.name}: the answer is "
+                               "not an object")
+        return data
 
     def _spec(self, now: datetime, *, acquired: datetime, transitions: int) -> dict[str, Any]:
         return {"holderIdentity": self.identity,
