@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import IO, Any
 
 import pytest
+from kit.users import user_kubeconfig
 
 from conftest import Lab, wait_for
 from history_kit import fresh_database
@@ -345,3 +346,42 @@ def test_racing_replicas_take_an_expired_lease_once(admin: KubeClient,
     finally:
         for e in electors:
             e.client.close()
+
+
+def test_a_leader_that_cannot_renew_steps_down_by_the_renew_deadline(
+        lab: Lab, admin: KubeClient, sa_kubeconfig: Path, tmp_path: Path) -> None:
+    """Its rights are taken away while it leads: the API server refuses the renewal (403), the
+    elector stops calling itself leader once the renew deadline passes, before the lease
+    lapses for anyone else, and leads again when it may."""
+    user, lease = "serve-elector-revoked", "serve-revoked"
+    assert sa_kubeconfig.exists()  # the fixture made the Role (leases: get/create/update)
+    binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+               "metadata": {"name": user, "namespace": NS},
+               "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SA},
+               "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User",
+                             "name": user}]}
+    lab.kubectl("apply", "-f", "-", input=json.dumps(binding))
+    client = _client(user_kubeconfig(lab, user, tmp_path / "user.kubeconfig"))
+    elector = LeaderElector(client, NS, lease, "revoked-replica", lease_seconds=LEASE_S,
+                            renew_seconds=RENEW_S)
+    changes: list[bool] = []
+    elector.on_change(changes.append)
+    elector.start()
+    try:
+        assert wait_for(elector.is_leader, timeout=30)
+        lab.kubectl("delete", "rolebinding", user, "-n", NS)
+        assert wait_for(lambda: not elector.is_leader() and changes[-1:] == [False],
+                        timeout=30)
+        assert elector.last_error is not None and "403" in elector.last_error
+        spec = admin.get(LEASE_API, "leases", lease, NS)["spec"]
+        # The Lease still names it (nobody else competes here) until it lapses; is_leader()
+        # said False from renewTime + the renew deadline, one renew period before that.
+        assert spec["holderIdentity"] == "revoked-replica"
+        lab.kubectl("apply", "-f", "-", input=json.dumps(binding))
+        assert wait_for(elector.is_leader, timeout=30)
+        assert changes == [True, False, True]
+        assert elector.last_error is None
+    finally:
+        elector.stop(release=True)
+        client.close()
+    assert admin.get(LEASE_API, "leases", lease, NS)["spec"].get("holderIdentity") is None

@@ -273,8 +273,10 @@ class LeaderElector:
             except AdapterError as e:
                 # The API server is down or refuses: keep leading only until the renew
                 # deadline (is_leader checks it), then say so to the callbacks.
+                # Logged when it changes, not every round while the API server is down.
+                if str(e) != self.last_error:
+                    log.warning("lease %s/%s: %s", self.namespace, self.name, e)
                 self.last_error = str(e)
-                log.warning("lease %s/%s: %s", self.namespace, self.name, e)
                 if not self.is_leader():
                     self._set_leader(False)
             self._stopping.wait(self.renew_seconds)
