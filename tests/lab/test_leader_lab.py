@@ -334,6 +334,7 @@ def test_racing_replicas_take_an_expired_lease_once(admin: KubeClient,
             winners = [i for i, w in won.items() if w]
             spec = admin.get(LEASE_API, "leases", lease, NS)["spec"]
             assert len(winners) == 1, won
+            assert next(e for e in electors if e.identity == winners[0]).holder == winners[0]
             assert spec["holderIdentity"] == winners[0]
             assert spec["leaseTransitions"] == 5 + round_
             assert [e.is_leader() for e in electors].count(True) == 1

@@ -113,6 +113,9 @@ class LeaderElector:
         self.last_error: str | None = None
         """Why the last round failed (API server unreachable, forbidden); None when it
         worked."""
+        self.holder: str | None = None
+        """Who held the Lease at the last round ("" released, None never read): the
+        follower's API and /metrics can name the leader."""
 
     # -- public ------------------------------------------------------------------------------
 
@@ -169,6 +172,7 @@ class LeaderElector:
             return self._renewed(now)
         spec: dict[str, Any] = dict(lease.get("spec") or {})
         holder = spec.get("holderIdentity") or ""
+        self.holder = holder
         if holder == self.identity:
             acquired = spec.get("acquireTime")
             acquire_at = _parse_or(acquired, now)
@@ -185,6 +189,11 @@ class LeaderElector:
             # in between (renewed, or took it first).
             self._call("PUT", self.name, lease)
         except Conflict:
+            if holder == self.identity:
+                # Our own renewal raced another write (an edit of its labels, say): as
+                # client-go, keep leading until the renew deadline and retry next round;
+                # nobody can take the Lease before it lapses.
+                return False
             return self._lost()
         return self._renewed(now)
 
@@ -240,6 +249,7 @@ class LeaderElector:
                 "leaseTransitions": transitions}
 
     def _renewed(self, now: datetime) -> bool:
+        self.holder = self.identity
         with self._lock:
             self._renewed_at = now
         self._set_leader(True)
