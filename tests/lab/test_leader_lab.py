@@ -12,34 +12,27 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
 
 import pytest
+from kit.replicas import LeaseLog, Replica, elector_kubeconfig, lease_time
 from kit.users import user_kubeconfig
 
 from conftest import Lab, wait_for
 from history_kit import fresh_database
-from k3sops.adapters.kube import KubeClient, KubeconfigSource, api_path
+from k3sops.adapters.kube import KubeClient, KubeconfigSource
 from k3sops.adapters.store.postgres import PostgresStore
-from k3sops.errors import AdapterError
 from k3sops.serve.leader import LEASE_API, LeaderElector, micro_time
-from k3sops.timeparse import parse_rfc3339
 
 pytestmark = pytest.mark.lab
 NS = f"t-leader-{uuid.uuid4().hex[:6]}"
 SA = "serve-elector"
-KIT = Path(__file__).parent / "kit" / "elector.py"
 LEASE_S, RENEW_S = 3.0, 1.0
 EVERY = 10
 """Seconds between the scheduled runs of the failover test (``@every 10s``)."""
@@ -63,125 +56,24 @@ def admin(lab: Lab) -> Iterator[KubeClient]:
 @pytest.fixture(scope="module")
 def sa_kubeconfig(lab: Lab, admin: KubeClient, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A ServiceAccount token that may only get/create/update Leases in NS."""
-    docs: list[dict[str, Any]] = [
-        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": SA, "namespace": NS}},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
-         "metadata": {"name": SA, "namespace": NS},
-         "rules": [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-                    "verbs": ["get", "create", "update"]}]},
-        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
-         "metadata": {"name": SA, "namespace": NS},
-         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": SA},
-         "subjects": [{"kind": "ServiceAccount", "name": SA, "namespace": NS}]}]
-    lab.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
-    token = lab.kubectl("create", "token", SA, "-n", NS, "--duration=1h").stdout.strip()
-    kc = tmp_path_factory.mktemp("leader") / "sa.kubeconfig"
-    kc.write_text(f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
-                  f"    server: https://127.0.0.1:{lab.layout.port('apiserver')}\n"
-                  f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
-                  f"users:\n- name: u\n  user:\n    token: {token}\n"
-                  "contexts:\n- name: c\n  context: {cluster: l, user: u}\n"
-                  "current-context: c\n")
-    return kc
+    return elector_kubeconfig(admin, NS, SA, lab.layout.pki_dir / "ca.crt",
+                              tmp_path_factory.mktemp("leader") / "sa.kubeconfig")
 
 
-@dataclass
-class Replica:
-    """One elector process and the JSON events it printed."""
-
-    identity: str
-    proc: subprocess.Popen[str]
-    events: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def start(cls, lab: Lab, kubeconfig: Path, lease: str, identity: str, log_dir: Path,
-              database: str | None = None) -> Replica:
-        args = [sys.executable, str(KIT), "--kubeconfig", str(kubeconfig), "--namespace", NS,
-                "--name", lease, "--identity", identity, "--lease", str(LEASE_S),
-                "--renew", str(RENEW_S)]
-        if database:
-            args += ["--database", database, "--every", str(EVERY)]
-        stderr: IO[str] = (log_dir / f"{identity}.stderr").open("w")
-        proc = subprocess.Popen(args, env=lab.env, stdout=subprocess.PIPE, stderr=stderr,
-                                text=True)
-        r = cls(identity, proc)
-        threading.Thread(target=r._read, daemon=True).start()
-        return r
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self.events.append(json.loads(line))
-
-    def saw(self, event: str) -> bool:
-        return any(e["event"] == event for e in self.events)
-
-    def leading(self) -> bool:
-        """Its last leadership event says it leads."""
-        states = [e["event"] for e in self.events if e["event"] in ("leading", "following")]
-        return bool(states) and states[-1] == "leading"
-
-    def ran(self) -> list[datetime]:
-        return [parse_rfc3339(e["due"]) for e in self.events if e["event"] == "ran"]
-
-    def end(self, sig: int) -> int:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, sig)
-        return self.proc.wait(timeout=30)
-
-
-class LeaseLog:
-    """Every revision of one Lease, as a WATCH on the API server delivers them."""
-
-    def __init__(self, client: KubeClient, name: str) -> None:
-        self.name = name
-        self.revisions: list[dict[str, Any]] = []
-        self._client = client
-        path = api_path(LEASE_API, "leases", NS)
-        self._rv = client.listing(path, "leases").resource_version
-        self._stop = threading.Event()
-        threading.Thread(target=self._watch, args=(path,), daemon=True).start()
-
-    def _watch(self, path: str) -> None:
-        while not self._stop.is_set():
-            try:
-                for ev in self._client.watch(path, self._rv, timeout=30,
-                                             field_selector=f"metadata.name={self.name}"):
-                    if ev.resource_version:
-                        self._rv = ev.resource_version
-                    if ev.type.value in ("ADDED", "MODIFIED"):
-                        self.revisions.append(ev.object.get("spec") or {})
-            except AdapterError:
-                time.sleep(0.2)
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    def holders(self) -> list[str]:
-        """Holders in order, consecutive repeats folded ("" for released)."""
-        out: list[str] = []
-        for spec in self.revisions:
-            h = spec.get("holderIdentity") or ""
-            if not out or out[-1] != h:
-                out.append(h)
-        return out
-
-    def first(self, holder: str, after: int = 0) -> dict[str, Any] | None:
-        return next((s for s in self.revisions[after:]
-                     if (s.get("holderIdentity") or "") == holder), None)
-
-
-def _t(spec: dict[str, Any], key: str) -> datetime:
-    return parse_rfc3339(str(spec[key]))
+def start(lab: Lab, kubeconfig: Path, lease: str, identity: str, log_dir: Path,
+          database: str | None = None) -> Replica:
+    return Replica.start(lab.env, kubeconfig, NS, lease, identity, log_dir,
+                         lease_seconds=LEASE_S, renew_seconds=RENEW_S, database=database,
+                         every=EVERY)
 
 
 def test_one_leader_kill_9_failover_and_scheduled_runs_exactly_once(
         lab: Lab, admin: KubeClient, sa_kubeconfig: Path, tmp_path: Path) -> None:
     lease = "serve-failover"
-    log = LeaseLog(admin, lease)
+    log = LeaseLog(admin, NS, lease)
     with fresh_database(lab) as url:
         PostgresStore.open(url).close()  # migrated once, before the replicas race
-        replicas = {i: Replica.start(lab, sa_kubeconfig, lease, i, tmp_path, url)
+        replicas = {i: start(lab, sa_kubeconfig, lease, i, tmp_path, url)
                     for i in ("replica-a", "replica-b")}
         try:
             assert wait_for(lambda: any(r.leading() for r in replicas.values()), timeout=60)
@@ -202,13 +94,13 @@ def test_one_leader_kill_9_failover_and_scheduled_runs_exactly_once(
             due_in_gap, killed_at = _kill_before_next_due(leader)
             dead = admin.get(LEASE_API, "leases", lease, NS)["spec"]
             assert dead["holderIdentity"] == leader.identity
-            last_renew = _t(dead, "renewTime")
+            last_renew = lease_time(dead, "renewTime")
 
             assert wait_for(lambda: log.first(follower.identity, revs_before), timeout=30)
             took = log.first(follower.identity, revs_before)
             assert took is not None
             seen_at = datetime.now(UTC)
-            gap = (_t(took, "acquireTime") - last_renew).total_seconds()
+            gap = (lease_time(took, "acquireTime") - last_renew).total_seconds()
             print(f"\nkill -9 -> takeover: {gap:.3f}s from the dead leader's last renewTime "
                   f"to the new acquireTime (lease {LEASE_S:g}s, renew {RENEW_S:g}s); "
                   f"{(seen_at - killed_at).total_seconds():.3f}s from kill to the test "
@@ -269,12 +161,12 @@ def _assert_scheduled_once(url: str, leader: Replica, follower: Replica,
 def test_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
         lab: Lab, admin: KubeClient, sa_kubeconfig: Path, tmp_path: Path) -> None:
     lease = "serve-release"
-    log = LeaseLog(admin, lease)
-    first = Replica.start(lab, sa_kubeconfig, lease, "replica-1", tmp_path)
+    log = LeaseLog(admin, NS, lease)
+    first = start(lab, sa_kubeconfig, lease, "replica-1", tmp_path)
     second: Replica | None = None
     try:
         assert wait_for(first.leading, timeout=60)
-        second = Replica.start(lab, sa_kubeconfig, lease, "replica-2", tmp_path)
+        second = start(lab, sa_kubeconfig, lease, "replica-2", tmp_path)
         assert wait_for(lambda: second is not None and second.saw("started"), timeout=60)
         time.sleep(2 * RENEW_S)  # the follower has tried and lost at least once
         assert not second.leading()
@@ -290,7 +182,7 @@ def test_sigterm_releases_the_lease_and_the_follower_takes_over_at_once(
         # The release came first and set the lease as client-go's release does.
         assert log.holders() == ["replica-1", "", "replica-2"]
         assert released["leaseDurationSeconds"] == 1
-        gap = (_t(took, "acquireTime") - _t(released, "renewTime")).total_seconds()
+        gap = (lease_time(took, "acquireTime") - lease_time(released, "renewTime")).total_seconds()
         print(f"\nSIGTERM -> takeover: {gap:.3f}s from the release to the new acquireTime "
               f"(lease {LEASE_S:g}s, renew {RENEW_S:g}s)")
         # Taken at the follower's next round, without waiting for the lease to lapse.
