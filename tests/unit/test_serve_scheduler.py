@@ -250,3 +250,24 @@ def test_lease_expiry_as_client_go_judges_it() -> None:
     assert lease_expired({**held, "holderIdentity": ""}, now)  # released
     assert lease_expired({"leaseDurationSeconds": 3}, now)
     assert micro_time(now) == "2026-12-05T17:00:10.000000Z"
+
+
+@pytest.mark.parametrize("days", [
+    (datetime(2026, 3, 28, tzinfo=UTC), 3),   # spring forward: 02:30 does not exist on 29 March
+    (datetime(2026, 10, 24, tzinfo=UTC), 3),  # fall back: 02:30 happens twice on 25 October
+])
+def test_a_daily_run_happens_once_a_day_across_daylight_saving_changes(
+        stores: Callable[[], HistoryStore], days: tuple[datetime, int]) -> None:
+    start, count = days
+    runs = Runs()
+    s = make(stores(), runs, schedule={"daily": "30 2 * * *"})
+    t = start
+    while t < start + timedelta(days=count):
+        s.tick(t)
+        t += timedelta(minutes=5)
+    dues = [d for _, d in runs.dues()]
+    assert len(dues) == len(set(dues))
+    local_days = [d.astimezone(s.zone).date() for d in dues]
+    # The first tick runs the day before's (within one period); then one per day.
+    assert local_days == sorted(set(local_days))
+    assert len(dues) == count + 1

@@ -1,9 +1,10 @@
 """Scheduled daily/weekly/monthly runs of `k3sops serve`: due times from cron, once per cluster.
 
 The due times come from platform.yaml's cron expressions read by the CronJob controller's
-evaluator (:mod:`k3sops.domain.checks.cron`) in the configured time zone (``zoneinfo``; DST is
-the zone's). Each :meth:`Scheduler.tick`, for each period, the latest due time at or before
-now is the candidate; it is run when
+evaluator (:mod:`k3sops.domain.checks.cron`) in the configured time zone (``zoneinfo``): a
+wall time that a spring-forward skips runs an hour later in that night's new offset, one that
+a fall-back repeats runs once (at its first pass). Each :meth:`Scheduler.tick`, for each
+period, the latest due time at or before now is the candidate; it is run when
 
 - this replica leads (``is_leader()``; a follower does nothing, so that it can run what is due
   the moment it takes over),
@@ -111,7 +112,10 @@ class Scheduler:
         sched = self.schedules.get(period)
         if sched is None:
             return None
-        local = now.astimezone(self.zone)
+        # fold=0: in the hour a fall-back repeats, read the clock as its first pass. The
+        # evaluator builds due times with now's fold, so the second pass would otherwise
+        # turn "02:30" into a second, later due time of the same day.
+        local = now.astimezone(self.zone).replace(fold=0)
         fired = cron.previous_runs(sched, local, count=1, since=EPOCH.astimezone(self.zone))
         if not fired:
             return None
