@@ -2,7 +2,10 @@
 
     K3sopsError (1)
      ├── UsageError (2)
-     │    └── QueryError              PromQL/LogQL the server refused to parse
+     │    ├── QueryError              PromQL/LogQL the server refused to parse
+     │    └── PayloadInvalid          a webhook body `serve` refuses: not JSON, wrong version,
+     │         │                      a field missing or mistyped (HTTP 400); nothing stored
+     │         └── PayloadTooLarge    a webhook body over the size limit (HTTP 413)
      ├── ConfigError (2)
      │    └── PlatformConfigError     platform.yaml failed validation; lists each ConfigIssue
      ├── AdapterError (1)            something outside k3sops failed
@@ -228,6 +231,22 @@ class PartialResult(K3sopsError):
 
 class QueryError(UsageError):
     """Prometheus refused a query as malformed (HTTP 400, errorType bad_data): fix the PromQL."""
+
+
+class PayloadInvalid(UsageError):
+    """A webhook body the service refuses (HTTP 400): the message names the field and where.
+
+    Attributes:
+        http_status: the HTTP status the service answers with.
+    """
+
+    http_status = 400
+
+
+class PayloadTooLarge(PayloadInvalid):
+    """A webhook body larger than the service accepts (HTTP 413); it was not parsed."""
+
+    http_status = 413
 
 
 class Interrupted(K3sopsError):

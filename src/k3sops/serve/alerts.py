@@ -1,0 +1,507 @@
+"""Alertmanager webhooks: parse, enrich with the object's diagnosis and runbook, store, forward.
+
+`k3sops serve` receives Alertmanager's webhook payload (version 4, the body of
+``POST /api/v1/alerts``; see Alertmanager's ``notify/webhook``: the template data plus
+``version``, ``groupKey`` and ``truncatedAlerts``). For each alert:
+
+* firing: the Kubernetes object is found from its labels (``pod``, ``deployment``,
+  ``persistentvolumeclaim``, ``node``…, :data:`OBJECT_LABELS`), diagnosed with the same
+  engine and walk as `k3sops diagnose` on the service's snapshot, given the runbook its rule
+  names (``runbook_id``), stored once per (fingerprint, startsAt) and, on the leader only,
+  forwarded to each receiver (generic JSON webhook, or a Slack-compatible incoming webhook).
+  Alertmanager repeats a firing alert every ``repeat_interval``: a repeat is stored once and
+  forwarded once;
+* resolved: the stored alert is closed (``endsAt``).
+
+A body that is not a version-4 payload is refused whole (:class:`PayloadInvalid`, HTTP 400;
+:class:`PayloadTooLarge`, HTTP 413) before anything is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import SecretStr
+
+from k3sops.adapters.store import AlertRecord, HistoryStore
+from k3sops.adapters.webhook import WebhookSender
+from k3sops.domain import diagnose as dg
+from k3sops.domain import runbooks
+from k3sops.domain.findings import Source
+from k3sops.domain.snapshot import KIND_NAMES, ClusterSnapshot
+from k3sops.errors import K3sopsError, PayloadInvalid, PayloadTooLarge
+from k3sops.services.context import Settings
+from k3sops.timeparse import parse_rfc3339
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_VERSION = "4"
+"""The only webhook payload version Alertmanager has sent since 0.16."""
+MAX_BODY = 1 << 20
+"""Bytes accepted in one delivery (Alertmanager's default ``max_alerts`` is unlimited)."""
+ZERO_TIME = "0001-01-01T00:00:00Z"
+"""Go's zero time: the ``endsAt`` Alertmanager sends for an alert still firing."""
+
+OBJECT_LABELS: tuple[tuple[str, str], ...] = (
+    ("pod", "pods"), ("deployment", "deployments"), ("statefulset", "statefulsets"),
+    ("daemonset", "daemonsets"), ("job_name", "jobs"), ("cronjob", "cronjobs"),
+    ("replicaset", "replicasets"), ("persistentvolumeclaim", "persistentvolumeclaims"),
+    ("horizontalpodautoscaler", "horizontalpodautoscalers"), ("ingress", "ingresses"),
+    ("service", "services"), ("persistentvolume", "persistentvolumes"), ("node", "nodes"),
+)
+"""Label -> kind, most specific first: a crash-looping pod's alert also names its node.
+
+kube-state-metrics names a Job ``job_name`` (``job`` is Prometheus' scrape job). An alert
+with none of these but a ``namespace`` is diagnosed as that namespace."""
+
+Enrich = Callable[[Mapping[str, str], Mapping[str, str]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Receiver:
+    """Where enriched alerts are forwarded; ``url`` may hold a token (Slack puts it there)."""
+
+    name: str
+    kind: Literal["webhook", "slack"]
+    url: SecretStr
+
+
+@dataclass(frozen=True)
+class WebhookAlert:
+    """One alert of a webhook payload."""
+
+    status: Literal["firing", "resolved"]
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime | None
+    """None while firing (Alertmanager sends Go's zero time)."""
+    generator_url: str
+    fingerprint: str
+
+    @property
+    def alertname(self) -> str:
+        """The rule's name (``alertname`` label; empty when a sender left it out)."""
+        return self.labels.get("alertname", "")
+
+
+@dataclass(frozen=True)
+class WebhookMessage:
+    """Alertmanager's webhook payload, version 4."""
+
+    version: str
+    group_key: str
+    status: Literal["firing", "resolved"]
+    receiver: str
+    group_labels: dict[str, str]
+    common_labels: dict[str, str]
+    common_annotations: dict[str, str]
+    external_url: str
+    alerts: list[WebhookAlert]
+    truncated_alerts: int = 0
+
+
+@dataclass
+class IntakeResult:
+    """What one delivery did (the endpoint answers it as JSON)."""
+
+    alerts: int = 0
+    stored: int = 0
+    duplicates: int = 0
+    resolved: int = 0
+    forwarded: int = 0
+    failed: int = 0
+    """Deliveries to receivers that failed (each receiver of each new alert counts once)."""
+    fingerprints: list[str] = field(default_factory=list)
+
+    def as_json(self) -> dict[str, Any]:
+        """The result as the endpoint's JSON answer."""
+        return {"alerts": self.alerts, "stored": self.stored, "duplicates": self.duplicates,
+                "resolved": self.resolved, "forwarded": self.forwarded, "failed": self.failed}
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _field(obj: Mapping[str, Any], key: str, where: str, kind: type,
+           required: bool = True) -> Any:
+    if key not in obj:
+        if required:
+            raise PayloadInvalid(f"webhook payload: {where}{key} is missing",
+                                 hint="send Alertmanager's webhook payload version 4")
+        return kind()
+    value = obj[key]
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise PayloadInvalid(f"webhook payload: {where}{key} must be a {kind.__name__}, "
+                             f"not {_short(value)}",
+                             hint="send Alertmanager's webhook payload version 4")
+    return value
+
+
+def _strings(obj: Mapping[str, Any], key: str, where: str) -> dict[str, str]:
+    value: dict[str, Any] = _field(obj, key, where, dict)
+    for k, v in value.items():
+        if not isinstance(v, str):
+            raise PayloadInvalid(f"webhook payload: {where}{key}.{k} must be a string, "
+                                 f"not {_short(v)}")
+    return dict(value)
+
+
+def _status(obj: Mapping[str, Any], where: str) -> Literal["firing", "resolved"]:
+    value = _field(obj, "status", where, str)
+    if value == "firing":
+        return "firing"
+    if value == "resolved":
+        return "resolved"
+    raise PayloadInvalid(f"webhook payload: {where}status must be firing or resolved, "
+                         f"not {_short(value)}")
+
+
+def _time(obj: Mapping[str, Any], key: str, where: str) -> datetime | None:
+    text: str = _field(obj, key, where, str)
+    if text == ZERO_TIME:
+        return None
+    try:
+        at = parse_rfc3339(text)
+    except ValueError as e:
+        raise PayloadInvalid(f"webhook payload: {where}{key} is not an RFC 3339 time: "
+                             f"{_short(text)}") from e
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
+
+
+def _alert(obj: Any, i: int) -> WebhookAlert:
+    where = f"alerts[{i}]."
+    if not isinstance(obj, dict):
+        raise PayloadInvalid(f"webhook payload: alerts[{i}] must be an object, not "
+                             f"{_short(obj)}")
+    status = _status(obj, where)
+    starts_at = _time(obj, "startsAt", where)
+    if starts_at is None:
+        raise PayloadInvalid(f"webhook payload: {where}startsAt is the zero time")
+    ends_at = _time(obj, "endsAt", where)
+    if status == "resolved" and ends_at is None:
+        raise PayloadInvalid(f"webhook payload: {where}endsAt is missing on a resolved alert")
+    fingerprint: str = _field(obj, "fingerprint", where, str)
+    if not fingerprint:
+        raise PayloadInvalid(f"webhook payload: {where}fingerprint is empty")
+    return WebhookAlert(status=status, labels=_strings(obj, "labels", where),
+                        annotations=_strings(obj, "annotations", where),
+                        starts_at=starts_at, ends_at=ends_at if status == "resolved" else None,
+                        generator_url=_field(obj, "generatorURL", where, str, required=False),
+                        fingerprint=fingerprint)
+
+
+def parse_payload(body: bytes, max_body: int = MAX_BODY) -> WebhookMessage:
+    """Alertmanager's webhook body as a :class:`WebhookMessage`.
+
+    Raises:
+        PayloadTooLarge: ``body`` is longer than ``max_body`` bytes (not parsed).
+        PayloadInvalid: not UTF-8 JSON, not an object, ``version`` is not "4", or a field is
+            missing or of the wrong type; the message names the field (``alerts[2].labels``).
+    """
+    if len(body) > max_body:
+        raise PayloadTooLarge(f"webhook payload is {len(body)} bytes, over the limit of "
+                              f"{max_body}",
+                              hint="lower max_alerts in Alertmanager's webhook_config")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as e:
+        where = f" at line {e.lineno} column {e.colno}" if isinstance(
+            e, json.JSONDecodeError) else ""
+        raise PayloadInvalid(f"webhook payload is not JSON{where}",
+                             hint="send Alertmanager's webhook payload version 4") from e
+    if not isinstance(data, dict):
+        raise PayloadInvalid(f"webhook payload must be a JSON object, not {_short(data)}")
+    version = _field(data, "version", "", str)
+    if version != WEBHOOK_VERSION:
+        raise PayloadInvalid(f"webhook payload: version {_short(version)} is not supported",
+                             hint=f"Alertmanager sends version {WEBHOOK_VERSION}")
+    raw_alerts: list[Any] = _field(data, "alerts", "", list)
+    truncated = _field(data, "truncatedAlerts", "", int, required=False)
+    return WebhookMessage(
+        version=version, group_key=_field(data, "groupKey", "", str), status=_status(data, ""),
+        receiver=_field(data, "receiver", "", str),
+        group_labels=_strings(data, "groupLabels", ""),
+        common_labels=_strings(data, "commonLabels", ""),
+        common_annotations=_strings(data, "commonAnnotations", ""),
+        external_url=_field(data, "externalURL", "", str),
+        alerts=[_alert(a, i) for i, a in enumerate(raw_alerts)], truncated_alerts=truncated)
+
+
+# -- enrichment ---------------------------------------------------------------------------
+
+
+def object_of(labels: Mapping[str, str]) -> dict[str, Any] | None:
+    """The object an alert is about, from its labels: ``{kind, plural, namespace, name}``."""
+    namespace = labels.get("namespace") or None
+    for label, plural in OBJECT_LABELS:
+        name = labels.get(label)
+        if name:
+            scoped = plural not in ("nodes", "persistentvolumes")
+            if scoped and namespace is None:
+                continue  # a namespaced object without its namespace cannot be found
+            return {"kind": KIND_NAMES[plural], "plural": plural, "label": label,
+                    "namespace": namespace if scoped else None, "name": name}
+    if namespace:
+        return {"kind": "Namespace", "plural": "namespaces", "label": "namespace",
+                "namespace": None, "name": namespace}
+    return None
+
+
+def runbook_of(labels: Mapping[str, str], annotations: Mapping[str, str],
+               report: dg.DiagnosisReport | None) -> dict[str, Any] | None:
+    """The runbook the rule names (``runbook_id`` annotation, else label), with its steps.
+
+    Without one, the first root cause's runbook (the finding that explains the alert).
+    """
+    wanted = annotations.get("runbook_id") or labels.get("runbook_id")
+    source = "rule"
+    if not wanted and report is not None:
+        wanted = next((r.runbook for r in report.root_causes if r.runbook), None)
+        source = "root cause"
+    if not wanted:
+        return None
+    out: dict[str, Any] = {"id": wanted, "from": source,
+                           "show": f"k3sops runbook show {wanted}"}
+    if url := annotations.get("runbook_url"):
+        out["url"] = url
+    rb = runbooks.by_id().get(wanted)
+    if rb is None:
+        out["known"] = False
+        return out
+    out.update(known=True, title=rb.title, summary=rb.summary,
+               steps=[s.model_dump(mode="json", exclude_none=True) for s in rb.steps])
+    return out
+
+
+def diagnose_for(snapshot: ClusterSnapshot, obj: Mapping[str, Any], settings: Settings,
+                 sources: Sequence[Source]) -> dg.DiagnosisReport | None:
+    """The diagnosis `k3sops diagnose` gives for ``obj`` (None: not in the snapshot).
+
+    Previous container logs are not read here (the CLI reads them with one API call per pod;
+    an alert's diagnosis stays within the snapshot).
+    """
+    platform = settings.platform
+    plural, ns, name = obj["plural"], obj["namespace"], obj["name"]
+    dg.analyse(snapshot, platform, {s.name for s in sources if not s.ok})
+    src = list(sources)
+    if plural == "namespaces":
+        return dg.diagnose_cluster(snapshot, name, {}, platform).report(
+            f"namespace/{name}", src)
+    if not snapshot.unread(plural) and dg.find(snapshot, plural, name, ns) is None:
+        return None
+    if plural == "pods":
+        return dg.diagnose_pod(snapshot, ns, name, None, platform=platform).report(
+            f"pod/{ns}/{name}", src)
+    if plural == "nodes":
+        return dg.diagnose_node(snapshot, name, platform=platform).report(f"node/{name}", src)
+    if plural == "deployments":
+        return dg.diagnose_deployment(snapshot, ns, name, {}, platform).report(
+            f"deployment/{ns}/{name}", src)
+    prefix = f"{ns}/" if ns else ""
+    return dg.diagnose_object(snapshot, plural, ns, name, platform=platform).report(
+        f"{KIND_NAMES[plural].lower()}/{prefix}{name}", src)
+
+
+def enricher(cache_snapshot: Callable[[], ClusterSnapshot], settings: Settings, *,
+             sources: Callable[[], Sequence[Source]] | None = None,
+             max_age: float = 2.0,
+             clock: Callable[[], float] = time.monotonic) -> Enrich:
+    """The enrich function: alert labels and annotations -> object, diagnosis, runbook.
+
+    ``cache_snapshot``: where objects come from (the watch cache's snapshot in `serve`, a
+    fresh collect in tests); ``sources``: the state of what the snapshot was read from.
+    One snapshot serves every alert for ``max_age`` seconds: the engine's result is cached on
+    it, so a burst of alerts runs the rules once, not once per alert.
+    """
+    lock = threading.Lock()
+    held: list[tuple[float, ClusterSnapshot, list[Source]]] = []
+
+    def current() -> tuple[ClusterSnapshot, list[Source]]:
+        with lock:
+            now = clock()
+            if not held or now - held[0][0] > max_age:
+                snap = cache_snapshot()
+                held[:] = [(now, snap, list(sources()) if sources else [])]
+            return held[0][1], held[0][2]
+
+    def enrich(labels: Mapping[str, str], annotations: Mapping[str, str]) -> dict[str, Any]:
+        obj = object_of(labels)
+        report = None
+        if obj is not None:
+            snapshot, srcs = current()
+            report = diagnose_for(snapshot, obj, settings, srcs)
+            obj = {**obj, "found": report is not None}
+        return {"object": obj,
+                "diagnosis": report.model_dump(mode="json") if report is not None else None,
+                "runbook": runbook_of(labels, annotations, report)}
+
+    return enrich
+
+
+# -- forwarding formats -------------------------------------------------------------------
+
+
+def _mrkdwn(text: str) -> str:
+    # Slack's three control characters; anything else in alert text is shown as is.
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def slack_message(record: Mapping[str, Any]) -> dict[str, Any]:
+    """A Slack-compatible incoming-webhook message (``text`` + Block Kit ``blocks``)."""
+    annotations = record.get("annotations") or {}
+    labels = record.get("labels") or {}
+    title = annotations.get("summary") or record.get("alertname") or "alert"
+    head = f"[{str(record.get('status', 'firing')).upper()}] {record.get('alertname', '')}"
+    text = f"{head}: {title}"
+    fields = [f"*Severity:* {labels.get('severity', '?')}",
+              f"*Environment:* {labels.get('environment', '?')}"]
+    obj = record.get("object")
+    if obj:
+        where = f"{obj['namespace']}/" if obj.get("namespace") else ""
+        fields.append(f"*Object:* {obj['kind']} {where}{obj['name']}"
+                      + ("" if obj.get("found", True) else " (not found)"))
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": head[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _mrkdwn(title)},
+         "fields": [{"type": "mrkdwn", "text": _mrkdwn(f)} for f in fields]}]
+    diagnosis = record.get("diagnosis") or {}
+    roots = diagnosis.get("root_causes") or []
+    if roots:
+        lines = [f"• {r['resource']['kind']} {r['resource'].get('namespace') or ''}"
+                 f"{'/' if r['resource'].get('namespace') else ''}{r['resource']['name']}: "
+                 f"{r['message']}" for r in roots[:5]]
+        blocks.append({"type": "section", "text": {
+            "type": "mrkdwn", "text": _mrkdwn("*Root causes*\n" + "\n".join(lines))[:3000]}})
+    runbook = record.get("runbook")
+    if runbook:
+        ref = runbook.get("url") or runbook["show"]
+        blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _mrkdwn(
+            f"Runbook {runbook['id']}: {runbook.get('title', '')} ({ref})")}]})
+    return {"text": _mrkdwn(text), "blocks": blocks}
+
+
+# -- the intake ---------------------------------------------------------------------------
+
+
+class AlertIntake:
+    """Receives webhook deliveries; stores, enriches and (on the leader) forwards alerts.
+
+    Counters (totals since start, for ``/metrics``): ``received`` alerts in valid deliveries,
+    ``enriched`` firing alerts enriched without error, ``forwarded`` deliveries to receivers
+    that succeeded, ``failed`` that failed, ``rejected`` refused bodies.
+    """
+
+    def __init__(self, store: HistoryStore, enrich: Enrich, receivers: Sequence[Receiver],
+                 is_leader: Callable[[], bool], *, max_body: int = MAX_BODY,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+                 sender: WebhookSender | None = None) -> None:
+        """Wire the intake; ``sender`` posts to receivers (a default one if None)."""
+        self.store = store
+        self.enrich = enrich
+        self.receivers = list(receivers)
+        self.is_leader = is_leader
+        self.max_body = max_body
+        self.clock = clock
+        self.sender = sender or WebhookSender()
+        self._lock = threading.Lock()
+        self.received = 0
+        self.enriched = 0
+        self.forwarded = 0
+        self.failed = 0
+        self.rejected = 0
+
+    def _count(self, **by: int) -> None:
+        with self._lock:
+            for name, n in by.items():
+                setattr(self, name, getattr(self, name) + n)
+
+    def receive(self, body: bytes) -> IntakeResult:
+        """Handle one delivery.
+
+        Raises:
+            PayloadTooLarge: over ``max_body`` (HTTP 413); PayloadInvalid: not a version-4
+                payload (HTTP 400). Nothing is stored when either is raised.
+        """
+        try:
+            message = parse_payload(body, self.max_body)
+        except PayloadInvalid:
+            self._count(rejected=1)
+            raise
+        result = IntakeResult(alerts=len(message.alerts))
+        self._count(received=len(message.alerts))
+        for alert in message.alerts:
+            result.fingerprints.append(alert.fingerprint)
+            if alert.status == "resolved":
+                # parse_payload refuses a resolved alert without endsAt
+                ended = alert.ends_at or self.clock()
+                if self.store.resolve_alert(alert.fingerprint, alert.starts_at, ended):
+                    result.resolved += 1
+                continue
+            if self.store.alert(alert.fingerprint, alert.starts_at) is not None:
+                # A repeat: skip the diagnosis too (record_alert below still arbitrates a
+                # race between two deliveries of the same alert).
+                result.duplicates += 1
+                continue
+            record = self._enriched(message, alert)
+            stored = self.store.record_alert(AlertRecord(
+                fingerprint=alert.fingerprint, starts_at=alert.starts_at,
+                alertname=alert.alertname, status="firing", received_at=self.clock(),
+                labels=alert.labels, enriched=record))
+            if not stored:
+                result.duplicates += 1
+                continue
+            result.stored += 1
+            if self.is_leader():
+                ok, failed = self._forward(record)
+                result.forwarded += ok
+                result.failed += failed
+        return result
+
+    def _enriched(self, message: WebhookMessage, alert: WebhookAlert) -> dict[str, Any]:
+        record: dict[str, Any] = {
+            "alertname": alert.alertname, "status": alert.status,
+            "fingerprint": alert.fingerprint, "startsAt": alert.starts_at.isoformat(),
+            "labels": alert.labels, "annotations": alert.annotations,
+            "generatorURL": alert.generator_url, "groupKey": message.group_key,
+            "receiver": message.receiver, "externalURL": message.external_url}
+        try:
+            record.update(self.enrich(alert.labels, alert.annotations))
+            self._count(enriched=1)
+        except K3sopsError as e:
+            # The alert is kept and forwarded without its diagnosis; the reason says why.
+            record.update(object=object_of(alert.labels), diagnosis=None,
+                          runbook=runbook_of(alert.labels, alert.annotations, None),
+                          enrich_error=e.message)
+            log.warning("alert %s %s not enriched: %s", alert.alertname, alert.fingerprint,
+                        e.message)
+        return record
+
+    def _forward(self, record: Mapping[str, Any]) -> tuple[int, int]:
+        ok = failed = 0
+        for r in self.receivers:
+            document = slack_message(record) if r.kind == "slack" else dict(record)
+            try:
+                self.sender.post(r.name, r.url, document)
+                ok += 1
+            except K3sopsError as e:
+                failed += 1
+                log.warning("alert %s not forwarded: %s", record.get("fingerprint"), e.message)
+        self._count(forwarded=ok, failed=failed)
+        return ok, failed
+
+    def close(self) -> None:
+        """Close the sender's connections."""
+        self.sender.close()
