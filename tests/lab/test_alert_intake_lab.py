@@ -1,0 +1,207 @@
+"""A real firing alert, end to end: Prometheus rule -> Alertmanager -> the alert intake.
+
+The lab's crashloop scenario makes a pod crash; k3sops' rendered KubePodCrashLooping rule (the
+development instance, its ``for`` lowered from 15m to 0s so it fires within the test) is loaded
+into the lab's Prometheus, which evaluates it on kube-state-metrics' real series; the lab's
+Alertmanager is configured (and reloaded) with a webhook receiver: a small HTTP server in this
+test that hands each body to :class:`AlertIntake` (the app part mounts the real endpoint
+later). The intake's snapshot is a fresh collect from the lab; its store is SQLite; it forwards
+to a second local HTTP server. Afterwards the rule file and Alertmanager's own configuration
+are restored and both servers reloaded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import yaml
+from pydantic import SecretStr
+
+from conftest import Lab
+from k3sops.adapters.store import HistoryStore, SqliteStore
+from k3sops.config import load_platform
+from k3sops.domain import checks as registry
+from k3sops.domain.rules import build_rules
+from k3sops.errors import PayloadInvalid
+from k3sops.lab import configs
+from k3sops.serve.alerts import AlertIntake, Receiver, enricher
+from k3sops.services import check as check_service
+from k3sops.services.context import Settings, kube
+from webhook_sink import Sink
+
+pytestmark = pytest.mark.lab
+NS = "development"
+RULE_FILE = "k3sops-alert-intake-test.yml"
+ALERT = "KubePodCrashLooping"
+
+
+def _reload(url: str) -> None:
+    httpx2.post(f"{url}/-/reload", timeout=30).raise_for_status()
+
+
+def _crashing_pods(lab: Lab) -> set[str]:
+    items = json.loads(lab.kubectl("-n", NS, "get", "pods", "-l",
+                                   "k3sops.io/scenario=crashloop", "-o", "json").stdout)["items"]
+    return {p["metadata"]["name"] for p in items}
+
+
+@pytest.fixture
+def crashloop(lab: Lab) -> Iterator[set[str]]:
+    r = lab.k3sops("lab", "scenario", "apply", "crashloop", timeout=300)
+    assert r.returncode == 0, r.stderr
+    yield _crashing_pods(lab)
+    r = lab.k3sops("lab", "scenario", "reset", timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    with SqliteStore.open_file(tmp_path / "k3sops.db") as s:
+        yield s
+
+
+class Wiring:
+    """The lab's Prometheus and Alertmanager pointed at the test's intake; undone after."""
+
+    def __init__(self, lab: Lab) -> None:
+        self.lab = lab
+        self.platform = load_platform(lab.layout.platform_file)
+        mon = self.platform.monitoring
+        assert mon.prometheus.url and mon.alertmanager.url and mon.rule_files_dir
+        self.prometheus = mon.prometheus.url.rstrip("/")
+        self.alertmanager = mon.alertmanager.url.rstrip("/")
+        self.rule_file = Path(mon.rule_files_dir) / RULE_FILE
+        self.am_config = lab.layout.run_dir / "alertmanager.yml"
+
+    def deliver_to(self, url: str) -> None:
+        """Alertmanager: ALERT goes to ``url`` (repeats every 10s), the rest as before."""
+        cfg = yaml.safe_load(configs.alertmanager_yaml())
+        cfg["route"]["routes"] = [{
+            "receiver": "k3sops-serve", "matchers": [f'alertname="{ALERT}"'],
+            "group_by": ["alertname", "namespace"], "group_wait": "1s",
+            "group_interval": "5s", "repeat_interval": "10s"}]
+        cfg["receivers"].append({"name": "k3sops-serve", "webhook_configs": [
+            {"url": url, "send_resolved": True, "max_alerts": 0}]})
+        configs.write(self.am_config, yaml.safe_dump(cfg, sort_keys=False))
+        _reload(self.alertmanager)
+
+    def load_rule(self) -> dict[str, Any]:
+        """k3sops' rendered rule for development, with ``for: 0s``, loaded into Prometheus."""
+        [inst] = [i for i in build_rules(self.platform).instances
+                  if i.rule.id == ALERT and i.environment == NS]
+        rule = {**inst.to_rule(), "for": "0s"}
+        group = {"name": "k3sops-alert-intake-test", "interval": "5s", "rules": [rule]}
+        self.rule_file.write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
+        _reload(self.prometheus)
+        return rule
+
+    def unload_rule(self) -> None:
+        self.rule_file.unlink(missing_ok=True)
+        _reload(self.prometheus)
+
+    def resolve(self, alert: dict[str, Any]) -> None:
+        """End the alert in Alertmanager (as Prometheus would once the rule stops firing)."""
+        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+        httpx2.post(f"{self.alertmanager}/api/v2/alerts", timeout=10, json=[{
+            "labels": alert["labels"], "annotations": alert["annotations"],
+            "startsAt": alert["startsAt"], "endsAt": now,
+            "generatorURL": alert["generatorURL"]}]).raise_for_status()
+
+    def restore(self) -> None:
+        self.unload_rule()
+        configs.write(self.am_config, configs.alertmanager_yaml())
+        _reload(self.alertmanager)
+
+
+@pytest.fixture
+def wiring(lab: Lab) -> Iterator[Wiring]:
+    w = Wiring(lab)
+    yield w
+    w.restore()
+
+
+def _answer(intake: AlertIntake, body: bytes) -> tuple[int, Any]:
+    # What the app's endpoint will answer: 200 with the counts, 400/413 with the message.
+    try:
+        return 200, intake.receive(body).as_json()
+    except PayloadInvalid as e:
+        return e.http_status, {"error": e.message}
+
+
+def test_real_alert_is_enriched_stored_once_and_forwarded(
+        lab: Lab, crashloop: set[str], wiring: Wiring, store: HistoryStore) -> None:
+    settings = Settings(kubeconfig=None, context=None, platform=wiring.platform)
+
+    def snapshot() -> Any:
+        k = kube(settings, lab.env, Path.home())
+        try:
+            snap, _ = check_service.collect(k, settings, registry.selected("monthly"),
+                                            datetime.now(UTC))
+        finally:
+            k.close()
+        return snap
+
+    forward = Sink()
+    intake = AlertIntake(store, enricher(snapshot, settings),
+                         [Receiver("ops", "webhook", SecretStr(f"{forward.url}/hook"))],
+                         lambda: True)
+    am_side = Sink(on_body=lambda body: _answer(intake, body))
+    try:
+        wiring.deliver_to(f"{am_side.url}/api/v1/alerts")
+        rule = wiring.load_rule()
+        assert rule["annotations"]["runbook_id"] == "pod-crash-looping"
+
+        def ours(bodies: list[bytes]) -> list[dict[str, Any]]:
+            return [a for b in bodies for a in json.loads(b)["alerts"]
+                    if a["labels"].get("pod") in crashloop and a["status"] == "firing"]
+
+        # Alertmanager delivers, then repeats (repeat_interval 10s): two deliveries of one alert
+        assert am_side.wait(lambda bs: len(ours(bs)) >= 2, timeout=180), (
+            f"Alertmanager did not deliver {ALERT} for {crashloop} twice within 180s; "
+            f"got {len(am_side.bodies)} bodies")
+        first = ours(am_side.bodies)[0]
+        assert {a["fingerprint"] for a in ours(am_side.bodies)} == {first["fingerprint"]}
+
+        stored = [a for a in store.alerts("firing") if a.labels.get("pod") in crashloop]
+        assert len(stored) == 1, "a repeated delivery must not store the alert again"
+        record = stored[0].enriched
+        pod = first["labels"]["pod"]
+        assert record["object"] == {"kind": "Pod", "plural": "pods", "label": "pod",
+                                    "namespace": NS, "name": pod, "found": True}
+        roots = record["diagnosis"]["root_causes"]
+        assert any(r["check"] == "pod-crashloop" and r["resource"]["name"] == pod
+                   for r in roots), roots
+        assert record["diagnosis"]["target"] == f"pod/{NS}/{pod}"
+        assert record["runbook"]["id"] == "pod-crash-looping" and record["runbook"]["steps"]
+        assert record["labels"]["cluster"] == "k3sops-lab"  # Prometheus' external label
+
+        # forwarded once, as stored, though Alertmanager delivered it at least twice
+        mine = [b for b in forward.json() if b["fingerprint"] == first["fingerprint"]]
+        assert mine == [record]
+        assert intake.forwarded >= 1 and intake.failed == 0
+
+        # resolved: the rule stops, the alert ends, Alertmanager sends it resolved
+        wiring.unload_rule()
+        wiring.resolve(first)
+        assert am_side.wait(lambda bs: any(
+            a["status"] == "resolved" and a["fingerprint"] == first["fingerprint"]
+            for b in bs for a in json.loads(b)["alerts"]), timeout=90)
+        closed = store.alert(stored[0].fingerprint, stored[0].starts_at)
+        assert closed is not None and closed.status == "resolved" and closed.ends_at
+
+        # a malformed body on the same path is refused with 400 and stores nothing
+        before = len(store.alerts())
+        r = httpx2.post(f"{am_side.url}/api/v1/alerts", content=b'{"version": "4"}',
+                        timeout=10)
+        assert r.status_code == 400 and "alerts is missing" in r.json()["error"]
+        assert len(store.alerts()) == before
+    finally:
+        am_side.close()
+        forward.close()
+        intake.close()
