@@ -11,8 +11,10 @@ import copy
 import json
 import logging
 import socket
+import threading
+import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -311,19 +313,40 @@ def test_enrichment_failure_keeps_and_forwards_the_alert(store: HistoryStore,
     assert record["runbook"]["id"] == "pod-crash-looping" and record["diagnosis"] is None
 
 
-def test_one_snapshot_serves_a_burst_of_alerts() -> None:
-    calls: list[datetime] = []
-    ticks = iter([0.0, 0.5, 1.0, 10.0])
+def test_a_stale_snapshot_is_refreshed_in_the_background() -> None:
+    built: list[int] = []
+    refresh_may_finish = threading.Event()
+    now = [0.0]
+    base = _snapshot().now
 
     def snap() -> ClusterSnapshot:
-        calls.append(_snapshot().now)
-        return _snapshot()
+        n = len(built)
+        built.append(n)
+        if n == 1:  # the refresh is slow (the engine on a large cluster)
+            assert refresh_may_finish.wait(10)
+        return ClusterSnapshot(now=base + timedelta(seconds=n), objects={"pods": [POD]})
 
-    enrich = enricher(snap, Settings(None, None, None), max_age=2.0, clock=lambda: next(ticks))
+    enrich = enricher(snap, Settings(None, None, None), max_age=2.0, clock=lambda: now[0])
     labels = {"namespace": "development", "pod": POD_NAME}
-    for _ in range(4):
-        assert enrich(labels, {})["object"]["found"] is True
-    assert len(calls) == 2  # at 0.0, then 10.0 (older than max_age)
+
+    def served() -> str:
+        record = enrich(labels, {})
+        assert record["object"]["found"] is True and record["diagnosis"]["root_causes"]
+        return str(record["snapshot_at"])
+
+    first, second = base.isoformat(), (base + timedelta(seconds=1)).isoformat()
+    assert served() == first and built == [0]  # the first alert waits for a snapshot
+    now[0] = 1.0
+    assert served() == first and built == [0]  # still fresh: no rebuild
+    now[0] = 5.0
+    assert served() == first  # stale: answered at once from the old one, refresh started
+    now[0] = 6.0
+    assert served() == first  # the refresh is still running: not started twice
+    refresh_may_finish.set()
+    deadline = time.monotonic() + 10
+    while served() != second and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert served() == second and built == [0, 1]
 
 
 def test_slack_text_escapes_its_control_characters() -> None:
