@@ -186,7 +186,8 @@ def test_real_alert_is_enriched_stored_once_and_forwarded(
         assert mine == [record]
         assert intake.forwarded >= 1 and intake.failed == 0
 
-        # resolved: the rule stops, the alert ends, Alertmanager sends it resolved
+        # resolved: the rule stops, the alert ends, Alertmanager sends it resolved; the
+        # receiver is told once
         wiring.unload_rule()
         wiring.resolve(first)
         assert am_side.wait(lambda bs: any(
@@ -194,6 +195,9 @@ def test_real_alert_is_enriched_stored_once_and_forwarded(
             for b in bs for a in json.loads(b)["alerts"]), timeout=90)
         closed = store.alert(stored[0].fingerprint, stored[0].starts_at)
         assert closed is not None and closed.status == "resolved" and closed.ends_at
+        ended = [b for b in forward.json() if b["fingerprint"] == first["fingerprint"]]
+        assert [b["status"] for b in ended] == ["firing", "resolved"]
+        assert ended[1]["endsAt"] == closed.ends_at.isoformat()
 
         # a malformed body on the same path is refused with 400 and stores nothing
         before = len(store.alerts())

@@ -150,16 +150,29 @@ def test_repeated_delivery_is_stored_and_forwarded_once(store: HistoryStore,
     assert intake.received == 3 and intake.forwarded == 2
 
 
-def test_resolved_closes_the_stored_alert(store: HistoryStore) -> None:
-    intake = _intake(store, [])
+def test_resolved_closes_the_stored_alert_and_tells_the_receivers_once(
+        store: HistoryStore, sinks: tuple[Sink, Sink]) -> None:
+    hook, slack = sinks
+    intake = _intake(store, _receivers(hook, slack))
     intake.receive(FIRING)
     result = intake.receive(RESOLVED)
-    assert result.resolved == 1 and result.stored == 0
+    assert result.resolved == 1 and result.stored == 0 and result.forwarded == 2
     [alert] = store.alerts()
     [sent] = parse_payload(RESOLVED).alerts
     assert alert.status == "resolved" and alert.ends_at == sent.ends_at
     assert store.alerts("firing") == []
-    assert intake.receive(RESOLVED).resolved == 0  # a repeat of the resolution: no change
+    fired, ended = hook.json()
+    assert ended == {**fired, "status": "resolved", "endsAt": sent.ends_at.isoformat()}
+    assert slack.json()[1]["text"].startswith("[RESOLVED] KubePodCrashLooping: ")
+    repeat = intake.receive(RESOLVED)  # Alertmanager repeats the resolution: no change
+    assert repeat.resolved == 0 and repeat.forwarded == 0
+    assert len(hook.bodies) == 2 and len(slack.bodies) == 2
+
+
+def test_resolution_of_an_alert_never_stored_changes_nothing(store: HistoryStore) -> None:
+    result = _intake(store, []).receive(RESOLVED)
+    assert (result.alerts, result.resolved, result.stored) == (1, 0, 0)
+    assert store.alerts() == []
 
 
 def test_follower_stores_but_does_not_forward(store: HistoryStore,

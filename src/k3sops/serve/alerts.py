@@ -11,7 +11,8 @@
   forwarded to each receiver (generic JSON webhook, or a Slack-compatible incoming webhook).
   Alertmanager repeats a firing alert every ``repeat_interval``: a repeat is stored once and
   forwarded once;
-* resolved: the stored alert is closed (``endsAt``).
+* resolved: the stored alert is closed (``endsAt``) and, on the leader, the receivers are
+  told (the record they got, with ``status: resolved`` and ``endsAt``), once.
 
 A body that is not a version-4 payload is refused whole (:class:`PayloadInvalid`, HTTP 400;
 :class:`PayloadTooLarge`, HTTP 413) before anything is stored.
@@ -530,10 +531,7 @@ class AlertIntake:
         for alert in message.alerts:
             result.fingerprints.append(alert.fingerprint)
             if alert.status == "resolved":
-                # parse_payload refuses a resolved alert without endsAt
-                ended = alert.ends_at or self.clock()
-                if self.store.resolve_alert(alert.fingerprint, alert.starts_at, ended):
-                    result.resolved += 1
+                self._resolve(alert, result)
                 continue
             if self.store.alert(alert.fingerprint, alert.starts_at) is not None:
                 # A repeat: skip the diagnosis too (record_alert below still arbitrates a
@@ -554,6 +552,20 @@ class AlertIntake:
                 result.forwarded += ok
                 result.failed += failed
         return result
+
+    def _resolve(self, alert: WebhookAlert, result: IntakeResult) -> None:
+        # parse_payload refuses a resolved alert without endsAt
+        ended = alert.ends_at or self.clock()
+        if not self.store.resolve_alert(alert.fingerprint, alert.starts_at, ended):
+            return  # unknown, or already closed: a repeat is not forwarded again
+        result.resolved += 1
+        stored = self.store.alert(alert.fingerprint, alert.starts_at)
+        if stored is not None and self.is_leader():
+            # The receivers hear that it ended, with what they were told when it fired.
+            ok, failed = self._forward({**stored.enriched, "status": "resolved",
+                                        "endsAt": ended.isoformat()})
+            result.forwarded += ok
+            result.failed += failed
 
     def _enriched(self, message: WebhookMessage, alert: WebhookAlert) -> dict[str, Any]:
         record: dict[str, Any] = {
