@@ -30,7 +30,7 @@ from k3sops.domain import checks as registry
 from k3sops.domain.rules import build_rules
 from k3sops.errors import PayloadInvalid
 from k3sops.lab import configs
-from k3sops.serve.alerts import AlertIntake, Receiver, enricher
+from k3sops.serve.alerts import AlertIntake, Receiver, cli_previous_logs, enricher
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings, kube
 from webhook_sink import Sink
@@ -134,6 +134,22 @@ def _answer(intake: AlertIntake, body: bytes) -> tuple[int, Any]:
         return e.http_status, {"error": e.message}
 
 
+def _assert_enriched(record: dict[str, Any], pod: str) -> None:
+    """The stored record names the pod, its crash-loop root, its previous log, the runbook."""
+    assert record["object"] == {"kind": "Pod", "plural": "pods", "label": "pod",
+                                "namespace": NS, "name": pod, "found": True}
+    roots = record["diagnosis"]["root_causes"]
+    assert any(r["check"] == "pod-crashloop" and r["resource"]["name"] == pod
+               for r in roots), roots
+    assert record["diagnosis"]["target"] == f"pod/{NS}/{pod}"
+    [crash] = [f for f in record["diagnosis"]["findings"] if f["check"] == "pod-crashloop"]
+    assert crash["evidence"]["last_termination"]["exitCode"] == 1
+    # the previous instance's log, as `k3sops diagnose pod` attaches it
+    assert any("connection refused" in line for line in crash["evidence"]["previous_logs"])
+    assert record["runbook"]["id"] == "pod-crash-looping" and record["runbook"]["steps"]
+    assert record["labels"]["cluster"] == "k3sops-lab"  # Prometheus' external label
+
+
 def test_real_alert_is_enriched_stored_once_and_forwarded(
         lab: Lab, crashloop: set[str], wiring: Wiring, store: HistoryStore) -> None:
     settings = Settings(kubeconfig=None, context=None, platform=wiring.platform)
@@ -148,7 +164,8 @@ def test_real_alert_is_enriched_stored_once_and_forwarded(
         return snap
 
     forward = Sink()
-    intake = AlertIntake(store, enricher(snapshot, settings),
+    logs = cli_previous_logs(settings, lab.env, Path.home())
+    intake = AlertIntake(store, enricher(snapshot, settings, previous_logs=logs),
                          [Receiver("ops", "webhook", SecretStr(f"{forward.url}/hook"))],
                          lambda: True)
     am_side = Sink(on_body=lambda body: _answer(intake, body))
@@ -171,15 +188,7 @@ def test_real_alert_is_enriched_stored_once_and_forwarded(
         stored = [a for a in store.alerts("firing") if a.labels.get("pod") in crashloop]
         assert len(stored) == 1, "a repeated delivery must not store the alert again"
         record = stored[0].enriched
-        pod = first["labels"]["pod"]
-        assert record["object"] == {"kind": "Pod", "plural": "pods", "label": "pod",
-                                    "namespace": NS, "name": pod, "found": True}
-        roots = record["diagnosis"]["root_causes"]
-        assert any(r["check"] == "pod-crashloop" and r["resource"]["name"] == pod
-                   for r in roots), roots
-        assert record["diagnosis"]["target"] == f"pod/{NS}/{pod}"
-        assert record["runbook"]["id"] == "pod-crash-looping" and record["runbook"]["steps"]
-        assert record["labels"]["cluster"] == "k3sops-lab"  # Prometheus' external label
+        _assert_enriched(record, first["labels"]["pod"])
 
         # forwarded once, as stored, though Alertmanager delivered it at least twice
         mine = [b for b in forward.json() if b["fingerprint"] == first["fingerprint"]]

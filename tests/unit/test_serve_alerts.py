@@ -362,6 +362,23 @@ def test_a_stale_snapshot_is_refreshed_in_the_background() -> None:
     assert served() == second and built == [0, 1]
 
 
+def test_previous_logs_of_the_crash_looping_pod_join_its_diagnosis() -> None:
+    asked: list[list[str]] = []
+
+    def logs(pods: list[Any]) -> dict[str, dict[str, list[str]]]:
+        asked.append([p["metadata"]["name"] for p in pods])
+        return {POD_NAME: {"checkout": ["panic: dial tcp: connection refused"]}}
+
+    enrich = enricher(_snapshot, Settings(None, None, None), previous_logs=logs)
+    record = enrich({"namespace": "development", "pod": POD_NAME}, {})
+    [finding] = [f for f in record["diagnosis"]["findings"] if f["check"] == "pod-crashloop"]
+    assert finding["evidence"]["previous_logs"] == ["panic: dial tcp: connection refused"]
+    assert asked == [[POD_NAME]]
+    # a pod that is not crash looping costs no log read
+    enrich({"namespace": "development", "pod": "absent-pod"}, {})
+    assert asked == [[POD_NAME]]
+
+
 def test_slack_text_escapes_its_control_characters() -> None:
     msg = slack_message({"alertname": "X", "status": "firing", "labels": {},
                          "annotations": {"summary": "a <b> & c"}})

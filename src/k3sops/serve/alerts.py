@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import SecretStr
@@ -36,8 +37,9 @@ from k3sops.adapters.webhook import WebhookSender
 from k3sops.domain import diagnose as dg
 from k3sops.domain import runbooks
 from k3sops.domain.findings import Source
-from k3sops.domain.snapshot import KIND_NAMES, ClusterSnapshot
+from k3sops.domain.snapshot import KIND_NAMES, ClusterSnapshot, Obj
 from k3sops.errors import K3sopsError, PayloadInvalid, PayloadTooLarge
+from k3sops.services import diagnose as diagnose_service
 from k3sops.services.context import Settings
 from k3sops.timeparse import parse_rfc3339
 
@@ -67,6 +69,8 @@ kube-state-metrics names a Job ``job_name`` (``job`` is Prometheus' scrape job).
 with none of these but a ``namespace`` is diagnosed as that namespace."""
 
 Enrich = Callable[[Mapping[str, str], Mapping[str, str]], dict[str, Any]]
+PreviousLogs = Callable[[list[Obj]], Mapping[str, Mapping[str, list[str]]]]
+"""Pods -> ``{pod name: {container: the tail of its previous log}}``."""
 
 
 @dataclass(frozen=True)
@@ -292,11 +296,12 @@ def runbook_of(labels: Mapping[str, str], annotations: Mapping[str, str],
 
 
 def diagnose_for(snapshot: ClusterSnapshot, obj: Mapping[str, Any], settings: Settings,
-                 sources: Sequence[Source]) -> dg.DiagnosisReport | None:
+                 sources: Sequence[Source],
+                 logs: PreviousLogs | None = None) -> dg.DiagnosisReport | None:
     """The diagnosis `k3sops diagnose` gives for ``obj`` (None: not in the snapshot).
 
-    Previous container logs are not read here (the CLI reads them with one API call per pod;
-    an alert's diagnosis stays within the snapshot).
+    ``logs`` reads the previous log of crash-looping pods (as the CLI attaches them); without
+    it the diagnosis stays within the snapshot.
     """
     platform = settings.platform
     plural, ns, name = obj["plural"], obj["namespace"], obj["name"]
@@ -305,19 +310,28 @@ def diagnose_for(snapshot: ClusterSnapshot, obj: Mapping[str, Any], settings: Se
     if plural == "namespaces":
         return dg.diagnose_cluster(snapshot, name, {}, platform).report(
             f"namespace/{name}", src)
-    if not snapshot.unread(plural) and dg.find(snapshot, plural, name, ns) is None:
+    found = dg.find(snapshot, plural, name, ns)
+    if not snapshot.unread(plural) and found is None:
         return None
     if plural == "pods":
-        return dg.diagnose_pod(snapshot, ns, name, None, platform=platform).report(
+        pod_logs = logs([found]).get(name) if logs and found and dg.crashlooping(found) else None
+        return dg.diagnose_pod(snapshot, ns, name, pod_logs, platform=platform).report(
             f"pod/{ns}/{name}", src)
     if plural == "nodes":
         return dg.diagnose_node(snapshot, name, platform=platform).report(f"node/{name}", src)
     if plural == "deployments":
-        return dg.diagnose_deployment(snapshot, ns, name, {}, platform).report(
-            f"deployment/{ns}/{name}", src)
+        looping = [p for p in dg.pods_of_deployment(snapshot, ns, name) if dg.crashlooping(p)]
+        return dg.diagnose_deployment(snapshot, ns, name, logs(looping) if logs and looping
+                                      else {}, platform).report(f"deployment/{ns}/{name}", src)
     prefix = f"{ns}/" if ns else ""
     return dg.diagnose_object(snapshot, plural, ns, name, platform=platform).report(
         f"{KIND_NAMES[plural].lower()}/{prefix}{name}", src)
+
+
+def cli_previous_logs(settings: Settings, env: Mapping[str, str],
+                      home: Path) -> PreviousLogs:
+    """Previous logs read as `k3sops diagnose` reads them (one API call per container)."""
+    return lambda pods: diagnose_service.previous_logs(settings, env, home, pods)
 
 
 class _Snapshots:
@@ -380,10 +394,12 @@ class _Snapshots:
 class Enricher:
     """The enrich function: call it with an alert's labels and annotations (:func:`enricher`)."""
 
-    def __init__(self, snapshots: _Snapshots, settings: Settings) -> None:
-        """Diagnose on ``snapshots`` with ``settings``' platform."""
+    def __init__(self, snapshots: _Snapshots, settings: Settings,
+                 logs: PreviousLogs | None = None) -> None:
+        """Diagnose on ``snapshots`` with ``settings``' platform (and ``logs``, if given)."""
         self._snapshots = snapshots
         self._settings = settings
+        self._logs = logs
 
     @property
     def snapshots_built(self) -> int:
@@ -405,7 +421,7 @@ class Enricher:
         out: dict[str, Any] = {}
         if obj is not None:
             snapshot, srcs = self._snapshots.get()
-            report = diagnose_for(snapshot, obj, self._settings, srcs)
+            report = diagnose_for(snapshot, obj, self._settings, srcs, self._logs)
             obj = {**obj, "found": report is not None}
             out["snapshot_at"] = snapshot.now.isoformat()
         out.update(object=obj,
@@ -417,7 +433,8 @@ class Enricher:
 def enricher(cache_snapshot: Callable[[], ClusterSnapshot], settings: Settings, *,
              sources: Callable[[], Sequence[Source]] | None = None,
              max_age: float = MAX_SNAPSHOT_AGE,
-             clock: Callable[[], float] = time.monotonic) -> Enricher:
+             clock: Callable[[], float] = time.monotonic,
+             previous_logs: PreviousLogs | None = None) -> Enricher:
     """The enrich function: alert labels and annotations -> object, diagnosis, runbook.
 
     ``cache_snapshot``: where objects come from (the watch cache's snapshot in `serve`, a
@@ -425,6 +442,8 @@ def enricher(cache_snapshot: Callable[[], ClusterSnapshot], settings: Settings, 
     The engine runs once per snapshot (its result is cached on it); a snapshot older than
     ``max_age`` seconds is replaced in the background while alerts keep being diagnosed on
     it (:class:`_Snapshots`). The result names the snapshot's time (``snapshot_at``).
+    ``previous_logs`` (e.g. :func:`cli_previous_logs`) attaches crash-looping containers'
+    previous logs to the diagnosis, as `k3sops diagnose` does.
     """
     platform = settings.platform
 
@@ -434,7 +453,7 @@ def enricher(cache_snapshot: Callable[[], ClusterSnapshot], settings: Settings, 
         dg.analyse(snap, platform, {s.name for s in srcs if not s.ok})
         return snap, srcs
 
-    return Enricher(_Snapshots(build, max_age, clock), settings)
+    return Enricher(_Snapshots(build, max_age, clock), settings, previous_logs)
 
 
 # -- forwarding formats -------------------------------------------------------------------

@@ -48,8 +48,13 @@ def _snapshot(settings: Settings, env: Mapping[str, str],
     return snapshot, sources
 
 
-def _previous_logs(settings: Settings, env: Mapping[str, str], home: Path,
-                   pods: list[Obj]) -> dict[str, dict[str, list[str]]]:
+def previous_logs(settings: Settings, env: Mapping[str, str], home: Path,
+                  pods: list[Obj]) -> dict[str, dict[str, list[str]]]:
+    """The tail of each crash-looping container's previous log: ``{pod: {container: lines}}``.
+
+    At most :data:`MAX_LOG_PODS` pods; a log that cannot be read is one line saying why.
+    `k3sops serve` attaches them to an alert's diagnosis the same way.
+    """
     out: dict[str, dict[str, list[str]]] = {}
     for pod in pods[:MAX_LOG_PODS]:
         ns, name = meta(pod)
@@ -135,7 +140,7 @@ def diagnose(settings: Settings, env: Mapping[str, str], home: Path, target: Tar
         return dg.diagnose_storage(snapshot, namespace, platform).report(
             "storage" + (f" in {namespace}" if namespace else ""), sources)
     pods = dg.unhealthy_pods(snapshot, namespace)
-    all_logs = _previous_logs(settings, env, home, [p for p in pods if dg.crashlooping(p)])
+    all_logs = previous_logs(settings, env, home, [p for p in pods if dg.crashlooping(p)])
     return dg.diagnose_cluster(snapshot, namespace, all_logs, platform).report(
         f"namespace/{namespace}" if namespace else "cluster", sources)
 
@@ -156,7 +161,7 @@ def _one(settings: Settings, env: Mapping[str, str], home: Path, snapshot: Clust
         pod = dg.find(snapshot, "pods", name, namespace)
         if pod is None:
             raise _not_found(snapshot, "pod", "pods", name, namespace)
-        logs = _previous_logs(settings, env, home, [pod]).get(name)
+        logs = previous_logs(settings, env, home, [pod]).get(name)
         return dg.diagnose_pod(snapshot, namespace, name, logs,
                                platform=settings.platform).report(
             f"pod/{namespace}/{name}", sources)
@@ -164,7 +169,7 @@ def _one(settings: Settings, env: Mapping[str, str], home: Path, snapshot: Clust
         raise _not_found(snapshot, "deployment", "deployments", name, namespace)
     pods = dg.pods_of_deployment(snapshot, namespace, name)
     return dg.diagnose_deployment(
-        snapshot, namespace, name, _previous_logs(settings, env, home, pods),
+        snapshot, namespace, name, previous_logs(settings, env, home, pods),
         settings.platform).report(
         f"deployment/{namespace}/{name}", sources)
 
@@ -194,7 +199,7 @@ def _object(settings: Settings, env: Mapping[str, str], home: Path, target: str,
     if dg.find(snapshot, kind, name, namespace) is None:
         raise _not_found(snapshot, KIND_NAMES[kind].lower(), kind, name, namespace)
     if kind == "pods":
-        logs = _previous_logs(settings, env, home, [dg.find(snapshot, kind, name, namespace)
+        logs = previous_logs(settings, env, home, [dg.find(snapshot, kind, name, namespace)
                                                     or {}]).get(name)
         d = dg.diagnose_pod(snapshot, str(namespace), name, logs, platform=settings.platform)
     else:
