@@ -20,7 +20,7 @@ from k3sops.errors import PayloadInvalid, PayloadTooLarge
 from k3sops.timeparse import parse_rfc3339
 
 WEBHOOK_VERSION = "4"
-"""The only webhook payload version Alertmanager has sent since 0.16."""
+"""The payload version Alertmanager's notify/webhook sends (its Message.Version)."""
 MAX_BODY = 1 << 20
 """Bytes accepted in one delivery (Alertmanager's default ``max_alerts`` is unlimited)."""
 ZERO_TIME = "0001-01-01T00:00:00Z"
