@@ -20,10 +20,21 @@ from k3sops.config.schema.environment import Environment, Promotion, Thresholds
 from k3sops.config.schema.fields import ENVIRONMENT_NAMES, EnvironmentName
 from k3sops.config.schema.monitoring import AppMetrics, Endpoint, Monitoring, ServiceRef
 from k3sops.config.schema.platform import Ansible, GitOps, Platform, Suppression
+from k3sops.config.schema.serve import (
+    AlertReceiver,
+    Remediation,
+    RemediationPolicy,
+    RemediationTrigger,
+    Serve,
+    ServeLease,
+    ServeSchedule,
+    ServeTls,
+)
 from k3sops.config.schema.state import State
 
 __all__ = [
     "ENVIRONMENT_NAMES",
+    "AlertReceiver",
     "Ansible",
     "AppMetrics",
     "Backup",
@@ -41,6 +52,13 @@ __all__ = [
     "Monitoring",
     "Platform",
     "Promotion",
+    "Remediation",
+    "RemediationPolicy",
+    "RemediationTrigger",
+    "Serve",
+    "ServeLease",
+    "ServeSchedule",
+    "ServeTls",
     "ServiceRef",
     "State",
     "Suppression",

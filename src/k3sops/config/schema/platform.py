@@ -25,6 +25,7 @@ from k3sops.config.schema.fields import (
     resolve_local,
 )
 from k3sops.config.schema.monitoring import Monitoring
+from k3sops.config.schema.serve import Serve
 from k3sops.config.schema.state import State
 
 
@@ -191,8 +192,10 @@ class Platform(BaseModel):
     """Findings to hide or re-grade, each with a reason and an optional expiry."""
     state: State = Field(default_factory=State)
     """Where the history lives; unset: SQLite in the state directory."""
+    serve: Serve = Field(default_factory=Serve)
+    """`k3sops serve`: listener, schedule, leader election, alert receivers, remediation."""
 
-    @field_validator("monitoring", "state", mode="before")
+    @field_validator("monitoring", "state", "serve", mode="before")
     @classmethod
     def _empty_monitoring(cls, value: object) -> object:
         return none_as_empty(value)
