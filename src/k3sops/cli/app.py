@@ -62,6 +62,7 @@ LOADERS: dict[str, Loader] = {
     "gitops": _simple("gitops_cmd"),
     "backup": _simple("backup_cmd"),
     "lab": _simple("lab_cmd"),
+    "serve": _simple("serve_cmd"),
 }
 
 # In the order `k3sops --help` lists them (single commands first, then groups).
@@ -102,6 +103,8 @@ COMMANDS: dict[str, Entry] = {
                               "(restic repository)."),
     "lab": Entry("lab", "The local lab: real Kubernetes, etcd, kwok, Prometheus, Alertmanager, "
                         "PostgreSQL on 127.0.0.1."),
+    "serve": Entry("serve", "Run the operations service: checks from a watch cache, alerts, "
+                            "metrics, API."),
 }
 
 # Root options that take a value, so that `--version` is found behind them without typer.

@@ -1,0 +1,205 @@
+"""`k3sops serve`'s lifecycle: cache, store, election, schedule, alert intake, HTTP.
+
+Start: the watch cache (every kind any rule reads), the history store (platform.yaml's
+``state``), the leader election and the scheduler (only the leader runs scheduled checklists,
+claimed once across replicas in the store), Alertmanager's intake, then uvicorn.
+
+SIGTERM (and SIGINT): uvicorn stops accepting connections and lets the requests in flight
+finish; then the scheduler stops (a run in progress finishes first), the Lease is released
+(``holderIdentity`` cleared: a follower takes over at once instead of after the lease
+duration), the watch threads end, the store closes. Exit 0.
+
+The leader and alerts parts are imported by name, so this module runs with or without them
+(a single replica leads itself; without intake ``POST /api/v1/alerts`` answers 503).
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from k3sops.config.schema import Platform, Serve
+from k3sops.config.schema.serve import split_listen
+from k3sops.domain import checks as registry
+from k3sops.errors import ConfigError, UsageError
+from k3sops.serve.api import ApiContext, Reports
+from k3sops.serve.auth import Authorizer, SharedToken
+from k3sops.serve.cache import WatchCache
+from k3sops.serve.metrics import ServiceMetrics
+from k3sops.services import check as check_service
+from k3sops.services.context import Settings, kube
+from k3sops.services.history import open_history
+from k3sops.services.secrets import env_secret, file_secret
+
+log = logging.getLogger("k3sops.serve")
+
+SYNC_TIMEOUT = 120.0
+"""How long `--once` waits for the cache before judging what it has."""
+
+
+def serve_settings(platform: Platform | None) -> Serve:
+    """platform.yaml's ``serve`` section, or its defaults without a platform file."""
+    return platform.serve if platform is not None else Serve()
+
+
+def every_kind() -> list[str]:
+    """The kinds any rule of any period reads: what the cache watches."""
+    return check_service.kinds_for(registry.selected("monthly"))
+
+
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        return None
+
+
+def alertmanager_token(cfg: Serve, env: Mapping[str, str]) -> SecretStr | None:
+    """Alertmanager's bearer token from the variable or file ``serve`` names (None: none)."""
+    if cfg.alertmanager_token_file is not None:
+        return file_secret(cfg.alertmanager_token_file, "serve.alertmanager_token_file")
+    return env_secret(env, cfg.alertmanager_token_env, "serve.alertmanager_token_env",
+                      required=cfg.alertmanager_token_env is not None)
+
+
+def receivers(cfg: Serve, env: Mapping[str, str], alerts_module: Any) -> list[Any]:
+    """serve.alerts.Receiver of each configured receiver, its URL read from env or file."""
+    out = []
+    for r in cfg.receivers:
+        url = (file_secret(r.url_file, f"serve.receivers[{r.name}].url_file")
+               if r.url_file is not None else
+               env_secret(env, r.url_env, f"serve.receivers[{r.name}].url_env", required=True))
+        out.append(alerts_module.Receiver(name=r.name, kind=r.type, url=url))
+    return out
+
+
+@dataclass
+class Service:
+    """The running parts (built by :func:`build`, stopped by :meth:`stop`)."""
+
+    cfg: Serve
+    client: Any
+    cache: WatchCache
+    store: Any
+    context: ApiContext
+    elector: Any = None
+    scheduler: Any = None
+
+    def stop(self) -> None:
+        """Scheduler, Lease (released), watch threads, store, client; each step runs."""
+        steps: list[tuple[str, Callable[[], None]]] = []
+        if self.scheduler is not None:
+            steps.append(("scheduler", self.scheduler.stop))
+        if self.elector is not None:
+            steps.append(("lease", lambda: self.elector.stop(release=True)))
+        steps += [("cache", self.cache.stop), ("store", self.store.close),
+                  ("client", self.client.close)]
+        for name, step in steps:
+            try:
+                step()
+            except Exception as e:  # one part failing must not keep the others running
+                log.warning("stopping %s failed: %s", name, type(e).__name__)
+
+
+def build(settings: Settings, env: Mapping[str, str], home: Path,
+          state_dir: Path | None = None) -> Service:
+    """Open and start everything but the HTTP server."""
+    cfg = serve_settings(settings.platform)
+    token = alertmanager_token(cfg, env)  # config errors before anything starts
+    client = kube(settings, env, home)
+    store = open_history(settings.platform, state_dir, env, home)
+    cache = WatchCache(client, every_kind())
+    cache.start()
+    reports = Reports(settings, cache, client, store)
+    identity = f"{socket.gethostname()}-{os.getpid()}"
+
+    leader_mod = _optional("k3sops.serve.leader")
+    elector = None
+    is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - one replica leads itself
+    if leader_mod is not None:
+        elector = leader_mod.LeaderElector(client, cfg.lease.namespace, cfg.lease.name,
+                                           identity, lease_seconds=cfg.lease.seconds,
+                                           renew_seconds=max(1.0, cfg.lease.seconds / 3))
+        elector.on_change(lambda leading: log.info("leadership: %s",
+                                                   "leader" if leading else "follower"))
+        elector.start()
+        is_leader = elector.is_leader
+    metrics = ServiceMetrics(reports.reports, cache.status, is_leader)
+    scheduler = None
+    sched_mod = _optional("k3sops.serve.scheduler")
+    if sched_mod is not None:
+        scheduler = sched_mod.Scheduler(cfg.schedule.crons(), cfg.schedule.timezone, store,
+                                        reports.scheduled, is_leader, identity)
+        scheduler.start()
+    alerts_mod = _optional("k3sops.serve.alerts")
+    intake = None
+    if alerts_mod is not None:
+        enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
+        intake = alerts_mod.AlertIntake(store, enrich, receivers(cfg, env, alerts_mod),
+                                        is_leader)
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
+                     alertmanager=SharedToken(token), metrics=metrics, is_leader=is_leader,
+                     intake=intake)
+    return Service(cfg=cfg, client=client, cache=cache, store=store, context=ctx,
+                   elector=elector, scheduler=scheduler)
+
+
+def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str | None = None,
+        once: bool = False, state_dir: Path | None = None,
+        out: Callable[[str], None] = print) -> int:
+    """Serve until SIGTERM/SIGINT (exit 0); or, with ``once``, run the daily checklist once.
+
+    ``once``: sync the cache, judge the daily checklist from it, record it, print its
+    summary as JSON and stop.
+
+    Raises:
+        UsageError: ``listen`` is not HOST:PORT.
+        ConfigError: a token or URL named in ``serve`` is unset or unreadable.
+    """
+    cfg = serve_settings(settings.platform)
+    address = listen or cfg.listen
+    try:
+        host, port = split_listen(address)
+    except ValueError as e:
+        raise UsageError(f"--listen {address[:60]!r}: {e}",
+                         hint="HOST:PORT, e.g. 127.0.0.1:8443") from None
+    if cfg.tls is not None and not (cfg.tls.cert_file.is_file() and cfg.tls.key_file.is_file()):
+        raise ConfigError("serve.tls: the certificate or key file cannot be read",
+                          hint=f"check {cfg.tls.cert_file} and {cfg.tls.key_file}")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
+                                                   "%(message)s")
+    service = build(settings, env, home, state_dir)
+    try:
+        if once:
+            synced = service.cache.wait_synced(SYNC_TIMEOUT)
+            report = service.context.reports.run("daily", record=True)
+            import json
+
+            out(json.dumps({"synced": synced, "summary": report.summary.model_dump(mode="json"),
+                            "sources": [s.model_dump(mode="json") for s in report.sources]}))
+            return 0
+        import uvicorn
+
+        from k3sops.serve.app import create_app
+
+        app = create_app(service.context)
+        config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True,
+                                ssl_certfile=str(cfg.tls.cert_file) if cfg.tls else None,
+                                ssl_keyfile=str(cfg.tls.key_file) if cfg.tls else None,
+                                timeout_graceful_shutdown=30, server_header=False)
+        log.info("k3sops serve: listening on %s:%d, watching %d kinds", host, port,
+                 len(every_kind()))
+        uvicorn.Server(config).run()  # returns after SIGTERM/SIGINT, in-flight requests done
+        return 0
+    finally:
+        service.stop()
+        log.info("k3sops serve: stopped")
