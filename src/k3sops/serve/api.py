@@ -18,16 +18,20 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
+# FastAPI reads the routes' annotations at run time (``request: Request``): imported here, not
+# lazily; this module is imported only when `k3sops serve` runs.
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse
+
 from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
 from k3sops.domain.findings import CheckReport, Finding, Period
 from k3sops.domain.snapshot import CLUSTER_SCOPED, KIND_NAMES, ClusterSnapshot, plural_of
+from k3sops.serve.auth import AuthFailure, bearer
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings
 
 if TYPE_CHECKING:
-    from fastapi import APIRouter
-
     from k3sops.adapters.kube import KubeClient
     from k3sops.adapters.store import HistoryStore, StoredRun
     from k3sops.serve.auth import Authorizer, SharedToken
@@ -191,11 +195,6 @@ def _finding_filter(findings: Iterable[Finding], namespace: str | None, severity
 
 def router(ctx: ApiContext) -> APIRouter:
     """The ``/api/v1`` routes."""
-    from fastapi import APIRouter, Depends, HTTPException, Query, Request
-    from fastapi.responses import JSONResponse
-
-    from k3sops.serve.auth import AuthFailure, bearer
-
     api = APIRouter(prefix="/api/v1")
 
     def allow(verb: str, resource: str) -> Callable[[Request], Any]:
@@ -270,10 +269,6 @@ def router(ctx: ApiContext) -> APIRouter:
 
 def _webhook(api: APIRouter, ctx: ApiContext) -> None:
     """``POST /api/v1/alerts``: Alertmanager's webhook into the intake."""
-    from fastapi import HTTPException, Request
-
-    from k3sops.serve.auth import AuthFailure, bearer
-
     @api.post("/alerts")
     async def webhook(request: Request) -> Any:
         """Alertmanager's webhook (payload v4), with Alertmanager's own bearer token."""

@@ -18,9 +18,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from fastapi import FastAPI
+# FastAPI reads the routes' annotations at run time: imported here, not lazily (only
+# `k3sops serve` imports this module).
+from fastapi import FastAPI, HTTPException, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+if TYPE_CHECKING:
     from k3sops.serve.api import ApiContext
 
 API_VERSION = "v1"
@@ -28,10 +32,6 @@ API_VERSION = "v1"
 
 def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None) -> FastAPI:
     """The app over ``ctx`` (``in_sync``: readiness; default the reports' cache)."""
-    from fastapi import FastAPI, HTTPException, Request
-    from fastapi.responses import JSONResponse, Response
-    from starlette.exceptions import HTTPException as StarletteHTTPException
-
     from k3sops import __version__
     from k3sops.serve.api import router
     from k3sops.serve.auth import AuthFailure, bearer

@@ -15,11 +15,13 @@ The leader and alerts parts are imported by name, so this module runs with or wi
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import signal
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -153,6 +155,30 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
                    elector=elector, scheduler=scheduler)
 
 
+def _server_class() -> Any:
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """uvicorn's server without re-raising the signal once it has shut down.
+
+        uvicorn raises a captured SIGTERM again after its shutdown, so the process would die
+        of it before the Lease is released and the store closed; here the signal only asks
+        the server to stop, and :func:`run` returns 0 after the rest has stopped too.
+        """
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            previous = {s: signal.signal(s, self.handle_exit)
+                        for s in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                yield
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+
+    return Server
+
+
 def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str | None = None,
         once: bool = False, state_dir: Path | None = None,
         out: Callable[[str], None] = print) -> int:
@@ -175,8 +201,10 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str |
     if cfg.tls is not None and not (cfg.tls.cert_file.is_file() and cfg.tls.key_file.is_file()):
         raise ConfigError("serve.tls: the certificate or key file cannot be read",
                           hint=f"check {cfg.tls.cert_file} and {cfg.tls.key_file}")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s "
-                                                   "%(message)s")
+    # A service logs its lifecycle (the CLI's root logger shows warnings only, unless -v);
+    # basicConfig is a no-op when the CLI already set up the root handler.
+    logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
+    log.setLevel(logging.INFO)
     service = build(settings, env, home, state_dir)
     try:
         if once:
@@ -192,13 +220,16 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str |
         from k3sops.serve.app import create_app
 
         app = create_app(service.context)
+        # log_config None: uvicorn keeps the logging set up above instead of replacing it
+        # (and disabling the k3sops loggers created before it)
         config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True,
+                                log_config=None,
                                 ssl_certfile=str(cfg.tls.cert_file) if cfg.tls else None,
                                 ssl_keyfile=str(cfg.tls.key_file) if cfg.tls else None,
                                 timeout_graceful_shutdown=30, server_header=False)
         log.info("k3sops serve: listening on %s:%d, watching %d kinds", host, port,
                  len(every_kind()))
-        uvicorn.Server(config).run()  # returns after SIGTERM/SIGINT, in-flight requests done
+        _server_class()(config).run()  # returns after SIGTERM/SIGINT, in-flight requests done
         return 0
     finally:
         service.stop()

@@ -1,0 +1,260 @@
+"""`k3sops serve` as a host process against the lab, with a least-privilege ServiceAccount.
+
+The service runs with a token kubeconfig of its own ServiceAccount (a ClusterRole with exactly
+the reads the watch cache needs, plus ``create`` on tokenreviews and subjectaccessreviews),
+never the admin certificate. Callers are real ServiceAccount tokens: no token -> 401, a token
+without ``k3sops.io`` rights -> 403, one bound to ``get`` reports/findings/metrics -> 200 with
+the lab objects' findings; ``/metrics`` exposes them; no token reaches the service's log;
+SIGTERM -> exit 0.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx2
+import pytest
+import yaml
+
+from conftest import Lab, wait_for
+from k3sops.domain.snapshot import CORE_PATHS, CUSTOM_PATHS
+from k3sops.serve.runner import every_kind
+
+pytestmark = pytest.mark.lab
+NS = f"t-serve-{uuid.uuid4().hex[:6]}"
+LABEL = {"k3sops.io/test": "serve"}
+PORT_OFFSET = 700
+"""The service's port: the lab's base + 700 (lab components use base+0..500)."""
+
+OBJECTS: list[dict[str, Any]] = [
+    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": LABEL}},
+    # a Service selecting nothing: service-no-endpoints, on the cache from the start
+    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody-home", "namespace": NS},
+     "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80, "targetPort": 8080}]}},
+]
+
+
+def _cache_role(name: str) -> dict[str, Any]:
+    """Exactly what the service reads and does: list/watch every cached kind, reviews."""
+    paths = {**CORE_PATHS, **CUSTOM_PATHS}
+    by_group: dict[str, list[str]] = {}
+    for kind in every_kind():
+        group = "" if paths[kind].startswith("/api/") else paths[kind].split("/")[2]
+        by_group.setdefault(group, []).append(kind.split(".")[0])
+    rules: list[dict[str, Any]] = [{"apiGroups": [g], "resources": sorted(r),
+                                    "verbs": ["list", "watch"]}
+                                   for g, r in sorted(by_group.items())]
+    rules += [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+               "verbs": ["create"]},
+              {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
+               "verbs": ["create"]},
+              # the Lease of the leader election, in the service's namespace only would be
+              # tighter; the lab test's namespace is the service's
+              {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+               "verbs": ["get", "create", "update", "patch"]}]
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": LABEL}, "rules": rules}
+
+
+def _binding(name: str, role: str, sa: str) -> dict[str, Any]:
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+            "metadata": {"name": name, "labels": LABEL},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]}
+
+
+def _apply(lab: Lab, docs: list[dict[str, Any]]) -> None:
+    lab.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
+
+
+def _token(lab: Lab, sa: str) -> str:
+    return lab.kubectl("create", "token", sa, "-n", NS, "--duration=1h").stdout.strip()
+
+
+@dataclass
+class Running:
+    """The service process and what the test needs to talk to it."""
+
+    proc: subprocess.Popen[bytes]
+    url: str
+    log: Path
+    tokens: dict[str, str] = field(repr=False)
+
+
+@dataclass
+class Rbac:
+    """The ServiceAccounts' tokens and the service's own kubeconfig and platform file."""
+
+    tokens: dict[str, str] = field(repr=False)
+    kubeconfig: Path
+    platform: Path
+    tmp: Path
+
+
+@pytest.fixture(scope="module")
+def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
+    tmp = tmp_path_factory.mktemp("serve")
+    reader_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                   "metadata": {"name": f"{NS}-reader", "labels": LABEL},
+                   "rules": [{"apiGroups": ["k3sops.io"],
+                              "resources": ["reports", "findings", "metrics"],
+                              "verbs": ["get"]}]}
+    sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
+                                                                       "namespace": NS}}
+           for n in ("k3sops-serve", "nobody", "reader")]
+    _apply(lab, OBJECTS)
+    _apply(lab, [*sas, _cache_role(f"{NS}-serve"), reader_role,
+                 _binding(f"{NS}-serve", f"{NS}-serve", "k3sops-serve"),
+                 # the k3sops.io resources are not namespaced: a SubjectAccessReview without
+                 # a namespace is answered by cluster-wide bindings only
+                 _binding(f"{NS}-reader", f"{NS}-reader", "reader")])
+    try:
+        tokens = {n: _token(lab, n) for n in ("k3sops-serve", "nobody", "reader")}
+        server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
+        kubeconfig = tmp / "serve.kubeconfig"
+        kubeconfig.write_text(
+            f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+            f"    server: {server}\n"
+            f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
+            f"users:\n- name: u\n  user:\n    token: {tokens['k3sops-serve']}\n"
+            "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+        platform = yaml.safe_load(lab.layout.platform_file.read_text())
+        platform.pop("kubeconfig", None)  # the admin's: the service must not use it
+        platform["serve"] = {"lease": {"namespace": NS, "name": "k3sops-serve"},
+                             "schedule": {"daily": None, "weekly": None, "monthly": None}}
+        platform_file = tmp / "platform.yaml"
+        platform_file.write_text(yaml.safe_dump(platform))
+        yield Rbac(tokens=tokens, kubeconfig=kubeconfig, platform=platform_file, tmp=tmp)
+    finally:
+        lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
+        lab.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "k3sops.io/test=serve",
+                    check=False)
+
+
+def _start(lab: Lab, rbac: Rbac, offset: int) -> Running:
+    """Start `k3sops serve` on the lab's base port + ``offset``; return once /readyz is 200."""
+    port = int(lab.env["K3SOPS_LAB_PORT_BASE"]) + offset
+    log = rbac.tmp / f"serve-{offset}.log"
+    env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "k3sops", "-c", str(rbac.platform), "--kubeconfig",
+             str(rbac.kubeconfig), "serve", "--listen", f"127.0.0.1:{port}", "--state-dir",
+             str(rbac.tmp / f"state-{offset}")], env=env, stdout=out, stderr=subprocess.STDOUT)
+    running = Running(proc=proc, url=f"http://127.0.0.1:{port}", log=log, tokens=rbac.tokens)
+
+    def ready() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"serve exited {proc.returncode}: {log.read_text()}")
+        try:
+            return httpx2.get(running.url + "/readyz", timeout=5).status_code == 200
+        except httpx2.HTTPError:
+            return False
+    try:
+        assert wait_for(ready, timeout=120, every=1), log.read_text()
+    except BaseException:
+        _kill(running)
+        raise
+    return running
+
+
+def _kill(s: Running) -> None:
+    if s.proc.poll() is None:
+        s.proc.kill()
+        s.proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def service(lab: Lab, rbac: Rbac) -> Iterator[Running]:
+    s = _start(lab, rbac, PORT_OFFSET)
+    yield s
+    _kill(s)
+
+
+def _get(s: Running, path: str, token: str | None = None) -> httpx2.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return httpx2.get(s.url + path, headers=headers, timeout=60)
+
+
+def test_probes_answer_without_a_token_and_readyz_lists_no_lagging_kind(
+        service: Running) -> None:
+    assert _get(service, "/healthz").json() == {"status": "ok"}
+    ready = _get(service, "/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["ready"] is True and ready.json()["lagging"] == []
+
+
+def test_no_token_is_401_and_a_token_without_rights_is_403(service: Running) -> None:
+    for path in ("/api/v1/report", "/api/v1/findings", "/metrics"):
+        r = _get(service, path)
+        assert r.status_code == 401, (path, r.text)
+        assert "bearer token" in r.json()["error"]
+    assert _get(service, "/api/v1/report", "not-a-real-token").status_code == 401
+    denied = _get(service, "/api/v1/report", service.tokens["nobody"])
+    assert denied.status_code == 403, denied.text
+    message = denied.json()["error"]
+    assert f"system:serviceaccount:{NS}:nobody may not get reports.k3sops.io" in message
+    # the reader may get reports, findings and metrics, nothing else
+    assert _get(service, "/api/v1/alerts", service.tokens["reader"]).status_code == 403
+
+
+def test_a_reader_gets_the_report_with_the_lab_s_findings_and_metrics_show_them(
+        service: Running) -> None:
+    r = _get(service, "/api/v1/report?period=daily", service.tokens["reader"])
+    assert r.status_code == 200, r.text
+    report = r.json()
+    assert report["summary"]["checks_run"] > 10
+    assert {s["name"]: s["ok"] for s in report["sources"]}["kubernetes"] is True
+    mine = [(f["check"], f["resource"]["name"]) for f in report["findings"]
+            if f["resource"].get("namespace") == NS]
+    assert ("service-no-endpoints", "nobody-home") in mine, mine
+    findings = _get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
+                    service.tokens["reader"]).json()["findings"]
+    assert [f["resource"]["name"] for f in findings] == ["nobody-home"]
+    metrics = _get(service, "/metrics", service.tokens["reader"])
+    assert metrics.status_code == 200
+    line = next((ln for ln in metrics.text.splitlines()
+                 if ln.startswith("k3sops_findings{") and f'namespace="{NS}"' in ln
+                 and 'check="service-no-endpoints"' in ln), None)
+    assert line is not None and line.endswith(" 1.0"), metrics.text[:2000]
+    assert 'k3sops_cache_synced{kind="pods"} 1.0' in metrics.text
+    assert "k3sops_health_score{period=\"daily\"}" in metrics.text
+
+
+def test_an_object_created_later_is_judged_from_the_cache(service: Running, lab: Lab) -> None:
+    _apply(lab, [{"apiVersion": "v1", "kind": "Service",
+                  "metadata": {"name": "late-comer", "namespace": NS},
+                  "spec": {"selector": {"app": "late"}, "ports": [{"port": 80}]}}])
+
+    def seen() -> bool:
+        found = _get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
+                     service.tokens["reader"]).json()["findings"]
+        return "late-comer" in {f["resource"]["name"] for f in found}
+    assert wait_for(seen, timeout=30, every=0.5)
+
+
+def test_sigterm_exits_0_and_no_token_is_in_the_log(lab: Lab, rbac: Rbac) -> None:
+    s = _start(lab, rbac, PORT_OFFSET + 1)
+    try:
+        assert _get(s, "/api/v1/report", s.tokens["reader"]).status_code == 200
+        assert _get(s, "/api/v1/report", s.tokens["nobody"]).status_code == 403
+        assert _get(s, "/metrics", "not-a-real-token").status_code == 401
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(60) == 0, s.log.read_text()
+    finally:
+        _kill(s)
+    text = s.log.read_text()
+    assert "GET /api/v1/report" in text  # the access log was written
+    assert "k3sops serve: stopped" in text
+    for name, token in s.tokens.items():
+        assert token not in text, f"the {name} token is in the service's log"
+    assert "not-a-real-token" not in text
