@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 
 from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
-from k3sops.domain.findings import CheckReport, Finding, Period
+from k3sops.domain.findings import CheckReport, Finding, Period, Source
 from k3sops.domain.snapshot import CLUSTER_SCOPED, KIND_NAMES, ClusterSnapshot, plural_of
 from k3sops.serve.auth import AuthFailure, bearer
 from k3sops.services import check as check_service
@@ -52,6 +52,9 @@ class CacheView(Protocol):
 
     def status(self) -> Mapping[str, KindStatus]:
         """Per-kind state."""
+
+    def source(self, kinds: Iterable[str] | None = None) -> Source:
+        """The ``kubernetes`` source of a report, as the CLI's collect words it."""
 
 
 class _NoRecord:
@@ -100,7 +103,7 @@ class Reports:
         self.latest: dict[str, CheckReport] = {}
 
     def snapshot(self, specs: list[registry.CheckSpec], now: datetime,
-                 ) -> tuple[ClusterSnapshot, list[Any]]:
+                 ) -> tuple[ClusterSnapshot, list[Source]]:
         """The cache's objects plus Prometheus' and Alertmanager's answers, and the sources."""
         kinds = check_service.kinds_for(specs)
         # collect() with no kinds lists nothing: it asks only Prometheus and Alertmanager,
@@ -110,15 +113,9 @@ class Reports:
         cached = self.cache.snapshot(now, kinds)
         snap = replace(cached, metrics=monitored.metrics,
                        metric_errors=monitored.metric_errors, alerts=monitored.alerts)
-        failed = sorted(cached.errors)
-        kube_source = next((s for s in sources if s.name == "kubernetes"), None)
-        if kube_source is not None:
-            error = ("could not list " + ", ".join(f"{k} ({cached.errors[k]})" for k in failed)
-                     if failed else None)
-            kube_source = kube_source.model_copy(update={"ok": not failed, "error": error})
-        sources = [kube_source, *(s for s in sources if s.name != "kubernetes")] \
-            if kube_source is not None else sources
-        return snap, sources
+        # the kubernetes source is the cache's (collect's says only that /version answered)
+        return snap, [self.cache.source(kinds),
+                      *(s for s in sources if s.name != "kubernetes")]
 
     def run(self, period: Period, environment: str | None = None, *,
             record: bool = False) -> CheckReport:
@@ -154,21 +151,12 @@ class Reports:
         snap = self.cache.snapshot(now)
         ns = None if kind in CLUSTER_SCOPED or namespace == "-" else namespace
         label = f"{kind}/{ns}/{name}" if ns else f"{kind}/{name}"
-        kube_source = self.cache_source(snap)
+        kube_source = self.cache.source()
         if kind == "pods" and ns:
             d = dg.diagnose_pod(snap, ns, name, None, platform=self.settings.platform)
         else:
             d = dg.diagnose_object(snap, kind, ns, name, platform=self.settings.platform)
         return d.report(label, [kube_source])
-
-    def cache_source(self, snap: ClusterSnapshot) -> Any:
-        """The ``kubernetes`` source as the cache stands."""
-        from k3sops.domain.findings import Source
-
-        failed = sorted(snap.errors)
-        return Source(name="kubernetes", ok=not failed, endpoint=self.client.server,
-                      error=("could not list " + ", ".join(
-                          f"{k} ({snap.errors[k]})" for k in failed)) if failed else None)
 
 
 @dataclass

@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, Field, field_validator, model_validator
 
 from k3sops.config.schema.fields import (
-    ENV_VAR,
     MODEL_CONFIG,
     DnsLabel,
     EnvironmentName,
+    EnvVarName,
     FilePath,
     check_cron,
     check_duration,
@@ -39,12 +39,6 @@ def split_listen(value: str) -> tuple[str, int]:
     if not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError("the port is not 1-65535")
     return host, int(port)
-
-
-def _check_env(value: str | None) -> str | None:
-    if value is not None and not ENV_VAR.match(value):
-        raise invalid("not an environment variable name", "letters, digits and _")
-    return value
 
 
 class ServeTls(BaseModel):
@@ -137,15 +131,10 @@ class AlertReceiver(BaseModel):
     type: Literal["webhook", "slack"] = "webhook"
     """``webhook``: the enriched alert as JSON; ``slack``: a Slack-compatible incoming-webhook
     message."""
-    url_env: str | None = None
+    url_env: EnvVarName | None = None
     """Environment variable holding the URL."""
     url_file: FilePath | None = None
     """File holding the URL (one line; e.g. a mounted Secret)."""
-
-    @field_validator("url_env")
-    @classmethod
-    def _check_url_env(cls, value: str | None) -> str | None:
-        return _check_env(value)
 
     @model_validator(mode="after")
     def _one_url_source(self) -> AlertReceiver:
@@ -226,7 +215,7 @@ class Serve(BaseModel):
     """When the leader runs the daily, weekly and monthly checklists."""
     lease: ServeLease = Field(default_factory=ServeLease)
     """The Lease of the leader election."""
-    alertmanager_token_env: str | None = None
+    alertmanager_token_env: EnvVarName | None = None
     """Environment variable holding the bearer token Alertmanager sends to
     ``POST /api/v1/alerts`` (its ``http_config.authorization``)."""
     alertmanager_token_file: FilePath | None = None
@@ -249,11 +238,6 @@ class Serve(BaseModel):
         except ValueError as e:
             raise invalid(f"{value[:60]!r}: {e}", LISTEN_ALLOWED) from e
         return value
-
-    @field_validator("alertmanager_token_env")
-    @classmethod
-    def _check_token_env(cls, value: str | None) -> str | None:
-        return _check_env(value)
 
     @field_validator("receivers")
     @classmethod

@@ -1,0 +1,231 @@
+"""`k3sops serve`'s authentication and authorization, and the app's answers for them.
+
+The API server is replaced by an in-memory reviewer answering TokenReviews and
+SubjectAccessReviews from tables (the lab test, tests/lab/test_serve_lab.py, runs the same
+against the real API server with real ServiceAccount tokens). What is asserted here is the
+service's side: 401/403/503, the cache keyed by a digest of the token, nothing of a token in an
+answer, the Alertmanager token compared as a whole, probes open, /metrics guarded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+import httpx2
+import pytest
+from pydantic import SecretStr
+
+from k3sops.domain.findings import CheckReport, Source, Summary
+from k3sops.domain.snapshot import ClusterSnapshot
+from k3sops.errors import Unreachable
+from k3sops.serve.auth import AuthFailure, Authorizer, SharedToken, bearer, token_key
+from k3sops.serve.cache import KindStatus
+
+pytestmark = pytest.mark.unit
+
+ALICE = "alice-token-0123456789"
+BOB = "bob-token-9876543210"
+DOWN = "token-while-the-api-server-is-down"
+
+
+class Reviewer:
+    """Answers reviews as an API server with these users and grants would."""
+
+    def __init__(self) -> None:
+        self.users = {ALICE: "alice", BOB: "bob"}
+        self.grants = {("alice", "get", "reports"), ("alice", "get", "metrics")}
+        self.bodies: list[dict[str, Any]] = []
+
+    def create(self, group_version: str, plural: str, namespace: str | None,
+               obj: Mapping[str, Any]) -> dict[str, Any]:
+        self.bodies.append(dict(obj))
+        spec = obj["spec"]
+        if plural == "tokenreviews":
+            if spec["token"] == DOWN:
+                raise Unreachable("https://127.0.0.1:6443 refused the connection")
+            name = self.users.get(spec["token"])
+            return {"status": {"authenticated": name is not None,
+                               "user": {"username": name, "uid": f"uid-{name}",
+                                        "groups": ["system:authenticated"]}}}
+        attrs = spec["resourceAttributes"]
+        assert attrs["group"] == "k3sops.io"
+        return {"status": {"allowed": (spec["user"], attrs["verb"], attrs["resource"])
+                           in self.grants}}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_bearer_reads_only_the_bearer_scheme() -> None:
+    assert bearer("Bearer abc") == "abc"
+    assert bearer("bearer   abc ") == "abc"
+    assert bearer("Basic YWJj") is None
+    assert bearer("Bearer ") is None
+    assert bearer(None) is None
+
+
+def test_who_may_do_what_and_the_status_of_each_refusal() -> None:
+    auth = Authorizer(Reviewer())  # type: ignore[arg-type]
+    assert auth.check(ALICE, "get", "reports").name == "alice"
+    with pytest.raises(AuthFailure) as no_token:
+        auth.check(None, "get", "reports")
+    assert no_token.value.status == 401
+    with pytest.raises(AuthFailure) as unknown:
+        auth.check("someone-else", "get", "reports")
+    assert unknown.value.status == 401
+    with pytest.raises(AuthFailure) as denied:
+        auth.check(BOB, "get", "reports")
+    assert denied.value.status == 403
+    assert "bob may not get reports.k3sops.io" in denied.value.message
+    assert "resources [reports], verbs [get]" in denied.value.message
+    with pytest.raises(AuthFailure) as down:
+        auth.check(DOWN, "get", "reports")
+    assert down.value.status == 503
+    for failure in (no_token, unknown, denied, down):
+        for token in (ALICE, BOB, DOWN):
+            assert token not in failure.value.message
+
+
+def test_answers_are_reused_for_the_ttl_and_keyed_by_a_digest() -> None:
+    reviewer, clock = Reviewer(), Clock()
+    auth = Authorizer(reviewer, ttl=10, clock=clock)  # type: ignore[arg-type]
+    for _ in range(5):
+        auth.check(ALICE, "get", "reports")
+    assert auth.reviews == 2  # one TokenReview, one SubjectAccessReview
+    auth.check(ALICE, "get", "metrics")
+    assert auth.reviews == 3  # another decision, the same user
+    assert all(ALICE not in key for key in auth._users)
+    assert token_key(ALICE) in auth._users
+    clock.now = 10.5
+    auth.check(ALICE, "get", "reports")
+    assert auth.reviews == 5
+    # a revoked grant is seen once the ttl is over
+    reviewer.grants.discard(("alice", "get", "reports"))
+    clock.now = 21
+    with pytest.raises(AuthFailure) as denied:
+        auth.check(ALICE, "get", "reports")
+    assert denied.value.status == 403
+
+
+def test_the_review_names_the_user_s_groups_and_uid() -> None:
+    reviewer = Reviewer()
+    Authorizer(reviewer).check(ALICE, "get", "reports")  # type: ignore[arg-type]
+    sar = reviewer.bodies[1]
+    assert sar["kind"] == "SubjectAccessReview"
+    assert sar["spec"]["uid"] == "uid-alice"
+    assert sar["spec"]["groups"] == ["system:authenticated"]
+    assert "token" not in str(sar)
+
+
+def test_alertmanager_s_token_must_match_whole() -> None:
+    shared = SharedToken(SecretStr("am-secret-token"))
+    shared.check("am-secret-token")
+    for wrong in ("am-secret-toke", "am-secret-token2", "", None):
+        with pytest.raises(AuthFailure) as e:
+            shared.check(wrong)
+        assert e.value.status == 401
+        assert "am-secret-token" not in e.value.message
+    with pytest.raises(AuthFailure):
+        SharedToken(None).check("anything")
+    assert not SharedToken(SecretStr("")).configured
+
+
+# --------------------------------------------------------------------------- the app itself
+
+
+class Cache:
+    def __init__(self, synced: bool) -> None:
+        self.synced = synced
+
+    def snapshot(self, now: datetime, kinds: Any = None) -> ClusterSnapshot:
+        return ClusterSnapshot(now=now, objects={})
+
+    def in_sync(self) -> bool:
+        return self.synced
+
+    def status(self) -> dict[str, KindStatus]:
+        return {"pods": KindStatus(synced=self.synced, objects=3, resource_version="7",
+                                   last_event_age=1.5, relists=0, error=None)}
+
+    def source(self, kinds: Any = None) -> Source:
+        return Source(name="kubernetes", ok=True, endpoint="https://127.0.0.1:6443")
+
+
+def _app(synced: bool = True, reports: dict[str, CheckReport] | None = None) -> Any:
+    from k3sops.serve.api import ApiContext, Reports
+    from k3sops.serve.app import create_app
+    from k3sops.serve.metrics import ServiceMetrics
+    from k3sops.services.context import Settings
+
+    cache = Cache(synced)
+    r = Reports(Settings(None, None, None), cache, None, None)  # type: ignore[arg-type]
+    r.latest.update(reports or {})
+    ctx = ApiContext(reports=r, authorizer=Authorizer(Reviewer()),  # type: ignore[arg-type]
+                     alertmanager=SharedToken(SecretStr("am-token")),
+                     metrics=ServiceMetrics(r.reports, cache.status, lambda: True),
+                     is_leader=lambda: True)
+    return create_app(ctx)
+
+
+def _get(app: Any, path: str, token: str | None = None, method: str = "GET",
+         body: bytes = b"") -> httpx2.Response:
+    async def go() -> httpx2.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
+                                      base_url="http://serve") as client:
+            return await client.request(method, path, headers=headers, content=body)
+    return asyncio.run(go())
+
+
+def test_probes_need_no_token_and_readyz_follows_the_cache() -> None:
+    assert _get(_app(), "/healthz").json() == {"status": "ok"}
+    ready = _get(_app(), "/readyz")
+    assert ready.status_code == 200 and ready.json()["ready"] is True
+    lagging = _get(_app(synced=False), "/readyz")
+    assert lagging.status_code == 503
+    assert lagging.json()["lagging"] == ["pods"]
+
+
+def test_metrics_need_the_right_and_show_the_latest_report() -> None:
+    report = CheckReport(summary=Summary(period="daily", started_at="2026-12-05T07:00:00+00:00",
+                                         duration_seconds=0.25, total=0, critical=0,
+                                         warning=0, info=0, health_score=97, checks_run=70,
+                                         environment=None, new=0, resolved=0),
+                         findings=[], sources=[])
+    app = _app(reports={"daily": report})
+    assert _get(app, "/metrics").status_code == 401
+    assert _get(app, "/metrics", BOB).status_code == 403
+    r = _get(app, "/metrics", ALICE)
+    assert r.status_code == 200
+    assert 'k3sops_health_score{period="daily"} 97.0' in r.text
+    assert 'k3sops_check_duration_seconds{period="daily"} 0.25' in r.text
+    assert 'k3sops_cache_objects{kind="pods"} 3.0' in r.text
+    assert "k3sops_leader 1.0" in r.text
+
+
+def test_api_refusals_are_json_and_carry_no_token() -> None:
+    app = _app()
+    r = _get(app, "/api/v1/findings", BOB)
+    assert r.status_code == 403
+    assert r.json()["error"].startswith("bob may not get findings.k3sops.io")
+    r = _get(app, "/api/v1/report", "Bearer-junk-token")
+    assert r.status_code == 401 and "Bearer-junk-token" not in r.text
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert _get(app, "/api/v1/report?period=hourly", ALICE).status_code == 400
+
+
+def test_the_webhook_takes_alertmanager_s_token_not_a_user_s() -> None:
+    app = _app()
+    assert _get(app, "/api/v1/alerts", method="POST", body=b"{}").status_code == 401
+    assert _get(app, "/api/v1/alerts", ALICE, method="POST", body=b"{}").status_code == 401
+    # the right token: with no intake wired the service says so instead of dropping alerts
+    r = _get(app, "/api/v1/alerts", "am-token", method="POST", body=b"{}")
+    assert r.status_code == 503
