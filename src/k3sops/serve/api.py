@@ -27,6 +27,7 @@ from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
 from k3sops.domain.findings import CheckReport, Finding, Period, Source
 from k3sops.domain.snapshot import CLUSTER_SCOPED, KIND_NAMES, ClusterSnapshot, plural_of
+from k3sops.errors import K3sopsError
 from k3sops.serve.auth import AuthFailure, bearer
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings
@@ -278,20 +279,15 @@ def _webhook(api: APIRouter, ctx: ApiContext) -> None:
 
         try:
             result = await run_in_threadpool(ctx.intake.receive, bytes(body))
-        except Exception as e:
-            status = int(getattr(e, "status", 0) or 0) or _status_of(e)
+        except K3sopsError as e:  # PayloadInvalid (400) / PayloadTooLarge (413)
+            status = int(getattr(e, "http_status", 0) or 0)
             if status in (400, 413):
                 ctx.metrics.alerts_rejected.labels(
                     reason="too_large" if status == 413 else "invalid").inc()
-                raise HTTPException(status, getattr(e, "message", str(e))) from None
+                raise HTTPException(status, e.message) from None
             raise
         ctx.metrics.count_intake(result)
         return _jsonable(result)
-
-
-def _status_of(e: Exception) -> int:
-    name = type(e).__name__
-    return {"PayloadInvalid": 400, "PayloadTooLarge": 413}.get(name, 0)
 
 
 def _jsonable(value: Any) -> Any:

@@ -49,8 +49,11 @@ class ServiceMetrics:
             "k3sops_alerts_enriched", "Alerts stored with their object, diagnosis and runbook.",
             registry=self.registry)
         self.alerts_forwarded = PromCounter(
-            "k3sops_alerts_forwarded", "Enriched alerts delivered to a receiver.",
-            ["receiver"], registry=self.registry)
+            "k3sops_alerts_forwarded", "Enriched alerts delivered to receivers (one per "
+            "receiver).", registry=self.registry)
+        self.alerts_forward_failed = PromCounter(
+            "k3sops_alerts_forward_failed", "Deliveries to receivers that failed.",
+            registry=self.registry)
         self.alerts_rejected = PromCounter(
             "k3sops_alerts_rejected", "Webhook bodies refused (malformed or too large).",
             ["reason"], registry=self.registry)
@@ -66,17 +69,17 @@ class ServiceMetrics:
         return generate_latest(self.registry)
 
     def count_intake(self, result: Any) -> None:
-        """Count one webhook delivery from AlertIntake's result (fields it has, if any)."""
-        received = int(getattr(result, "received", 0) or 0)
-        enriched = int(getattr(result, "enriched", 0) or 0)
-        if received:
-            self.alerts_received.inc(received)
-        if enriched:
-            self.alerts_enriched.inc(enriched)
-        forwarded = getattr(result, "forwarded", None)
-        if isinstance(forwarded, Mapping):
-            for receiver, n in forwarded.items():
-                self.alerts_forwarded.labels(receiver=str(receiver)).inc(int(n))
+        """Count one webhook delivery from serve.alerts' IntakeResult.
+
+        ``alerts`` received, ``stored`` (enriched and kept: repeats are not counted twice),
+        ``forwarded`` deliveries and ``failed`` ones.
+        """
+        for counter, name in ((self.alerts_received, "alerts"), (self.alerts_enriched, "stored"),
+                              (self.alerts_forwarded, "forwarded"),
+                              (self.alerts_forward_failed, "failed")):
+            n = int(getattr(result, name, 0) or 0)
+            if n:
+                counter.inc(n)
 
 
 class _StateCollector:
