@@ -106,7 +106,7 @@ def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
     reader_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                    "metadata": {"name": f"{NS}-reader", "labels": LABEL},
                    "rules": [{"apiGroups": ["k3sops.io"],
-                              "resources": ["reports", "findings", "metrics"],
+                              "resources": ["reports", "findings", "metrics", "diagnoses"],
                               "verbs": ["get"]}]}
     sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
                                                                        "namespace": NS}}
@@ -240,6 +240,39 @@ def test_an_object_created_later_is_judged_from_the_cache(service: Running, lab:
                      service.tokens["reader"]).json()["findings"]
         return "late-comer" in {f["resource"]["name"] for f in found}
     assert wait_for(seen, timeout=30, every=0.5)
+
+
+def test_a_reader_diagnoses_an_object_from_the_cache(service: Running) -> None:
+    r = _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home", service.tokens["reader"])
+    assert r.status_code == 200, r.text
+    diagnosis = r.json()
+    assert diagnosis["target"] == f"services/{NS}/nobody-home"
+    assert "service-no-endpoints" in json.dumps(diagnosis)
+    assert _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
+                service.tokens["nobody"]).status_code == 403
+    assert _get(service, f"/api/v1/diagnose/gizmo/{NS}/x",
+                service.tokens["reader"]).status_code == 404
+
+
+def test_once_records_a_run_the_service_s_history_then_lists(
+        lab: Lab, rbac: Rbac, service: Running) -> None:
+    env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
+    once = subprocess.run(
+        [sys.executable, "-m", "k3sops", "-c", str(rbac.platform), "--kubeconfig",
+         str(rbac.kubeconfig), "serve", "--once", "--state-dir",
+         str(rbac.tmp / f"state-{PORT_OFFSET}")], env=env, capture_output=True, text=True,
+        timeout=180)
+    assert once.returncode == 0, once.stderr
+    summary = json.loads(once.stdout)
+    assert summary["synced"] is True
+    assert summary["summary"]["period"] == "daily" and summary["summary"]["checks_run"] > 10
+    for token in rbac.tokens.values():
+        assert token not in once.stdout + once.stderr
+    r = _get(service, "/api/v1/history?limit=5", service.tokens["reader"])
+    assert r.status_code == 200, r.text
+    runs = r.json()["runs"]
+    assert runs and runs[0]["period"] == "daily"
+    assert runs[0]["summary"]["checks_run"] == summary["summary"]["checks_run"]
 
 
 def test_sigterm_exits_0_and_no_token_is_in_the_log(lab: Lab, rbac: Rbac) -> None:
