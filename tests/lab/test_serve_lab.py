@@ -291,3 +291,59 @@ def test_sigterm_exits_0_and_no_token_is_in_the_log(lab: Lab, rbac: Rbac) -> Non
     for name, token in s.tokens.items():
         assert token not in text, f"the {name} token is in the service's log"
     assert "not-a-real-token" not in text
+
+
+def _apiserver_pid(lab: Lab) -> int:
+    from k3sops.lab import procs
+
+    return next(r.pid for r in procs.running(lab.layout) if r.name == "apiserver" and r.alive)
+
+
+def _start_apiserver(lab: Lab) -> None:
+    from k3sops.lab import pki, procs, runner
+
+    p = pki.Pki(lab.layout.pki_dir)
+    spec = runner._specs(lab.layout, lab.binaries, p, lab.layout.run_dir / "kwok.yaml")[
+        "apiserver"]
+    proc = procs.start(lab.layout, spec)
+    procs.wait_ready(lab.layout, spec, proc, ca=p.crt("ca"), cert=(p.crt("admin"),
+                                                                  p.key("admin")))
+
+
+def test_the_api_server_restarting_makes_readyz_false_then_the_cache_resyncs(
+        lab: Lab, rbac: Rbac) -> None:
+    from k3sops.lab import procs
+
+    s = _start(lab, rbac, PORT_OFFSET + 2)
+    try:
+        procs.stop(lab.layout, "apiserver", _apiserver_pid(lab))
+        try:
+            def lagging() -> bool:
+                r = _get(s, "/readyz")
+                return r.status_code == 503 and bool(r.json()["lagging"])
+            assert wait_for(lagging, timeout=60, every=0.5), _get(s, "/readyz").text
+            # no review possible meanwhile: 503, not a 401 that would blame the caller
+            down = _get(s, "/api/v1/report", s.tokens["reader"])
+            assert down.status_code == 503, down.text
+            assert "could not review" in down.json()["error"]
+            assert s.proc.poll() is None
+        finally:
+            _start_apiserver(lab)
+
+        def ready() -> bool:
+            return _get(s, "/readyz").status_code == 200
+        assert wait_for(ready, timeout=90, every=0.5), _get(s, "/readyz").text
+        r = _get(s, "/api/v1/report", s.tokens["reader"])
+        assert r.status_code == 200, r.text
+        assert {x["name"]: x["ok"] for x in r.json()["sources"]}["kubernetes"] is True
+        assert ("service-no-endpoints", "nobody-home") in [
+            (f["check"], f["resource"]["name"]) for f in r.json()["findings"]
+            if f["resource"].get("namespace") == NS]
+        metrics = _get(s, "/metrics", s.tokens["reader"]).text
+        relists = [ln for ln in metrics.splitlines()
+                   if ln.startswith('k3sops_cache_relists{kind="pods"}')]
+        assert relists and float(relists[0].split()[-1]) >= 1, relists
+        s.proc.send_signal(signal.SIGTERM)
+        assert s.proc.wait(60) == 0, s.log.read_text()
+    finally:
+        _kill(s)
