@@ -106,6 +106,20 @@ class Authorizer:
         with self._lock:
             table[key] = (self._clock(), value)
 
+    def _review(self, group_version: str, kind: str, spec: dict[str, Any], what: str,
+                token: str = "") -> dict[str, Any]:
+        """POST a review; its status. AuthFailure 503 when the API server cannot answer."""
+        try:
+            self.reviews += 1
+            answer = self._client.create(group_version, kind.lower() + "s", None,
+                                         {"apiVersion": group_version, "kind": kind,
+                                          "spec": spec})
+        except AdapterError as e:
+            raise AuthFailure(503, f"the API server could not review {what}: "
+                                   + _safe(e.message, token)) from None
+        status: dict[str, Any] = answer.get("status") or {}
+        return status
+
     def authenticate(self, token: str | None) -> User:
         """The user of ``token``.
 
@@ -119,16 +133,8 @@ class Authorizer:
         hit, cached = self._cached(self._users, key)
         user: User | None = cached
         if not hit:
-            body = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
-                    "spec": {"token": token}}
-            try:
-                self.reviews += 1
-                answer = self._client.create("authentication.k8s.io/v1", "tokenreviews",
-                                             None, body)
-            except AdapterError as e:
-                raise AuthFailure(503, "the API server could not review the token: "
-                                  + _safe(e.message, token)) from None
-            status = answer.get("status") or {}
+            status = self._review("authentication.k8s.io/v1", "TokenReview",
+                                  {"token": token}, "the token", token)
             if status.get("authenticated"):
                 u = status.get("user") or {}
                 user = User(name=str(u.get("username") or ""), uid=str(u.get("uid") or ""),
@@ -156,16 +162,8 @@ class Authorizer:
             spec["uid"] = user.uid
         if user.extra:
             spec["extra"] = user.extra
-        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SubjectAccessReview",
-                "spec": spec}
-        try:
-            self.reviews += 1
-            answer = self._client.create("authorization.k8s.io/v1", "subjectaccessreviews",
-                                         None, body)
-        except AdapterError as e:
-            raise AuthFailure(503, "the API server could not review the access: "
-                              + e.message) from None
-        decision = bool((answer.get("status") or {}).get("allowed"))
+        decision = bool(self._review("authorization.k8s.io/v1", "SubjectAccessReview", spec,
+                                     "the access").get("allowed"))
         self._store(self._decisions, key, decision)
         return decision
 
