@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
@@ -170,8 +170,7 @@ class ApiContext:
     metrics: ServiceMetrics
     is_leader: Callable[[], bool]
     intake: Any = None
-    """serve.alerts.AlertIntake (None until wired: POST /alerts answers 503)."""
-    extra: dict[str, Any] = field(default_factory=dict)
+    """serve.alerts.AlertIntake (None without the alerts part: POST /alerts answers 503)."""
 
 
 def _finding_filter(findings: Iterable[Finding], namespace: str | None, severity: str | None,

@@ -113,10 +113,16 @@ class Service:
 
 
 def build(settings: Settings, env: Mapping[str, str], home: Path,
-          state_dir: Path | None = None) -> Service:
-    """Open and start everything but the HTTP server."""
+          state_dir: Path | None = None, *, background: bool = True) -> Service:
+    """Open and start everything but the HTTP server.
+
+    ``background`` False (``--once``): no leader election, no scheduler, no alert intake.
+    """
     cfg = serve_settings(settings.platform)
-    token = alertmanager_token(cfg, env)  # config errors before anything starts
+    # secrets first: a missing variable or file is a config error before anything starts
+    token = alertmanager_token(cfg, env)
+    alerts_mod = _optional("k3sops.serve.alerts") if background else None
+    targets = receivers(cfg, env, alerts_mod) if alerts_mod is not None else []
     client = kube(settings, env, home)
     store = open_history(settings.platform, state_dir, env, home)
     cache = WatchCache(client, every_kind())
@@ -124,7 +130,7 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
     reports = Reports(settings, cache, client, store)
     identity = f"{socket.gethostname()}-{os.getpid()}"
 
-    leader_mod = _optional("k3sops.serve.leader")
+    leader_mod = _optional("k3sops.serve.leader") if background else None
     elector = None
     is_leader: Callable[[], bool] = lambda: True  # noqa: E731 - one replica leads itself
     if leader_mod is not None:
@@ -137,17 +143,15 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
         is_leader = elector.is_leader
     metrics = ServiceMetrics(reports.reports, cache.status, is_leader)
     scheduler = None
-    sched_mod = _optional("k3sops.serve.scheduler")
+    sched_mod = _optional("k3sops.serve.scheduler") if background else None
     if sched_mod is not None:
         scheduler = sched_mod.Scheduler(cfg.schedule.crons(), cfg.schedule.timezone, store,
                                         reports.scheduled, is_leader, identity)
         scheduler.start()
-    alerts_mod = _optional("k3sops.serve.alerts")
     intake = None
     if alerts_mod is not None:
         enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
-        intake = alerts_mod.AlertIntake(store, enrich, receivers(cfg, env, alerts_mod),
-                                        is_leader)
+        intake = alerts_mod.AlertIntake(store, enrich, targets, is_leader)
     ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
                      alertmanager=SharedToken(token), metrics=metrics, is_leader=is_leader,
                      intake=intake)
@@ -205,7 +209,7 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str |
     # basicConfig is a no-op when the CLI already set up the root handler.
     logging.basicConfig(format="%(levelname)s %(name)s: %(message)s")
     log.setLevel(logging.INFO)
-    service = build(settings, env, home, state_dir)
+    service = build(settings, env, home, state_dir, background=not once)
     try:
         if once:
             synced = service.cache.wait_synced(SYNC_TIMEOUT)
