@@ -163,8 +163,7 @@ def main() -> None:
             enrich = enricher(snapshot, Settings(None, None, None), max_age=args.max_age)
             if not args.cold:
                 enrich.warm()
-            intake = AlertIntake(store, enrich, [Receiver("bench", "webhook", url)],
-                                 lambda: True)
+            intake = AlertIntake(store, enrich, [Receiver("bench", "webhook", url)])
             intake_lat = _paced(bodies, args.rate, intake.receive)
             stored = len(store.alerts(limit=args.deliveries + 1))
             intake.close()

@@ -166,8 +166,7 @@ def test_real_alert_is_enriched_stored_once_and_forwarded(
     forward = Sink()
     logs = cli_previous_logs(settings, lab.env, Path.home())
     intake = AlertIntake(store, enricher(snapshot, settings, previous_logs=logs),
-                         [Receiver("ops", "webhook", SecretStr(f"{forward.url}/hook"))],
-                         lambda: True)
+                         [Receiver("ops", "webhook", SecretStr(f"{forward.url}/hook"))])
     am_side = Sink(on_body=lambda body: _answer(intake, body))
     try:
         wiring.deliver_to(f"{am_side.url}/api/v1/alerts")

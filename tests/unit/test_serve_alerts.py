@@ -67,11 +67,9 @@ def sinks() -> Iterator[tuple[Sink, Sink]]:
     slack.close()
 
 
-def _intake(store: HistoryStore, receivers: list[Receiver], leader: bool = True,
-            **kw: Any) -> AlertIntake:
+def _intake(store: HistoryStore, receivers: list[Receiver], **kw: Any) -> AlertIntake:
     enrich = enricher(_snapshot, Settings(None, None, None))
-    return AlertIntake(store, enrich, receivers, lambda: leader,
-                       sender=WebhookSender(timeout=2), **kw)
+    return AlertIntake(store, enrich, receivers, sender=WebhookSender(timeout=2), **kw)
 
 
 def _receivers(hook: Sink, slack: Sink, hook_path: str = "T000/B000/XXXX") -> list[Receiver]:
@@ -175,14 +173,23 @@ def test_resolution_of_an_alert_never_stored_changes_nothing(store: HistoryStore
     assert store.alerts() == []
 
 
-def test_follower_stores_but_does_not_forward(store: HistoryStore,
-                                              sinks: tuple[Sink, Sink]) -> None:
+def test_two_replicas_sharing_a_store_forward_each_alert_once(
+        store: HistoryStore, sinks: tuple[Sink, Sink], tmp_path: Path) -> None:
+    """Alertmanager's repeats may reach either replica (the Service picks one): the one whose
+    insert wins forwards, the other finds the record and does not; the same for resolving."""
     hook, slack = sinks
-    intake = _intake(store, _receivers(hook, slack), leader=False)
-    result = intake.receive(FIRING)
-    assert result.stored == 1 and result.forwarded == 0
-    assert hook.bodies == [] and slack.bodies == []
-    assert store.alerts()[0].enriched["diagnosis"]["root_causes"]
+    replica_a = _intake(store, _receivers(hook, slack))
+    with SqliteStore.open_file(tmp_path / "k3sops.db") as other:  # same file, 2nd connection
+        replica_b = _intake(other, _receivers(hook, slack))
+        first = replica_a.receive(FIRING)
+        repeat = replica_b.receive(FIRING)
+        assert (first.stored, first.forwarded) == (1, 2)
+        assert (repeat.stored, repeat.duplicates, repeat.forwarded) == (0, 1, 0)
+        closed = replica_b.receive(RESOLVED)
+        again = replica_a.receive(RESOLVED)
+    assert (closed.resolved, closed.forwarded) == (1, 2)
+    assert (again.resolved, again.forwarded) == (0, 0)
+    assert len(hook.bodies) == 2 and len(slack.bodies) == 2
 
 
 def test_a_failing_receiver_does_not_block_the_others(store: HistoryStore,
@@ -318,7 +325,7 @@ def test_enrichment_failure_keeps_and_forwards_the_alert(store: HistoryStore,
         raise Unreachable("API server 127.0.0.1:6443 unreachable")
 
     intake = AlertIntake(store, enricher(unreadable, Settings(None, None, None)),
-                         _receivers(hook, slack), lambda: True)
+                         _receivers(hook, slack))
     result = intake.receive(FIRING)
     assert result.stored == 1 and result.forwarded == 2 and intake.enriched == 0
     record = store.alerts()[0].enriched

@@ -7,12 +7,18 @@
 * firing: the Kubernetes object is found from its labels (``pod``, ``deployment``,
   ``persistentvolumeclaim``, ``node``…, :data:`OBJECT_LABELS`), diagnosed with the same
   engine and walk as `k3sops diagnose` on the service's snapshot, given the runbook its rule
-  names (``runbook_id``), stored once per (fingerprint, startsAt) and, on the leader only,
-  forwarded to each receiver (generic JSON webhook, or a Slack-compatible incoming webhook).
-  Alertmanager repeats a firing alert every ``repeat_interval``: a repeat is stored once and
-  forwarded once;
-* resolved: the stored alert is closed (``endsAt``) and, on the leader, the receivers are
-  told (the record they got, with ``status: resolved`` and ``endsAt``), once.
+  names (``runbook_id``), stored once per (fingerprint, startsAt) and forwarded to each
+  receiver (generic JSON webhook, or a Slack-compatible incoming webhook) by the replica
+  whose insert won. Alertmanager repeats a firing alert every ``repeat_interval``: a repeat
+  is stored once and forwarded once;
+* resolved: the stored alert is closed (``endsAt``) and the replica that closed it tells the
+  receivers (the record they got, with ``status: resolved`` and ``endsAt``), once.
+
+Forwarding is not the leader's alone: Alertmanager delivers to the Service, which may pick
+either replica (and keeps the connection), so a leader-only forward would lose every alert
+that reached the follower. The store's unique (fingerprint, startsAt) key decides instead:
+whichever replica stores or closes the record forwards it, exactly once across replicas
+sharing the PostgreSQL store.
 
 A body that is not a version-4 payload (:mod:`.webhook_payload` parses it) is refused whole
 (:class:`PayloadInvalid`, HTTP 400; :class:`PayloadTooLarge`, HTTP 413) before anything is
@@ -359,7 +365,7 @@ def slack_message(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 class AlertIntake:
-    """Receives webhook deliveries; stores, enriches and (on the leader) forwards alerts.
+    """Receives webhook deliveries; stores, enriches and forwards alerts, each once.
 
     Counters (totals since start, for ``/metrics``): ``received`` alerts in valid deliveries,
     ``enriched`` firing alerts enriched without error, ``forwarded`` deliveries to receivers
@@ -367,14 +373,13 @@ class AlertIntake:
     """
 
     def __init__(self, store: HistoryStore, enrich: Enrich, receivers: Sequence[Receiver],
-                 is_leader: Callable[[], bool], *, max_body: int = MAX_BODY,
+                 *, max_body: int = MAX_BODY,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
                  sender: WebhookSender | None = None) -> None:
         """Wire the intake; ``sender`` posts to receivers (a default one if None)."""
         self.store = store
         self.enrich = enrich
         self.receivers = list(receivers)
-        self.is_leader = is_leader
         self.max_body = max_body
         self.clock = clock
         self.sender = sender or WebhookSender()
@@ -423,10 +428,9 @@ class AlertIntake:
                 result.duplicates += 1
                 continue
             result.stored += 1
-            if self.is_leader():
-                ok, failed = self._forward(record)
-                result.forwarded += ok
-                result.failed += failed
+            ok, failed = self._forward(record)
+            result.forwarded += ok
+            result.failed += failed
         return result
 
     def _resolve(self, alert: WebhookAlert, result: IntakeResult) -> None:
@@ -436,7 +440,7 @@ class AlertIntake:
             return  # unknown, or already closed: a repeat is not forwarded again
         result.resolved += 1
         stored = self.store.alert(alert.fingerprint, alert.starts_at)
-        if stored is not None and self.is_leader():
+        if stored is not None:
             # The receivers hear that it ended, with what they were told when it fired.
             ok, failed = self._forward({**stored.enriched, "status": "resolved",
                                         "endsAt": ended.isoformat()})

@@ -151,7 +151,7 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
     intake = None
     if alerts_mod is not None:
         enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
-        intake = alerts_mod.AlertIntake(store, enrich, targets, is_leader)
+        intake = alerts_mod.AlertIntake(store, enrich, targets)
     ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
                      alertmanager=SharedToken(token), metrics=metrics, is_leader=is_leader,
                      intake=intake)
