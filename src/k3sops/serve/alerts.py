@@ -375,9 +375,15 @@ class AlertIntake:
     def __init__(self, store: HistoryStore, enrich: Enrich, receivers: Sequence[Receiver],
                  *, max_body: int = MAX_BODY,
                  clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-                 sender: WebhookSender | None = None) -> None:
-        """Wire the intake; ``sender`` posts to receivers (a default one if None)."""
+                 sender: WebhookSender | None = None,
+                 on_stored: Callable[[dict[str, Any]], None] | None = None) -> None:
+        """Wire the intake; ``sender`` posts to receivers (a default one if None).
+
+        ``on_stored`` is called with each firing alert's enriched record once this replica
+        stored it (remediation by policy, :mod:`k3sops.serve.remediation`).
+        """
         self.store = store
+        self.on_stored = on_stored
         self.enrich = enrich
         self.receivers = list(receivers)
         self.max_body = max_body
@@ -431,6 +437,11 @@ class AlertIntake:
             ok, failed = self._forward(record)
             result.forwarded += ok
             result.failed += failed
+            if self.on_stored is not None:
+                try:
+                    self.on_stored(record)
+                except Exception:  # a remediation's failure must not fail the webhook
+                    log.exception("alert %s: on_stored hook failed", alert.fingerprint)
         return result
 
     def _resolve(self, alert: WebhookAlert, result: IntakeResult) -> None:

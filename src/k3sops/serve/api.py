@@ -2,7 +2,8 @@
 
 Every route names the RBAC it needs: ``get`` on a virtual resource of ``k3sops.io``
 (:mod:`k3sops.serve.auth`) — ``reports`` (``/report``, ``/history``), ``findings``,
-``diagnoses``, ``alerts``. ``POST /alerts`` is Alertmanager's webhook: its own bearer token.
+``diagnoses``, ``alerts``, ``remediations``. ``POST /alerts`` is Alertmanager's webhook: its
+own bearer token.
 
 Reports are judged from the watch cache by the CLI's engine (:func:`services.check.report_from`
 on :meth:`WatchCache.snapshot`); Prometheus and Alertmanager are asked per run, as the CLI asks
@@ -102,6 +103,8 @@ class Reports:
         self._clock = clock
         self._lock = threading.Lock()
         self.latest: dict[str, CheckReport] = {}
+        self.on_findings: Callable[[list[Finding]], None] | None = None
+        """Called with each scheduled run's findings (remediation by policy)."""
 
     def snapshot(self, specs: list[registry.CheckSpec], now: datetime,
                  ) -> tuple[ClusterSnapshot, list[Source]]:
@@ -134,7 +137,9 @@ class Reports:
 
     def scheduled(self, period: Period, due: datetime) -> int | None:
         """The scheduler's run: recorded; the stored run's id."""
-        self.run(period, record=True)
+        report = self.run(period, record=True)
+        if self.on_findings is not None:
+            self.on_findings(report.findings)
         last = self.store.last_run(period, None)
         return last.id if last is not None else None
 
@@ -250,6 +255,13 @@ def router(ctx: ApiContext) -> APIRouter:
         """Enriched alerts, newest first."""
         rows = ctx.reports.store.alerts(state, limit)
         return {"alerts": [_jsonable(a) for a in rows]}
+
+    @api.get("/remediations", dependencies=[Depends(allow("get", "remediations"))])
+    def remediations(limit: int = Query(100, ge=1, le=1000),
+                     policy: str | None = None) -> Any:
+        """Remediations decided by policy (applied, dry-run, refused, failed), newest first."""
+        rows = ctx.reports.store.remediations(limit, policy)
+        return {"remediations": [_jsonable(r) for r in rows]}
 
     _webhook(api, ctx)
     return api

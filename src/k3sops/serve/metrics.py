@@ -57,6 +57,9 @@ class ServiceMetrics:
         self.alerts_rejected = PromCounter(
             "k3sops_alerts_rejected", "Webhook bodies refused (malformed or too large).",
             ["reason"], registry=self.registry)
+        self.remediations = PromCounter(
+            "k3sops_remediations", "Remediations decided by policy, by policy and mode "
+            "(applied, dry-run, refused, failed).", ["policy", "mode"], registry=self.registry)
         self.requests = PromCounter(
             "k3sops_http_requests", "API requests answered, by route and status code.",
             ["route", "code"], registry=self.registry)

@@ -95,12 +95,18 @@ class Service:
     context: ApiContext
     elector: Any = None
     scheduler: Any = None
+    workers: Any = None
+    """The remediation worker (a ThreadPoolExecutor), when policies are configured."""
 
     def stop(self) -> None:
         """Scheduler, Lease (released), watch threads, store, client; each step runs."""
         steps: list[tuple[str, Callable[[], None]]] = []
         if self.scheduler is not None:
             steps.append(("scheduler", self.scheduler.stop))
+        if self.workers is not None:
+            # a remediation in progress finishes (each step is audited) before the Lease goes
+            steps.append(("remediation", lambda: self.workers.shutdown(wait=True,
+                                                                       cancel_futures=True)))
         if self.elector is not None:
             steps.append(("lease", lambda: self.elector.stop(release=True)))
         steps += [("cache", self.cache.stop), ("store", self.store.close),
@@ -148,15 +154,48 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
         scheduler = sched_mod.Scheduler(cfg.schedule.crons(), cfg.schedule.timezone, store,
                                         reports.scheduled, is_leader, identity)
         scheduler.start()
+    remediator, workers = _remediator(cfg, settings, env, home, state_dir, store, is_leader,
+                                      metrics) if background else (None, None)
+    if remediator is not None:
+        reports.on_findings = remediator.on_findings
     intake = None
     if alerts_mod is not None:
         enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
-        intake = alerts_mod.AlertIntake(store, enrich, targets)
+        intake = alerts_mod.AlertIntake(store, enrich, targets,
+                                        on_stored=remediator.on_alert if remediator else None)
     ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
                      alertmanager=SharedToken(token), metrics=metrics, is_leader=is_leader,
                      intake=intake)
     return Service(cfg=cfg, client=client, cache=cache, store=store, context=ctx,
-                   elector=elector, scheduler=scheduler)
+                   elector=elector, scheduler=scheduler, workers=workers)
+
+
+def _remediator(cfg: Serve, settings: Settings, env: Mapping[str, str], home: Path,
+                state_dir: Path | None, store: Any, is_leader: Callable[[], bool],
+                metrics: ServiceMetrics) -> tuple[Any, Any]:
+    """serve.remediation's policies on one worker thread (None, None without policies)."""
+    if not cfg.remediation.policies:
+        return None, None
+    from concurrent.futures import ThreadPoolExecutor
+
+    from k3sops.serve import remediation
+
+    # one worker: remediations run one at a time, off the webhook's and scheduler's threads
+    workers = ThreadPoolExecutor(max_workers=1, thread_name_prefix="remediation")
+
+    def submit(job: Callable[[], Any]) -> None:
+        def guarded() -> None:
+            try:
+                job()
+            except Exception:  # logged, the worker goes on with the next trigger
+                log.exception("remediation failed")
+        workers.submit(guarded)
+
+    return remediation.Remediator(
+        cfg.remediation, settings.platform, store, is_leader,
+        remediation.cluster_executor(settings, env, home, state_dir),
+        count=lambda policy, mode: metrics.remediations.labels(policy=policy, mode=mode).inc(),
+        submit=submit), workers
 
 
 def _server_class() -> Any:

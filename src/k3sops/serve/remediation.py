@@ -1,0 +1,281 @@
+"""Remediation by policy: a firing alert or a new finding -> an audited plan, under a rate.
+
+platform.yaml's ``serve.remediation`` lists policies ``{id, when: {alert|check}, plan,
+environments, max_per_hour}``. For each newly stored firing alert (the intake's ``on_stored``
+hook) and each new finding of a scheduled run, every policy whose trigger matches (the
+``alertname``, or the check id) and whose ``environments`` hold the object's namespace (the
+environment whose ``namespaces`` list it, as everywhere in k3sops) is acted on:
+
+* only on the leader: a remediation is a write, and the follower's copy of the same alert
+  must not act twice;
+* under the policy's rate: at most ``max_per_hour`` in the last hour, reserved in the store
+  (:meth:`HistoryStore.reserve_remediation`: count and insert in one locked step, so two
+  replicas cannot both take the last slot); over it the remediation is recorded ``refused``;
+* ``remediation.enabled: false`` (the default): the plan is built from the cluster as
+  `k3sops remediate` builds it without ``--apply`` and recorded ``dry-run`` with its steps;
+  nothing changes;
+* enabled: the plan is applied through the same service functions as `k3sops remediate
+  ... --apply` (:mod:`k3sops.services.remediate`), so every step is audited in the same log.
+  A plan that could not be built or a step that failed is recorded ``failed`` besides the
+  reservation (the attempt still counts in the rate: a failing remediation is not retried
+  in a loop).
+
+Plans: ``restart`` (a pod's Deployment/StatefulSet, found through its owners, or the workload
+itself: `k3sops remediate rollout restart`), ``clean-pods`` (Failed/Evicted pods of the
+object's namespace) and ``cordon`` (the node, or the node the pod runs on).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from k3sops.adapters.store import RemediationRecord
+from k3sops.config.schema.fields import ENVIRONMENT_NAMES
+from k3sops.domain.snapshot import plural_of
+from k3sops.errors import K3sopsError
+
+if TYPE_CHECKING:
+    from k3sops.adapters.store import HistoryStore, RemediationMode
+    from k3sops.config.schema import Platform
+    from k3sops.config.schema.serve import Remediation, RemediationPolicy
+    from k3sops.domain.findings import Finding
+    from k3sops.services.context import Settings
+    from k3sops.services.remediate import RemediationReport
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The object a trigger is about."""
+
+    plural: str
+    namespace: str | None
+    name: str
+
+    def __str__(self) -> str:
+        ns = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.plural}/{ns}{self.name}"
+
+
+Execute = Callable[[str, Target, bool], "RemediationReport"]
+"""Build (and with True apply) the named plan for a target; raises K3sopsError."""
+
+
+def environment_of(platform: Platform | None, namespace: str | None) -> str | None:
+    """The environment whose ``namespaces`` include ``namespace`` (None: none does)."""
+    if platform is None or namespace is None:
+        return None
+    for name in ENVIRONMENT_NAMES:
+        env = platform.environments.get(name)  # type: ignore[call-overload]
+        if env is not None and namespace in env.namespaces:
+            return str(name)
+    return None
+
+
+def _describe(report: RemediationReport) -> str:
+    steps = "; ".join(f"{s.step.action} {s.step.target}: {s.result}"
+                      + (f" ({s.error})" if s.error else "") for s in report.steps)
+    notes = "; ".join(report.notes)
+    return f"{report.title}: " + (steps or "no steps") + (f" [{notes}]" if notes else "")
+
+
+class Remediator:
+    """Applies ``serve.remediation``'s policies to alerts and findings.
+
+    Args:
+        cfg: ``serve.remediation``.
+        platform: platform.yaml (its environments' namespaces).
+        store: the history store (rate reservations and the records).
+        is_leader: whether this replica leads.
+        execute: builds/applies a plan (:func:`cluster_executor`).
+        count: called with (policy, mode) for every record (``/metrics``).
+        submit: runs a job; default inline (the service passes a worker thread's queue, so
+            Alertmanager's webhook is not held while a plan runs).
+        clock: now, timezone-aware.
+    """
+
+    def __init__(self, cfg: Remediation, platform: Platform | None, store: HistoryStore,
+                 is_leader: Callable[[], bool], execute: Execute, *,
+                 count: Callable[[str, str], None] | None = None,
+                 submit: Callable[[Callable[[], Any]], Any] | None = None,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.cfg = cfg
+        self.platform = platform
+        self.store = store
+        self.is_leader = is_leader
+        self.execute = execute
+        self.count = count
+        self.submit = submit or (lambda job: job())
+        self.clock = clock
+        self._lock = threading.Lock()
+
+    # -- triggers --------------------------------------------------------------------------
+
+    def on_alert(self, record: Mapping[str, Any]) -> None:
+        """The intake's hook: a firing alert was stored (its enriched record)."""
+        name = str(record.get("alertname") or "")
+        obj = record.get("object") or {}
+        if not name or not obj.get("plural") or not obj.get("name"):
+            return
+        target = Target(str(obj["plural"]), obj.get("namespace"), str(obj["name"]))
+        policies = [p for p in self.cfg.policies if p.when.alert == name]
+        if policies:
+            self.submit(lambda: self.handle(policies, f"alert:{name}", target))
+
+    def on_findings(self, findings: Iterable[Finding]) -> None:
+        """A scheduled run's findings: the new ones trigger the policies of their check."""
+        jobs = []
+        for f in findings:
+            if not f.new:
+                continue
+            policies = [p for p in self.cfg.policies if p.when.check == f.check]
+            plural = plural_of(f.resource.kind)
+            if policies and plural is not None:
+                jobs.append((policies, f"check:{f.check}",
+                             Target(plural, f.resource.namespace, f.resource.name)))
+        for policies, trigger, target in jobs:
+            self.submit(functools.partial(self.handle, policies, trigger, target))
+
+    # -- one trigger -----------------------------------------------------------------------
+
+    def handle(self, policies: list[RemediationPolicy], trigger: str,
+               target: Target) -> list[RemediationRecord]:
+        """Act on ``target`` by each policy; the records stored (none on a follower)."""
+        if not self.is_leader():
+            return []
+        namespace = target.namespace or (target.name if target.plural == "namespaces" else None)
+        env = environment_of(self.platform, namespace)
+        out = []
+        # one trigger at a time: the dry-run rate below is a count then an insert
+        with self._lock:
+            for policy in policies:
+                if env is None or env not in policy.environments:
+                    log.info("remediation %s: %s is in environment %s, not in %s", policy.id,
+                             target, env or "(none)", ", ".join(policy.environments))
+                    continue
+                out += self._one(policy, trigger, target)
+        return out
+
+    def _record(self, policy: RemediationPolicy, trigger: str, target: Target,
+                mode: RemediationMode, detail: str) -> RemediationRecord:
+        rec = RemediationRecord(policy_id=policy.id, trigger=trigger, target=str(target),
+                                plan=policy.plan, mode=mode, at=self.clock(), detail=detail)
+        rec.id = self.store.record_remediation(rec)
+        self._counted(policy, mode)
+        return rec
+
+    def _counted(self, policy: RemediationPolicy, mode: str) -> None:
+        log.info("remediation %s: %s", policy.id, mode)
+        if self.count is not None:
+            self.count(policy.id, mode)
+
+    def _one(self, policy: RemediationPolicy, trigger: str,
+             target: Target) -> list[RemediationRecord]:
+        return (self._apply if self.cfg.enabled else self._dry_run)(policy, trigger, target)
+
+    def _dry_run(self, policy: RemediationPolicy, trigger: str,
+                 target: Target) -> list[RemediationRecord]:
+        # A dry run shows what would happen, refusals by the rate included; it never counts
+        # against the applied remediations' rate.
+        since = self.clock() - timedelta(hours=1)
+        if self.store.remediation_count(policy.id, since, ("dry-run",)) >= policy.max_per_hour:
+            return [self._record(policy, trigger, target, "refused",
+                                 f"rate: {policy.max_per_hour} per hour used")]
+        try:
+            report = self.execute(policy.plan, target, False)
+        except K3sopsError as e:
+            return [self._record(policy, trigger, target, "failed", e.message)]
+        return [self._record(policy, trigger, target, "dry-run", _describe(report))]
+
+    def _apply(self, policy: RemediationPolicy, trigger: str,
+               target: Target) -> list[RemediationRecord]:
+        now = self.clock()
+        reservation = RemediationRecord(policy_id=policy.id, trigger=trigger,
+                                        target=str(target), plan=policy.plan, mode="applied",
+                                        at=now, detail=f"plan {policy.plan} on {target}")
+        rid = self.store.reserve_remediation(reservation, policy.max_per_hour,
+                                             now - timedelta(hours=1))
+        if rid is None:
+            return [self._record(policy, trigger, target, "refused",
+                                 f"rate: {policy.max_per_hour} per hour used")]
+        reservation.id = rid
+        self._counted(policy, "applied")
+        try:
+            report = self.execute(policy.plan, target, True)
+            why = _describe(report) if report.failures else None
+        except K3sopsError as e:
+            why = e.message
+        if why is not None:
+            return [reservation, self._record(policy, trigger, target, "failed",
+                                              f"reservation #{rid}: {why}")]
+        log.info("remediation %s applied: %s", policy.id, _describe(report))
+        return [reservation]
+
+
+# -- the cluster -------------------------------------------------------------------------
+
+
+def cluster_executor(settings: Settings, env: Mapping[str, str], home: Path,
+                     state: Path | None = None) -> Execute:
+    """Plans built and applied by :mod:`k3sops.services.remediate`, as `k3sops remediate`."""
+    from k3sops.errors import UsageError
+    from k3sops.services import remediate
+
+    def execute(plan: str, target: Target, apply: bool) -> RemediationReport:
+        runner = remediate.Runner(settings, env, home, apply=apply, state=state)
+        try:
+            if plan == "clean-pods":
+                ns = target.name if target.plural == "namespaces" else target.namespace
+                return remediate.clean_pods(runner, ns)
+            if plan == "cordon":
+                return remediate.cordon(runner, _node_of(runner, target))
+            if plan == "restart":
+                ref = _workload_of(runner, target)
+                return remediate.restart(runner, ref, target.namespace or "")
+            raise UsageError(f"unknown plan {plan!r}", hint="restart, clean-pods or cordon")
+        finally:
+            runner.actions.close()  # run() closes it too; a refusal before run() does not
+
+    return execute
+
+
+def _node_of(runner: Any, target: Target) -> str:
+    from k3sops.errors import PlanRejected
+
+    if target.plural == "nodes":
+        return target.name
+    if target.plural == "pods":
+        pod = runner.actions.kube.get("v1", "pods", target.name, target.namespace)
+        node = (pod.get("spec") or {}).get("nodeName")
+        if node:
+            return str(node)
+    raise PlanRejected(f"plan cordon needs a node; {target} has none", hint="nothing changed")
+
+
+def _workload_of(runner: Any, target: Target) -> str:
+    """``deployment/NAME`` or ``statefulset/NAME`` of the target (a pod: through its owners)."""
+    from k3sops.errors import PlanRejected
+
+    if target.plural in ("deployments", "statefulsets"):
+        return f"{target.plural[:-1]}/{target.name}"
+    if target.plural == "pods":
+        kube = runner.actions.kube
+        pod = kube.get("v1", "pods", target.name, target.namespace)
+        for owner in (pod.get("metadata") or {}).get("ownerReferences") or []:
+            if owner.get("kind") == "StatefulSet":
+                return f"statefulset/{owner['name']}"
+            if owner.get("kind") == "ReplicaSet":
+                rs = kube.get("apps/v1", "replicasets", owner["name"], target.namespace)
+                for up in (rs.get("metadata") or {}).get("ownerReferences") or []:
+                    if up.get("kind") == "Deployment":
+                        return f"deployment/{up['name']}"
+    raise PlanRejected(f"plan restart needs a Deployment or StatefulSet; {target} has none",
+                       hint="nothing changed")

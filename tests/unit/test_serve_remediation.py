@@ -1,0 +1,198 @@
+"""serve/remediation: policies acting on a recorded Alertmanager alert and on new findings.
+
+The alert is a recording of the lab's real Alertmanager (tests/data/alertmanager); it goes
+through the real intake (parse, enrich from the recorded pod, store in a real SQLite file) and
+its ``on_stored`` hook. The plan executor here builds the plan with the domain planners the
+CLI uses but talks to no cluster: the lab test (tests/lab/test_serve_remediation_lab.py)
+applies it to a real one.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from k3sops.adapters.store import HistoryStore, SqliteStore
+from k3sops.adapters.webhook import WebhookSender
+from k3sops.config.schema import Platform
+from k3sops.config.schema.serve import Remediation
+from k3sops.domain import remediate as plans
+from k3sops.domain.findings import Finding, ResourceRef
+from k3sops.domain.snapshot import ClusterSnapshot
+from k3sops.errors import PlanRejected
+from k3sops.serve.alerts import AlertIntake, enricher
+from k3sops.serve.metrics import ServiceMetrics
+from k3sops.serve.remediation import Remediator, Target, environment_of
+from k3sops.services.context import Settings
+from k3sops.services.remediate import RemediationReport, StepResult
+
+DATA = Path(__file__).parents[1] / "data" / "alertmanager"
+FIRING = json.loads((DATA / "crashloop-firing.json").read_text())
+POD = json.loads((DATA / "crashloop-pod.json").read_text())
+POD_NAME = "checkout-7558c8f54c-v2pgz"
+
+
+def _platform() -> Platform:
+    return Platform.model_validate({
+        "name": "t", "environments": {"development": {"namespaces": ["development"]},
+                                      "production": {"namespaces": ["production"]}}})
+
+
+def _cfg(enabled: bool = False, environments: list[str] | None = None,
+         max_per_hour: int = 2) -> Remediation:
+    return Remediation.model_validate({"enabled": enabled, "policies": [
+        {"id": "crashloop-restart", "when": {"alert": "KubePodCrashLooping"}, "plan": "restart",
+         "environments": environments or ["development"], "max_per_hour": max_per_hour}]})
+
+
+class Executor:
+    """Plans from the domain planners (as services.remediate builds them); calls recorded."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.calls: list[tuple[str, Target, bool]] = []
+        self.fail = fail
+
+    def __call__(self, plan: str, target: Target, apply: bool) -> RemediationReport:
+        self.calls.append((plan, target, apply))
+        if self.fail:
+            raise PlanRejected("deployment development/checkout not found", hint="")
+        p = plans.plan_restart("deployments", target.namespace or "", "checkout",
+                               "2026-12-05T17:30:00+00:00")
+        return RemediationReport(title=p.title, applied=apply, steps=[
+            StepResult(step=s, result="ok" if apply else "planned") for s in p.steps])
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[HistoryStore]:
+    with SqliteStore.open_file(tmp_path / "k3sops.db") as s:
+        yield s
+
+
+def _snapshot() -> ClusterSnapshot:
+    return ClusterSnapshot(now=datetime(2026, 12, 5, 17, 27, tzinfo=UTC),
+                           objects={"pods": [POD], "nodes": []})
+
+
+def _deliver(intake: AlertIntake, starts: str = "2026-12-05T17:26:54.756Z") -> None:
+    body = json.loads(json.dumps(FIRING))
+    body["alerts"][0]["startsAt"] = starts
+    assert intake.receive(json.dumps(body).encode()).stored == 1
+
+
+def _wire(store: HistoryStore, cfg: Remediation, executor: Executor, *,
+          leader: bool = True) -> tuple[AlertIntake, ServiceMetrics]:
+    metrics = ServiceMetrics(dict, dict, lambda: leader)
+    rem = Remediator(cfg, _platform(), store, lambda: leader, executor,
+                     count=lambda p, m: metrics.remediations.labels(policy=p, mode=m).inc())
+    enrich = enricher(_snapshot, Settings(None, None, None))
+    return AlertIntake(store, enrich, [], sender=WebhookSender(timeout=2),
+                       on_stored=rem.on_alert), metrics
+
+
+def test_dry_run_by_default_records_the_plan_and_changes_nothing(
+        store: HistoryStore) -> None:
+    executor = Executor()
+    intake, metrics = _wire(store, _cfg(), executor)
+    _deliver(intake)
+    assert executor.calls == [("restart", Target("pods", "development", POD_NAME), False)]
+    [rec] = store.remediations()
+    assert (rec.policy_id, rec.mode, rec.trigger, rec.plan) == (
+        "crashloop-restart", "dry-run", "alert:KubePodCrashLooping", "restart")
+    assert rec.target == f"pods/development/{POD_NAME}"
+    assert rec.detail is not None and "restart deployments/checkout" in rec.detail
+    assert ": planned" in rec.detail
+    text = metrics.render().decode()
+    assert 'k3sops_remediations_total{mode="dry-run",policy="crashloop-restart"} 1.0' in text
+
+
+def test_rate_limit_refuses_the_third_within_an_hour(store: HistoryStore) -> None:
+    executor = Executor()
+    intake, metrics = _wire(store, _cfg(enabled=True, max_per_hour=2), executor)
+    for minute in (26, 27, 28):  # three distinct firings (different startsAt)
+        _deliver(intake, f"2026-12-05T17:{minute}:00Z")
+    assert [c[2] for c in executor.calls] == [True, True]
+    modes = [r.mode for r in reversed(store.remediations())]
+    assert modes == ["applied", "applied", "refused"]
+    assert "rate" in (store.remediations()[0].detail or "")
+    text = metrics.render().decode()
+    assert 'k3sops_remediations_total{mode="applied",policy="crashloop-restart"} 2.0' in text
+    assert 'k3sops_remediations_total{mode="refused",policy="crashloop-restart"} 1.0' in text
+
+
+def test_rate_window_is_one_hour(store: HistoryStore) -> None:
+    now = [datetime(2026, 12, 5, 17, 0, tzinfo=UTC)]
+    executor = Executor()
+    rem = Remediator(_cfg(enabled=True, max_per_hour=1), _platform(), store, lambda: True,
+                     executor, clock=lambda: now[0])
+    policies = rem.cfg.policies
+    target = Target("pods", "development", POD_NAME)
+    assert [r.mode for r in rem.handle(policies, "alert:KubePodCrashLooping", target)] == [
+        "applied"]
+    now[0] += timedelta(minutes=59)
+    assert [r.mode for r in rem.handle(policies, "alert:KubePodCrashLooping", target)] == [
+        "refused"]
+    now[0] += timedelta(minutes=2)
+    assert [r.mode for r in rem.handle(policies, "alert:KubePodCrashLooping", target)] == [
+        "applied"]
+
+
+def test_environment_not_allowed_takes_no_action(store: HistoryStore) -> None:
+    executor = Executor()
+    intake, _ = _wire(store, _cfg(environments=["production"]), executor)
+    _deliver(intake)
+    assert executor.calls == []
+    assert store.remediations() == []
+
+
+def test_follower_takes_no_action(store: HistoryStore) -> None:
+    executor = Executor()
+    intake, _ = _wire(store, _cfg(enabled=True), executor, leader=False)
+    _deliver(intake)
+    assert executor.calls == []
+    assert store.remediations() == []
+
+
+def test_a_plan_that_cannot_be_built_is_recorded_failed(store: HistoryStore) -> None:
+    intake, _ = _wire(store, _cfg(enabled=True), Executor(fail=True))
+    _deliver(intake)
+    failed, reserved = store.remediations()
+    assert (reserved.mode, failed.mode) == ("applied", "failed")
+    assert f"reservation #{reserved.id}" in (failed.detail or "")
+    assert "not found" in (failed.detail or "")
+
+
+def test_new_findings_of_a_check_trigger_its_policy(store: HistoryStore) -> None:
+    cfg = Remediation.model_validate({"policies": [
+        {"id": "crashloop-by-check", "when": {"check": "pod-crashloop"}, "plan": "restart",
+         "environments": ["development"]}]})
+    executor = Executor()
+    rem = Remediator(cfg, _platform(), store, lambda: True, executor)
+
+    def finding(name: str, new: bool, check: str = "pod-crashloop") -> Finding:
+        return Finding(check=check, severity="warning", message="m", runbook="r", new=new,
+                       resource=ResourceRef(kind="Pod", namespace="development", name=name))
+
+    rem.on_findings([finding("a", True), finding("b", False), finding("c", True, "other")])
+    assert executor.calls == [("restart", Target("pods", "development", "a"), False)]
+    assert [r.trigger for r in store.remediations()] == ["check:pod-crashloop"]
+
+
+def test_environment_of_maps_namespaces() -> None:
+    platform = _platform()
+    assert environment_of(platform, "production") == "production"
+    assert environment_of(platform, "kube-system") is None
+    assert environment_of(None, "development") is None
+
+
+def test_repeated_alert_triggers_once(store: HistoryStore) -> None:
+    executor = Executor()
+    intake, _ = _wire(store, _cfg(), executor)
+    _deliver(intake)
+    body: dict[str, Any] = json.loads(json.dumps(FIRING))
+    assert intake.receive(json.dumps(body).encode()).duplicates == 1
+    assert len(executor.calls) == 1
