@@ -196,3 +196,53 @@ def test_repeated_alert_triggers_once(store: HistoryStore) -> None:
     body: dict[str, Any] = json.loads(json.dumps(FIRING))
     assert intake.receive(json.dumps(body).encode()).duplicates == 1
     assert len(executor.calls) == 1
+
+
+class _Reviewer:
+    """An API server's reviews: carol may get remediations, dave may get nothing."""
+
+    def create(self, group_version: str, plural: str, namespace: str | None,
+               obj: dict[str, Any]) -> dict[str, Any]:
+        spec = obj["spec"]
+        if plural == "tokenreviews":
+            name = {"carol-token-000": "carol", "dave-token-000": "dave"}.get(spec["token"])
+            return {"status": {"authenticated": name is not None,
+                               "user": {"username": name, "uid": f"uid-{name}", "groups": []}}}
+        attrs = spec["resourceAttributes"]
+        return {"status": {"allowed": (spec["user"], attrs["verb"], attrs["resource"])
+                           == ("carol", "get", "remediations")}}
+
+
+def test_remediations_route_lists_the_records_to_who_may_get_them(
+        store: HistoryStore) -> None:
+    import asyncio
+
+    import httpx2
+    from pydantic import SecretStr
+
+    from k3sops.serve.api import ApiContext, Reports
+    from k3sops.serve.app import create_app
+    from k3sops.serve.auth import Authorizer, SharedToken
+
+    intake, metrics = _wire(store, _cfg(), Executor())
+    _deliver(intake)
+    reports = Reports(Settings(None, None, None), None, None, store)  # type: ignore[arg-type]
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(_Reviewer()),  # type: ignore[arg-type]
+                     alertmanager=SharedToken(SecretStr("am")), metrics=metrics,
+                     is_leader=lambda: True)
+    app = create_app(ctx, in_sync=lambda: True)
+
+    def get(token: str) -> httpx2.Response:
+        async def go() -> httpx2.Response:
+            async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
+                                          base_url="http://serve") as client:
+                return await client.get("/api/v1/remediations",
+                                        headers={"Authorization": f"Bearer {token}"})
+        return asyncio.run(go())
+
+    assert get("dave-token-000").status_code == 403
+    r = get("carol-token-000")
+    assert r.status_code == 200
+    [rec] = r.json()["remediations"]
+    assert (rec["policy_id"], rec["mode"], rec["target"]) == (
+        "crashloop-restart", "dry-run", f"pods/development/{POD_NAME}")
