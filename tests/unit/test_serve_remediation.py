@@ -246,3 +246,32 @@ def test_remediations_route_lists_the_records_to_who_may_get_them(
     [rec] = r.json()["remediations"]
     assert (rec["policy_id"], rec["mode"], rec["target"]) == (
         "crashloop-restart", "dry-run", f"pods/development/{POD_NAME}")
+
+
+def test_a_failing_hook_does_not_fail_the_webhook(store: HistoryStore,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    def boom(record: dict[str, Any]) -> None:
+        raise RuntimeError("remediation broke")
+
+    enrich = enricher(_snapshot, Settings(None, None, None))
+    intake = AlertIntake(store, enrich, [], sender=WebhookSender(timeout=2), on_stored=boom)
+    _deliver(intake)
+    assert [a.alertname for a in store.alerts("firing")] == ["KubePodCrashLooping"]
+    assert "on_stored hook failed" in caplog.text
+
+
+def test_the_service_wires_no_remediator_without_policies(store: HistoryStore) -> None:
+    from k3sops.config.schema import Serve
+    from k3sops.serve.runner import _remediator
+
+    metrics = ServiceMetrics(dict, dict, lambda: True)
+    settings = Settings(None, None, _platform())
+    assert _remediator(Serve(), settings, {}, Path("/nonexistent"), None, store,
+                       lambda: True, metrics) == (None, None)
+    cfg = Serve.model_validate({"remediation": _cfg().model_dump()})
+    rem, workers = _remediator(cfg, settings, {}, Path("/nonexistent"), None, store,
+                               lambda: True, metrics)
+    try:
+        assert isinstance(rem, Remediator) and rem.cfg.policies[0].id == "crashloop-restart"
+    finally:
+        workers.shutdown(wait=True)
