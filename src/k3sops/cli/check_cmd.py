@@ -18,6 +18,15 @@ if TYPE_CHECKING:
 check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
                         invoke_without_command=True)
 
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="Read from a running `k3sops serve` at this URL instead of the cluster.",
+    envvar="K3SOPS_SERVER")]
+TokenFileOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="With --server: a file holding the bearer token (else "
+    "$K3SOPS_SERVER_TOKEN, else the kubeconfig user's token).")]
+ServerCaOpt = Annotated[Path | None, typer.Option(
+    "--server-ca", help="With --server: CA bundle to verify the service (default: system CAs).")]
+
 HistoryDir = Annotated[Path | None, typer.Option(
     "--state-dir", help="Where the history database lives (default: ~/.local/state/k3sops).",
     envvar="K3SOPS_STATE_DIR")]
@@ -57,6 +66,9 @@ def check_cmd(
     show_suppressed: Annotated[bool, typer.Option(
         "--show-suppressed", help="List the findings hidden by platform.yaml's suppressions "
         "(always counted).")] = False,
+    server: ServerOpt = None,
+    token_file: TokenFileOpt = None,
+    server_ca: ServerCaOpt = None,
 ) -> None:
     """Run the checklist: nodes, control plane, workloads, network, storage, alerts, backups."""
     if ctx.invoked_subcommand is not None:
@@ -71,15 +83,27 @@ def check_cmd(
 
     threshold: Severity | None = fail_on  # type: ignore[assignment]
     settings = get_settings(ctx)
-    store = (history_service.open_history(settings.platform, state_dir, os.environ, Path.home())
-             if history else None)
-    try:
-        report = check_service.check(settings, os.environ, Path.home(),
-                                     _period(daily, weekly, monthly), env, threshold,
-                                     history=store, show_suppressed=show_suppressed)
-    finally:
-        if store is not None:
-            store.close()
+    period = _period(daily, weekly, monthly)
+    if server is not None:
+        _local_only(ctx, history=history, state_dir=state_dir, show_suppressed=show_suppressed)
+        from k3sops.services import remote
+
+        token = remote.server_token(token_file, settings, os.environ, Path.home())
+        report = remote.check(server, token, server_ca, period, env)
+        history = False  # the service compares with its own history; no local trend
+    else:
+        if token_file is not None or server_ca is not None:
+            raise UsageError("--token-file and --server-ca only apply with --server",
+                             hint="add --server URL (or set K3SOPS_SERVER)")
+        store = (history_service.open_history(settings.platform, state_dir, os.environ,
+                                              Path.home()) if history else None)
+        try:
+            report = check_service.check(settings, os.environ, Path.home(), period, env,
+                                         threshold, history=store,
+                                         show_suppressed=show_suppressed)
+        finally:
+            if store is not None:
+                store.close()
     fmt = output_format(ctx, output)
     if fmt in ("markdown", "html", "junit"):
         from k3sops.output import reports
@@ -98,6 +122,24 @@ def check_cmd(
     if missing:
         raise PartialResult("partial result: could not read " + ", ".join(
             f"{s.name} ({s.endpoint}): {s.error}" for s in missing))
+
+
+def _local_only(ctx: typer.Context, *, history: bool, state_dir: Path | None,
+                show_suppressed: bool) -> None:
+    """Refuse the flags that only mean something when k3sops lists the cluster itself."""
+    conflicts = []
+    if not history:
+        conflicts.append("--no-history")
+    # only the flag: a K3SOPS_STATE_DIR exported for other commands is not a conflict
+    source = ctx.get_parameter_source("state_dir")
+    if state_dir is not None and (source is None or source.name != "ENVIRONMENT"):
+        conflicts.append("--state-dir")
+    if show_suppressed:
+        conflicts.append("--show-suppressed")
+    if conflicts:
+        raise UsageError("--server cannot be combined with " + ", ".join(conflicts) + ": the "
+                         "service judges and keeps the history itself",
+                         hint="drop those flags, or drop --server to check the cluster directly")
 
 
 # --- history and acknowledgements of manual steps ---------------------------------------

@@ -1,0 +1,121 @@
+"""Reports read from a running `k3sops serve` (``--server URL``) instead of the cluster.
+
+The service answers with the same models the CLI builds (``CheckReport``,
+``DiagnosisReport`` dumped as JSON), so they are validated back into those models here and
+every output format and ``--fail-on`` work unchanged.
+
+The token, in order: ``--token-file``, ``$K3SOPS_SERVER_TOKEN``, the bearer token of the
+kubeconfig's current user (when it has one). It is never printed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from k3sops.adapters.k3sops_server import K3sopsServer
+from k3sops.domain import diagnose as dg
+from k3sops.domain.findings import CheckReport, Period
+from k3sops.errors import AdapterError, ConfigError, UsageError
+from k3sops.services.context import Settings
+
+TOKEN_ENV = "K3SOPS_SERVER_TOKEN"  # noqa: S105 (the variable's name, not a token)
+SERVER_ENV = "K3SOPS_SERVER"
+
+
+def server_token(token_file: Path | None, settings: Settings, env: Mapping[str, str],
+                 home: Path) -> str | None:
+    """The bearer token for the service (None: none found; the service will answer 401).
+
+    Raises:
+        ConfigError: ``--token-file`` cannot be read or is empty.
+    """
+    if token_file is not None:
+        try:
+            token = token_file.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"cannot read --token-file {token_file}: {type(e).__name__}",
+                              hint="pass a file holding the bearer token") from e
+        if not token:
+            raise ConfigError(f"--token-file {token_file} is empty",
+                              hint="pass a file holding the bearer token")
+        return token
+    token = env.get(TOKEN_ENV, "").strip()
+    if token:
+        return token
+    return _kubeconfig_token(settings, env, home)
+
+
+def _kubeconfig_token(settings: Settings, env: Mapping[str, str], home: Path) -> str | None:
+    """The current kubeconfig user's bearer token, if it has one (no kubeconfig: None)."""
+    from k3sops.adapters.kube import discover_kubeconfig
+    from k3sops.adapters.kube._config import load_single
+
+    try:
+        source = discover_kubeconfig(settings.kubeconfig,
+                                     settings.platform.kubeconfig if settings.platform else None,
+                                     env, home)
+        single = load_single(source, settings.context)
+    except ConfigError:
+        return None
+    user = single.user
+    if user is None:
+        return None
+    if user.token:
+        return str(user.token)
+    if user.token_file:
+        try:
+            return Path(user.token_file).read_text(encoding="utf-8").strip() or None
+        except OSError:
+            return None
+    return None
+
+
+def _server(url: str, token: str | None, ca: Path | None) -> K3sopsServer:
+    if not url.startswith(("https://", "http://")):
+        raise UsageError(f"--server {url[:60]!r} is not an http(s) URL",
+                         hint="e.g. --server https://k3sops.example:8443")
+    return K3sopsServer(url, token, ca)
+
+
+def check(url: str, token: str | None, ca: Path | None, period: Period,
+          environment: str | None) -> CheckReport:
+    """The checklist of ``period`` as the service judges it now.
+
+    Raises:
+        Unauthorized: 401/403 (the service's message); AdapterError: 503 (service not ready);
+        Unreachable/Timeout: the service could not be reached; AdapterError: not a report.
+    """
+    server = _server(url, token, ca)
+    try:
+        body = server.report(period, environment)
+    finally:
+        server.close()
+    try:
+        return CheckReport.model_validate(body)
+    except ValidationError as e:
+        raise AdapterError(f"k3sops service {server.origin} answered /api/v1/report with "
+                           f"something that is not a check report ({e.error_count()} "
+                           "problem(s))", hint="is the service the same k3sops version?") from e
+
+
+def diagnose(url: str, token: str | None, ca: Path | None, kind: str, namespace: str | None,
+             name: str) -> dg.DiagnosisReport:
+    """One object's diagnosis as the service makes it from its cache.
+
+    Raises:
+        as :func:`check`; NotFound: the service does not know the kind.
+    """
+    server = _server(url, token, ca)
+    try:
+        body = server.diagnose(kind, namespace, name)
+    finally:
+        server.close()
+    try:
+        return dg.DiagnosisReport.model_validate(body)
+    except ValidationError as e:
+        raise AdapterError(f"k3sops service {server.origin} answered /api/v1/diagnose with "
+                           f"something that is not a diagnosis ({e.error_count()} "
+                           "problem(s))", hint="is the service the same k3sops version?") from e

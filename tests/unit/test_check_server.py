@@ -1,0 +1,233 @@
+"""`k3sops check --server URL` against a real local HTTP server replaying the service's answers.
+
+The answers in data/serve_api/ were recorded from `k3sops serve` on the lab
+(tests/lab/test_serve_remote_lab.py with K3SOPS_RECORD_SERVE). The server here is a real
+socket server: the CLI's adapter, its headers and its error mapping run as they do against the
+service.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from k3sops.cli import tree
+
+pytestmark = pytest.mark.unit
+
+DATA = Path(__file__).parent / "data" / "serve_api"
+TOKEN = "reader-token-abc123"  # made up: what the fake service accepts
+NOBODY = "nobody-token-xyz789"
+
+
+@dataclass
+class Fake:
+    url: str
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    status: int | None = None
+    """Force this status (with a recorded-shaped error body) for every request."""
+
+
+def _json(name: str) -> Any:
+    return json.loads((DATA / name).read_text())
+
+
+def _answer(state: Fake, path: str, auth: str | None) -> tuple[int, Any]:
+    """What the service answered on the lab for this request (recorded)."""
+    if state.status == 503:
+        return 503, {"error": "the watch cache is not in sync: pods"}
+    if auth is None:
+        return 401, _json("report-401.json")
+    if auth == f"Bearer {NOBODY}":
+        return 403, _json("report-403.json")
+    if auth != f"Bearer {TOKEN}":
+        return 401, {"error": "the bearer token was not accepted"}
+    recorded = {"/api/v1/report": "report-daily.json",
+                "/api/v1/diagnose/service": "diagnose-service.json"}
+    for prefix, name in recorded.items():
+        if path.startswith(prefix):
+            return 200, _json(name)
+    return 404, {"error": "not found"}
+
+
+@pytest.fixture
+def fake() -> Iterator[Fake]:
+    state = Fake(url="")
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: Any) -> None:  # keep pytest's output clean
+            pass
+
+        def _send(self, status: int, body: Any) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self) -> None:
+            parts = urlsplit(self.path)
+            auth = self.headers.get("Authorization")
+            state.requests.append({"path": parts.path, "query": parse_qs(parts.query),
+                                   "auth": auth})
+            self._send(*_answer(state, parts.path, auth))
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No kubeconfig, platform file, token or server from the developer's environment."""
+    for var in ("KUBECONFIG", "K3SOPS_CONFIG", "K3SOPS_KUBECONFIG", "K3SOPS_SERVER",
+                "K3SOPS_SERVER_TOKEN", "K3SOPS_STATE_DIR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = tree.run(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def _token_file(tmp: Path, token: str = TOKEN) -> Path:
+    f = tmp / "token"
+    f.write_text(token + "\n")
+    return f
+
+
+def test_json_output_is_the_service_s_report(fake: Fake, clean_env: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["check", "--server", fake.url, "--token-file",
+                           str(_token_file(clean_env)), "-o", "json"], capsys)
+    recorded = _json("report-daily.json")
+    assert code in (0, 4), err  # 4 when the recorded report names a source it could not read
+    assert json.loads(out)["findings"] == recorded["findings"]
+    assert json.loads(out)["summary"] == recorded["summary"]
+    assert fake.requests == [{"path": "/api/v1/report", "query": {"period": ["daily"]},
+                              "auth": f"Bearer {TOKEN}"}]
+    assert TOKEN not in out + err
+
+
+def test_period_environment_and_fail_on(fake: Fake, clean_env: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    os_env = _token_file(clean_env)
+    code, _, err = _run(["check", "--weekly", "--server", fake.url, "--token-file", str(os_env),
+                         "--fail-on", "warning", "-o", "json"], capsys)
+    assert any(f["severity"] in ("warning", "critical")
+               for f in _json("report-daily.json")["findings"])
+    assert code == 3, err
+    assert "finding(s) at or above warning" in err
+    assert fake.requests[-1]["query"] == {"period": ["weekly"]}
+
+
+@pytest.mark.parametrize("fmt", ["table", "yaml", "markdown", "html", "junit"])
+def test_every_output_format_renders_the_remote_report(
+        fmt: str, fake: Fake, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["check", "--server", fake.url, "--token-file",
+                           str(_token_file(clean_env)), "-o", fmt], capsys)
+    assert code in (0, 4), err
+    name = _json("report-daily.json")["findings"][0]["resource"]["name"]
+    assert name in out
+
+
+def test_token_from_env_then_from_kubeconfig(fake: Fake, clean_env: Path,
+                                             monkeypatch: pytest.MonkeyPatch,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("K3SOPS_SERVER", fake.url)
+    monkeypatch.setenv("K3SOPS_SERVER_TOKEN", TOKEN)
+    code, _, err = _run(["check", "-o", "json"], capsys)
+    assert code in (0, 4), err
+    assert fake.requests[-1]["auth"] == f"Bearer {TOKEN}"
+    monkeypatch.delenv("K3SOPS_SERVER_TOKEN")
+    kubeconfig = clean_env / "kc.yaml"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+        "    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n"
+        f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
+        "current-context: c\n")
+    code, out, err = _run(["--kubeconfig", str(kubeconfig), "check", "-o", "json"], capsys)
+    assert code in (0, 4), err
+    assert fake.requests[-1]["auth"] == f"Bearer {TOKEN}"
+    assert TOKEN not in out + err
+
+
+def test_no_token_is_unauthorized_with_the_service_s_message(
+        fake: Fake, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = _run(["check", "--server", fake.url], capsys)
+    assert code == 1
+    assert "HTTP 401" in err and _json("report-401.json")["error"] in err
+    assert fake.requests[-1]["auth"] is None
+    code, out, err = _run(["check", "--server", fake.url, "--token-file",
+                           str(_token_file(clean_env, NOBODY))], capsys)
+    assert code == 1
+    assert "HTTP 403" in err and _json("report-403.json")["error"] in err
+    assert NOBODY not in out + err
+
+
+def test_503_is_service_not_ready(fake: Fake, clean_env: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    fake.status = 503
+    code, _, err = _run(["check", "--server", fake.url, "--token-file",
+                         str(_token_file(clean_env))], capsys)
+    assert code == 1
+    assert "service not ready" in err and "not in sync: pods" in err
+
+
+def test_unreachable_names_the_url_without_the_token(clean_env: Path,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    code, out, err = _run(["check", "--server", f"http://127.0.0.1:{port}/", "--token-file",
+                           str(_token_file(clean_env))], capsys)
+    assert code == 1
+    assert f"http://127.0.0.1:{port}" in err and "could not be reached" in err
+    assert TOKEN not in out + err
+
+
+@pytest.mark.parametrize(("flags", "named"), [
+    (["--no-history"], "--no-history"),
+    (["--state-dir", "/tmp/x"], "--state-dir"),
+    (["--show-suppressed"], "--show-suppressed"),
+])
+def test_local_only_flags_conflict_with_server(flags: list[str], named: str, fake: Fake,
+                                               clean_env: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["check", "--server", fake.url, *flags], capsys)
+    assert code == 2
+    assert "--server cannot be combined with" in err and named in err
+    assert fake.requests == []
+
+
+def test_token_file_without_server_is_a_usage_error(clean_env: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["check", "--token-file", str(_token_file(clean_env))], capsys)
+    assert code == 2 and "only apply with --server" in err
+
+
+def test_a_server_that_is_not_http_is_a_usage_error(clean_env: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = _run(["check", "--server", "k3sops.example:8443"], capsys)
+    assert code == 2 and "is not an http(s) URL" in err
