@@ -84,3 +84,22 @@ def test_check_server_without_a_token_is_unauthorized(lab: Lab, service: Running
     assert nobody.returncode == 1, nobody.stderr
     assert "HTTP 403" in nobody.stderr and "may not get reports.k3sops.io" in nobody.stderr
     assert service.tokens["nobody"] not in nobody.stderr + nobody.stdout
+
+
+def test_diagnose_server_gives_the_service_s_diagnosis(lab: Lab, rbac: Rbac,  # noqa: F811
+                                                       service: Running) -> None:  # noqa: F811
+    token_file = rbac.tmp / "reader.token"
+    token_file.write_text(service.tokens["reader"] + "\n")
+    direct = _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
+                  service.tokens["reader"])
+    assert direct.status_code == 200, direct.text
+    out = subprocess.run(
+        [sys.executable, "-m", "k3sops", "diagnose", "service/nobody-home", "-n", NS,
+         "--server", service.url, "--token-file", str(token_file), "-o", "json"],
+        env={k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")},
+        capture_output=True, text=True, timeout=120)
+    assert out.returncode in (0, 4), out.stderr
+    got = json.loads(out.stdout)
+    assert got["target"] == direct.json()["target"] == f"services/{NS}/nobody-home"
+    assert got["findings"] == direct.json()["findings"]
+    assert "service-no-endpoints" in out.stdout

@@ -231,3 +231,17 @@ def test_a_server_that_is_not_http_is_a_usage_error(clean_env: Path,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
     code, _, err = _run(["check", "--server", "k3sops.example:8443"], capsys)
     assert code == 2 and "is not an http(s) URL" in err
+
+
+def test_diagnose_kind_name_reads_the_service_s_diagnosis(
+        fake: Fake, clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recorded = _json("diagnose-service.json")
+    ns, name = recorded["target"].split("/")[1:]
+    code, out, err = _run(["diagnose", f"svc/{name}", "-n", ns, "--server", fake.url,
+                           "--token-file", str(_token_file(clean_env)), "-o", "json"], capsys)
+    assert code in (0, 4), err
+    assert json.loads(out)["target"] == recorded["target"]
+    assert fake.requests[-1]["path"] == f"/api/v1/diagnose/services/{ns}/{name}"
+    # a namespaced kind without -n cannot be looked up on the service
+    code, _, err = _run(["diagnose", f"svc/{name}", "--server", fake.url], capsys)
+    assert code == 2 and "needs its namespace" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -10,7 +11,7 @@ import typer
 from typer.core import TyperGroup
 
 from k3sops.cli.options import OutputFormat, OutputOpt, get_settings, output_format
-from k3sops.errors import PartialResult
+from k3sops.errors import PartialResult, UsageError
 
 if TYPE_CHECKING:
 
@@ -31,6 +32,15 @@ diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment
                                 "down to the root cause, with evidence.",
                            invoke_without_command=True, cls=_KindNameGroup)
 
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="Ask a running `k3sops serve` at this URL (diagnosis from its cache).",
+    envvar="K3SOPS_SERVER")]
+TokenFileOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="With --server: a file holding the bearer token (else "
+    "$K3SOPS_SERVER_TOKEN, else the kubeconfig user's token).")]
+ServerCaOpt = Annotated[Path | None, typer.Option(
+    "--server-ca", help="With --server: CA bundle to verify the service (default: system CAs).")]
+
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
 
 
@@ -39,17 +49,42 @@ def register(app: typer.Typer) -> None:
     app.add_typer(diagnose_app, name="diagnose")
 
 
+@dataclass(frozen=True)
+class _Remote:
+    """--server and its credentials (``server`` None: diagnose the cluster directly)."""
+
+    server: str | None = None
+    token_file: Path | None = None
+    server_ca: Path | None = None
+
+
 def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
          namespace: str | None, output: OutputFormat | None, probe_dns: bool = False,
-         probe_timeout: str = "60s") -> None:
-    from k3sops.domain.alerting import parse_duration
+         probe_timeout: str = "60s", remote: _Remote | None = None) -> None:
     from k3sops.output.render import render
-    from k3sops.services import diagnose as diagnose_service
 
-    timeout = parse_duration(probe_timeout).total_seconds()
     settings = get_settings(ctx)
-    report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
-                                       namespace, probe_dns=probe_dns, probe_timeout=timeout)
+    if remote is not None and remote.server is not None:
+        from k3sops.services import remote as remote_service
+
+        # the commands that take --server all have a NAME (KIND/NAME for `object`)
+        word = name or ""
+        kind, _, obj = word.partition("/") if target == "object" else (target, "", word)
+        token = remote_service.server_token(remote.token_file, settings, os.environ,
+                                            Path.home())
+        report = remote_service.diagnose(remote.server, token, remote.server_ca, kind,
+                                         namespace, obj)
+    else:
+        if remote is not None and (remote.token_file or remote.server_ca):
+            raise UsageError("--token-file and --server-ca only apply with --server",
+                             hint="add --server URL (or set K3SOPS_SERVER)")
+        from k3sops.domain.alerting import parse_duration
+        from k3sops.services import diagnose as diagnose_service
+
+        timeout = parse_duration(probe_timeout).total_seconds()
+        report = diagnose_service.diagnose(settings, os.environ, Path.home(), target, name,
+                                           namespace, probe_dns=probe_dns,
+                                           probe_timeout=timeout)
     render(report, output_format(ctx, output))
     missing = [s for s in report.sources if not s.ok]
     if missing:
@@ -67,35 +102,45 @@ def diagnose_cmd(ctx: typer.Context, namespace: NamespaceOpt = None,
 
 @diagnose_app.command("node")
 def node_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Node name.")],
-             output: OutputOpt = None) -> None:
+             output: OutputOpt = None, server: ServerOpt = None,
+             token_file: TokenFileOpt = None, server_ca: ServerCaOpt = None) -> None:
     """A node: Ready since when, pressure, cordon, taints, requests vs capacity, version skew."""
-    _run(ctx, "node", name, None, output)
+    _run(ctx, "node", name, None, output, remote=_Remote(server, token_file, server_ca))
 
 
 @diagnose_app.command("pod")
 def pod_cmd(ctx: typer.Context, name: Annotated[str, typer.Argument(help="Pod name.")],
-            namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+            namespace: NamespaceOpt = None, output: OutputOpt = None,
+            server: ServerOpt = None, token_file: TokenFileOpt = None,
+            server_ca: ServerCaOpt = None) -> None:
     """A pod: scheduling causes, crash/OOM/image/readiness, previous logs, owner rollout."""
-    _run(ctx, "pod", name, namespace, output)
+    _run(ctx, "pod", name, namespace, output, remote=_Remote(server, token_file, server_ca))
 
 
 @diagnose_app.command("deployment")
 def deployment_cmd(ctx: typer.Context,
                    name: Annotated[str, typer.Argument(help="Deployment name.")],
-                   namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+                   namespace: NamespaceOpt = None, output: OutputOpt = None,
+                   server: ServerOpt = None, token_file: TokenFileOpt = None,
+                   server_ca: ServerCaOpt = None) -> None:
     """A deployment: rollout state and the chain of each of its pods."""
-    _run(ctx, "deployment", name, namespace, output)
+    _run(ctx, "deployment", name, namespace, output,
+         remote=_Remote(server, token_file, server_ca))
 
 
 @diagnose_app.command("object", hidden=True)
 def object_cmd(ctx: typer.Context,
                target: Annotated[str, typer.Argument(help="KIND/NAME, e.g. ingress/shop.")],
-               namespace: NamespaceOpt = None, output: OutputOpt = None) -> None:
+               namespace: NamespaceOpt = None, output: OutputOpt = None,
+               server: ServerOpt = None, token_file: TokenFileOpt = None,
+               server_ca: ServerCaOpt = None) -> None:
     """Any object as KIND/NAME (`k3sops diagnose ingress/shop -n apps`): its dependencies.
 
-    Without -n a namespaced object is looked up in every namespace (refused when ambiguous).
+    Without -n a namespaced object is looked up in every namespace (refused when ambiguous;
+    with --server, -n is needed).
     """
-    _run(ctx, "object", target, namespace, output)
+    _run(ctx, "object", target, namespace, output,
+         remote=_Remote(server, token_file, server_ca))
 
 
 @diagnose_app.command("network")

@@ -106,11 +106,21 @@ def diagnose(url: str, token: str | None, ca: Path | None, kind: str, namespace:
     """One object's diagnosis as the service makes it from its cache.
 
     Raises:
-        as :func:`check`; NotFound: the service does not know the kind.
+        UsageError: an unknown kind, or a namespaced one without ``namespace``;
+        otherwise as :func:`check` (NotFound: the service does not know the kind).
     """
+    from k3sops.domain.snapshot import CLUSTER_SCOPED, plural_of
+
+    plural = plural_of(kind)
+    if plural is None:
+        raise UsageError(f"unknown kind {kind[:40]!r}",
+                         hint="e.g. pod, deployment, service, ingress, node, pvc")
+    if plural not in CLUSTER_SCOPED and not namespace:
+        raise UsageError(f"with --server a {plural} needs its namespace",
+                         hint="add -n NAMESPACE")
     server = _server(url, token, ca)
     try:
-        body = server.diagnose(kind, namespace, name)
+        body = server.diagnose(plural, None if plural in CLUSTER_SCOPED else namespace, name)
     finally:
         server.close()
     try:
