@@ -58,8 +58,8 @@ def _answer(state: Fake, path: str, auth: str | None) -> tuple[int, Any]:
     return 404, {"error": "not found"}
 
 
-@pytest.fixture
-def fake() -> Iterator[Fake]:
+def _serve(tls: tuple[Path, Path] | None = None) -> tuple[Fake, ThreadingHTTPServer]:
+    """A real HTTP(S) server on a free port answering as the service did on the lab."""
     state = Fake(url="")
 
     class Handler(BaseHTTPRequestHandler):
@@ -82,9 +82,22 @@ def fake() -> Iterator[Fake]:
             self._send(*_answer(state, parts.path, auth))
 
     server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    state.url = f"http://127.0.0.1:{server.server_address[1]}"
+    scheme = "http"
+    if tls is not None:
+        import ssl
+
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(str(tls[0]), str(tls[1]))
+        server.socket = context.wrap_socket(server.socket, server_side=True)
+        scheme = "https"
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    return state, server
+
+
+@pytest.fixture
+def fake() -> Iterator[Fake]:
+    state, server = _serve()
     try:
         yield state
     finally:
@@ -245,3 +258,27 @@ def test_diagnose_kind_name_reads_the_service_s_diagnosis(
     # a namespaced kind without -n cannot be looked up on the service
     code, _, err = _run(["diagnose", f"svc/{name}", "--server", fake.url], capsys)
     assert code == 2 and "needs its namespace" in err
+
+
+def test_https_is_verified_with_the_system_cas_or_server_ca(
+        clean_env: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from k3sops.lab import pki as lab_pki
+
+    # a private CA and a server certificate for 127.0.0.1 (the lab's PKI code)
+    p = lab_pki.generate(clean_env / "pki")
+    state, server = _serve((p.crt("apiserver"), p.key("apiserver")))
+    try:
+        args = ["check", "--server", state.url, "--token-file", str(_token_file(clean_env)),
+                "-o", "json"]
+        code, out, err = _run(args, capsys)
+        assert code == 1, err  # the system CAs do not know the private CA
+        assert "could not be reached" in err and state.url in err
+        assert TOKEN not in out + err
+        code, out, err = _run([*args, "--server-ca", str(p.crt("ca"))], capsys)
+        assert code in (0, 4), err
+        assert json.loads(out)["findings"] == _json("report-daily.json")["findings"]
+        code, _, err = _run([*args, "--server-ca", str(clean_env / "missing.crt")], capsys)
+        assert code == 2 and "cannot use --server-ca" in err
+    finally:
+        server.shutdown()
+        server.server_close()
