@@ -6,7 +6,7 @@ service's own /api/v1/report; without a token the service's 401 is the CLI's exi
 (Unauthorized), with the service's message and no token in the output.
 
 With ``K3SOPS_RECORD_SERVE=DIR`` the service's answers are written to DIR (how
-tests/unit/data/serve_api/ was recorded).
+tests/data/serve_api/ was recorded).
 """
 
 from __future__ import annotations

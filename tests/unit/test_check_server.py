@@ -1,6 +1,6 @@
 """`k3sops check --server URL` against a real local HTTP server replaying the service's answers.
 
-The answers in data/serve_api/ were recorded from `k3sops serve` on the lab
+The answers in tests/data/serve_api/ were recorded from `k3sops serve` on the lab
 (tests/lab/test_serve_remote_lab.py with K3SOPS_RECORD_SERVE). The server here is a real
 socket server: the CLI's adapter, its headers and its error mapping run as they do against the
 service.
@@ -23,7 +23,7 @@ from k3sops.cli import tree
 
 pytestmark = pytest.mark.unit
 
-DATA = Path(__file__).parent / "data" / "serve_api"
+DATA = Path(__file__).parents[1] / "data" / "serve_api"
 TOKEN = "reader-token-abc123"  # made up: what the fake service accepts
 NOBODY = "nobody-token-xyz789"
 
@@ -282,3 +282,26 @@ def test_https_is_verified_with_the_system_cas_or_server_ca(
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_the_kubeconfig_token_never_goes_in_clear_text_over_a_network(
+        clean_env: Path) -> None:
+    """The kubeconfig's token is the user's cluster credential: sent over https or to
+    loopback only; an explicit token (file or variable) is the user's choice."""
+    from k3sops.services.context import Settings
+    from k3sops.services.remote import server_token
+
+    kubeconfig = clean_env / "kc.yaml"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+        "    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n"
+        f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
+        "current-context: c\n")
+    settings = Settings(kubeconfig=kubeconfig, context=None, platform=None)
+    for url in ("https://k3sops.example:8443", "http://127.0.0.1:8080", "http://localhost:80",
+                "http://[::1]:8080"):
+        assert server_token(url, None, settings, {}, clean_env) == TOKEN, url
+    for url in ("http://k3sops.example:8080", "http://10.0.0.5:8080"):
+        assert server_token(url, None, settings, {}, clean_env) is None, url
+        assert server_token(url, None, settings, {"K3SOPS_SERVER_TOKEN": "explicit"},
+                            clean_env) == "explicit"

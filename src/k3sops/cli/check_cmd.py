@@ -88,7 +88,7 @@ def check_cmd(
         _local_only(ctx, history=history, state_dir=state_dir, show_suppressed=show_suppressed)
         from k3sops.services import remote
 
-        token = remote.server_token(token_file, settings, os.environ, Path.home())
+        token = remote.server_token(server, token_file, settings, os.environ, Path.home())
         report = remote.check(server, token, server_ca, period, env)
         history = False  # the service compares with its own history; no local trend
     else:

@@ -70,8 +70,8 @@ def _run(ctx: typer.Context, target: diagnose_service.Target, name: str | None,
         # the commands that take --server all have a NAME (KIND/NAME for `object`)
         word = name or ""
         kind, _, obj = word.partition("/") if target == "object" else (target, "", word)
-        token = remote_service.server_token(remote.token_file, settings, os.environ,
-                                            Path.home())
+        token = remote_service.server_token(remote.server, remote.token_file, settings,
+                                            os.environ, Path.home())
         report = remote_service.diagnose(remote.server, token, remote.server_ca, kind,
                                          namespace, obj)
     else:

@@ -10,8 +10,10 @@ kubeconfig's current user (when it has one). It is never printed.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -25,9 +27,13 @@ TOKEN_ENV = "K3SOPS_SERVER_TOKEN"  # noqa: S105 (the variable's name, not a toke
 SERVER_ENV = "K3SOPS_SERVER"
 
 
-def server_token(token_file: Path | None, settings: Settings, env: Mapping[str, str],
-                 home: Path) -> str | None:
-    """The bearer token for the service (None: none found; the service will answer 401).
+def server_token(url: str, token_file: Path | None, settings: Settings,
+                 env: Mapping[str, str], home: Path) -> str | None:
+    """The bearer token for the service at ``url`` (None: none found; it will answer 401).
+
+    The kubeconfig's token is a credential for the whole cluster: it is sent only over
+    https or to a loopback address, never in clear text across a network (a token named
+    explicitly, by file or variable, is the user's choice).
 
     Raises:
         ConfigError: ``--token-file`` cannot be read or is empty.
@@ -45,13 +51,28 @@ def server_token(token_file: Path | None, settings: Settings, env: Mapping[str, 
     token = env.get(TOKEN_ENV, "").strip()
     if token:
         return token
+    if not _private_channel(url):
+        return None
     return _kubeconfig_token(settings, env, home)
+
+
+def _private_channel(url: str) -> bool:
+    """https, or plain http to this machine."""
+    parts = urlsplit(url)
+    if parts.scheme == "https":
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _kubeconfig_token(settings: Settings, env: Mapping[str, str], home: Path) -> str | None:
     """The current kubeconfig user's bearer token, if it has one (no kubeconfig: None)."""
-    from k3sops.adapters.kube import discover_kubeconfig
-    from k3sops.adapters.kube._config import load_single
+    from k3sops.adapters.kube import discover_kubeconfig, load_single
 
     try:
         source = discover_kubeconfig(settings.kubeconfig,

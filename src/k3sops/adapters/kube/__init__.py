@@ -37,6 +37,7 @@ from k3sops.adapters.kube._config import (
     SERVICE_ACCOUNT_DIR,
     KubeconfigSource,
     discover_kubeconfig,
+    load_single,
 )
 from k3sops.adapters.kube._errors import status_message
 from k3sops.adapters.kube._exec import ExecSession
@@ -67,6 +68,7 @@ __all__ = [
     "WatchEvent",
     "api_path",
     "discover_kubeconfig",
+    "load_single",
     "plural_of",
     "status_message",
 ]
