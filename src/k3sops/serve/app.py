@@ -26,12 +26,18 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 if TYPE_CHECKING:
     from k3sops.serve.api import ApiContext
+    from k3sops.serve.views import PlatformViews
 
 API_VERSION = "v1"
 
 
-def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None) -> FastAPI:
-    """The app over ``ctx`` (``in_sync``: readiness; default the reports' cache)."""
+def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None,
+               views: PlatformViews | None = None) -> FastAPI:
+    """The app over ``ctx`` (``in_sync``: readiness; default the reports' cache).
+
+    ``views``: the backup and environment answers (default: the CLI's services on the
+    reports' settings and store); their backup gauges join ``/metrics``.
+    """
     from k3sops import __version__
     from k3sops.serve.api import router
     from k3sops.serve.auth import AuthFailure, bearer
@@ -81,6 +87,11 @@ def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None) ->
         return Response(ctx.metrics.render(), media_type=CONTENT_TYPE)
 
     app.include_router(router(ctx))
+    from k3sops.serve import views as platform_views
+
+    pv = views or platform_views.PlatformViews.of(ctx.reports.settings, ctx.reports.store)
+    app.include_router(platform_views.router(ctx, pv))
+    ctx.metrics.registry.register(platform_views.BackupCollector(pv))
     return app
 
 

@@ -1,0 +1,169 @@
+"""``/api/v1/backups``, ``/api/v1/environments`` and the backup gauges of ``/metrics``.
+
+Through the ASGI app (as test_serve_auth). The backup answer is read from a real restic
+repository (``restic`` on PATH): manifests and verifications are stored with the tags a backup
+run and `backup verify` write, and a restore drill is recorded in a real SQLite history store.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from test_serve_auth import ALICE, BOB, Cache, Reviewer, _get
+
+from k3sops.serve.auth import Authorizer, SharedToken
+
+pytestmark = pytest.mark.unit
+
+NOW = dt.datetime.now(dt.UTC)
+
+PLATFORM = """name: shop
+environments:
+  production: {namespaces: [shop]}
+backup:
+  repository: REPO
+  password_env: RESTIC_PW
+  targets:
+    - {name: orders, kind: postgres, namespace: shop, pod: db-0}
+    - {name: files, kind: tar, namespace: shop, pod: web-0, path: /data}
+"""
+
+
+def _row(kind: str, target: str, status: str, hours: float, verified: bool | None = None,
+         size: int = 100) -> Any:
+    from k3sops.services.backup.repository import ListRow
+
+    started = NOW - dt.timedelta(hours=hours)
+    return ListRow(id=f"{kind}-{target}-{hours}", kind=kind, target=target, status=status,
+                   started=started, age_seconds=hours * 3600, size=size, verified=verified,
+                   verified_at=started if verified is not None else None)
+
+
+def test_one_row_per_target_flagged_when_stale_failed_or_unverified() -> None:
+    from k3sops.services.backup.status import summarize
+
+    rows = [_row("etcd", "etcd", "Completed", 50, True), _row("etcd", "etcd", "Completed", 2,
+                                                              True, size=7),
+            _row("postgres", "orders", "Completed", 30, True),
+            _row("tar", "files", "Completed", 3, None), _row("tar", "files", "Failed", 1),
+            _row("volume", "shop/data", "Completed", 4, False)]
+    drills = [{"at": "2026-01-01T00:00:00+00:00", "kind": "etcd", "target": "etcd", "ok": False,
+               "seconds": 9.0},
+              {"at": "2026-01-02T00:00:00+00:00", "kind": "etcd", "target": "etcd", "ok": True,
+               "seconds": 4.5}]
+    out = summarize("/r", rows, [("etcd", "etcd", None), ("postgres", "orders", "production"),
+                                 ("tar", "files", None), ("postgres", "never", None)], drills)
+    by = {(t.kind, t.target): t for t in out.targets}
+    etcd = by["etcd", "etcd"]
+    assert not etcd.flagged and etcd.reasons == []
+    assert (etcd.size, etcd.last_success_size, etcd.verified) == (7, 7, True)
+    assert (etcd.drill_ok, etcd.drill_seconds) == (True, 4.5)  # the newest drill wins
+    assert etcd.drill_last_ok_at == "2026-01-02T00:00:00+00:00"
+    orders = by["postgres", "orders"]
+    assert orders.flagged and "h old" in orders.reasons[0] and orders.environment == "production"
+    files = by["tar", "files"]
+    assert files.newest_status == "Failed" and files.last_success_at is not None
+    assert any("never verified" in r for r in files.reasons)
+    assert any("failed" in r for r in files.reasons)
+    vol = by["volume", "shop/data"]  # found in the repository, not configured
+    assert not vol.configured and any("failed its verification" in r for r in vol.reasons)
+    assert by["postgres", "never"].reasons == ["no backup of this target in the repository"]
+    assert [(t.kind, t.target) for t in out.targets][:4] == [
+        ("etcd", "etcd"), ("postgres", "orders"), ("tar", "files"), ("postgres", "never")]
+
+
+def _app(settings: Any, store: Any, tmp_path: Path, env: dict[str, str],
+         grants: set[tuple[str, str, str]]) -> Any:
+    from k3sops.serve.api import ApiContext, Reports
+    from k3sops.serve.app import create_app
+    from k3sops.serve.metrics import ServiceMetrics
+    from k3sops.serve.views import PlatformViews
+
+    reviewer = Reviewer()
+    reviewer.grants = grants
+    cache = Cache(True)
+    r = Reports(settings, cache, None, store)  # type: ignore[arg-type]
+    ctx = ApiContext(reports=r, authorizer=Authorizer(reviewer),  # type: ignore[arg-type]
+                     alertmanager=SharedToken(SecretStr("am-token")),
+                     metrics=ServiceMetrics(r.reports, cache.status, lambda: True),
+                     is_leader=lambda: True)
+    return create_app(ctx, views=PlatformViews.of(settings, store, env=env, home=tmp_path))
+
+
+def test_absent_sections_answer_200_empty_with_the_reason(tmp_path: Path) -> None:
+    from k3sops.services.context import Settings
+
+    grants = {("alice", "get", "backups"), ("alice", "get", "environments")}
+    app = _app(Settings(None, None, None), None, tmp_path, {}, grants)
+    b = _get(app, "/api/v1/backups", ALICE)
+    assert b.status_code == 200
+    assert b.json() == {"targets": [], "reason": "platform.yaml has no backup: section"}
+    e = _get(app, "/api/v1/environments", ALICE)
+    assert e.status_code == 200 and e.json()["apps"] == [] and "gitops" in e.json()["reason"]
+    assert _get(app, "/api/v1/backups", BOB).status_code == 403
+    assert _get(app, "/api/v1/environments").status_code == 401
+
+
+@pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
+def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) -> None:
+    from k3sops.adapters.store import SqliteStore
+    from k3sops.config import parse_platform
+    from k3sops.domain import backups as bk
+    from k3sops.services.backup.context import MANIFEST_FILE, VERIFICATION_FILE, BackupContext
+    from k3sops.services.backup.repository import entries
+    from k3sops.services.context import Settings
+
+    env = {"RESTIC_PW": "pw-for-the-test-repository"}
+    platform = parse_platform(PLATFORM.replace("REPO", str(tmp_path / "repo")), "platform.yaml")
+    settings = Settings(kubeconfig=None, context=None, platform=platform)
+    bctx = BackupContext(settings, env, tmp_path, state=tmp_path / "state")
+    bctx.restic.init_if_missing()
+
+    def manifest(kind: Any, target: str, status: Any, hours: float) -> bk.BackupManifest:
+        started = NOW - dt.timedelta(hours=hours)
+        m = bk.BackupManifest(id=bk.backup_id(kind, target, started, "abcd"), kind=kind,
+                              cluster="shop", target=target, source="test", started=started,
+                              status=status, size=1234, filename=bk.data_filename(kind, target))
+        bctx.restic.backup_bytes(m.model_dump_json().encode(), MANIFEST_FILE,
+                                 bk.manifest_tags(m))
+        return m
+
+    good = manifest("etcd", "etcd", "Completed", 2)
+    manifest("postgres", "orders", "Failed", 1)
+    entry = next(e for e in entries(bctx) if e.id == good.id)
+    rec = bk.VerificationRecord(backup_id=good.id, at=NOW, ok=True, drill_seconds=3.25)
+    bctx.restic.backup_bytes(rec.model_dump_json().encode(), VERIFICATION_FILE,
+                             bk.verification_tags(rec, entry))
+    store = SqliteStore.open(tmp_path / "history")
+    store.record_restore_drill("etcd", "etcd", True, NOW, 3.25)
+
+    grants = {("alice", "get", "backups"), ("alice", "get", "metrics")}
+    app = _app(settings, store, tmp_path, env, grants)
+    resp = _get(app, "/api/v1/backups", ALICE)
+    assert resp.status_code == 200, resp.text
+    body = resp.json()
+    assert env["RESTIC_PW"] not in resp.text
+    by = {(t["kind"], t["target"]): t for t in body["targets"]}
+    assert set(by) == {("etcd", "etcd"), ("postgres", "orders"), ("tar", "files")}
+    etcd = by["etcd", "etcd"]
+    assert etcd["newest_id"] == good.id and etcd["verified"] is True and not etcd["flagged"]
+    assert etcd["drill_ok"] is True and etcd["drill_seconds"] == 3.25 and etcd["size"] == 1234
+    assert by["postgres", "orders"]["flagged"] and by["postgres", "orders"]["newest_status"] \
+        == "Failed"
+    assert by["tar", "files"]["reasons"] == ["no backup of this target in the repository"]
+
+    metrics = _get(app, "/metrics", ALICE).text
+    labels = '{kind="etcd",target="etcd"}'
+    line = next(x for x in metrics.splitlines()
+                if x.startswith(f"k3sops_backup_last_success_timestamp_seconds{labels} "))
+    assert float(line.split()[1]) == int(good.started.timestamp())  # tags keep whole seconds
+    assert f"k3sops_restore_drill_duration_seconds{labels} 3.25" in metrics
+    assert f"k3sops_restore_drill_last_success_timestamp_seconds{labels} " in metrics
+    assert f"k3sops_backup_size_bytes{labels} 1234.0" in metrics
+    assert 'k3sops_backup_last_success_timestamp_seconds{kind="postgres"' not in metrics
+    store.close()
