@@ -167,3 +167,49 @@ def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) ->
     assert f"k3sops_backup_size_bytes{labels} 1234.0" in metrics
     assert 'k3sops_backup_last_success_timestamp_seconds{kind="postgres"' not in metrics
     store.close()
+
+
+def test_next_promotions_read_the_approvals_in_git(tmp_path: Path) -> None:
+    from k3sops.adapters import git
+    from k3sops.config import parse_platform
+    from k3sops.services import gitops as svc
+    from k3sops.services.context import Settings
+    from k3sops.services.env import promote
+    from k3sops.services.env.overview import next_promotions
+    from k3sops.services.env.status import AppEnvStatus
+
+    bare = tmp_path / "remote.git"
+    git.init_remote(bare, "main")
+    text = f"""
+name: t
+environments:
+  development: {{namespaces: [dev], promotion: {{policy: auto}}}}
+  staging: {{namespaces: [stg], promotion: {{policy: manual}}}}
+  production: {{namespaces: [prod], promotion: {{policy: approval,
+                approvers: [ops-lead, cto], required_approvals: 2}}}}
+gitops: {{repo: {bare}, branch: main, push: direct, deploy: none}}
+"""
+    settings = Settings(kubeconfig=None, context=None, platform=parse_platform(text))
+    svc.init_repo(settings, tmp_path / "tree", ["web=example/web:1.0"], push=str(bare))
+    ctx = svc.open_context(settings, {}, tmp_path, tmp_path / "s", user="ops-lead")
+    now = dt.datetime.now(dt.UTC)
+    promote.approve(ctx, "web", "production", version="1.2", now=lambda: now)
+    promote.approve(ctx, "web", "production", version="0.9", now=lambda: now)
+
+    def row(env: str, version: str) -> AppEnvStatus:
+        return AppEnvStatus(app="web", env=env, namespace=env, git_version=version,
+                            running_version=None, in_sync=False, rollout="unknown")
+
+    rows = [row("development", "1.2"), row("staging", "1.2"), row("production", "1.0")]
+    pending = next_promotions(ctx, rows, now)
+    assert [(n.source, n.target, n.version, n.target_version) for n in pending] == [
+        ("staging", "production", "1.2", "1.0")]  # dev -> staging: same version, nothing
+    prod = pending[0]
+    assert (prod.policy, prod.required_approvals, prod.approved_by, prod.missing_approvals) \
+        == ("approval", 2, ["ops-lead"], 1)
+    assert any("0.9" in why for why in prod.ignored)  # an approval of another version
+    rows[1] = row("staging", "1.3")
+    pending = next_promotions(ctx, rows, now)
+    assert [(n.target, n.version, n.missing_approvals) for n in pending] == [
+        ("staging", "1.2", 0), ("production", "1.3", 2)]
+    assert pending[0].policy == "manual" and pending[0].approved_by == []

@@ -91,8 +91,9 @@ def backups_body(settings: Settings, store: HistoryStore, env: dict[str, str],
 
 
 def environments_body(settings: Settings, env: dict[str, str], home: Path) -> dict[str, Any]:
-    """``/api/v1/environments``: apps x environments (git vs cluster) and each one's gates."""
+    """``/api/v1/environments``: apps x environments (git vs cluster), gates, approvals."""
     from k3sops.services import gitops
+    from k3sops.services.env.overview import next_promotions
     from k3sops.services.env.status import env_list, env_status
 
     platform = settings.platform
@@ -102,10 +103,12 @@ def environments_body(settings: Settings, env: dict[str, str], home: Path) -> di
         ctx = gitops.open_context(settings, env, home)
         listed = env_list(ctx)
         status = env_status(ctx)
+        pending = next_promotions(ctx, status.apps)
     except K3sopsError as e:  # the GitOps repository unreachable: said, not a 500
         return {"environments": [], "apps": [],
                 "reason": f"the GitOps repository could not be read: {e.message}"}
-    return {**listed.model_dump(mode="json"), **status.model_dump(mode="json"), "reason": None}
+    return {**listed.model_dump(mode="json"), **status.model_dump(mode="json"),
+            "next_promotions": [n.model_dump(mode="json") for n in pending], "reason": None}
 
 
 def router(ctx: ApiContext, views: PlatformViews) -> APIRouter:
