@@ -98,14 +98,15 @@ def environments_body(settings: Settings, env: dict[str, str], home: Path) -> di
 
     platform = settings.platform
     if platform is None or platform.gitops is None:
-        return {"environments": [], "apps": [], "reason": "platform.yaml has no gitops: section"}
+        return {"environments": [], "apps": [], "next_promotions": [],
+                "reason": "platform.yaml has no gitops: section"}
     try:
         ctx = gitops.open_context(settings, env, home)
         listed = env_list(ctx)
         status = env_status(ctx)
         pending = next_promotions(ctx, status.apps)
     except K3sopsError as e:  # the GitOps repository unreachable: said, not a 500
-        return {"environments": [], "apps": [],
+        return {"environments": [], "apps": [], "next_promotions": [],
                 "reason": f"the GitOps repository could not be read: {e.message}"}
     return {**listed.model_dump(mode="json"), **status.model_dump(mode="json"),
             "next_promotions": [n.model_dump(mode="json") for n in pending], "reason": None}
