@@ -106,7 +106,8 @@ def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
     reader_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                    "metadata": {"name": f"{NS}-reader", "labels": LABEL},
                    "rules": [{"apiGroups": ["k3sops.io"],
-                              "resources": ["reports", "findings", "metrics", "diagnoses"],
+                              "resources": ["reports", "findings", "metrics", "diagnoses",
+                                            "backups", "environments"],
                               "verbs": ["get"]}]}
     sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
                                                                        "namespace": NS}}
@@ -228,6 +229,20 @@ def test_a_reader_gets_the_report_with_the_lab_s_findings_and_metrics_show_them(
     assert line is not None and line.endswith(" 1.0"), metrics.text[:2000]
     assert 'k3sops_cache_synced{kind="pods"} 1.0' in metrics.text
     assert "k3sops_health_score{period=\"daily\"}" in metrics.text
+
+
+def test_backups_and_environments_without_their_sections_say_why(service: Running) -> None:
+    # the lab's platform.yaml has neither a backup: nor a gitops: section (the present case is
+    # tested in tests/unit/test_serve_views.py on a real restic repository and git remote)
+    for path, key, section in (("/api/v1/backups", "targets", "backup:"),
+                               ("/api/v1/environments", "apps", "gitops:")):
+        assert _get(service, path).status_code == 401
+        denied = _get(service, path, service.tokens["nobody"])
+        assert denied.status_code == 403, denied.text
+        assert f"may not get {path.rsplit('/', 1)[1]}.k3sops.io" in denied.json()["error"]
+        r = _get(service, path, service.tokens["reader"])
+        assert r.status_code == 200, r.text
+        assert r.json()[key] == [] and section in r.json()["reason"]
 
 
 def test_an_object_created_later_is_judged_from_the_cache(service: Running, lab: Lab) -> None:
