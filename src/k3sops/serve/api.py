@@ -29,7 +29,7 @@ from k3sops.domain import diagnose as dg
 from k3sops.domain.findings import CheckReport, Finding, Period, Source
 from k3sops.domain.snapshot import CLUSTER_SCOPED, KIND_NAMES, ClusterSnapshot, plural_of
 from k3sops.errors import K3sopsError
-from k3sops.serve.auth import AuthFailure, bearer
+from k3sops.serve.auth import AuthFailure, bearer, require
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings
 
@@ -190,16 +190,8 @@ def router(ctx: ApiContext) -> APIRouter:
     """The ``/api/v1`` routes."""
     api = APIRouter(prefix="/api/v1")
 
-    def allow(verb: str, resource: str) -> Callable[[Request], Any]:
-        def dependency(request: Request) -> Any:
-            try:
-                return ctx.authorizer.check(bearer(request.headers.get("authorization")),
-                                            verb, resource)
-            except AuthFailure as e:
-                raise HTTPException(e.status, e.message,
-                                    headers={"WWW-Authenticate": "Bearer"}
-                                    if e.status == 401 else None) from None
-        return dependency
+    def allow(verb: str, resource: str) -> Callable[..., Any]:
+        return require(ctx.authorizer, verb, resource)
 
     def _period(period: str) -> Period:
         for p in PERIODS:

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from fastapi import HTTPException, Request
 from pydantic import SecretStr
 
 from k3sops.adapters.kube import KubeClient
@@ -214,3 +215,20 @@ class SharedToken:
         # digests of equal length: compare_digest's time does not depend on where they differ
         if not hmac.compare_digest(hashlib.sha256(token.encode()).digest(), self._digest):
             raise AuthFailure(401, "the bearer token is not Alertmanager's")
+
+
+def require(authorizer: Authorizer, verb: str, resource: str) -> Callable[..., Any]:
+    """A FastAPI dependency: may the request's bearer token ``verb`` ``k3sops.io/resource``?
+
+    401 (with ``WWW-Authenticate``), 403 or 503 otherwise. Every ``/api/v1`` route takes its
+    check from here, so none can word or skip it apart.
+    """
+    def dependency(request: Request) -> User:
+        try:
+            return authorizer.check(bearer(request.headers.get("authorization")), verb,
+                                    resource)
+        except AuthFailure as e:
+            raise HTTPException(e.status, e.message,
+                                headers={"WWW-Authenticate": "Bearer"}
+                                if e.status == 401 else None) from None
+    return dependency

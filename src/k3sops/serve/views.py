@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends
 
 from k3sops.errors import K3sopsError
 
@@ -114,22 +114,12 @@ def environments_body(settings: Settings, env: dict[str, str], home: Path) -> di
 
 def router(ctx: ApiContext, views: PlatformViews) -> APIRouter:
     """The two routes, each needing ``get`` on its virtual resource (as :mod:`serve.api`)."""
-    from fastapi import HTTPException
-
-    from k3sops.serve.auth import AuthFailure, bearer
+    from k3sops.serve.auth import require
 
     api = APIRouter(prefix="/api/v1")
 
-    def allow(verb: str, resource: str) -> Callable[[Request], Any]:
-        def dependency(request: Request) -> Any:
-            try:
-                return ctx.authorizer.check(bearer(request.headers.get("authorization")),
-                                            verb, resource)
-            except AuthFailure as e:
-                raise HTTPException(e.status, e.message,
-                                    headers={"WWW-Authenticate": "Bearer"}
-                                    if e.status == 401 else None) from None
-        return dependency
+    def allow(verb: str, resource: str) -> Callable[..., Any]:
+        return require(ctx.authorizer, verb, resource)
 
     @api.get("/backups", dependencies=[Depends(allow("get", "backups"))])
     def backups() -> Any:
