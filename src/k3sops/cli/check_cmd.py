@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import ReportOutputOpt, get_options, get_settings, output_format
+from k3sops.cli.options import (
+    ReportOutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TokenFileOpt,
+    get_options,
+    get_settings,
+    output_format,
+)
 from k3sops.errors import FindingsAtThreshold, PartialResult, UsageError
 
 if TYPE_CHECKING:
@@ -17,15 +25,6 @@ if TYPE_CHECKING:
 
 check_app = typer.Typer(help="The operations checklist: daily, weekly and monthly.",
                         invoke_without_command=True)
-
-ServerOpt = Annotated[str | None, typer.Option(
-    "--server", help="Read from a running `k3sops serve` at this URL instead of the cluster.",
-    envvar="K3SOPS_SERVER")]
-TokenFileOpt = Annotated[Path | None, typer.Option(
-    "--token-file", help="With --server: a file holding the bearer token (else "
-    "$K3SOPS_SERVER_TOKEN, else the kubeconfig user's token).")]
-ServerCaOpt = Annotated[Path | None, typer.Option(
-    "--server-ca", help="With --server: CA bundle to verify the service (default: system CAs).")]
 
 HistoryDir = Annotated[Path | None, typer.Option(
     "--state-dir", help="Where the history database lives (default: ~/.local/state/k3sops).",

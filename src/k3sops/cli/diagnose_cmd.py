@@ -10,7 +10,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from typer.core import TyperGroup
 
-from k3sops.cli.options import OutputFormat, OutputOpt, get_settings, output_format
+from k3sops.cli.options import (
+    OutputFormat,
+    OutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TokenFileOpt,
+    get_settings,
+    output_format,
+)
 from k3sops.errors import PartialResult, UsageError
 
 if TYPE_CHECKING:
@@ -31,15 +39,6 @@ diagnose_app = typer.Typer(help="Diagnose the cluster, a node, pod or deployment
                                 "(KIND/NAME), the network or the storage: the causal chain "
                                 "down to the root cause, with evidence.",
                            invoke_without_command=True, cls=_KindNameGroup)
-
-ServerOpt = Annotated[str | None, typer.Option(
-    "--server", help="Ask a running `k3sops serve` at this URL (diagnosis from its cache).",
-    envvar="K3SOPS_SERVER")]
-TokenFileOpt = Annotated[Path | None, typer.Option(
-    "--token-file", help="With --server: a file holding the bearer token (else "
-    "$K3SOPS_SERVER_TOKEN, else the kubeconfig user's token).")]
-ServerCaOpt = Annotated[Path | None, typer.Option(
-    "--server-ca", help="With --server: CA bundle to verify the service (default: system CAs).")]
 
 NamespaceOpt = Annotated[str | None, typer.Option("--namespace", "-n", help="Namespace.")]
 

@@ -86,3 +86,14 @@ Apply = Annotated[bool, typer.Option("--apply", help="Make the changes (default:
 StateDir = Annotated[Path | None, typer.Option(
     "--state-dir", envvar="K3SOPS_STATE_DIR",
     help="Where the audit log goes (default ~/.local/state/k3sops).")]
+
+
+# Reading from a running `k3sops serve` (check, diagnose): one wording for every command.
+ServerOpt = Annotated[str | None, typer.Option(
+    "--server", help="Read from a running `k3sops serve` at this URL instead of the cluster.",
+    envvar="K3SOPS_SERVER")]
+TokenFileOpt = Annotated[Path | None, typer.Option(
+    "--token-file", help="With --server: a file holding the bearer token (else "
+    "$K3SOPS_SERVER_TOKEN, else the kubeconfig user's token over https or loopback).")]
+ServerCaOpt = Annotated[Path | None, typer.Option(
+    "--server-ca", help="With --server: CA bundle to verify the service (default: system CAs).")]
