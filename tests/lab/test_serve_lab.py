@@ -16,201 +16,54 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
-import httpx2
 import pytest
-import yaml
+from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, get, kill, start
 
 from conftest import Lab, wait_for
-from k3sops.domain.snapshot import CORE_PATHS, CUSTOM_PATHS
-from k3sops.serve.runner import every_kind
 
 pytestmark = pytest.mark.lab
 NS = f"t-serve-{uuid.uuid4().hex[:6]}"
-LABEL = {"k3sops.io/test": "serve"}
-PORT_OFFSET = 700
-"""The service's port: the lab's base + 700 (lab components use base+0..500)."""
-
-OBJECTS: list[dict[str, Any]] = [
-    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS, "labels": LABEL}},
-    # a Service selecting nothing: service-no-endpoints, on the cache from the start
-    {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "nobody-home", "namespace": NS},
-     "spec": {"selector": {"app": "nobody"}, "ports": [{"port": 80, "targetPort": 8080}]}},
-]
-
-
-def _cache_role(name: str) -> dict[str, Any]:
-    """Exactly what the service reads and does: list/watch every cached kind, reviews."""
-    paths = {**CORE_PATHS, **CUSTOM_PATHS}
-    by_group: dict[str, list[str]] = {}
-    for kind in every_kind():
-        group = "" if paths[kind].startswith("/api/") else paths[kind].split("/")[2]
-        by_group.setdefault(group, []).append(kind.split(".")[0])
-    rules: list[dict[str, Any]] = [{"apiGroups": [g], "resources": sorted(r),
-                                    "verbs": ["list", "watch"]}
-                                   for g, r in sorted(by_group.items())]
-    rules += [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
-               "verbs": ["create"]},
-              {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
-               "verbs": ["create"]},
-              # the Lease of the leader election, in the service's namespace only would be
-              # tighter; the lab test's namespace is the service's
-              {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-               "verbs": ["get", "create", "update", "patch"]}]
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-            "metadata": {"name": name, "labels": LABEL}, "rules": rules}
-
-
-def _binding(name: str, role: str, sa: str) -> dict[str, Any]:
-    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-            "metadata": {"name": name, "labels": LABEL},
-            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                        "name": role},
-            "subjects": [{"kind": "ServiceAccount", "name": sa, "namespace": NS}]}
-
-
-def _apply(lab: Lab, docs: list[dict[str, Any]]) -> None:
-    lab.kubectl("apply", "-f", "-", input="\n---\n".join(json.dumps(d) for d in docs))
-
-
-def _token(lab: Lab, sa: str) -> str:
-    return lab.kubectl("create", "token", sa, "-n", NS, "--duration=1h").stdout.strip()
-
-
-@dataclass
-class Running:
-    """The service process and what the test needs to talk to it."""
-
-    proc: subprocess.Popen[bytes]
-    url: str
-    log: Path
-    tokens: dict[str, str] = field(repr=False)
-
-
-@dataclass
-class Rbac:
-    """The ServiceAccounts' tokens and the service's own kubeconfig and platform file."""
-
-    tokens: dict[str, str] = field(repr=False)
-    kubeconfig: Path
-    platform: Path
-    tmp: Path
 
 
 @pytest.fixture(scope="module")
 def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
-    tmp = tmp_path_factory.mktemp("serve")
-    reader_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                   "metadata": {"name": f"{NS}-reader", "labels": LABEL},
-                   "rules": [{"apiGroups": ["k3sops.io"],
-                              "resources": ["reports", "findings", "metrics", "diagnoses",
-                                            "backups", "environments"],
-                              "verbs": ["get"]}]}
-    sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
-                                                                       "namespace": NS}}
-           for n in ("k3sops-serve", "nobody", "reader")]
-    _apply(lab, OBJECTS)
-    _apply(lab, [*sas, _cache_role(f"{NS}-serve"), reader_role,
-                 _binding(f"{NS}-serve", f"{NS}-serve", "k3sops-serve"),
-                 # the k3sops.io resources are not namespaced: a SubjectAccessReview without
-                 # a namespace is answered by cluster-wide bindings only
-                 _binding(f"{NS}-reader", f"{NS}-reader", "reader")])
-    try:
-        tokens = {n: _token(lab, n) for n in ("k3sops-serve", "nobody", "reader")}
-        server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
-        kubeconfig = tmp / "serve.kubeconfig"
-        kubeconfig.write_text(
-            f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
-            f"    server: {server}\n"
-            f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
-            f"users:\n- name: u\n  user:\n    token: {tokens['k3sops-serve']}\n"
-            "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
-        platform = yaml.safe_load(lab.layout.platform_file.read_text())
-        platform.pop("kubeconfig", None)  # the admin's: the service must not use it
-        platform["serve"] = {"lease": {"namespace": NS, "name": "k3sops-serve"},
-                             "schedule": {"daily": None, "weekly": None, "monthly": None}}
-        platform_file = tmp / "platform.yaml"
-        platform_file.write_text(yaml.safe_dump(platform))
-        yield Rbac(tokens=tokens, kubeconfig=kubeconfig, platform=platform_file, tmp=tmp)
-    finally:
-        lab.kubectl("delete", "namespace", NS, "--wait=false", check=False)
-        lab.kubectl("delete", "clusterrole,clusterrolebinding", "-l", "k3sops.io/test=serve",
-                    check=False)
-
-
-def _start(lab: Lab, rbac: Rbac, offset: int) -> Running:
-    """Start `k3sops serve` on the lab's base port + ``offset``; return once /readyz is 200."""
-    port = int(lab.env["K3SOPS_LAB_PORT_BASE"]) + offset
-    log = rbac.tmp / f"serve-{offset}.log"
-    env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "k3sops", "-c", str(rbac.platform), "--kubeconfig",
-             str(rbac.kubeconfig), "serve", "--listen", f"127.0.0.1:{port}", "--state-dir",
-             str(rbac.tmp / f"state-{offset}")], env=env, stdout=out, stderr=subprocess.STDOUT)
-    running = Running(proc=proc, url=f"http://127.0.0.1:{port}", log=log, tokens=rbac.tokens)
-
-    def ready() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"serve exited {proc.returncode}: {log.read_text()}")
-        try:
-            return httpx2.get(running.url + "/readyz", timeout=5).status_code == 200
-        except httpx2.HTTPError:
-            return False
-    try:
-        assert wait_for(ready, timeout=120, every=1), log.read_text()
-    except BaseException:
-        _kill(running)
-        raise
-    return running
-
-
-def _kill(s: Running) -> None:
-    if s.proc.poll() is None:
-        s.proc.kill()
-        s.proc.wait(10)
+    with accounts(lab, NS, tmp_path_factory.mktemp("serve")) as r:
+        yield r
 
 
 @pytest.fixture(scope="module")
 def service(lab: Lab, rbac: Rbac) -> Iterator[Running]:
-    s = _start(lab, rbac, PORT_OFFSET)
+    s = start(lab, rbac, PORT_OFFSET)
     yield s
-    _kill(s)
-
-
-def _get(s: Running, path: str, token: str | None = None) -> httpx2.Response:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx2.get(s.url + path, headers=headers, timeout=60)
+    kill(s)
 
 
 def test_probes_answer_without_a_token_and_readyz_lists_no_lagging_kind(
         service: Running) -> None:
-    assert _get(service, "/healthz").json() == {"status": "ok"}
-    ready = _get(service, "/readyz")
+    assert get(service, "/healthz").json() == {"status": "ok"}
+    ready = get(service, "/readyz")
     assert ready.status_code == 200
     assert ready.json()["ready"] is True and ready.json()["lagging"] == []
 
 
 def test_no_token_is_401_and_a_token_without_rights_is_403(service: Running) -> None:
     for path in ("/api/v1/report", "/api/v1/findings", "/metrics"):
-        r = _get(service, path)
+        r = get(service, path)
         assert r.status_code == 401, (path, r.text)
         assert "bearer token" in r.json()["error"]
-    assert _get(service, "/api/v1/report", "not-a-real-token").status_code == 401
-    denied = _get(service, "/api/v1/report", service.tokens["nobody"])
+    assert get(service, "/api/v1/report", "not-a-real-token").status_code == 401
+    denied = get(service, "/api/v1/report", service.tokens["nobody"])
     assert denied.status_code == 403, denied.text
     message = denied.json()["error"]
     assert f"system:serviceaccount:{NS}:nobody may not get reports.k3sops.io" in message
     # the reader may get reports, findings and metrics, nothing else
-    assert _get(service, "/api/v1/alerts", service.tokens["reader"]).status_code == 403
+    assert get(service, "/api/v1/alerts", service.tokens["reader"]).status_code == 403
 
 
 def test_a_reader_gets_the_report_with_the_lab_s_findings_and_metrics_show_them(
         service: Running) -> None:
-    r = _get(service, "/api/v1/report?period=daily", service.tokens["reader"])
+    r = get(service, "/api/v1/report?period=daily", service.tokens["reader"])
     assert r.status_code == 200, r.text
     report = r.json()
     assert report["summary"]["checks_run"] > 10
@@ -218,10 +71,10 @@ def test_a_reader_gets_the_report_with_the_lab_s_findings_and_metrics_show_them(
     mine = [(f["check"], f["resource"]["name"]) for f in report["findings"]
             if f["resource"].get("namespace") == NS]
     assert ("service-no-endpoints", "nobody-home") in mine, mine
-    findings = _get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
+    findings = get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
                     service.tokens["reader"]).json()["findings"]
     assert [f["resource"]["name"] for f in findings] == ["nobody-home"]
-    metrics = _get(service, "/metrics", service.tokens["reader"])
+    metrics = get(service, "/metrics", service.tokens["reader"])
     assert metrics.status_code == 200
     line = next((ln for ln in metrics.text.splitlines()
                  if ln.startswith("k3sops_findings{") and f'namespace="{NS}"' in ln
@@ -236,36 +89,36 @@ def test_backups_and_environments_without_their_sections_say_why(service: Runnin
     # tested in tests/unit/test_serve_views.py on a real restic repository and git remote)
     for path, key, section in (("/api/v1/backups", "targets", "backup:"),
                                ("/api/v1/environments", "apps", "gitops:")):
-        assert _get(service, path).status_code == 401
-        denied = _get(service, path, service.tokens["nobody"])
+        assert get(service, path).status_code == 401
+        denied = get(service, path, service.tokens["nobody"])
         assert denied.status_code == 403, denied.text
         assert f"may not get {path.rsplit('/', 1)[1]}.k3sops.io" in denied.json()["error"]
-        r = _get(service, path, service.tokens["reader"])
+        r = get(service, path, service.tokens["reader"])
         assert r.status_code == 200, r.text
         assert r.json()[key] == [] and section in r.json()["reason"]
 
 
 def test_an_object_created_later_is_judged_from_the_cache(service: Running, lab: Lab) -> None:
-    _apply(lab, [{"apiVersion": "v1", "kind": "Service",
+    apply(lab, [{"apiVersion": "v1", "kind": "Service",
                   "metadata": {"name": "late-comer", "namespace": NS},
                   "spec": {"selector": {"app": "late"}, "ports": [{"port": 80}]}}])
 
     def seen() -> bool:
-        found = _get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
+        found = get(service, f"/api/v1/findings?namespace={NS}&check=service-no-endpoints",
                      service.tokens["reader"]).json()["findings"]
         return "late-comer" in {f["resource"]["name"] for f in found}
     assert wait_for(seen, timeout=30, every=0.5)
 
 
 def test_a_reader_diagnoses_an_object_from_the_cache(service: Running) -> None:
-    r = _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home", service.tokens["reader"])
+    r = get(service, f"/api/v1/diagnose/service/{NS}/nobody-home", service.tokens["reader"])
     assert r.status_code == 200, r.text
     diagnosis = r.json()
     assert diagnosis["target"] == f"services/{NS}/nobody-home"
     assert "service-no-endpoints" in json.dumps(diagnosis)
-    assert _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
+    assert get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
                 service.tokens["nobody"]).status_code == 403
-    assert _get(service, f"/api/v1/diagnose/gizmo/{NS}/x",
+    assert get(service, f"/api/v1/diagnose/gizmo/{NS}/x",
                 service.tokens["reader"]).status_code == 404
 
 
@@ -283,7 +136,7 @@ def test_once_records_a_run_the_service_s_history_then_lists(
     assert summary["summary"]["period"] == "daily" and summary["summary"]["checks_run"] > 10
     for token in rbac.tokens.values():
         assert token not in once.stdout + once.stderr
-    r = _get(service, "/api/v1/history?limit=5", service.tokens["reader"])
+    r = get(service, "/api/v1/history?limit=5", service.tokens["reader"])
     assert r.status_code == 200, r.text
     runs = r.json()["runs"]
     assert runs and runs[0]["period"] == "daily"
@@ -291,15 +144,15 @@ def test_once_records_a_run_the_service_s_history_then_lists(
 
 
 def test_sigterm_exits_0_and_no_token_is_in_the_log(lab: Lab, rbac: Rbac) -> None:
-    s = _start(lab, rbac, PORT_OFFSET + 1)
+    s = start(lab, rbac, PORT_OFFSET + 1)
     try:
-        assert _get(s, "/api/v1/report", s.tokens["reader"]).status_code == 200
-        assert _get(s, "/api/v1/report", s.tokens["nobody"]).status_code == 403
-        assert _get(s, "/metrics", "not-a-real-token").status_code == 401
+        assert get(s, "/api/v1/report", s.tokens["reader"]).status_code == 200
+        assert get(s, "/api/v1/report", s.tokens["nobody"]).status_code == 403
+        assert get(s, "/metrics", "not-a-real-token").status_code == 401
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(60) == 0, s.log.read_text()
     finally:
-        _kill(s)
+        kill(s)
     text = s.log.read_text()
     assert "GET /api/v1/report" in text  # the access log was written
     assert "k3sops serve: stopped" in text
@@ -329,16 +182,16 @@ def test_the_api_server_restarting_makes_readyz_false_then_the_cache_resyncs(
         lab: Lab, rbac: Rbac) -> None:
     from k3sops.lab import procs
 
-    s = _start(lab, rbac, PORT_OFFSET + 2)
+    s = start(lab, rbac, PORT_OFFSET + 2)
     try:
         procs.stop(lab.layout, "apiserver", _apiserver_pid(lab))
         try:
             def lagging() -> bool:
-                r = _get(s, "/readyz")
+                r = get(s, "/readyz")
                 return r.status_code == 503 and bool(r.json()["lagging"])
-            assert wait_for(lagging, timeout=60, every=0.5), _get(s, "/readyz").text
+            assert wait_for(lagging, timeout=60, every=0.5), get(s, "/readyz").text
             # no review possible meanwhile: 503, not a 401 that would blame the caller
-            down = _get(s, "/api/v1/report", s.tokens["reader"])
+            down = get(s, "/api/v1/report", s.tokens["reader"])
             assert down.status_code == 503, down.text
             assert "could not review" in down.json()["error"]
             assert s.proc.poll() is None
@@ -346,19 +199,19 @@ def test_the_api_server_restarting_makes_readyz_false_then_the_cache_resyncs(
             _start_apiserver(lab)
 
         def ready() -> bool:
-            return _get(s, "/readyz").status_code == 200
-        assert wait_for(ready, timeout=90, every=0.5), _get(s, "/readyz").text
-        r = _get(s, "/api/v1/report", s.tokens["reader"])
+            return get(s, "/readyz").status_code == 200
+        assert wait_for(ready, timeout=90, every=0.5), get(s, "/readyz").text
+        r = get(s, "/api/v1/report", s.tokens["reader"])
         assert r.status_code == 200, r.text
         assert {x["name"]: x["ok"] for x in r.json()["sources"]}["kubernetes"] is True
         assert ("service-no-endpoints", "nobody-home") in [
             (f["check"], f["resource"]["name"]) for f in r.json()["findings"]
             if f["resource"].get("namespace") == NS]
-        metrics = _get(s, "/metrics", s.tokens["reader"]).text
+        metrics = get(s, "/metrics", s.tokens["reader"]).text
         relists = [ln for ln in metrics.splitlines()
                    if ln.startswith('k3sops_cache_relists{kind="pods"}')]
         assert relists and float(relists[0].split()[-1]) >= 1, relists
         s.proc.send_signal(signal.SIGTERM)
         assert s.proc.wait(60) == 0, s.log.read_text()
     finally:
-        _kill(s)
+        kill(s)

@@ -1,9 +1,10 @@
 """`k3sops check --server URL`: the CLI reads a running `k3sops serve` on the lab.
 
-The service runs as in test_serve_lab (its own least-privilege ServiceAccount); the CLI is
-given the reader's ServiceAccount token in a file and must print the same findings as the
-service's own /api/v1/report; without a token the service's 401 is the CLI's exit 1
-(Unauthorized), with the service's message and no token in the output.
+The service runs as in test_serve_lab (its own least-privilege ServiceAccount:
+tests/lab/kit/serve.py); the CLI is given the reader's ServiceAccount token in a file and
+must print the same findings as the service's own /api/v1/report; without a token the
+service's 401 is the CLI's exit 1 (Unauthorized), with the service's message and no token in
+the output.
 
 With ``K3SOPS_RECORD_SERVE=DIR`` the service's answers are written to DIR (how
 tests/data/serve_api/ was recorded).
@@ -15,14 +16,30 @@ import json
 import os
 import subprocess
 import sys
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_serve_lab import NS, Rbac, Running, _get, rbac, service  # noqa: F401 (fixtures)
+from kit.serve import PORT_OFFSET, Rbac, Running, accounts, get, kill, start
 
 from conftest import Lab
 
 pytestmark = pytest.mark.lab
+NS = f"t-serve-remote-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture(scope="module")
+def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rbac]:
+    with accounts(lab, NS, tmp_path_factory.mktemp("serve-remote")) as r:
+        yield r
+
+
+@pytest.fixture(scope="module")
+def service(lab: Lab, rbac: Rbac) -> Iterator[Running]:
+    s = start(lab, rbac, PORT_OFFSET + 10)  # its own port: another module's may be closing
+    yield s
+    kill(s)
 
 
 def _cli(lab: Lab, *args: str, token_file: Path | None = None,
@@ -43,11 +60,11 @@ def _keys(report: dict[str, object]) -> list[tuple[str, str, str | None, str]]:
                    f["resource"]["name"]) for f in report["findings"])  # type: ignore[attr-defined]
 
 
-def test_check_server_gives_the_service_s_findings(lab: Lab, rbac: Rbac,  # noqa: F811
-                                                   service: Running) -> None:  # noqa: F811
+def test_check_server_gives_the_service_s_findings(lab: Lab, rbac: Rbac,
+                                                   service: Running) -> None:
     token_file = rbac.tmp / "reader.token"
     token_file.write_text(service.tokens["reader"] + "\n")
-    direct = _get(service, "/api/v1/report?period=daily", service.tokens["reader"])
+    direct = get(service, "/api/v1/report?period=daily", service.tokens["reader"])
     assert direct.status_code == 200, direct.text
     out = _cli(lab, "--server", service.url, "-o", "json", token_file=token_file)
     assert out.returncode in (0, 4), out.stderr  # 4: a monitoring source may be down
@@ -66,15 +83,15 @@ def test_check_server_gives_the_service_s_findings(lab: Lab, rbac: Rbac,  # noqa
         d = Path(record)
         d.mkdir(parents=True, exist_ok=True)
         (d / "report-daily.json").write_text(json.dumps(direct.json(), indent=1))
-        diag = _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
+        diag = get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
                     service.tokens["reader"])
         (d / "diagnose-service.json").write_text(json.dumps(diag.json(), indent=1))
         for name, token in (("401", None), ("403", service.tokens["nobody"])):
-            r = _get(service, "/api/v1/report?period=daily", token)
+            r = get(service, "/api/v1/report?period=daily", token)
             (d / f"report-{name}.json").write_text(json.dumps(r.json(), indent=1))
 
 
-def test_check_server_without_a_token_is_unauthorized(lab: Lab, service: Running,  # noqa: F811
+def test_check_server_without_a_token_is_unauthorized(lab: Lab, service: Running,
                                                       ) -> None:
     out = _cli(lab, "--server", service.url, "-o", "json")
     assert out.returncode == 1, (out.stdout, out.stderr)
@@ -86,11 +103,11 @@ def test_check_server_without_a_token_is_unauthorized(lab: Lab, service: Running
     assert service.tokens["nobody"] not in nobody.stderr + nobody.stdout
 
 
-def test_diagnose_server_gives_the_service_s_diagnosis(lab: Lab, rbac: Rbac,  # noqa: F811
-                                                       service: Running) -> None:  # noqa: F811
+def test_diagnose_server_gives_the_service_s_diagnosis(lab: Lab, rbac: Rbac,
+                                                       service: Running) -> None:
     token_file = rbac.tmp / "reader.token"
     token_file.write_text(service.tokens["reader"] + "\n")
-    direct = _get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
+    direct = get(service, f"/api/v1/diagnose/service/{NS}/nobody-home",
                   service.tokens["reader"])
     assert direct.status_code == 200, direct.text
     out = subprocess.run(

@@ -9,52 +9,16 @@ answer, the Alertmanager token compared as a whole, probes open, /metrics guarde
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Mapping
-from datetime import datetime
 from typing import Any
 
-import httpx2
 import pytest
 from pydantic import SecretStr
+from servekit import ALICE, BOB, DOWN, Cache, Reviewer, asgi_get
 
-from k3sops.domain.findings import CheckReport, Source, Summary
-from k3sops.domain.snapshot import ClusterSnapshot
-from k3sops.errors import Unreachable
+from k3sops.domain.findings import CheckReport, Summary
 from k3sops.serve.auth import AuthFailure, Authorizer, SharedToken, bearer, token_key
-from k3sops.serve.cache import KindStatus
 
 pytestmark = pytest.mark.unit
-
-ALICE = "alice-token-0123456789"
-BOB = "bob-token-9876543210"
-DOWN = "token-while-the-api-server-is-down"
-
-
-class Reviewer:
-    """Answers reviews as an API server with these users and grants would."""
-
-    def __init__(self) -> None:
-        self.users = {ALICE: "alice", BOB: "bob"}
-        self.grants = {("alice", "get", "reports"), ("alice", "get", "metrics")}
-        self.bodies: list[dict[str, Any]] = []
-
-    def create(self, group_version: str, plural: str, namespace: str | None,
-               obj: Mapping[str, Any]) -> dict[str, Any]:
-        self.bodies.append(dict(obj))
-        spec = obj["spec"]
-        if plural == "tokenreviews":
-            if spec["token"] == DOWN:
-                raise Unreachable("https://127.0.0.1:6443 refused the connection")
-            name = self.users.get(spec["token"])
-            return {"status": {"authenticated": name is not None,
-                               "user": {"username": name, "uid": f"uid-{name}",
-                                        "groups": ["system:authenticated"]}}}
-        attrs = spec["resourceAttributes"]
-        assert attrs["group"] == "k3sops.io"
-        return {"status": {"allowed": (spec["user"], attrs["verb"], attrs["resource"])
-                           in self.grants}}
-
 
 class Clock:
     def __init__(self) -> None:
@@ -141,24 +105,6 @@ def test_alertmanager_s_token_must_match_whole() -> None:
 # --------------------------------------------------------------------------- the app itself
 
 
-class Cache:
-    def __init__(self, synced: bool) -> None:
-        self.synced = synced
-
-    def snapshot(self, now: datetime, kinds: Any = None) -> ClusterSnapshot:
-        return ClusterSnapshot(now=now, objects={})
-
-    def in_sync(self) -> bool:
-        return self.synced
-
-    def status(self) -> dict[str, KindStatus]:
-        return {"pods": KindStatus(synced=self.synced, objects=3, resource_version="7",
-                                   last_event_age=1.5, relists=0, error=None)}
-
-    def source(self, kinds: Any = None) -> Source:
-        return Source(name="kubernetes", ok=True, endpoint="https://127.0.0.1:6443")
-
-
 def _app(synced: bool = True, reports: dict[str, CheckReport] | None = None) -> Any:
     from k3sops.serve.api import ApiContext, Reports
     from k3sops.serve.app import create_app
@@ -175,21 +121,11 @@ def _app(synced: bool = True, reports: dict[str, CheckReport] | None = None) -> 
     return create_app(ctx)
 
 
-def _get(app: Any, path: str, token: str | None = None, method: str = "GET",
-         body: bytes = b"") -> httpx2.Response:
-    async def go() -> httpx2.Response:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
-                                      base_url="http://serve") as client:
-            return await client.request(method, path, headers=headers, content=body)
-    return asyncio.run(go())
-
-
 def test_probes_need_no_token_and_readyz_follows_the_cache() -> None:
-    assert _get(_app(), "/healthz").json() == {"status": "ok"}
-    ready = _get(_app(), "/readyz")
+    assert asgi_get(_app(), "/healthz").json() == {"status": "ok"}
+    ready = asgi_get(_app(), "/readyz")
     assert ready.status_code == 200 and ready.json()["ready"] is True
-    lagging = _get(_app(synced=False), "/readyz")
+    lagging = asgi_get(_app(synced=False), "/readyz")
     assert lagging.status_code == 503
     assert lagging.json()["lagging"] == ["pods"]
 
@@ -201,9 +137,9 @@ def test_metrics_need_the_right_and_show_the_latest_report() -> None:
                                          environment=None, new=0, resolved=0),
                          findings=[], sources=[])
     app = _app(reports={"daily": report})
-    assert _get(app, "/metrics").status_code == 401
-    assert _get(app, "/metrics", BOB).status_code == 403
-    r = _get(app, "/metrics", ALICE)
+    assert asgi_get(app, "/metrics").status_code == 401
+    assert asgi_get(app, "/metrics", BOB).status_code == 403
+    r = asgi_get(app, "/metrics", ALICE)
     assert r.status_code == 200
     assert 'k3sops_health_score{period="daily"} 97.0' in r.text
     assert 'k3sops_check_duration_seconds{period="daily"} 0.25' in r.text
@@ -213,19 +149,19 @@ def test_metrics_need_the_right_and_show_the_latest_report() -> None:
 
 def test_api_refusals_are_json_and_carry_no_token() -> None:
     app = _app()
-    r = _get(app, "/api/v1/findings", BOB)
+    r = asgi_get(app, "/api/v1/findings", BOB)
     assert r.status_code == 403
     assert r.json()["error"].startswith("bob may not get findings.k3sops.io")
-    r = _get(app, "/api/v1/report", "Bearer-junk-token")
+    r = asgi_get(app, "/api/v1/report", "Bearer-junk-token")
     assert r.status_code == 401 and "Bearer-junk-token" not in r.text
     assert r.headers["www-authenticate"] == "Bearer"
-    assert _get(app, "/api/v1/report?period=hourly", ALICE).status_code == 400
+    assert asgi_get(app, "/api/v1/report?period=hourly", ALICE).status_code == 400
 
 
 def test_the_webhook_takes_alertmanager_s_token_not_a_user_s() -> None:
     app = _app()
-    assert _get(app, "/api/v1/alerts", method="POST", body=b"{}").status_code == 401
-    assert _get(app, "/api/v1/alerts", ALICE, method="POST", body=b"{}").status_code == 401
+    assert asgi_get(app, "/api/v1/alerts", method="POST", body=b"{}").status_code == 401
+    assert asgi_get(app, "/api/v1/alerts", ALICE, method="POST", body=b"{}").status_code == 401
     # the right token: with no intake wired the service says so instead of dropping alerts
-    r = _get(app, "/api/v1/alerts", "am-token", method="POST", body=b"{}")
+    r = asgi_get(app, "/api/v1/alerts", "am-token", method="POST", body=b"{}")
     assert r.status_code == 503

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from test_serve_auth import ALICE, BOB, Cache, Reviewer, _get
+from servekit import ALICE, BOB, Cache, Reviewer, asgi_get
 
 from k3sops.serve.auth import Authorizer, SharedToken
 
@@ -100,13 +100,13 @@ def test_absent_sections_answer_200_empty_with_the_reason(tmp_path: Path) -> Non
 
     grants = {("alice", "get", "backups"), ("alice", "get", "environments")}
     app = _app(Settings(None, None, None), None, tmp_path, {}, grants)
-    b = _get(app, "/api/v1/backups", ALICE)
+    b = asgi_get(app, "/api/v1/backups", ALICE)
     assert b.status_code == 200
     assert b.json() == {"targets": [], "reason": "platform.yaml has no backup: section"}
-    e = _get(app, "/api/v1/environments", ALICE)
+    e = asgi_get(app, "/api/v1/environments", ALICE)
     assert e.status_code == 200 and e.json()["apps"] == [] and "gitops" in e.json()["reason"]
-    assert _get(app, "/api/v1/backups", BOB).status_code == 403
-    assert _get(app, "/api/v1/environments").status_code == 401
+    assert asgi_get(app, "/api/v1/backups", BOB).status_code == 403
+    assert asgi_get(app, "/api/v1/environments").status_code == 401
 
 
 @pytest.mark.skipif(shutil.which("restic") is None, reason="restic is not installed")
@@ -144,7 +144,7 @@ def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) ->
 
     grants = {("alice", "get", "backups"), ("alice", "get", "metrics")}
     app = _app(settings, store, tmp_path, env, grants)
-    resp = _get(app, "/api/v1/backups", ALICE)
+    resp = asgi_get(app, "/api/v1/backups", ALICE)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert env["RESTIC_PW"] not in resp.text
@@ -157,7 +157,7 @@ def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) ->
         == "Failed"
     assert by["tar", "files"]["reasons"] == ["no backup of this target in the repository"]
 
-    metrics = _get(app, "/metrics", ALICE).text
+    metrics = asgi_get(app, "/metrics", ALICE).text
     labels = '{kind="etcd",target="etcd"}'
     line = next(x for x in metrics.splitlines()
                 if x.startswith(f"k3sops_backup_last_success_timestamp_seconds{labels} "))
