@@ -3,7 +3,9 @@
 The runs stored here are built from tests/data/check-report.json, a real
 `k3sops -o json check --no-history` output captured from the dev lab with the crashloop,
 pending, failed-pod, oomkilled, stuck-rollout and node-notready scenarios applied. The store is
-a real SQLite file in a temporary directory (no mock).
+a real SQLite file in a temporary directory (no mock). What every backend must do (last run,
+runs and trend, acknowledgements, drills) is in test_history_contract.py, run on SQLite and
+PostgreSQL; this file keeps what is SQLite's own and the CLI commands.
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ import sqlite3
 import stat
 import threading
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from history_kit import at, load_report
 from k3sops.adapters.store import DB_NAME, HistoryStore, SqliteStore, default_dir
 from k3sops.adapters.store.sqlite import SCHEMA_VERSION
 from k3sops.cli.app import main
@@ -27,12 +30,9 @@ from k3sops.errors import AdapterError, ExitCode, HistoryError
 
 pytestmark = pytest.mark.unit
 
-DATA = Path(__file__).parent.parent / "data" / "check-report.json"
-
-
 @pytest.fixture
 def report() -> CheckReport:
-    return CheckReport.model_validate_json(DATA.read_text())
+    return load_report()
 
 
 @pytest.fixture
@@ -40,15 +40,6 @@ def store(tmp_path: Path) -> Iterator[HistoryStore]:
     s = SqliteStore.open(tmp_path / "state")
     yield s
     s.close()
-
-
-def at(report: CheckReport, when: datetime, period: str = "daily",
-       environment: str | None = None) -> CheckReport:
-    """The captured report as if run at ``when`` for ``period`` / ``environment``."""
-    summary = report.summary.model_copy(update={
-        "started_at": when.isoformat(timespec="seconds"), "period": period,
-        "environment": environment})
-    return report.model_copy(update={"summary": summary})
 
 
 T0 = datetime(2026, 11, 20, 7, 30, tzinfo=UTC)
@@ -89,27 +80,6 @@ def test_record_round_trip(store: HistoryStore, report: CheckReport) -> None:
     assert got.started_at == report.summary.started_at
 
 
-def test_last_run_is_newest_of_its_period_and_environment(store: HistoryStore,
-                                                          report: CheckReport) -> None:
-    ids = {
-        "daily-old": store.record(at(report, T0)),
-        "daily-new": store.record(at(report, T0 + timedelta(days=1))),
-        "weekly": store.record(at(report, T0 + timedelta(days=2), "weekly")),
-        "daily-prod": store.record(at(report, T0 + timedelta(days=3), "daily", "production")),
-    }
-    # Recorded out of time order: ordering follows started_at, not insertion.
-    store.record(at(report, T0 - timedelta(days=5)))
-    daily = store.last_run("daily", None)
-    assert daily is not None and daily.id == ids["daily-new"]
-    weekly = store.last_run("weekly", None)
-    assert weekly is not None and weekly.id == ids["weekly"]
-    prod = store.last_run("daily", "production")
-    assert prod is not None and prod.id == ids["daily-prod"]
-    assert prod.environment == "production"
-    assert store.last_run("daily", "staging") is None
-    assert store.last_run("monthly", None) is None
-
-
 def test_new_and_resolved_can_be_computed_from_the_last_run(store: HistoryStore,
                                                             report: CheckReport) -> None:
     """What services.check does with last_run: keys of the stored findings against today's."""
@@ -124,63 +94,12 @@ def test_new_and_resolved_can_be_computed_from_the_last_run(store: HistoryStore,
     assert all(f.key in before_keys for f in today)
 
 
-def test_runs_and_trend(store: HistoryStore, report: CheckReport) -> None:
-    for i in range(5):
-        store.record(at(report, T0 + timedelta(hours=i), "weekly" if i == 2 else "daily"))
-    runs = store.runs(limit=3)
-    assert [r.started_at for r in runs] == [
-        (T0 + timedelta(hours=h)).isoformat(timespec="seconds") for h in (4, 3, 2)]
-    assert [r.period for r in store.runs(period="weekly")] == ["weekly"]
-    assert len(store.runs(period="daily")) == 4
-    trend = store.trend(limit=4)
-    assert [p.started_at for p in trend] == [
-        (T0 + timedelta(hours=h)).isoformat(timespec="seconds") for h in (1, 2, 3, 4)]
-    point = trend[-1]
-    s = report.summary
-    assert (point.critical, point.warning, point.info, point.health_score) == (
-        s.critical, s.warning, s.info, s.health_score)
-    assert point.cpu == s.usage["cpu"] and point.disk == s.usage["disk"]
-
-
-def test_acks_expire_with_their_period(store: HistoryStore) -> None:
-    # Thursday 2026-11-26, 09:00 in UTC+1.
-    tz = timezone(timedelta(hours=1))
-    now = datetime(2026, 11, 26, 9, 0, tzinfo=tz)
-    store.ack("daily-y", "daily", "alice", "done", now - timedelta(days=1))
-    store.ack("daily-t", "daily", "alice", None, now - timedelta(hours=1))
-    store.ack("weekly-mon", "weekly", "bob", "ok", datetime(2026, 11, 23, 8, tzinfo=tz))
-    store.ack("weekly-last", "weekly", "bob", "ok", datetime(2026, 11, 22, 20, tzinfo=tz))
-    store.ack("monthly-1st", "monthly", "carol", "ok", datetime(2026, 11, 1, 0, 30, tzinfo=tz))
-    acks = store.acks(now)
-    assert set(acks) == {"daily-t", "weekly-mon", "monthly-1st"}
-    assert acks["daily-t"] == {"by": "alice",
-                               "at": (now - timedelta(hours=1)).astimezone(UTC)
-                               .isoformat(timespec="seconds")}
-    assert acks["weekly-mon"]["note"] == "ok"
-    # The day boundary is the operator's: 00:30 local on the 1st is 23:30 UTC the day before.
-    assert datetime.fromisoformat(acks["monthly-1st"]["at"]).day == 31
-    # Next Monday the weekly acknowledgement is open again, and on December 1st the monthly.
-    assert "weekly-mon" not in store.acks(datetime(2026, 11, 30, 9, tzinfo=tz))
-    assert "monthly-1st" not in store.acks(datetime(2026, 12, 1, 9, tzinfo=tz))
-
-
 def test_latest_ack_wins(store: HistoryStore) -> None:
     now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
     store.ack("item", "daily", "alice", "first", now - timedelta(hours=3))
     store.ack("item", "daily", "bob", "second", now - timedelta(hours=1))
     assert store.acks(now)["item"]["by"] == "bob"
     assert store.acks(now)["item"]["note"] == "second"
-
-
-def test_restore_drill_facts_keep_90_days(store: HistoryStore) -> None:
-    now = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
-    store.record_restore_drill("etcd", "snapshot-a", True, now - timedelta(days=100), 12.5)
-    store.record_restore_drill("postgres", "orders", False, now - timedelta(days=3), None)
-    store.record_restore_drill("etcd", "snapshot-b", True, now - timedelta(days=1), 8.0)
-    drills = store.facts(now)["restore_drills"]
-    assert [(d["kind"], d["target"], d["ok"], d["seconds"]) for d in drills] == [
-        ("postgres", "orders", False, None), ("etcd", "snapshot-b", True, 8.0)]
-    assert drills[1]["at"] == (now - timedelta(days=1)).isoformat(timespec="seconds")
 
 
 def test_concurrent_writers(tmp_path: Path, report: CheckReport) -> None:
