@@ -7,11 +7,14 @@ are built from a real captured report (tests/history_kit.py). No mock anywhere.
 
 from __future__ import annotations
 
+import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from history_kit import at, fresh_database, load_report
@@ -20,6 +23,8 @@ from k3sops.adapters.store import (
     HistoryStore,
     RemediationRecord,
     SqliteStore,
+    postgres,
+    sqlite,
 )
 from k3sops.adapters.store.postgres import PostgresStore
 from k3sops.domain.findings import CheckReport
@@ -78,12 +83,66 @@ def test_open_migrates_an_empty_database_and_reopening_keeps_everything(
     with opener() as s:
         assert s.runs() == [] and s.alerts() == [] and s.schedule_claims() == []
         version = s.schema_version
-        assert version == (3 if s.backend == "sqlite" else 2)
+        assert version == (4 if s.backend == "sqlite" else 3)
         run_id = s.record(report)
     # Opening an up-to-date database again is a no-op migration.
     with opener() as s:
         assert s.schema_version == version
         assert [r.id for r in s.runs()] == [run_id]
+
+
+Insert = Callable[[str, str, str], None]
+"""Stores a remediation row (target, mode, detail) as the previous version's code did."""
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.lab)])
+def previous(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Insert, Opener]]:
+    """A database at the schema version before this one: (insert into it, open it now)."""
+    when = T0 - timedelta(minutes=20)
+    if request.param == "sqlite":
+        path = tmp_path / "k3sops.db"
+        sqlite.SqliteStore.open_file(path, upto=sqlite.SCHEMA_VERSION - 1).close()
+
+        def insert_lite(target: str, mode: str, detail: str) -> None:
+            with contextlib.closing(sqlite3.connect(path)) as conn, conn:
+                conn.execute(
+                    "INSERT INTO remediations (policy_id, trigger, target, plan, mode, at, "
+                    "at_ts, detail) VALUES ('restart', 'alert:A', ?, 'restart', ?, ?, ?, ?)",
+                    (target, mode, when.isoformat(), when.timestamp(), detail))
+        yield insert_lite, lambda: sqlite.SqliteStore.open_file(path)
+        return
+    lab = request.getfixturevalue("lab")
+    with fresh_database(lab) as url:
+        PostgresStore.open(url, upto=postgres.SCHEMA_VERSION - 1).close()
+
+        def insert_pg(target: str, mode: str, detail: str) -> None:
+            with psycopg.connect(url, autocommit=True) as conn:
+                conn.execute(
+                    "INSERT INTO k3sops.remediations (policy_id, trigger, target, plan, mode, "
+                    "at, detail) VALUES ('restart', 'alert:A', %s, 'restart', %s, %s, %s)",
+                    (target, mode, when, detail))
+        yield insert_pg, lambda: PostgresStore.open(url)
+
+
+def test_migration_from_the_previous_version_makes_each_attempt_one_row(
+        previous: tuple[Insert, Opener]) -> None:
+    """The previous version stored a failed reservation as an ``applied`` row plus a
+    ``failed`` row naming it; the migration folds them, and keeps the rate's count."""
+    insert, reopen = previous
+    insert("pods/d/p", "applied", "plan restart on pods/d/p")
+    insert("pods/d/p", "failed", "reservation #1: API server refused to patch (HTTP 403)")
+    insert("pods/d/q", "applied", "plan restart on pods/d/q")
+    insert("pods/d/q", "failed", "plan cannot be built")
+    with reopen() as s:
+        got = [(r.id, r.mode, r.detail) for r in reversed(s.remediations())]
+        assert got == [(1, "failed", "API server refused to patch (HTTP 403)"),
+                       (3, "applied", "plan restart on pods/d/q"),
+                       (4, "failed", "plan cannot be built")]
+        # Both earlier reservations still hold their slot of the rate.
+        since = T0 - timedelta(hours=1)
+        assert s.reserve_remediation(remediation("restart", T0, "reserved"), 3,
+                                     since) is not None
+        assert s.reserve_remediation(remediation("restart", T0, "reserved"), 3, since) is None
 
 
 # -- runs ------------------------------------------------------------------------------------
@@ -257,6 +316,35 @@ def test_remediation_counts_and_rate(store: HistoryStore) -> None:
     assert [r.mode for r in listed] == ["applied", "dry-run", "applied", "applied"]
     assert listed[0].at == now and listed[0].target == "Pod production/web-0"
     assert len(store.remediations(limit=2)) == 2
+
+
+def test_a_reservation_is_one_row_finished_in_place(store: HistoryStore) -> None:
+    hour_ago = T0 - timedelta(hours=1)
+    rid = store.reserve_remediation(remediation("restart", T0, "reserved"), 2, hour_ago)
+    assert rid is not None
+    [rec] = store.remediations()
+    assert (rec.id, rec.mode) == (rid, "reserved")
+    assert store.finish_remediation(rid, "failed", "HTTP 403: patch deployments") is True
+    [rec] = store.remediations()
+    assert (rec.id, rec.mode, rec.detail) == (rid, "failed", "HTTP 403: patch deployments")
+    # Finished once: a second finish, an unknown id, a record that was no reservation.
+    assert store.finish_remediation(rid, "applied", "again") is False
+    assert store.finish_remediation(rid + 1000, "applied", None) is False
+    dry = store.record_remediation(remediation("restart", T0, "dry-run"))
+    refused = store.record_remediation(remediation("restart", T0, "reserved"))
+    assert store.finish_remediation(dry, "applied", None) is False
+    assert store.finish_remediation(refused, "applied", None) is False
+    assert [r.mode for r in store.remediations()] == ["reserved", "dry-run", "failed"]
+    # The failed attempt still holds its slot: with max 2 one more, then none.
+    second = store.reserve_remediation(remediation("restart", T0, "reserved"), 2, hour_ago)
+    assert second is not None
+    assert store.finish_remediation(second, "refused", "would cordon the last node") is True
+    assert store.reserve_remediation(remediation("restart", T0, "reserved"), 2,
+                                     hour_ago) is None
+    assert store.reserve_remediation(remediation("other", T0, "reserved"), 2,
+                                     hour_ago) is not None
+    assert store.remediation_count("restart", hour_ago, ("failed", "refused")) == 2
+    assert store.remediation_count("restart", hour_ago) == 0
 
 
 # -- scheduled runs --------------------------------------------------------------------------

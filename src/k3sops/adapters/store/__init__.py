@@ -19,6 +19,7 @@ from k3sops.adapters.store.base import (
     AlertRecord,
     AlertState,
     ClaimStatus,
+    FinalMode,
     HistoryStore,
     RemediationMode,
     RemediationRecord,
@@ -34,7 +35,7 @@ from k3sops.config.schema.state import (
 )
 from k3sops.errors import ConfigError, HistoryError
 
-__all__ = ["DB_NAME", "AlertRecord", "AlertState", "ClaimStatus", "HistoryError",
+__all__ = ["DB_NAME", "AlertRecord", "AlertState", "ClaimStatus", "FinalMode", "HistoryError",
            "HistoryStore", "RemediationMode", "RemediationRecord", "ScheduleClaim",
            "SqliteStore", "StoredRun", "TrendPoint", "default_dir", "open_store"]
 

@@ -39,7 +39,11 @@ DRILL_WINDOW = timedelta(days=90)
 """How far back :meth:`HistoryStore.facts` reports restore drills."""
 
 AlertState = Literal["firing", "resolved"]
-RemediationMode = Literal["applied", "dry-run", "refused", "failed"]
+RemediationMode = Literal["reserved", "applied", "dry-run", "refused", "failed"]
+"""``reserved``: a slot of the rate taken, the plan being applied (until
+:meth:`HistoryStore.finish_remediation` records how it ended: ``applied``, ``failed`` or
+``refused``; a row left ``reserved`` means its replica stopped mid-apply)."""
+FinalMode = Literal["applied", "failed", "refused"]
 ClaimStatus = Literal["claimed", "done", "interrupted"]
 
 
@@ -106,7 +110,11 @@ class AlertRecord(BaseModel):
 
 
 class RemediationRecord(BaseModel):
-    """One remediation decided by a policy: applied, only planned (dry-run), refused, failed."""
+    """One remediation decided by a policy: applied, only planned (dry-run), refused, failed.
+
+    A remediation that was applied (or attempted) is one row: reserved under the rate, then
+    finished with its outcome; the rate counts it whatever the outcome.
+    """
 
     policy_id: str
     trigger: str
@@ -343,11 +351,20 @@ class HistoryStore(ABC):
     @abstractmethod
     def reserve_remediation(self, rec: RemediationRecord, limit: int,
                             since: datetime) -> int | None:
-        """Store ``rec`` unless its policy's rate is used up; return its id, or None.
+        """Store ``rec`` as a reservation unless its policy's rate is used up; its id, or None.
 
-        The rate: fewer than ``limit`` applied remediations of the policy since ``since``.
+        The rate: fewer than ``limit`` reservations (whatever became of them: applied, failed
+        or refused after reserving) and ``applied`` records of the policy since ``since``.
         Count and insert are one step under a lock, so two replicas (or a leader and the one
         taking over) cannot both take the last slot.
+        """
+
+    @abstractmethod
+    def finish_remediation(self, rid: int, mode: FinalMode, detail: str | None) -> bool:
+        """Record how reservation ``rid`` ended: its mode and detail, in the same row.
+
+        False (nothing changed) when ``rid`` is not a reservation still ``reserved``: a
+        reservation is finished once. It keeps counting against the rate.
         """
 
     @abstractmethod

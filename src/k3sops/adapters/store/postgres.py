@@ -12,6 +12,9 @@ database migrated by a newer k3sops is refused, never downgraded or written.
     v2  runs.details (sources, manual items, not-evaluated rules); alerts (unique on
         Alertmanager's fingerprint + startsAt), remediations, schedule_claims (primary key
         period + due_at): what the service adds
+    v3  remediations.reserved: the row took a slot of its policy's rate (a reservation,
+        finished in place by finish_remediation, or a record stored ``applied``); v2's
+        second ``failed`` row of a failed reservation is folded into the reservation's row
 
 Concurrency between replicas: idempotent records are ``INSERT ... ON CONFLICT`` on their key
 (one replica inserts, the other learns it was a repeat); a rate-limited remediation counts and
@@ -41,6 +44,7 @@ from k3sops.adapters.store.base import (
     DRILL_WINDOW,
     AlertRecord,
     AlertState,
+    FinalMode,
     HistoryStore,
     RemediationMode,
     RemediationRecord,
@@ -60,7 +64,7 @@ from k3sops.errors import HistoryError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 SCHEMA = "k3sops"
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT = "60s"
@@ -136,7 +140,22 @@ _SCHEMA_V2 = (
         PRIMARY KEY (period, due_at))""",
     "CREATE INDEX claims_by_due ON k3sops.schedule_claims (due_at)",
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+_SCHEMA_V3 = (
+    "ALTER TABLE k3sops.remediations ADD COLUMN reserved boolean NOT NULL DEFAULT false",
+    # Up to v2 the rate counted rows stored "applied", and every reservation was one.
+    "UPDATE k3sops.remediations SET reserved = true WHERE mode = 'applied'",
+    # v2 recorded a failed reservation as a second row "reservation #ID: why": fold it into
+    # the reservation's own row, so each attempt is one row (as finish_remediation keeps it).
+    """UPDATE k3sops.remediations r SET mode = 'failed',
+        detail = substr(f.detail, length('reservation #' || r.id || ': ') + 1)
+    FROM k3sops.remediations f WHERE r.reserved AND f.mode = 'failed' AND NOT f.reserved
+        AND f.policy_id = r.policy_id AND f.detail LIKE 'reservation #' || r.id || ': %'""",
+    """DELETE FROM k3sops.remediations f USING k3sops.remediations r
+    WHERE f.mode = 'failed' AND NOT f.reserved AND r.reserved
+        AND r.policy_id = f.policy_id AND f.detail LIKE 'reservation #' || r.id || ': %'""",
+    "CREATE INDEX remediations_reserved ON k3sops.remediations (policy_id, reserved, at)",
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 """Statements that bring the schema from version ``n - 1`` to ``n``. Released versions are
 never edited: a change is a new version."""
 
@@ -456,12 +475,13 @@ class PostgresStore(HistoryStore):
     # -- remediations ----------------------------------------------------------------------
 
     @staticmethod
-    def _insert_remediation(conn: psycopg.Connection[Any], rec: RemediationRecord) -> int:
+    def _insert_remediation(conn: psycopg.Connection[Any], rec: RemediationRecord,
+                            reserved: bool) -> int:
         row = conn.execute(
             "INSERT INTO k3sops.remediations (policy_id, trigger, target, plan, mode, at, "
-            "detail) VALUES (%s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            "detail, reserved) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (rec.policy_id, rec.trigger, rec.target, rec.plan, rec.mode, utc(rec.at),
-             rec.detail)).fetchone()
+             rec.detail, reserved)).fetchone()
         return int(row[0]) if row else 0
 
     @staticmethod
@@ -474,8 +494,8 @@ class PostgresStore(HistoryStore):
 
     def record_remediation(self, rec: RemediationRecord) -> int:
         """Store a remediation record; return its id."""
-        return self._tx("record a remediation in",
-                        lambda conn: self._insert_remediation(conn, rec))
+        return self._tx("record a remediation in", lambda conn: self._insert_remediation(
+            conn, rec, reserved=rec.mode == "applied"))
 
     def remediation_count(self, policy_id: str, since: datetime,
                           modes: Sequence[RemediationMode] = ("applied",)) -> int:
@@ -492,11 +512,20 @@ class PostgresStore(HistoryStore):
             # after our insert is committed.
             conn.execute("SELECT pg_advisory_xact_lock(%s, hashtext(%s))",
                          (_REMEDIATION_LOCK_CLASS, rec.policy_id))
-            if self._count(conn, rec.policy_id, since, ("applied",)) >= limit:
+            row = conn.execute(
+                "SELECT count(*) FROM k3sops.remediations WHERE policy_id = %s AND reserved "
+                "AND at >= %s", (rec.policy_id, utc(since))).fetchone()
+            if row is not None and int(row[0]) >= limit:
                 return None
-            return self._insert_remediation(conn, rec)
+            return self._insert_remediation(conn, rec, reserved=True)
 
         return self._tx("reserve a remediation in", reserve)
+
+    def finish_remediation(self, rid: int, mode: FinalMode, detail: str | None) -> bool:
+        """Record how reservation ``rid`` ended (see :class:`HistoryStore`)."""
+        return self._tx("finish a remediation in", lambda conn: conn.execute(
+            "UPDATE k3sops.remediations SET mode = %s, detail = %s WHERE id = %s AND reserved "
+            "AND mode = 'reserved'", (mode, detail, rid)).rowcount == 1)
 
     def remediations(self, limit: int = 100,
                      policy_id: str | None = None) -> list[RemediationRecord]:

@@ -14,7 +14,9 @@ versioned with ``PRAGMA user_version`` and migrated on open, openers taking turn
     restore_drills  id, at (ISO), at_ts, kind, target, ok, seconds
     alerts          (v3) id, fingerprint, starts_at (UTC ISO to the µs), unique together;
                     starts_ts, alertname, status, ends_at, received_at, labels, enriched (JSON)
-    remediations    (v3) id, policy_id, trigger, target, plan, mode, at, at_ts, detail
+    remediations    (v3) id, policy_id, trigger, target, plan, mode, at, at_ts, detail;
+                    (v4) reserved: the row took a slot of its policy's rate (a reservation,
+                    finished in place, or a record stored ``applied``)
     schedule_claims (v3) period, due_at (UTC ISO), primary key together; due_ts, owner,
                     claimed_at, claimed_ts, status, run_id, finished_at
 
@@ -40,6 +42,7 @@ from k3sops.adapters.store.base import (
     DRILL_WINDOW,
     AlertRecord,
     AlertState,
+    FinalMode,
     HistoryStore,
     RemediationMode,
     RemediationRecord,
@@ -60,7 +63,7 @@ from k3sops.domain.findings import CheckReport, Finding, Period, Summary
 from k3sops.errors import HistoryError
 
 DB_NAME = "k3sops.db"
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a writer waits for another one; a record is written in milliseconds."""
 
@@ -136,7 +139,28 @@ _SCHEMA_V3 = (
         PRIMARY KEY (period, due_at))""",
     "CREATE INDEX claims_by_due ON schedule_claims (due_ts)",
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_SCHEMA_V4 = (
+    "ALTER TABLE remediations ADD COLUMN reserved INTEGER NOT NULL DEFAULT 0",
+    # Up to v3 the rate counted rows stored "applied", and every reservation was one.
+    "UPDATE remediations SET reserved = 1 WHERE mode = 'applied'",
+    # v3 recorded a failed reservation as a second row "reservation #ID: why": fold it into
+    # the reservation's own row, so each attempt is one row (as finish_remediation keeps it).
+    """UPDATE remediations SET mode = 'failed', detail = (
+        SELECT substr(f.detail, length('reservation #' || remediations.id || ': ') + 1)
+        FROM remediations f WHERE f.mode = 'failed' AND f.reserved = 0
+        AND f.policy_id = remediations.policy_id
+        AND f.detail LIKE 'reservation #' || remediations.id || ': %' ORDER BY f.id LIMIT 1)
+    WHERE reserved = 1 AND EXISTS (
+        SELECT 1 FROM remediations f WHERE f.mode = 'failed' AND f.reserved = 0
+        AND f.policy_id = remediations.policy_id
+        AND f.detail LIKE 'reservation #' || remediations.id || ': %')""",
+    """DELETE FROM remediations WHERE mode = 'failed' AND reserved = 0 AND EXISTS (
+        SELECT 1 FROM remediations r WHERE r.reserved = 1 AND r.policy_id =
+        remediations.policy_id AND remediations.detail LIKE 'reservation #' || r.id || ': %')""",
+    "CREATE INDEX remediations_reserved ON remediations (policy_id, reserved, at_ts)",
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
+                                          4: _SCHEMA_V4}
 """Statements that bring the schema from version ``n - 1`` to ``n``. Released versions are
 never edited: a change is a new version."""
 
@@ -181,8 +205,10 @@ class SqliteStore(HistoryStore):
         return cls.open_file(directory / DB_NAME)
 
     @classmethod
-    def open_file(cls, path: Path) -> SqliteStore:
+    def open_file(cls, path: Path, upto: int = SCHEMA_VERSION) -> SqliteStore:
         """Open (creating if needed) the database file ``path`` and migrate its schema.
+
+        ``upto``: the version to migrate to (tests build older databases with it).
 
         Raises:
             HistoryError: the directory cannot be created, or the file is unwritable, corrupt,
@@ -217,7 +243,7 @@ class SqliteStore(HistoryStore):
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             store = cls(conn, path)
-            store._migrate()
+            store._migrate(upto)
             return store
         except sqlite3.Error as e:
             if conn is not None:
@@ -231,7 +257,7 @@ class SqliteStore(HistoryStore):
             fcntl.flock(lock_fd, fcntl.LOCK_UN)
             os.close(lock_fd)
 
-    def _migrate(self) -> None:
+    def _migrate(self, upto: int) -> None:
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
             raise HistoryError(
@@ -239,12 +265,12 @@ class SqliteStore(HistoryStore):
                 f"this k3sops understands ({SCHEMA_VERSION})", location=self.location,
                 path=self.path,
                 hint="upgrade k3sops, or pass --state-dir DIR to keep a separate history")
-        if version == SCHEMA_VERSION:
+        if version >= upto:
             return
         with self._write():
             # Re-read inside the lock: a concurrent opener may have migrated meanwhile.
             version = self._conn.execute("PRAGMA user_version").fetchone()[0]
-            for target in range(version + 1, SCHEMA_VERSION + 1):
+            for target in range(version + 1, upto + 1):
                 for stmt in MIGRATIONS[target]:
                     self._conn.execute(stmt)
                 self._conn.execute(f"PRAGMA user_version = {target}")
@@ -415,12 +441,12 @@ class SqliteStore(HistoryStore):
 
     # -- remediations ----------------------------------------------------------------------
 
-    def _insert_remediation(self, rec: RemediationRecord) -> int:
+    def _insert_remediation(self, rec: RemediationRecord, reserved: bool) -> int:
         cur = self._conn.execute(
             "INSERT INTO remediations (policy_id, trigger, target, plan, mode, at, at_ts, "
-            "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            "detail, reserved) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (rec.policy_id, rec.trigger, rec.target, rec.plan, rec.mode, _key_time(rec.at),
-             utc(rec.at).timestamp(), rec.detail))
+             utc(rec.at).timestamp(), rec.detail, int(reserved)))
         return int(cur.lastrowid or 0)
 
     def _count(self, policy_id: str, since: datetime, modes: Sequence[str]) -> int:
@@ -430,10 +456,16 @@ class SqliteStore(HistoryStore):
             f"AND mode IN ({marks})", (policy_id, utc(since).timestamp(), *modes)).fetchone()
         return int(row[0])
 
+    def _reserved(self, policy_id: str, since: datetime) -> int:
+        row = self._conn.execute(
+            "SELECT count(*) FROM remediations WHERE policy_id = ? AND reserved = 1 "
+            "AND at_ts >= ?", (policy_id, utc(since).timestamp())).fetchone()
+        return int(row[0])
+
     def record_remediation(self, rec: RemediationRecord) -> int:
         """Store a remediation record; return its id."""
         with self._guard("record a remediation"), self._write():
-            return self._insert_remediation(rec)
+            return self._insert_remediation(rec, reserved=rec.mode == "applied")
 
     def remediation_count(self, policy_id: str, since: datetime,
                           modes: Sequence[RemediationMode] = ("applied",)) -> int:
@@ -446,9 +478,17 @@ class SqliteStore(HistoryStore):
         """Store ``rec`` if the policy's rate allows it (see :class:`HistoryStore`)."""
         # BEGIN IMMEDIATE holds the database's write lock from the count to the insert.
         with self._guard("reserve a remediation"), self._write():
-            if self._count(rec.policy_id, since, ("applied",)) >= limit:
+            if self._reserved(rec.policy_id, since) >= limit:
                 return None
-            return self._insert_remediation(rec)
+            return self._insert_remediation(rec, reserved=True)
+
+    def finish_remediation(self, rid: int, mode: FinalMode, detail: str | None) -> bool:
+        """Record how reservation ``rid`` ended (see :class:`HistoryStore`)."""
+        with self._guard("finish a remediation"), self._write():
+            cur = self._conn.execute(
+                "UPDATE remediations SET mode = ?, detail = ? WHERE id = ? AND reserved = 1 "
+                "AND mode = 'reserved'", (mode, detail, rid))
+            return cur.rowcount == 1
 
     def remediations(self, limit: int = 100,
                      policy_id: str | None = None) -> list[RemediationRecord]:
