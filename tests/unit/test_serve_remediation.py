@@ -27,7 +27,13 @@ from k3sops.domain.snapshot import ClusterSnapshot
 from k3sops.errors import PlanRejected
 from k3sops.serve.alerts import AlertIntake, enricher
 from k3sops.serve.metrics import ServiceMetrics
-from k3sops.serve.remediation import Remediator, Target, environment_of
+from k3sops.serve.remediation import (
+    Refused,
+    Remediator,
+    Target,
+    cordon_refusal,
+    environment_of,
+)
 from k3sops.services.context import Settings
 from k3sops.services.remediate import RemediationReport, StepResult
 
@@ -141,12 +147,20 @@ def test_rate_window_is_one_hour(store: HistoryStore) -> None:
         "applied"]
 
 
-def test_environment_not_allowed_takes_no_action(store: HistoryStore) -> None:
+def test_environment_not_allowed_is_refused_without_a_plan(store: HistoryStore) -> None:
     executor = Executor()
-    intake, _ = _wire(store, _cfg(environments=["production"]), executor)
+    intake, metrics = _wire(store, _cfg(enabled=True, environments=["production"]), executor)
     _deliver(intake)
     assert executor.calls == []
-    assert store.remediations() == []
+    [rec] = store.remediations()
+    assert rec.mode == "refused"
+    assert rec.detail == (f"pods/development/{POD_NAME} is in environment development; the "
+                          "policy acts in production only")
+    assert 'k3sops_remediations_total{mode="refused",policy="crashloop-restart"} 1.0' in (
+        metrics.render().decode())
+    # a refusal takes no slot of the rate
+    assert store.remediation_count("crashloop-restart", datetime(2026, 1, 1, tzinfo=UTC),
+                                   ("applied", "reserved", "failed")) == 0
 
 
 def test_follower_takes_no_action(store: HistoryStore) -> None:
@@ -157,13 +171,56 @@ def test_follower_takes_no_action(store: HistoryStore) -> None:
     assert store.remediations() == []
 
 
-def test_a_plan_that_cannot_be_built_is_recorded_failed(store: HistoryStore) -> None:
-    intake, _ = _wire(store, _cfg(enabled=True), Executor(fail=True))
+def test_a_plan_that_cannot_be_built_is_recorded_failed_in_its_reservation(
+        store: HistoryStore) -> None:
+    intake, metrics = _wire(store, _cfg(enabled=True, max_per_hour=1), Executor(fail=True))
     _deliver(intake)
-    failed, reserved = store.remediations()
-    assert (reserved.mode, failed.mode) == ("applied", "failed")
-    assert f"reservation #{reserved.id}" in (failed.detail or "")
-    assert "not found" in (failed.detail or "")
+    [rec] = store.remediations()
+    assert rec.mode == "failed" and "not found" in (rec.detail or "")
+    # the failed attempt kept its slot: the next firing within the hour is refused
+    _deliver(intake, "2026-12-05T17:40:00Z")
+    assert [r.mode for r in store.remediations()] == ["refused", "failed"]
+    text = metrics.render().decode()
+    assert 'k3sops_remediations_total{mode="failed",policy="crashloop-restart"} 1.0' in text
+    assert 'mode="applied"' not in text
+
+
+def test_a_guard_refusal_is_recorded_refused_applied_or_not(store: HistoryStore) -> None:
+    def guarded(plan: str, target: Target, apply: bool) -> RemediationReport:
+        raise Refused("cordon n1 would leave 2 of 3 nodes cordoned", hint="nothing changed")
+
+    target = Target("pods", "development", POD_NAME)
+    for enabled in (False, True):
+        rem = Remediator(_cfg(enabled=enabled), _platform(), store, lambda: True, guarded)
+        [rec] = rem.handle(rem.cfg.policies, "alert:KubePodCrashLooping", target)
+        assert (rec.mode, rec.detail) == ("refused",
+                                          "cordon n1 would leave 2 of 3 nodes cordoned")
+    assert [r.mode for r in store.remediations()] == ["refused", "refused"]
+
+
+def test_an_unexpected_error_still_finishes_the_reservation(store: HistoryStore) -> None:
+    def broken(plan: str, target: Target, apply: bool) -> RemediationReport:
+        raise RuntimeError("bug")
+
+    rem = Remediator(_cfg(enabled=True), _platform(), store, lambda: True, broken)
+    with pytest.raises(RuntimeError):
+        rem.handle(rem.cfg.policies, "alert:x", Target("pods", "development", POD_NAME))
+    [rec] = store.remediations()
+    assert rec.mode == "failed" and "unexpected error" in (rec.detail or "")
+
+
+def _node(name: str, cordoned: bool = False) -> dict[str, Any]:
+    return {"metadata": {"name": name}, "spec": {"unschedulable": True} if cordoned else {}}
+
+
+def test_a_policy_cordons_at_most_half_of_the_nodes() -> None:
+    assert cordon_refusal([_node("a")], "a") is not None  # the only node
+    assert cordon_refusal([_node("a"), _node("b")], "a") is None
+    assert "2 of 2" in (cordon_refusal([_node("a", True), _node("b")], "b") or "")
+    three = [_node("a", True), _node("b"), _node("c")]
+    assert "2 of 3" in (cordon_refusal(three, "b") or "")
+    assert cordon_refusal(three, "a") is None  # already cordoned: no change to refuse
+    assert cordon_refusal([_node("a", True), *(_node(n) for n in "bcd")], "b") is None
 
 
 def test_new_findings_of_a_check_trigger_its_policy(store: HistoryStore) -> None:

@@ -8,6 +8,8 @@ environment whose ``namespaces`` list it, as everywhere in k3sops) is acted on:
 
 * only on the leader: a remediation is a write, and the follower's copy of the same alert
   must not act twice;
+* only in the policy's ``environments``: an object elsewhere (or in no environment, e.g. a
+  node) is recorded ``refused`` with the environment it is in, and nothing is planned;
 * under the policy's rate: at most ``max_per_hour`` in the last hour, reserved in the store
   (:meth:`HistoryStore.reserve_remediation`: count and insert in one locked step, so two
   replicas cannot both take the last slot); over it the remediation is recorded ``refused``;
@@ -16,13 +18,21 @@ environment whose ``namespaces`` list it, as everywhere in k3sops) is acted on:
   nothing changes;
 * enabled: the plan is applied through the same service functions as `k3sops remediate
   ... --apply` (:mod:`k3sops.services.remediate`), so every step is audited in the same log.
-  A plan that could not be built or a step that failed is recorded ``failed`` besides the
-  reservation (the attempt still counts in the rate: a failing remediation is not retried
-  in a loop).
+  The reservation is one row, ``reserved`` while the plan runs, then finished in place
+  (:meth:`HistoryStore.finish_remediation`): ``applied``; ``failed`` when the plan could not
+  be built or a step failed (a refused write: the API server's 403, naming verb and
+  resource); ``refused`` when a guard below refused it. It counts in the rate whatever its
+  outcome: a failing remediation is not retried in a loop.
 
 Plans: ``restart`` (a pod's Deployment/StatefulSet, found through its owners, or the workload
 itself: `k3sops remediate rollout restart`), ``clean-pods`` (Failed/Evicted pods of the
 object's namespace) and ``cordon`` (the node, or the node the pod runs on).
+
+Guard on ``cordon``: a policy never leaves more than half of the cluster's nodes cordoned
+(:func:`cordon_refusal`). ``max_per_hour`` caps the rate, not the total, and nothing uncordons
+a node by itself: a flapping alert at one cordon an hour would otherwise cordon every node in a
+day, and the pod's node may also run other environments' workloads. A person can still cordon
+more with `k3sops node cordon`.
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ from k3sops.domain.snapshot import plural_of
 from k3sops.errors import K3sopsError
 
 if TYPE_CHECKING:
-    from k3sops.adapters.store import HistoryStore, RemediationMode
+    from k3sops.adapters.store import FinalMode, HistoryStore, RemediationMode
     from k3sops.config.schema import Platform
     from k3sops.config.schema.serve import Remediation, RemediationPolicy
     from k3sops.domain.findings import Finding
@@ -66,7 +76,28 @@ class Target:
 
 
 Execute = Callable[[str, Target, bool], "RemediationReport"]
-"""Build (and with True apply) the named plan for a target; raises K3sopsError."""
+"""Build (and with True apply) the named plan for a target; raises K3sopsError (Refused: a
+guard refused it)."""
+
+
+class Refused(K3sopsError):
+    """A guard refused a policy's plan before anything changed (recorded ``refused``)."""
+
+
+def cordon_refusal(nodes: Iterable[Mapping[str, Any]], node: str) -> str | None:
+    """Why a policy may not cordon ``node`` (None: it may): not over half the nodes cordoned.
+
+    A node already cordoned is no change (the plan has no step), so it is never refused.
+    """
+    names = {str((n.get("metadata") or {}).get("name")): bool(
+        (n.get("spec") or {}).get("unschedulable")) for n in nodes}
+    if names.get(node):
+        return None
+    after = sum(names.values()) + 1
+    if 2 * after > len(names):
+        return (f"cordon {node} would leave {after} of {len(names)} nodes cordoned; a policy "
+                f"cordons at most half of them (cordon by hand: k3sops node cordon {node})")
+    return None
 
 
 def environment_of(platform: Platform | None, namespace: str | None) -> str | None:
@@ -158,8 +189,13 @@ class Remediator:
         with self._lock:
             for policy in policies:
                 if env is None or env not in policy.environments:
-                    log.info("remediation %s: %s is in environment %s, not in %s", policy.id,
-                             target, env or "(none)", ", ".join(policy.environments))
+                    # Recorded (not only logged): who looks at the records sees why a policy
+                    # did not act. It takes no slot of the rate.
+                    where = f"environment {env}" if env else "no environment"
+                    out.append(self._record(
+                        policy, trigger, target, "refused",
+                        f"{target} is in {where}; the policy acts in "
+                        f"{', '.join(policy.environments)} only"))
                     continue
                 out += self._one(policy, trigger, target)
         return out
@@ -191,6 +227,8 @@ class Remediator:
                                  f"rate: {policy.max_per_hour} per hour used")]
         try:
             report = self.execute(policy.plan, target, False)
+        except Refused as e:
+            return [self._record(policy, trigger, target, "refused", e.message)]
         except K3sopsError as e:
             return [self._record(policy, trigger, target, "failed", e.message)]
         return [self._record(policy, trigger, target, "dry-run", _describe(report))]
@@ -198,26 +236,32 @@ class Remediator:
     def _apply(self, policy: RemediationPolicy, trigger: str,
                target: Target) -> list[RemediationRecord]:
         now = self.clock()
-        reservation = RemediationRecord(policy_id=policy.id, trigger=trigger,
-                                        target=str(target), plan=policy.plan, mode="applied",
-                                        at=now, detail=f"plan {policy.plan} on {target}")
-        rid = self.store.reserve_remediation(reservation, policy.max_per_hour,
-                                             now - timedelta(hours=1))
+        rec = RemediationRecord(policy_id=policy.id, trigger=trigger, target=str(target),
+                                plan=policy.plan, mode="reserved", at=now,
+                                detail=f"plan {policy.plan} on {target}")
+        rid = self.store.reserve_remediation(rec, policy.max_per_hour, now - timedelta(hours=1))
         if rid is None:
             return [self._record(policy, trigger, target, "refused",
                                  f"rate: {policy.max_per_hour} per hour used")]
-        reservation.id = rid
-        self._counted(policy, "applied")
+        rec.id = rid
+        mode: FinalMode = "failed"
+        detail = "the remediation stopped on an unexpected error (see the service's log)"
         try:
             report = self.execute(policy.plan, target, True)
-            why = _describe(report) if report.failures else None
+            mode = "failed" if report.failures else "applied"
+            detail = _describe(report)
+        except Refused as e:
+            mode, detail = "refused", e.message
         except K3sopsError as e:
-            why = e.message
-        if why is not None:
-            return [reservation, self._record(policy, trigger, target, "failed",
-                                              f"reservation #{rid}: {why}")]
-        log.info("remediation %s applied: %s", policy.id, _describe(report))
-        return [reservation]
+            detail = e.message
+        finally:
+            # Also on an unexpected error: the row must not stay "reserved" (that means the
+            # replica stopped mid-apply), and the attempt keeps its slot of the rate.
+            self.store.finish_remediation(rid, mode, detail)
+            rec.mode, rec.detail = mode, detail
+            self._counted(policy, mode)
+        log.info("remediation %s %s: %s", policy.id, mode, detail)
+        return [rec]
 
 
 # -- the cluster -------------------------------------------------------------------------
@@ -236,7 +280,11 @@ def cluster_executor(settings: Settings, env: Mapping[str, str], home: Path,
                 ns = target.name if target.plural == "namespaces" else target.namespace
                 return remediate.clean_pods(runner, ns)
             if plan == "cordon":
-                return remediate.cordon(runner, _node_of(runner, target))
+                node = _node_of(runner, target)
+                why = cordon_refusal(runner.actions.kube.list("v1", "nodes"), node)
+                if why is not None:
+                    raise Refused(why, hint="nothing changed")
+                return remediate.cordon(runner, node)
             if plan == "restart":
                 ref = _workload_of(runner, target)
                 return remediate.restart(runner, ref, target.namespace or "")
