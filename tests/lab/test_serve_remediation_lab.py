@@ -1,13 +1,21 @@
-"""Remediation by policy against the lab: a crash-looping pod's alert -> rollout restart, applied.
+"""Remediation by policy against the lab, with least-privilege ServiceAccounts.
 
-The lab's crashloop scenario makes Deployment checkout's pod crash in the development
-namespace. Alertmanager's recorded webhook body (tests/data/alertmanager/crashloop-firing.json)
-is given that pod's name and delivered to the real intake (SQLite store); its ``on_stored``
-hook hands it to the remediator with an enabled ``restart`` policy for development, whose
-executor is the one `k3sops serve` uses: :mod:`k3sops.services.remediate` against the lab, as
-`k3sops remediate rollout restart deployment/checkout --apply`. The Deployment's template gets
-its ``restartedAt`` annotation and a new pod; the audit log has the step; the store records it
-``applied``.
+Each plan runs as `k3sops serve` runs it: the remediator with the executor the service uses
+(:mod:`k3sops.services.remediate` against the lab, audited), here under a ServiceAccount
+bound to exactly the plan's rights as the README lists them (``PLAN_RIGHTS``) and nothing else.
+
+* ``restart``: the crashloop scenario's pod fires Alertmanager's recorded webhook body
+  (tests/data/alertmanager/crashloop-firing.json, given that pod's name) into the real intake
+  (SQLite store). With the rights: the Deployment's template is stamped, a new pod appears,
+  one audit entry, one ``applied`` row, a second firing within the hour refused. Without
+  ``patch`` on deployments: one ``failed`` row naming the 403, the verb and the resource,
+  the template unchanged, the failure audited and counted, no token anywhere.
+* ``clean-pods``: the failed-pod scenario's pod is found by a real `k3sops check` (check
+  ``pod-failed``) whose finding triggers the policy: a dry run plans its deletion and leaves
+  it; enabled, it is deleted, audited, ``applied``.
+* ``cordon``: the node of development's web pod: a dry run leaves it schedulable; enabled, it
+  is cordoned and audited; a policy for production only refuses the same alert; with half
+  the nodes cordoned the policy refuses to cordon one more.
 """
 
 from __future__ import annotations
@@ -18,33 +26,57 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kit.serve import Account, rule_accounts
 
 from conftest import Lab, wait_for
-from k3sops.adapters.store import SqliteStore
+from k3sops.adapters.store import HistoryStore, SqliteStore
 from k3sops.adapters.webhook import WebhookSender
 from k3sops.config import load_platform
+from k3sops.config.schema import Platform
 from k3sops.config.schema.serve import Remediation
+from k3sops.domain.findings import CheckReport
 from k3sops.domain.remediate import RESTARTED_AT
 from k3sops.serve.alerts import AlertIntake, object_of
-from k3sops.serve.remediation import Remediator, cluster_executor
+from k3sops.serve.metrics import ServiceMetrics
+from k3sops.serve.remediation import PLAN_RIGHTS, Remediator, cluster_executor
 from k3sops.services.context import Settings
 
 pytestmark = pytest.mark.lab
 NS = "development"
+ACCOUNTS_NS = "remed-lab"
 DATA = Path(__file__).parents[1] / "data" / "alertmanager"
 
 
-def _pods(lab: Lab) -> list[dict[str, Any]]:
-    out = lab.kubectl("-n", NS, "get", "pods", "-l", "k3sops.io/scenario=crashloop",
-                      "-o", "json").stdout
+def _without_patch_on_deployments() -> list[dict[str, Any]]:
+    rules = json.loads(json.dumps(PLAN_RIGHTS["restart"]))
+    for rule in rules:
+        if "deployments" in rule["resources"]:
+            rule["verbs"].remove("patch")
+    return rules
+
+
+@pytest.fixture(scope="module")
+def accounts(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Account]]:
+    with rule_accounts(lab, ACCOUNTS_NS, tmp_path_factory.mktemp("accounts"), {
+            "restart": PLAN_RIGHTS["restart"], "restart-no-patch": _without_patch_on_deployments(),
+            "clean-pods": PLAN_RIGHTS["clean-pods"], "cordon": PLAN_RIGHTS["cordon"]}) as out:
+        yield out
+
+
+def _pods(lab: Lab, selector: str) -> list[dict[str, Any]]:
+    out = lab.kubectl("-n", NS, "get", "pods", "-l", selector, "-o", "json").stdout
     return list(json.loads(out)["items"])
+
+
+def _crashloop_pods(lab: Lab) -> list[dict[str, Any]]:
+    return _pods(lab, "k3sops.io/scenario=crashloop")
 
 
 @pytest.fixture
 def crashloop(lab: Lab) -> Iterator[str]:
     r = lab.k3sops("lab", "scenario", "apply", "crashloop", timeout=300)
     assert r.returncode == 0, r.stderr
-    pods = wait_for(lambda: [p["metadata"]["name"] for p in _pods(lab)
+    pods = wait_for(lambda: [p["metadata"]["name"] for p in _crashloop_pods(lab)
                              if p["metadata"]["name"].startswith("checkout-")], timeout=90)
     assert pods, "the crashloop scenario made no checkout pod"
     yield pods[0]
@@ -52,43 +84,220 @@ def crashloop(lab: Lab) -> Iterator[str]:
     assert r.returncode == 0, r.stderr
 
 
-def test_an_enabled_restart_policy_restarts_the_crashing_pod_s_deployment(
-        lab: Lab, crashloop: str, tmp_path: Path) -> None:
-    platform = load_platform(lab.layout.platform_file)
-    assert NS in platform.environments["development"].namespaces
-    settings = Settings(kubeconfig=None, context=None, platform=platform)
-    cfg = Remediation.model_validate({"enabled": True, "policies": [
-        {"id": "crashloop-restart", "when": {"alert": "KubePodCrashLooping"},
-         "plan": "restart", "environments": ["development"], "max_per_hour": 1}]})
-    state = tmp_path / "state"
-    body = json.loads((DATA / "crashloop-firing.json").read_text())
-    body["alerts"][0]["labels"]["pod"] = crashloop
-    before = {p["metadata"]["name"] for p in _pods(lab)}
-    with SqliteStore.open_file(tmp_path / "k3sops.db") as store:
-        remediator = Remediator(cfg, platform, store, lambda: True,
-                                cluster_executor(settings, lab.env, Path.home(), state))
+class Service:
+    """The remediator as `k3sops serve` wires it, under one ServiceAccount."""
+
+    def __init__(self, lab: Lab, account: Account, tmp: Path, policies: list[dict[str, Any]],
+                 enabled: bool) -> None:
+        self.platform: Platform = load_platform(lab.layout.platform_file)
+        assert NS in self.platform.environments["development"].namespaces
+        settings = Settings(kubeconfig=account.kubeconfig, context=None, platform=self.platform)
+        # The admin's kubeconfig must not be found: only the account's.
+        env = {k: v for k, v in lab.env.items() if k not in ("KUBECONFIG", "K3SOPS_CONFIG")}
+        self.state = tmp / "state"
+        self.metrics = ServiceMetrics(dict, dict, lambda: True)
+        self.store: HistoryStore = SqliteStore.open_file(tmp / "k3sops.db")
+        self.remediator = Remediator(
+            Remediation.model_validate({"enabled": enabled, "policies": policies}),
+            self.platform, self.store, lambda: True,
+            cluster_executor(settings, env, Path.home(), self.state),
+            count=lambda p, m: self.metrics.remediations.labels(policy=p, mode=m).inc())
         # The enrichment is not what is tested here: only the object the alert names.
-        intake = AlertIntake(store, lambda labels, _a: {"object": object_of(labels)}, [],
-                             sender=WebhookSender(timeout=2), on_stored=remediator.on_alert)
-        assert intake.receive(json.dumps(body).encode()).stored == 1
-        records = store.remediations()
+        self.intake = AlertIntake(self.store, lambda labels, _a: {"object": object_of(labels)},
+                                  [], sender=WebhookSender(timeout=2),
+                                  on_stored=self.remediator.on_alert)
+
+    def fire(self, pod: str, starts: str = "2026-12-05T17:26:54.756Z") -> None:
+        body = json.loads((DATA / "crashloop-firing.json").read_text())
+        body["alerts"][0]["labels"]["pod"] = pod
+        body["alerts"][0]["startsAt"] = starts
+        assert self.intake.receive(json.dumps(body).encode()).stored == 1
+
+    def audit(self) -> list[tuple[str, str, str]]:
+        path = self.state / "audit.jsonl"
+        if not path.exists():
+            return []
+        entries = [json.loads(line) for line in path.read_text().splitlines()]
+        return [(a["what"]["action"], a["what"]["target"], a["result"]) for a in entries]
+
+    def counted(self, policy: str, mode: str) -> bool:
+        return (f'k3sops_remediations_total{{mode="{mode}",policy="{policy}"}} 1.0'
+                in self.metrics.render().decode())
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _policy(pid: str, plan: str, environments: tuple[str, ...] = ("development",),
+            max_per_hour: int = 1, **when: str) -> dict[str, Any]:
+    return {"id": pid, "when": when or {"alert": "KubePodCrashLooping"}, "plan": plan,
+            "environments": list(environments), "max_per_hour": max_per_hour}
+
+
+def _template_stamp(lab: Lab) -> str | None:
+    template = json.loads(lab.kubectl("-n", NS, "get", "deployment", "checkout", "-o",
+                                      "json").stdout)["spec"]["template"]
+    return (template["metadata"].get("annotations") or {}).get(RESTARTED_AT)
+
+
+def test_restart_with_the_documented_rights_restarts_the_crashing_pod_s_deployment(
+        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path) -> None:
+    svc = Service(lab, accounts["restart"], tmp_path, [_policy("crashloop-restart", "restart")],
+                  enabled=True)
+    before = {p["metadata"]["name"] for p in _crashloop_pods(lab)}
+    try:
+        svc.fire(crashloop)
+        records = svc.store.remediations()
         # a second firing (another startsAt) inside the hour: refused by max_per_hour 1
-        body["alerts"][0]["startsAt"] = "2026-12-05T17:40:00Z"
-        assert intake.receive(json.dumps(body).encode()).stored == 1
-        after = store.remediations()
+        svc.fire(crashloop, "2026-12-05T17:40:00Z")
+        after = svc.store.remediations()
+    finally:
+        svc.close()
     [rec] = records
     assert (rec.mode, rec.target, rec.plan) == ("applied", f"pods/{NS}/{crashloop}", "restart")
     assert [r.mode for r in after] == ["refused", "applied"]
+    assert svc.counted("crashloop-restart", "applied")
 
-    template = json.loads(lab.kubectl("-n", NS, "get", "deployment", "checkout", "-o",
-                                      "json").stdout)["spec"]["template"]
-    stamped = (template["metadata"].get("annotations") or {}).get(RESTARTED_AT)
+    stamped = _template_stamp(lab)
     assert stamped, "the Deployment's pod template was not stamped"
-    new = wait_for(lambda: [p for p in _pods(lab) if p["metadata"]["name"] not in before
+    new = wait_for(lambda: [p for p in _crashloop_pods(lab) if p["metadata"]["name"] not in before
                             and (p["metadata"].get("annotations") or {}).get(RESTARTED_AT)
                             == stamped], timeout=60)
     assert new, "no pod of the restarted template appeared"
+    assert svc.audit() == [("restart", f"{NS}/deployments/checkout", "ok")]
 
-    audit = [json.loads(line) for line in (state / "audit.jsonl").read_text().splitlines()]
-    assert [(a["what"]["action"], a["what"]["target"], a["result"]) for a in audit] == [
-        ("restart", f"{NS}/deployments/checkout", "ok")]
+
+def test_restart_without_the_write_right_is_one_failed_row_naming_the_refusal(
+        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    account = accounts["restart-no-patch"]
+    svc = Service(lab, account, tmp_path, [_policy("crashloop-restart", "restart")],
+                  enabled=True)
+    stamp = _template_stamp(lab)
+    try:
+        with caplog.at_level("DEBUG"):
+            svc.fire(crashloop)
+        records = svc.store.remediations()
+    finally:
+        svc.close()
+    [rec] = records
+    assert rec.mode == "failed"
+    detail = rec.detail or ""
+    assert "HTTP 403" in detail and "patch" in detail and "deployments" in detail, detail
+    assert "checkout" in detail, detail
+    # Nothing half done: the template is as it was; the refused step is audited as failed.
+    assert _template_stamp(lab) == stamp
+    assert svc.audit() == [("restart", f"{NS}/deployments/checkout", "failed")]
+    assert svc.counted("crashloop-restart", "failed")
+    assert 'mode="applied"' not in svc.metrics.render().decode()
+    audit_text = (svc.state / "audit.jsonl").read_text()
+    for text in (detail, caplog.text, audit_text, svc.metrics.render().decode()):
+        assert account.token not in text
+
+
+@pytest.fixture
+def failed_pod(lab: Lab) -> Iterator[str]:
+    r = lab.k3sops("lab", "scenario", "apply", "failed-pod", timeout=300)
+    assert r.returncode == 0, r.stderr
+    failed = wait_for(lambda: [p for p in _pods(lab, "k3sops.io/scenario=failed-pod")
+                               if (p.get("status") or {}).get("phase") == "Failed"], timeout=90)
+    assert failed, "the failed-pod scenario's pod did not fail"
+    yield failed[0]["metadata"]["name"]
+    r = lab.k3sops("lab", "scenario", "reset", timeout=300)
+    assert r.returncode == 0, r.stderr
+
+
+def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
+        lab: Lab, failed_pod: str, accounts: dict[str, Account], tmp_path: Path) -> None:
+    r = lab.k3sops("-o", "json", "check", "--no-history", timeout=300)
+    assert r.stdout, r.stderr
+    findings = [f for f in CheckReport.model_validate_json(r.stdout).findings
+                if f.check == "pod-failed" and f.resource.name == failed_pod]
+    assert findings, "k3sops check did not report the failed pod"
+    # A scheduled run's new finding (this run has no history to compare with).
+    new = [f.model_copy(update={"new": True}) for f in findings]
+    policy = _policy("failed-pods", "clean-pods", check="pod-failed")
+
+    dry = Service(lab, accounts["clean-pods"], tmp_path / "dry", [policy], enabled=False)
+    try:
+        dry.remediator.on_findings(new)
+        [planned] = dry.store.remediations()
+    finally:
+        dry.close()
+    assert (planned.mode, planned.trigger) == ("dry-run", "check:pod-failed")
+    assert f"delete {NS}/pods/{failed_pod}: planned" in (planned.detail or "")
+    assert _pods(lab, "k3sops.io/scenario=failed-pod"), "a dry run deleted the pod"
+    assert dry.audit() == []
+
+    svc = Service(lab, accounts["clean-pods"], tmp_path / "apply", [policy], enabled=True)
+    try:
+        svc.remediator.on_findings(new)
+        [rec] = svc.store.remediations()
+    finally:
+        svc.close()
+    assert rec.mode == "applied", rec.detail
+    assert wait_for(lambda: not _pods(lab, "k3sops.io/scenario=failed-pod"), timeout=60)
+    assert svc.audit() == [("delete", f"{NS}/pods/{failed_pod}", "ok")]
+    assert svc.counted("failed-pods", "applied")
+
+
+def _nodes(lab: Lab) -> dict[str, bool]:
+    items = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    return {n["metadata"]["name"]: bool((n.get("spec") or {}).get("unschedulable"))
+            for n in items}
+
+
+@pytest.fixture
+def web(lab: Lab) -> Iterator[tuple[str, str]]:
+    """Development's web pod and its node; every node schedulable again afterwards."""
+    assert not any(_nodes(lab).values()), "a node is cordoned before the test"
+    [pod] = [p for p in _pods(lab, "app.kubernetes.io/name=web")
+             if (p.get("spec") or {}).get("nodeName")][:1]
+    yield pod["metadata"]["name"], pod["spec"]["nodeName"]
+    for node, cordoned in _nodes(lab).items():
+        if cordoned:
+            lab.kubectl("uncordon", node)
+
+
+def test_cordon_cordons_the_pod_s_node_in_its_environment_and_at_most_half_the_nodes(
+        lab: Lab, web: tuple[str, str], accounts: dict[str, Account], tmp_path: Path) -> None:
+    pod, node = web
+    policies = [_policy("cordon-dev", "cordon", max_per_hour=2),
+                _policy("cordon-prod", "cordon", ("production",))]
+
+    dry = Service(lab, accounts["cordon"], tmp_path / "dry", policies[:1], enabled=False)
+    try:
+        dry.fire(pod)
+        [planned] = dry.store.remediations()
+    finally:
+        dry.close()
+    assert planned.mode == "dry-run" and f"cordon nodes/{node}: planned" in (planned.detail or "")
+    assert not _nodes(lab)[node]
+
+    svc = Service(lab, accounts["cordon"], tmp_path / "apply", policies, enabled=True)
+    try:
+        svc.fire(pod)
+        by_policy = {r.policy_id: r for r in svc.store.remediations()}
+        assert by_policy["cordon-dev"].mode == "applied", by_policy["cordon-dev"].detail
+        assert _nodes(lab)[node]
+        assert svc.audit() == [("cordon", f"nodes/{node}", "ok")]
+        # the same alert, for a policy of production only: refused, nothing planned
+        refused = by_policy["cordon-prod"]
+        assert refused.mode == "refused"
+        assert "environment development" in (refused.detail or "")
+
+        # Half the nodes cordoned by hand (the pod's node uncordoned): one more is refused.
+        lab.kubectl("uncordon", node)
+        nodes = _nodes(lab)
+        for other in [n for n in nodes if n != node][:len(nodes) // 2]:
+            lab.kubectl("cordon", other)
+        assert sum(_nodes(lab).values()) == len(nodes) // 2
+        svc.fire(pod, "2026-12-05T17:40:00Z")
+        latest = svc.store.remediations(policy_id="cordon-dev")[0]
+    finally:
+        svc.close()
+    assert latest.mode == "refused", latest.detail
+    assert "at most half" in (latest.detail or "")
+    assert not _nodes(lab)[node], "the refused cordon changed the node"
+    assert svc.audit() == [("cordon", f"nodes/{node}", "ok")]
+    assert svc.counted("cordon-dev", "refused")

@@ -332,3 +332,23 @@ def test_the_service_wires_no_remediator_without_policies(store: HistoryStore) -
         assert isinstance(rem, Remediator) and rem.cfg.policies[0].id == "crashloop-restart"
     finally:
         workers.shutdown(wait=True)
+
+
+def test_the_readme_lists_each_plan_s_rights_as_the_lab_test_grants_them() -> None:
+    """README's table is what the lab test binds (PLAN_RIGHTS): no right more or less."""
+    import re
+
+    from k3sops.serve.remediation import PLAN_RIGHTS
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    documented: dict[str, set[tuple[str, str]]] = {}
+    for plan, cell in re.findall(r"^\| `([a-z-]+)` \| (.+) \|$", readme, re.MULTILINE):
+        if plan not in PLAN_RIGHTS:
+            continue
+        for part in cell.split(";"):
+            verbs = re.findall(r"`(\w+)`", part)
+            resources = re.sub(r"`\w+`,?|\(apps\)", "", part).replace(",", " ").split()
+            documented.setdefault(plan, set()).update((v, r) for v in verbs for r in resources)
+    granted = {plan: {(v, r) for rule in rules for v in rule["verbs"]
+                      for r in rule["resources"]} for plan, rules in PLAN_RIGHTS.items()}
+    assert documented == granted

@@ -75,6 +75,23 @@ class Target:
         return f"{self.plural}/{ns}{self.name}"
 
 
+PLAN_RIGHTS: dict[str, list[dict[str, list[str]]]] = {
+    "restart": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["replicasets"], "verbs": ["get"]},
+        {"apiGroups": ["apps"], "resources": ["deployments", "statefulsets"],
+         "verbs": ["get", "patch"]}],
+    "clean-pods": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "get", "delete"]}],
+    "cordon": [
+        {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]},
+        {"apiGroups": [""], "resources": ["nodes"], "verbs": ["list", "get", "patch"]}],
+}
+"""The RBAC rules each plan needs, as the README lists them: the owners walked and objects
+re-read (get), the plan's listing (list), the change (patch or delete). Only ``patch``/
+``delete`` are writes: a dry run needs the reads alone. Beyond the watch cache's list/watch."""
+
+
 Execute = Callable[[str, Target, bool], "RemediationReport"]
 """Build (and with True apply) the named plan for a target; raises K3sopsError (Refused: a
 guard refused it)."""

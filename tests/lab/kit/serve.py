@@ -183,3 +183,52 @@ def get(s: Running, path: str, token: str | None = None) -> httpx2.Response:
     """GET ``path`` from the service, with ``token`` as bearer when given."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     return httpx2.get(s.url + path, headers=headers, timeout=60)
+
+
+def token_kubeconfig(lab: Lab, token: str, path: Path) -> Path:
+    """A kubeconfig at ``path`` for the lab's API server with ``token`` as its user."""
+    server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
+    path.write_text(
+        f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+        f"    server: {server}\n"
+        f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
+        f"users:\n- name: u\n  user:\n    token: {token}\n"
+        "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+    path.chmod(0o600)
+    return path
+
+
+@dataclass
+class Account:
+    """A ServiceAccount bound to exactly some rules: its token and its kubeconfig."""
+
+    token: str = field(repr=False)
+    kubeconfig: Path
+
+
+@contextlib.contextmanager
+def rule_accounts(lab: Lab, ns: str, tmp: Path,
+                  rules: dict[str, list[dict[str, Any]]]) -> Iterator[dict[str, Account]]:
+    """Namespace ``ns`` with one ServiceAccount per entry of ``rules``, each bound to a
+    ClusterRole of exactly those rules (nothing else: not the watch cache's reads); removed
+    on exit."""
+    docs: list[dict[str, Any]] = [
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns, "labels": label(ns)}}]
+    for sa, sa_rules in rules.items():
+        docs += [{"apiVersion": "v1", "kind": "ServiceAccount",
+                  "metadata": {"name": sa, "namespace": ns}},
+                 {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                  "metadata": {"name": f"{ns}-{sa}", "labels": label(ns)}, "rules": sa_rules},
+                 binding(f"{ns}-{sa}", f"{ns}-{sa}", sa, ns)]
+    try:
+        apply(lab, docs)
+        out = {}
+        for sa in rules:
+            token = sa_token(lab, sa, ns)
+            out[sa] = Account(token=token, kubeconfig=token_kubeconfig(
+                lab, token, tmp / f"{sa}.kubeconfig"))
+        yield out
+    finally:
+        lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        lab.kubectl("delete", "clusterrole,clusterrolebinding", "-l", f"k3sops.io/test={ns}",
+                    check=False)
