@@ -21,7 +21,7 @@ bound to exactly the plan's rights as the README lists them (``PLAN_RIGHTS``) an
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +128,21 @@ class Service:
         self.store.close()
 
 
+@pytest.fixture
+def service(lab: Lab, tmp_path: Path) -> Iterator[Callable[..., Service]]:
+    """Makes Services (account, directory under tmp_path, policies, enabled); closes them."""
+    made: list[Service] = []
+
+    def make(account: Account, where: Path, policies: list[dict[str, Any]],
+             enabled: bool) -> Service:
+        made.append(Service(lab, account, where, policies, enabled))
+        return made[-1]
+
+    yield make
+    for svc in made:
+        svc.close()
+
+
 def _policy(pid: str, plan: str, environments: tuple[str, ...] = ("development",),
             max_per_hour: int = 1, **when: str) -> dict[str, Any]:
     return {"id": pid, "when": when or {"alert": "KubePodCrashLooping"}, "plan": plan,
@@ -141,19 +156,16 @@ def _template_stamp(lab: Lab) -> str | None:
 
 
 def test_restart_with_the_documented_rights_restarts_the_crashing_pod_s_deployment(
-        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path) -> None:
-    svc = Service(lab, accounts["restart"], tmp_path, [_policy("crashloop-restart", "restart")],
+        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path,
+        service: Callable[..., Service]) -> None:
+    svc = service(accounts["restart"], tmp_path, [_policy("crashloop-restart", "restart")],
                   enabled=True)
     before = {p["metadata"]["name"] for p in _crashloop_pods(lab)}
-    try:
-        svc.fire(crashloop)
-        records = svc.store.remediations()
-        # a second firing (another startsAt) inside the hour: refused by max_per_hour 1
-        svc.fire(crashloop, "2026-12-05T17:40:00Z")
-        after = svc.store.remediations()
-    finally:
-        svc.close()
-    [rec] = records
+    svc.fire(crashloop)
+    [rec] = svc.store.remediations()
+    # a second firing (another startsAt) inside the hour: refused by max_per_hour 1
+    svc.fire(crashloop, "2026-12-05T17:40:00Z")
+    after = svc.store.remediations()
     assert (rec.mode, rec.target, rec.plan) == ("applied", f"pods/{NS}/{crashloop}", "restart")
     assert [r.mode for r in after] == ["refused", "applied"]
     assert svc.counted("crashloop-restart", "applied")
@@ -169,18 +181,14 @@ def test_restart_with_the_documented_rights_restarts_the_crashing_pod_s_deployme
 
 def test_restart_without_the_write_right_is_one_failed_row_naming_the_refusal(
         lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+        service: Callable[..., Service], caplog: pytest.LogCaptureFixture) -> None:
     account = accounts["restart-no-patch"]
-    svc = Service(lab, account, tmp_path, [_policy("crashloop-restart", "restart")],
+    svc = service(account, tmp_path, [_policy("crashloop-restart", "restart")],
                   enabled=True)
     stamp = _template_stamp(lab)
-    try:
-        with caplog.at_level("DEBUG"):
-            svc.fire(crashloop)
-        records = svc.store.remediations()
-    finally:
-        svc.close()
-    [rec] = records
+    with caplog.at_level("DEBUG"):
+        svc.fire(crashloop)
+    [rec] = svc.store.remediations()
     assert rec.mode == "failed"
     detail = rec.detail or ""
     assert "HTTP 403" in detail and "patch" in detail and "deployments" in detail, detail
@@ -208,7 +216,8 @@ def failed_pod(lab: Lab) -> Iterator[str]:
 
 
 def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
-        lab: Lab, failed_pod: str, accounts: dict[str, Account], tmp_path: Path) -> None:
+        lab: Lab, failed_pod: str, accounts: dict[str, Account], tmp_path: Path,
+        service: Callable[..., Service]) -> None:
     r = lab.k3sops("-o", "json", "check", "--no-history", timeout=300)
     assert r.stdout, r.stderr
     findings = [f for f in CheckReport.model_validate_json(r.stdout).findings
@@ -218,23 +227,17 @@ def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
     new = [f.model_copy(update={"new": True}) for f in findings]
     policy = _policy("failed-pods", "clean-pods", check="pod-failed")
 
-    dry = Service(lab, accounts["clean-pods"], tmp_path / "dry", [policy], enabled=False)
-    try:
-        dry.remediator.on_findings(new)
-        [planned] = dry.store.remediations()
-    finally:
-        dry.close()
+    dry = service(accounts["clean-pods"], tmp_path / "dry", [policy], enabled=False)
+    dry.remediator.on_findings(new)
+    [planned] = dry.store.remediations()
     assert (planned.mode, planned.trigger) == ("dry-run", "check:pod-failed")
     assert f"delete {NS}/pods/{failed_pod}: planned" in (planned.detail or "")
     assert _pods(lab, "k3sops.io/scenario=failed-pod"), "a dry run deleted the pod"
     assert dry.audit() == []
 
-    svc = Service(lab, accounts["clean-pods"], tmp_path / "apply", [policy], enabled=True)
-    try:
-        svc.remediator.on_findings(new)
-        [rec] = svc.store.remediations()
-    finally:
-        svc.close()
+    svc = service(accounts["clean-pods"], tmp_path / "apply", [policy], enabled=True)
+    svc.remediator.on_findings(new)
+    [rec] = svc.store.remediations()
     assert rec.mode == "applied", rec.detail
     assert wait_for(lambda: not _pods(lab, "k3sops.io/scenario=failed-pod"), timeout=60)
     assert svc.audit() == [("delete", f"{NS}/pods/{failed_pod}", "ok")]
@@ -260,42 +263,37 @@ def web(lab: Lab) -> Iterator[tuple[str, str]]:
 
 
 def test_cordon_cordons_the_pod_s_node_in_its_environment_and_at_most_half_the_nodes(
-        lab: Lab, web: tuple[str, str], accounts: dict[str, Account], tmp_path: Path) -> None:
+        lab: Lab, web: tuple[str, str], accounts: dict[str, Account], tmp_path: Path,
+        service: Callable[..., Service]) -> None:
     pod, node = web
     policies = [_policy("cordon-dev", "cordon", max_per_hour=2),
                 _policy("cordon-prod", "cordon", ("production",))]
 
-    dry = Service(lab, accounts["cordon"], tmp_path / "dry", policies[:1], enabled=False)
-    try:
-        dry.fire(pod)
-        [planned] = dry.store.remediations()
-    finally:
-        dry.close()
+    dry = service(accounts["cordon"], tmp_path / "dry", policies[:1], enabled=False)
+    dry.fire(pod)
+    [planned] = dry.store.remediations()
     assert planned.mode == "dry-run" and f"cordon nodes/{node}: planned" in (planned.detail or "")
     assert not _nodes(lab)[node]
 
-    svc = Service(lab, accounts["cordon"], tmp_path / "apply", policies, enabled=True)
-    try:
-        svc.fire(pod)
-        by_policy = {r.policy_id: r for r in svc.store.remediations()}
-        assert by_policy["cordon-dev"].mode == "applied", by_policy["cordon-dev"].detail
-        assert _nodes(lab)[node]
-        assert svc.audit() == [("cordon", f"nodes/{node}", "ok")]
-        # the same alert, for a policy of production only: refused, nothing planned
-        refused = by_policy["cordon-prod"]
-        assert refused.mode == "refused"
-        assert "environment development" in (refused.detail or "")
+    svc = service(accounts["cordon"], tmp_path / "apply", policies, enabled=True)
+    svc.fire(pod)
+    by_policy = {r.policy_id: r for r in svc.store.remediations()}
+    assert by_policy["cordon-dev"].mode == "applied", by_policy["cordon-dev"].detail
+    assert _nodes(lab)[node]
+    assert svc.audit() == [("cordon", f"nodes/{node}", "ok")]
+    # the same alert, for a policy of production only: refused, nothing planned
+    refused = by_policy["cordon-prod"]
+    assert refused.mode == "refused"
+    assert "environment development" in (refused.detail or "")
 
-        # Half the nodes cordoned by hand (the pod's node uncordoned): one more is refused.
-        lab.kubectl("uncordon", node)
-        nodes = _nodes(lab)
-        for other in [n for n in nodes if n != node][:len(nodes) // 2]:
-            lab.kubectl("cordon", other)
-        assert sum(_nodes(lab).values()) == len(nodes) // 2
-        svc.fire(pod, "2026-12-05T17:40:00Z")
-        latest = svc.store.remediations(policy_id="cordon-dev")[0]
-    finally:
-        svc.close()
+    # Half the nodes cordoned by hand (the pod's node uncordoned): one more is refused.
+    lab.kubectl("uncordon", node)
+    nodes = _nodes(lab)
+    for other in [n for n in nodes if n != node][:len(nodes) // 2]:
+        lab.kubectl("cordon", other)
+    assert sum(_nodes(lab).values()) == len(nodes) // 2
+    svc.fire(pod, "2026-12-05T17:40:00Z")
+    latest = svc.store.remediations(policy_id="cordon-dev")[0]
     assert latest.mode == "refused", latest.detail
     assert "at most half" in (latest.detail or "")
     assert not _nodes(lab)[node], "the refused cordon changed the node"
