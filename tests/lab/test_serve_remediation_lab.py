@@ -16,20 +16,37 @@ bound to exactly the plan's rights as the README lists them (``PLAN_RIGHTS``) an
 * ``cordon``: the node of development's web pod: a dry run leaves it schedulable; enabled, it
   is cordoned and audited; a policy for production only refuses the same alert; with half
   the nodes cordoned the policy refuses to cordon one more.
+* the `k3sops serve` process itself, its ServiceAccount bound to the watch cache's role plus
+  ``restart``'s rights, the body POSTed to its own webhook: applied; with ``patch`` taken
+  away, the next firing is recorded ``failed`` with the 403; /metrics counts both; no token
+  in its log.
 """
 
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
-from kit.serve import Account, rule_accounts
+import yaml
+from kit.serve import (
+    PORT_OFFSET,
+    Account,
+    accounts,
+    can,
+    get,
+    grant,
+    kill,
+    rule_accounts,
+    start,
+)
 
 from conftest import Lab, wait_for
-from k3sops.adapters.store import HistoryStore, SqliteStore
+from k3sops.adapters.store import HistoryStore, RemediationRecord, SqliteStore
 from k3sops.adapters.webhook import WebhookSender
 from k3sops.config import load_platform
 from k3sops.config.schema import Platform
@@ -45,6 +62,8 @@ pytestmark = pytest.mark.lab
 NS = "development"
 ACCOUNTS_NS = "remed-lab"
 DATA = Path(__file__).parents[1] / "data" / "alertmanager"
+SERVICE_OFFSET = PORT_OFFSET + 30
+"""The service's own port (other serve modules use +0..+10)."""
 
 
 def _without_patch_on_deployments() -> list[dict[str, Any]]:
@@ -56,7 +75,8 @@ def _without_patch_on_deployments() -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def accounts(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Account]]:
+def plan_accounts(lab: Lab,
+                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Account]]:
     with rule_accounts(lab, ACCOUNTS_NS, tmp_path_factory.mktemp("accounts"), {
             "restart": PLAN_RIGHTS["restart"], "restart-no-patch": _without_patch_on_deployments(),
             "clean-pods": PLAN_RIGHTS["clean-pods"], "cordon": PLAN_RIGHTS["cordon"]}) as out:
@@ -156,9 +176,9 @@ def _template_stamp(lab: Lab) -> str | None:
 
 
 def test_restart_with_the_documented_rights_restarts_the_crashing_pod_s_deployment(
-        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path,
+        lab: Lab, crashloop: str, plan_accounts: dict[str, Account], tmp_path: Path,
         service: Callable[..., Service]) -> None:
-    svc = service(accounts["restart"], tmp_path, [_policy("crashloop-restart", "restart")],
+    svc = service(plan_accounts["restart"], tmp_path, [_policy("crashloop-restart", "restart")],
                   enabled=True)
     before = {p["metadata"]["name"] for p in _crashloop_pods(lab)}
     svc.fire(crashloop)
@@ -180,9 +200,9 @@ def test_restart_with_the_documented_rights_restarts_the_crashing_pod_s_deployme
 
 
 def test_restart_without_the_write_right_is_one_failed_row_naming_the_refusal(
-        lab: Lab, crashloop: str, accounts: dict[str, Account], tmp_path: Path,
+        lab: Lab, crashloop: str, plan_accounts: dict[str, Account], tmp_path: Path,
         service: Callable[..., Service], caplog: pytest.LogCaptureFixture) -> None:
-    account = accounts["restart-no-patch"]
+    account = plan_accounts["restart-no-patch"]
     svc = service(account, tmp_path, [_policy("crashloop-restart", "restart")],
                   enabled=True)
     stamp = _template_stamp(lab)
@@ -216,7 +236,7 @@ def failed_pod(lab: Lab) -> Iterator[str]:
 
 
 def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
-        lab: Lab, failed_pod: str, accounts: dict[str, Account], tmp_path: Path,
+        lab: Lab, failed_pod: str, plan_accounts: dict[str, Account], tmp_path: Path,
         service: Callable[..., Service]) -> None:
     r = lab.k3sops("-o", "json", "check", "--no-history", timeout=300)
     assert r.stdout, r.stderr
@@ -227,7 +247,7 @@ def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
     new = [f.model_copy(update={"new": True}) for f in findings]
     policy = _policy("failed-pods", "clean-pods", check="pod-failed")
 
-    dry = service(accounts["clean-pods"], tmp_path / "dry", [policy], enabled=False)
+    dry = service(plan_accounts["clean-pods"], tmp_path / "dry", [policy], enabled=False)
     dry.remediator.on_findings(new)
     [planned] = dry.store.remediations()
     assert (planned.mode, planned.trigger) == ("dry-run", "check:pod-failed")
@@ -235,7 +255,7 @@ def test_clean_pods_from_a_check_finding_plans_then_deletes_the_failed_pod(
     assert _pods(lab, "k3sops.io/scenario=failed-pod"), "a dry run deleted the pod"
     assert dry.audit() == []
 
-    svc = service(accounts["clean-pods"], tmp_path / "apply", [policy], enabled=True)
+    svc = service(plan_accounts["clean-pods"], tmp_path / "apply", [policy], enabled=True)
     svc.remediator.on_findings(new)
     [rec] = svc.store.remediations()
     assert rec.mode == "applied", rec.detail
@@ -263,19 +283,19 @@ def web(lab: Lab) -> Iterator[tuple[str, str]]:
 
 
 def test_cordon_cordons_the_pod_s_node_in_its_environment_and_at_most_half_the_nodes(
-        lab: Lab, web: tuple[str, str], accounts: dict[str, Account], tmp_path: Path,
+        lab: Lab, web: tuple[str, str], plan_accounts: dict[str, Account], tmp_path: Path,
         service: Callable[..., Service]) -> None:
     pod, node = web
     policies = [_policy("cordon-dev", "cordon", max_per_hour=2),
                 _policy("cordon-prod", "cordon", ("production",))]
 
-    dry = service(accounts["cordon"], tmp_path / "dry", policies[:1], enabled=False)
+    dry = service(plan_accounts["cordon"], tmp_path / "dry", policies[:1], enabled=False)
     dry.fire(pod)
     [planned] = dry.store.remediations()
     assert planned.mode == "dry-run" and f"cordon nodes/{node}: planned" in (planned.detail or "")
     assert not _nodes(lab)[node]
 
-    svc = service(accounts["cordon"], tmp_path / "apply", policies, enabled=True)
+    svc = service(plan_accounts["cordon"], tmp_path / "apply", policies, enabled=True)
     svc.fire(pod)
     by_policy = {r.policy_id: r for r in svc.store.remediations()}
     assert by_policy["cordon-dev"].mode == "applied", by_policy["cordon-dev"].detail
@@ -299,3 +319,66 @@ def test_cordon_cordons_the_pod_s_node_in_its_environment_and_at_most_half_the_n
     assert not _nodes(lab)[node], "the refused cordon changed the node"
     assert svc.audit() == [("cordon", f"nodes/{node}", "ok")]
     assert svc.counted("cordon-dev", "refused")
+
+
+def test_the_service_process_remediates_with_the_documented_rights_and_records_a_403(
+        lab: Lab, crashloop: str, tmp_path: Path) -> None:
+    """`k3sops serve` itself: its ServiceAccount has the watch cache's ClusterRole plus the
+    README's rights for ``restart``; Alertmanager's body is POSTed to its own webhook. Applied;
+    then, with ``patch`` on deployments taken away, the next firing is one ``failed`` row with
+    the 403, both counted in /metrics, and no token in the service's log."""
+    ns = f"t-remed-{uuid.uuid4().hex[:6]}"
+    am_token = f"am-{uuid.uuid4().hex}"
+    with accounts(lab, ns, tmp_path) as rbac:
+        grant(lab, ns, "k3sops-serve", f"{ns}-restart", PLAN_RIGHTS["restart"])
+        (tmp_path / "am-token").write_text(am_token)
+        platform = yaml.safe_load(rbac.platform.read_text())
+        platform["serve"] |= {"alertmanager_token_file": str(tmp_path / "am-token"),
+                              "remediation": {"enabled": True, "policies": [
+                                  _policy("crashloop-restart", "restart", max_per_hour=2)]}}
+        rbac.platform.write_text(yaml.safe_dump(platform))
+        s = start(lab, rbac, SERVICE_OFFSET)
+        try:
+            assert wait_for(lambda: "k3sops_leader 1.0" in get(
+                s, "/metrics", rbac.tokens["reader"]).text, timeout=60), "never led"
+            body = json.loads((DATA / "crashloop-firing.json").read_text())
+            body["alerts"][0]["labels"]["pod"] = crashloop
+
+            def fire(starts: str) -> None:
+                body["alerts"][0]["startsAt"] = starts
+                r = httpx2.post(s.url + "/api/v1/alerts", json=body, timeout=60,
+                                headers={"Authorization": f"Bearer {am_token}"})
+                assert r.status_code == 200, r.text
+
+            def records() -> list[RemediationRecord]:
+                with SqliteStore.open(rbac.tmp / f"state-{SERVICE_OFFSET}") as store:
+                    return [r for r in store.remediations() if r.mode != "reserved"]
+
+            stamp = _template_stamp(lab)
+            fire("2026-12-05T17:26:54.756Z")
+            [applied] = wait_for(records, timeout=90)
+            assert applied.mode == "applied", applied.detail
+            assert _template_stamp(lab) != stamp
+
+            grant(lab, ns, "k3sops-serve", f"{ns}-restart", _without_patch_on_deployments())
+            assert wait_for(lambda: not can(lab, ns, "k3sops-serve", "patch",
+                                            "deployments.apps", NS), timeout=30)
+            stamp = _template_stamp(lab)
+            fire("2026-12-05T17:40:00Z")
+            failed, again = wait_for(lambda: records()[:2] if len(records()) > 1 else [],
+                                     timeout=90)
+            assert again.id == applied.id and again.mode == "applied"
+            assert failed.mode == "failed"
+            assert "refused to patch deployments/checkout" in (failed.detail or "")
+            assert "HTTP 403" in (failed.detail or "")
+            assert _template_stamp(lab) == stamp, "the refused remediation changed the template"
+            metrics = get(s, "/metrics", rbac.tokens["reader"]).text
+            for mode in ("applied", "failed"):
+                assert (f'k3sops_remediations_total{{mode="{mode}",policy="crashloop-restart"}}'
+                        " 1.0") in metrics, metrics
+        finally:
+            kill(s)
+        log = s.log.read_text()
+        assert "remediation crashloop-restart failed" in log
+        for secret in (am_token, *rbac.tokens.values()):
+            assert secret not in log

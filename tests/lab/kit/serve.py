@@ -232,3 +232,28 @@ def rule_accounts(lab: Lab, ns: str, tmp: Path,
         lab.kubectl("delete", "namespace", ns, "--wait=false", check=False)
         lab.kubectl("delete", "clusterrole,clusterrolebinding", "-l", f"k3sops.io/test={ns}",
                     check=False)
+
+
+def can(lab: Lab, ns: str, sa: str, verb: str, resource: str, namespace: str) -> bool:
+    """Whether ServiceAccount ``ns/sa`` may ``verb`` ``resource`` in ``namespace`` (kubectl
+    auth can-i: the API server's own SubjectAccessReview)."""
+    return lab.kubectl("auth", "can-i", verb, resource, "-n", namespace,
+                       f"--as=system:serviceaccount:{ns}:{sa}",
+                       check=False).stdout.strip() == "yes"
+
+
+def grant(lab: Lab, ns: str, sa: str, name: str, rules: list[dict[str, Any]]) -> None:
+    """Bind ServiceAccount ``ns/sa`` to ClusterRole ``name`` of exactly ``rules`` (created, or
+    replaced: applying other rules takes the rest away); labelled for ``accounts``' clean-up.
+
+    Returns once the API server's authorizer answers by the rules' first verb and resource,
+    so a test acting next is judged by them.
+    """
+    apply(lab, [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                 "metadata": {"name": name, "labels": label(ns)}, "rules": rules},
+                binding(name, name, sa, ns)])
+    first = rules[0]
+    group = first["apiGroups"][0]
+    resource = first["resources"][0] + (f".{group}" if group else "")
+    assert wait_for(lambda: can(lab, ns, sa, first["verbs"][0], resource, "default"),
+                    timeout=30), f"{ns}/{sa} did not get {first}"
