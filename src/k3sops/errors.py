@@ -22,8 +22,10 @@
      ├── LabError (1)                the local lab could not be built, started or shaped, or is
      │                               not fully up (``lab status``)
      ├── PlanRejected (1)            also: an admission refusal (webhook, PodSecurity, quota)
-     │    └── PromotionRefused (3)    policy or a gate refused a promotion, approval, rollback
-     │                                (k3sops.domain.env: it carries the domain's Refusals)
+     │    ├── PromotionRefused (3)    policy or a gate refused a promotion, approval, rollback
+     │    │                           (k3sops.domain.env: it carries the domain's Refusals)
+     │    └── GuardRefused            a remediation policy's guard refused its plan before
+     │                                anything changed (`serve` records it ``refused``)
      ├── FindingsAtThreshold (3)     a check the command ran failed: findings at --fail-on,
      │                               a failed backup verify, dashboard panels without data,
      │                               undocumented env differences (--strict), emergency checks
@@ -215,6 +217,10 @@ class LabError(K3sopsError):
 
 class PlanRejected(K3sopsError):
     """A plan was refused (policy, approval, or a precondition no longer holds)."""
+
+
+class GuardRefused(PlanRejected):
+    """A remediation policy's guard refused its plan; nothing was changed."""
 
 
 class FindingsAtThreshold(K3sopsError):

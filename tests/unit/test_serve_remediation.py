@@ -24,11 +24,10 @@ from k3sops.config.schema.serve import Remediation
 from k3sops.domain import remediate as plans
 from k3sops.domain.findings import Finding, ResourceRef
 from k3sops.domain.snapshot import ClusterSnapshot
-from k3sops.errors import PlanRejected
+from k3sops.errors import GuardRefused, PlanRejected
 from k3sops.serve.alerts import AlertIntake, enricher
 from k3sops.serve.metrics import ServiceMetrics
 from k3sops.serve.remediation import (
-    Refused,
     Remediator,
     Target,
     cordon_refusal,
@@ -187,7 +186,7 @@ def test_a_plan_that_cannot_be_built_is_recorded_failed_in_its_reservation(
 
 def test_a_guard_refusal_is_recorded_refused_applied_or_not(store: HistoryStore) -> None:
     def guarded(plan: str, target: Target, apply: bool) -> RemediationReport:
-        raise Refused("cordon n1 would leave 2 of 3 nodes cordoned", hint="nothing changed")
+        raise GuardRefused("cordon n1 would leave 2 of 3 nodes cordoned", hint="nothing changed")
 
     target = Target("pods", "development", POD_NAME)
     for enabled in (False, True):

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any
 from k3sops.adapters.store import RemediationRecord
 from k3sops.config.schema.fields import ENVIRONMENT_NAMES
 from k3sops.domain.snapshot import plural_of
-from k3sops.errors import K3sopsError
+from k3sops.errors import GuardRefused, K3sopsError
 
 if TYPE_CHECKING:
     from k3sops.adapters.store import FinalMode, HistoryStore, RemediationMode
@@ -93,12 +93,8 @@ re-read (get), the plan's listing (list), the change (patch or delete). Only ``p
 
 
 Execute = Callable[[str, Target, bool], "RemediationReport"]
-"""Build (and with True apply) the named plan for a target; raises K3sopsError (Refused: a
-guard refused it)."""
-
-
-class Refused(K3sopsError):
-    """A guard refused a policy's plan before anything changed (recorded ``refused``)."""
+"""Build (and with True apply) the named plan for a target; raises K3sopsError (GuardRefused:
+a guard refused it)."""
 
 
 def cordon_refusal(nodes: Iterable[Mapping[str, Any]], node: str) -> str | None:
@@ -244,7 +240,7 @@ class Remediator:
                                  f"rate: {policy.max_per_hour} per hour used")]
         try:
             report = self.execute(policy.plan, target, False)
-        except Refused as e:
+        except GuardRefused as e:
             return [self._record(policy, trigger, target, "refused", e.message)]
         except K3sopsError as e:
             return [self._record(policy, trigger, target, "failed", e.message)]
@@ -267,7 +263,7 @@ class Remediator:
             report = self.execute(policy.plan, target, True)
             mode = "failed" if report.failures else "applied"
             detail = _describe(report)
-        except Refused as e:
+        except GuardRefused as e:
             mode, detail = "refused", e.message
         except K3sopsError as e:
             detail = e.message
@@ -300,7 +296,7 @@ def cluster_executor(settings: Settings, env: Mapping[str, str], home: Path,
                 node = _node_of(runner, target)
                 why = cordon_refusal(runner.actions.kube.list("v1", "nodes"), node)
                 if why is not None:
-                    raise Refused(why, hint="nothing changed")
+                    raise GuardRefused(why, hint="nothing changed")
                 return remediate.cordon(runner, node)
             if plan == "restart":
                 ref = _workload_of(runner, target)
