@@ -273,7 +273,8 @@ class Remediator:
             self.store.finish_remediation(rid, mode, detail)
             rec.mode, rec.detail = mode, detail
             self._counted(policy, mode)
-        log.info("remediation %s %s: %s", policy.id, mode, detail)
+        (log.info if mode == "applied" else log.warning)("remediation %s %s: %s", policy.id,
+                                                         mode, detail)
         return [rec]
 
 
