@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything k3sops and its lab need on a fresh Debian 12 machine (idempotent, as root):
-# Debian packages (Prometheus, Alertmanager, node-exporter, PostgreSQL, restic, etcd fallback),
+# Debian packages (Prometheus, Alertmanager, node-exporter, PostgreSQL, restic, etcd fallback,
+# Chromium for the console's browser tests),
 # uv and the locked Python environment in .venv. Go itself must already be installed (1.24+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +18,9 @@ have git || need+=(git)
 # Test hosts for the Ansible playbooks: a debootstrapped root per host running sshd.
 have /usr/sbin/sshd || need+=(openssh-server)
 have /usr/sbin/debootstrap || need+=(debootstrap)
+# The web console's browser tests: Playwright (a dev package) drives Debian's Chromium, as
+# it cannot download its own browser here.
+have /usr/bin/chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2
