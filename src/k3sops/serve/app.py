@@ -7,6 +7,7 @@
 * ``/metrics``: needs a token allowed ``get`` on ``metrics.k3sops.io`` (Prometheus' own
   ServiceAccount token, ``authorization: {credentials_file: ...}``), as kube-rbac-proxy guards it.
 * ``/api/v1/...``: :mod:`k3sops.serve.api`.
+* ``/`` and ``/ui/...``: the web console (:mod:`k3sops.serve.console`), HTML behind a session.
 
 Errors are JSON ``{"error": message}``; no handler puts a request header in a message, so a
 token never reaches a response or the log (uvicorn's access log prints the path, and no route
@@ -92,6 +93,9 @@ def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None,
     pv = views or platform_views.PlatformViews.of(ctx.reports.settings, ctx.reports.store)
     app.include_router(platform_views.router(ctx, pv))
     ctx.metrics.registry.register(platform_views.BackupCollector(pv))
+    from k3sops.serve import console
+
+    console.mount(app, ctx)  # the web console under /ui (issue 15)
     return app
 
 

@@ -1,0 +1,280 @@
+"""The console's routes under ``/ui``: login, overview, findings, diagnosis, runbook, ack.
+
+Each page calls what the matching ``/api/v1`` route calls (:class:`~k3sops.serve.api.Reports`,
+the history store) and asks the same SubjectAccessReview: ``get`` on ``reports`` (overview),
+``findings`` (findings, runbooks), ``diagnoses``, ``alerts`` (the overview's alert list is
+left out without it), ``create`` on ``acks`` (the acknowledge form). No session: 303 to the
+login page. Every POST carries the session's CSRF token; a missing or wrong one is 403.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from k3sops.domain import checks as registry
+from k3sops.serve.auth import AuthFailure, User
+from k3sops.serve.console import render
+from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
+
+if TYPE_CHECKING:
+    from k3sops.domain.findings import Finding
+    from k3sops.serve.api import ApiContext
+
+PREFIX = "/ui"
+MAX_FORM = 16 * 1024
+"""The largest form body read (a token is a few KiB at most)."""
+NO_ENVIRONMENT = "(none)"
+
+
+class Refused(Exception):
+    """A page refused: ``status`` and a message safe to show (no token, no header)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class ToLogin(Exception):
+    """No live session: the answer is a redirect to the login page."""
+
+
+def set_cookie(response: Response, session: Session) -> None:
+    """The session id cookie: HttpOnly, Secure, SameSite=Strict, for ``/`` of this host."""
+    response.set_cookie(COOKIE, session.id, httponly=True, secure=True, samesite="strict",
+                        path="/")
+
+
+async def read_form(request: Request) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body (first value per name); 413 if too big."""
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM:
+            raise Refused(413, f"the form is larger than {MAX_FORM} bytes")
+    fields = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+    return {k: v[0] for k, v in fields.items() if v}
+
+
+class Console:
+    """The console's state (sessions) and its checks, over the API's context."""
+
+    def __init__(self, ctx: ApiContext, sessions: Sessions | None = None) -> None:
+        self.ctx = ctx
+        self.sessions = sessions or Sessions()
+
+    def session(self, request: Request) -> Session | None:
+        """The request's live session, if any."""
+        return self.sessions.get(request.cookies.get(COOKIE))
+
+    def user(self, request: Request, verb: str, resource: str) -> tuple[Session, User]:
+        """The logged-in session and user, allowed ``verb`` on ``resource``.
+
+        Raises:
+            ToLogin: no session or not logged in.
+            Refused: 403 (not allowed; names the grant) or 503 (the API server is down).
+        """
+        s = self.session(request)
+        if s is None or s.user is None:
+            raise ToLogin
+        try:
+            if not self.ctx.authorizer.allowed(s.user, verb, resource):
+                raise Refused(403, f"{s.user.name} may not {verb} {resource}.k3sops.io "
+                                   f"(grant it with a (Cluster)Role: apiGroups [k3sops.io], "
+                                   f"resources [{resource}], verbs [{verb}])")
+        except AuthFailure as e:
+            raise Refused(e.status, e.message) from None
+        return s, s.user
+
+    def may(self, user: User, verb: str, resource: str) -> bool:
+        """Whether ``user`` may (False also when the API server cannot say)."""
+        try:
+            return self.ctx.authorizer.allowed(user, verb, resource)
+        except AuthFailure:
+            return False
+
+    def html(self, template: str, session: Session | None, status: int = 200,
+             **values: Any) -> HTMLResponse:
+        """A page, with the session's CSRF token and user for the layout."""
+        body = render.page(template, csrf=session.csrf if session else "",
+                           user=session.user if session else None, **values)
+        return HTMLResponse(body, status_code=status)
+
+
+def _by_environment(findings: list[Finding]) -> list[tuple[str, Counter[str]]]:
+    counts: dict[str, Counter[str]] = {}
+    for f in findings:
+        counts.setdefault(f.environment or NO_ENVIRONMENT, Counter())[f.severity] += 1
+    return sorted(counts.items())
+
+
+def _open_manual(acks: dict[str, dict[str, str]]) -> list[tuple[str, list[Any]]]:
+    """Manual steps not acknowledged in their current period, by period."""
+    out = []
+    for period, words in (("daily", "today"), ("weekly", "this week"),
+                          ("monthly", "this month")):
+        items = [m for m in registry.MANUAL.values() if m.period == period and m.id not in acks]
+        out.append((words, sorted(items, key=lambda m: m.id)))
+    return out
+
+
+def router(console: Console) -> APIRouter:
+    """The console's routes (prefix ``/ui``)."""
+    ui = APIRouter(prefix=PREFIX, include_in_schema=False)
+    _session_routes(ui, console)
+    _read_routes(ui, console)
+    _ack_route(ui, console)
+    return ui
+
+
+def _session_routes(ui: APIRouter, console: Console) -> None:
+    """Login and logout."""
+    ctx = console.ctx
+
+    @ui.get("/login")
+    def login_form(request: Request) -> Response:
+        """The login form (a fresh anonymous session carries its CSRF token)."""
+        s = console.session(request)
+        if s is not None and s.user is not None:
+            return RedirectResponse(f"{PREFIX}/", status_code=303)
+        if s is None:
+            s = console.sessions.new()
+        response = console.html("login.html", s, error=None)
+        set_cookie(response, s)
+        return response
+
+    @ui.post("/login")
+    async def login(request: Request) -> Response:
+        """Review the token (TokenReview); a new logged-in session on success."""
+        form = await read_form(request)
+        s = console.session(request)
+        if not csrf_ok(s, form.get("csrf")):
+            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        token = form.get("token", "").strip()
+        try:
+            user = await run_in_threadpool(ctx.authorizer.authenticate, token or None)
+        except AuthFailure as e:
+            return console.html("login.html", s, status=e.status, error=e.message)
+        console.sessions.drop(s.id if s else None)
+        fresh = console.sessions.new(user)
+        response = RedirectResponse(f"{PREFIX}/", status_code=303)
+        set_cookie(response, fresh)
+        return response
+
+    @ui.post("/logout")
+    async def logout(request: Request) -> Response:
+        """End the session."""
+        form = await read_form(request)
+        s = console.session(request)
+        if not csrf_ok(s, form.get("csrf")):
+            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        console.sessions.drop(s.id if s else None)
+        response = RedirectResponse(f"{PREFIX}/login", status_code=303)
+        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        return response
+
+
+def _read_routes(ui: APIRouter, console: Console) -> None:
+    """The pages: overview, findings, diagnosis, runbook."""
+    ctx = console.ctx
+
+    @ui.get("/")
+    def overview(request: Request) -> Response:
+        """Health score and trend, findings per environment, new/resolved, alerts, manual."""
+        s, user = console.user(request, "get", "reports")
+        report = ctx.reports.run("daily")
+        store = ctx.reports.store
+        trend = [p for p in store.trend(30) if p.environment is None]
+        alerts = (store.alerts("firing", 20) if console.may(user, "get", "alerts") else None)
+        acks = store.acks(datetime.now(UTC).astimezone())
+        return console.html(
+            "overview.html", s, page="overview", report=report,
+            score_chart=render.score_chart(trend), severity_chart=render.severity_chart(trend),
+            legend=render.legend(), runs=len(trend), by_env=_by_environment(report.findings),
+            new=[f for f in report.findings if f.new], resolved=report.resolved,
+            alerts=alerts, manual=_open_manual(acks),
+            may_ack=console.may(user, "create", "acks"), acked=request.query_params.get("acked"))
+
+    @ui.get("/findings")
+    def findings(request: Request) -> Response:
+        """Findings now, filtered by environment, namespace, severity and check (GET form)."""
+        s, _ = console.user(request, "get", "findings")
+        q = {k: request.query_params.get(k, "").strip()
+             for k in ("environment", "namespace", "severity", "check")}
+        report = ctx.reports.run("daily")
+        rows = [f for f in report.findings
+                if (not q["environment"] or (f.environment or NO_ENVIRONMENT) == q["environment"])
+                and (not q["namespace"] or f.resource.namespace == q["namespace"])
+                and (not q["severity"] or f.severity == q["severity"])
+                and (not q["check"] or f.check == q["check"])]
+        choices = {
+            "environment": sorted({f.environment or NO_ENVIRONMENT for f in report.findings}),
+            "namespace": sorted({f.resource.namespace for f in report.findings
+                                 if f.resource.namespace}),
+            "check": sorted({f.check for f in report.findings})}
+        return console.html("findings.html", s, page="findings", findings=rows, q=q,
+                            choices=choices, total=len(report.findings),
+                            remediation=render.remediation)
+
+    @ui.get("/diagnose/{kind}/{namespace}/{name}")
+    def diagnosis(request: Request, kind: str, namespace: str, name: str) -> Response:
+        """One object's diagnosis: the causal chain, root causes with evidence, commands."""
+        s, _ = console.user(request, "get", "diagnoses")
+        rep = ctx.reports.diagnose(kind, namespace, name)
+        if rep is None:
+            raise Refused(404, f"unknown kind {kind[:40]!r}")
+        return console.html("diagnosis.html", s, page="findings", d=rep,
+                            remediation=render.remediation,
+                            runbook_commands=render.runbook_commands)
+
+    @ui.get("/runbooks/{runbook_id}")
+    def runbook(request: Request, runbook_id: str) -> Response:
+        """A runbook rendered from its Markdown."""
+        s, _ = console.user(request, "get", "findings")
+        found = render.runbook_html(runbook_id)
+        if found is None:
+            raise Refused(404, f"no runbook {runbook_id[:60]!r}")
+        title, body = found
+        return console.html("runbook.html", s, page="findings", title=title, body=body)
+
+
+def _ack_route(ui: APIRouter, console: Console) -> None:
+    """The acknowledge form's target."""
+    ctx = console.ctx
+
+    @ui.post("/ack")
+    async def ack(request: Request) -> Response:
+        """Acknowledge a manual step as the logged-in user (the record `check ack` writes)."""
+        form = await read_form(request)
+        s, user = await run_in_threadpool(console.user, request, "create", "acks")
+        if not csrf_ok(s, form.get("csrf")):
+            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        item = registry.MANUAL.get(form.get("item", ""))
+        if item is None:
+            raise Refused(400, "no such manual checklist step")
+        note = form.get("note", "").strip()[:500] or None
+        at = datetime.now(UTC).replace(microsecond=0)
+        await run_in_threadpool(ctx.reports.store.ack, item.id, item.period, user.name, note, at)
+        return RedirectResponse(f"{PREFIX}/?" + urlencode({"acked": item.id}), status_code=303)
+
+
+def handlers(console: Console) -> dict[type[Exception], Callable[..., Any]]:
+    """The app's exception handlers for the console's refusals."""
+    async def refused(request: Request, exc: Exception) -> Response:
+        status, message = ((exc.status, exc.message) if isinstance(exc, Refused)
+                           else (500, "internal error"))
+        return console.html("error.html", console.session(request), status=status,
+                            page="", status_code=status, message=message)
+
+    async def to_login(request: Request, exc: Exception) -> Response:
+        return RedirectResponse(f"{PREFIX}/login", status_code=303)
+
+    return {Refused: refused, ToLogin: to_login}

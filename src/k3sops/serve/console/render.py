@@ -1,0 +1,172 @@
+"""What the console's pages draw: templates, charts, runbooks as HTML, remediation commands.
+
+Templates autoescape everything; the only markup that reaches a page unescaped is built here
+(SVG charts whose text goes through :func:`html.escape`, and runbooks rendered by
+markdown-it with raw HTML disabled, so a ``<script>`` in a runbook or a finding is text).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from functools import cache
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from markupsafe import Markup
+
+from k3sops.domain.findings import Finding
+from k3sops.output.html_report import SEVERITY_COLOURS, findings_chart
+
+if TYPE_CHECKING:
+    from jinja2 import Environment
+
+    from k3sops.adapters.store import TrendPoint
+
+HERE = Path(__file__).parent
+SEVERITIES = ("critical", "warning", "info")
+
+# score chart geometry (SVG user units; the SVG scales to its card's width)
+W, H = 600, 200
+LEFT, RIGHT, TOP, BOTTOM = 40, 12, 12, 28
+
+
+@cache
+def environment() -> Environment:
+    """The templates' Jinja environment (autoescaping on, undefined names fail)."""
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(HERE / "templates"),
+                      autoescape=select_autoescape(default=True, default_for_string=True),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.globals["severities"] = SEVERITIES
+    env.filters["objpath"] = object_path
+    return env
+
+
+def page(template: str, **values: Any) -> str:
+    """A template rendered with ``values``."""
+    return environment().get_template(template).render(**values)
+
+
+def object_path(f: Finding) -> str:
+    """The path part of a finding's diagnosis URL: ``kind/namespace/name`` (``-``: none)."""
+    r = f.resource
+    return f"{r.kind.lower()}/{r.namespace or '-'}/{r.name}"
+
+
+def score_chart(points: Sequence[TrendPoint]) -> Markup:
+    """A line of the health score (0-100) per stored run, oldest first; empty without runs."""
+    if not points:
+        return Markup("")
+    inner_w, inner_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+    n = len(points)
+    xs = [LEFT + inner_w / 2] if n == 1 else [LEFT + inner_w * i / (n - 1) for i in range(n)]
+    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" '
+             f'aria-label="Health score of the last {n} runs">']
+    for v in (0, 50, 100):
+        y = H - BOTTOM - inner_h * v / 100
+        parts.append(f'<line x1="{LEFT}" y1="{y:.1f}" x2="{W - RIGHT}" y2="{y:.1f}" '
+                     f'class="grid"/><text x="{LEFT - 6}" y="{y + 4:.1f}" '
+                     f'text-anchor="end" class="tick">{v}</text>')
+    ys = [H - BOTTOM - inner_h * max(0, min(100, p.health_score)) / 100 for p in points]
+    if n > 1:
+        line = " ".join(f"{x:.1f},{y:.1f}" for x, y in zip(xs, ys, strict=True))
+        parts.append(f'<polyline points="{line}" class="score-line" fill="none"/>')
+    for x, y, p in zip(xs, ys, points, strict=True):
+        parts.append(f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3.5" class="score-dot">'
+                     f"<title>{escape(p.started_at)} ({escape(p.period)}): health "
+                     f"{p.health_score}</title></circle>")
+    for i in sorted({0, n - 1}):
+        anchor = "start" if i == 0 and n > 1 else "end" if i == n - 1 and n > 1 else "middle"
+        parts.append(f'<text x="{xs[i]:.1f}" y="{H - 8}" text-anchor="{anchor}" '
+                     f'class="tick">{escape(points[i].started_at[:16].replace("T", " "))}'
+                     "</text>")
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escape()d text only
+
+
+def severity_chart(points: Sequence[TrendPoint]) -> Markup:
+    """The HTML report's stacked bars of findings by severity per run."""
+    # findings_chart escapes its text (the HTML report's own chart)
+    return Markup(findings_chart(points)) if points else Markup("")  # noqa: S704
+
+
+def legend() -> list[tuple[str, str]]:
+    """(severity, colour) pairs of the bars."""
+    return [(s, SEVERITY_COLOURS[s]) for s in SEVERITIES]
+
+
+@cache
+def _markdown() -> Any:
+    from markdown_it import MarkdownIt
+
+    # "commonmark" with html off: raw HTML in the source is shown as text; markdown-it's
+    # link validation refuses javascript:, vbscript:, file: and data: (but images) URLs.
+    return MarkdownIt("commonmark", {"html": False, "linkify": False}).enable("table")
+
+
+def markdown(source: str) -> Markup:
+    """Markdown as safe HTML (raw HTML escaped)."""
+    return Markup(_markdown().render(source))  # noqa: S704 - markdown-it, raw HTML off
+
+
+def runbook_html(runbook_id: str) -> tuple[str, Markup] | None:
+    """The runbook's title and its page as HTML (None: no such runbook)."""
+    from k3sops.domain import runbooks
+
+    rb = runbooks.by_id().get(runbook_id)
+    if rb is None:
+        return None
+    # the Markdown links related runbooks as files (X.md): here they are console pages
+    text = re.sub(r"\]\(([a-z0-9-]+)\.md\)", r"](\1)", runbooks.to_markdown(rb))
+    return rb.title, markdown(text)
+
+
+def fill(command: str, f: Finding) -> str:
+    """A runbook command with the finding's object in its placeholders."""
+    r = f.resource
+    kind = r.kind.lower()
+    values = {"namespace": r.namespace or "default", "name": r.name, "kind": kind,
+              "app": r.name, "pod": r.name if kind == "pod" else "<pod>",
+              "node": r.name if kind == "node" else "<node>"}
+    return re.sub(r"<([a-z-]+)>", lambda m: values.get(m.group(1), m.group(0)), command)
+
+
+RESTARTABLE = {"deployment", "statefulset", "daemonset"}
+CLEANABLE = {"pod-failed", "pod-stuck-terminating", "job-failed"}
+
+
+def remediation(f: Finding) -> list[tuple[str, str]]:
+    """(what, CLI command) of the remediation plans a finding proposes, dry-run first.
+
+    The plans are the ones `k3sops serve`'s policies run (``restart``, ``clean-pods``,
+    ``cordon``) and their CLI commands: each prints its plan without ``--apply``.
+    """
+    r = f.resource
+    kind = r.kind.lower()
+    out: list[tuple[str, str]] = []
+    if kind in RESTARTABLE and r.namespace:
+        out.append(("restart the workload's pods",
+                    f"k3sops rollout restart {kind}/{r.name} -n {r.namespace}"))
+    if f.check in CLEANABLE and r.namespace:
+        out.append(("delete the namespace's failed and finished pods",
+                    f"k3sops pods clean -n {r.namespace}"))
+    if kind == "node":
+        out.append(("stop scheduling new pods on the node", f"k3sops node cordon {r.name}"))
+    return out
+
+
+def runbook_commands(f: Finding) -> list[str]:
+    """The k3sops commands of the finding's runbook steps, filled in with its object."""
+    from k3sops.domain import runbooks
+
+    rb = runbooks.by_id().get(f.runbook)
+    if rb is None:
+        return []
+    seen: dict[str, None] = {}
+    for s in rb.steps:
+        if s.automated_by:
+            seen.setdefault(fill(s.automated_by, f), None)
+    return list(seen)

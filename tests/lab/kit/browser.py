@@ -1,0 +1,71 @@
+"""A real browser for the console's tests: Playwright driving Debian's Chromium.
+
+Playwright cannot download its own browser here, so it launches the system's
+(``scripts/install-deps.sh`` installs the ``chromium`` package). Tests that need it skip,
+naming what is missing, only when that browser or the playwright package is absent.
+Screenshots go to ``$K3SOPS_ARTIFACTS`` (default ``/tmp/k3sops-screenshots``), never into
+the repository.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+# Debian's /usr/bin/chromium is a shell wrapper; Playwright needs the binary itself.
+CANDIDATES = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
+WIDTHS = (1280, 390)
+"""The widths every page is screenshotted at: a laptop and a phone."""
+
+
+def chromium_path() -> str | None:
+    """The system Chromium's executable, or None."""
+    for candidate in CANDIDATES:
+        if os.access(candidate, os.X_OK):
+            return candidate
+    found = shutil.which("chromium")
+    return found
+
+
+def artifacts_dir() -> Path:
+    """Where screenshots are written (created)."""
+    where = Path(os.environ.get("K3SOPS_ARTIFACTS") or "/tmp/k3sops-screenshots")
+    where.mkdir(parents=True, exist_ok=True)
+    return where
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """A headless Chromium (Playwright's Browser), closed after the module."""
+    exe = chromium_path()
+    if exe is None:
+        pytest.skip("no system Chromium (/usr/lib/chromium/chromium): "
+                    "run scripts/install-deps.sh (apt package chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("the playwright package is not installed: uv sync (dev group)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, headless=True,
+                              args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def shoot(page: Any, name: str) -> list[Path]:
+    """Screenshots of ``page`` at each of :data:`WIDTHS` (full page); the files written."""
+    out = []
+    for width in WIDTHS:
+        page.set_viewport_size({"width": width, "height": 900})
+        path = artifacts_dir() / f"{name}-{width}.png"
+        page.screenshot(path=str(path), full_page=True)
+        out.append(path)
+    page.set_viewport_size({"width": WIDTHS[0], "height": 900})
+    return out
