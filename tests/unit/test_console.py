@@ -284,3 +284,20 @@ def test_acknowledge_writes_the_check_ack_record_as_the_reviewed_user(tmp_path: 
     acks = store.acks(datetime.now(UTC).astimezone())
     assert acks["review-overnight-incidents"]["by"] == "alice"  # the token's user, not "by"
     assert acks["review-overnight-incidents"]["note"] == "all quiet"
+
+
+def test_the_overview_draws_the_stored_runs_as_svg_charts(tmp_path: Path) -> None:
+    app, store = _app(tmp_path, READER)
+    report = FixedReports(store).run("daily")
+    for _ in range(3):
+        store.record(report)
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, ALICE)
+        page = (await client.get("/ui/")).text
+        assert "Trend (last 3 runs)" in page
+        assert 'aria-label="Health score of the last 3 runs"' in page
+        assert page.count("<circle") == 3  # one dot per run
+        assert 'aria-label="Findings by severity over time"' in page
+        assert "health 71</title>" in page
+    _browse(app, flow)

@@ -7,16 +7,17 @@ markdown-it with raw HTML disabled, so a ``<script>`` in a runbook or a finding 
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from functools import cache
 from html import escape
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from markupsafe import Markup
 
-from k3sops.domain.findings import Finding
+from k3sops.domain.findings import Finding, ResourceRef
 from k3sops.output.html_report import SEVERITY_COLOURS, findings_chart
 
 if TYPE_CHECKING:
@@ -42,6 +43,7 @@ def environment() -> Environment:
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     env.globals["severities"] = SEVERITIES
     env.filters["objpath"] = object_path
+    env.filters["pretty"] = pretty
     return env
 
 
@@ -54,6 +56,11 @@ def object_path(f: Finding) -> str:
     """The path part of a finding's diagnosis URL: ``kind/namespace/name`` (``-``: none)."""
     r = f.resource
     return f"{r.kind.lower()}/{r.namespace or '-'}/{r.name}"
+
+
+def pretty(value: Any) -> str:
+    """Structured evidence (events, a termination) as indented JSON."""
+    return json.dumps(value, indent=2, sort_keys=True, default=str)
 
 
 def score_chart(points: Sequence[TrendPoint]) -> Markup:
@@ -138,7 +145,19 @@ RESTARTABLE = {"deployment", "statefulset", "daemonset"}
 CLEANABLE = {"pod-failed", "pod-stuck-terminating", "job-failed"}
 
 
-def remediation(f: Finding) -> list[tuple[str, str]]:
+class Judged(Protocol):
+    """A finding or a diagnosis' root cause: an object and the rule that judged it."""
+
+    @property
+    def resource(self) -> ResourceRef:
+        """The object."""
+
+    @property
+    def check(self) -> str | None:
+        """The rule's id."""
+
+
+def remediation(f: Judged) -> list[tuple[str, str]]:
     """(what, CLI command) of the remediation plans a finding proposes, dry-run first.
 
     The plans are the ones `k3sops serve`'s policies run (``restart``, ``clean-pods``,
