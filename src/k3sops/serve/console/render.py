@@ -141,7 +141,8 @@ def fill(command: str, f: Finding) -> str:
     return re.sub(r"<([a-z-]+)>", lambda m: values.get(m.group(1), m.group(0)), command)
 
 
-RESTARTABLE = {"deployment", "statefulset", "daemonset"}
+RESTARTABLE = {"deployment", "statefulset"}
+"""The kinds `k3sops rollout restart` takes (:data:`k3sops.domain.remediate.WORKLOAD_KINDS`)."""
 CLEANABLE = {"pod-failed", "pod-stuck-terminating", "job-failed"}
 
 
