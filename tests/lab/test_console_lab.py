@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kit.browser import browser, shoot
+from kit.browser import browser, contrast_failures, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
 from conftest import Lab
@@ -194,3 +194,37 @@ def test_logout_ends_the_session_and_no_token_reaches_the_log(
     page.context.close()
     log = service.log.read_text()
     assert all(t not in log for t in service.tokens.values())
+
+
+def test_the_pages_keep_contrast_violate_no_csp_and_work_from_the_keyboard(
+        reader: Any, browser: Any, service: Running) -> None:
+    page = reader.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text)
+            if "Content Security Policy" in m.text else None)
+    for path in ("/ui/", "/ui/findings", "/ui/findings?namespace=development",
+                 "/ui/runbooks/pod-crashloop"):
+        page.goto(path)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            assert contrast_failures(page) == [], (path, width)
+            # nothing wider than the window at phone width (tables scroll inside their card)
+            assert page.evaluate("document.documentElement.scrollWidth") <= width, (path, width)
+        page.set_viewport_size({"width": 1280, "height": 900})
+    assert violations == []
+    page.close()
+    # the login works from the keyboard alone: the skip link, the home link, the token, Enter
+    context = browser.new_context(base_url=service.url)
+    login = context.new_page()
+    login.goto("/ui/login")
+    order = []
+    for _ in range(3):
+        login.keyboard.press("Tab")
+        order.append(login.evaluate("document.activeElement.id || "
+                                    "document.activeElement.textContent"))
+    assert order == ["Skip to content", "k3sops", "token"]
+    login.keyboard.type(service.tokens["reader"])
+    login.keyboard.press("Enter")
+    login.wait_for_url("**/ui/")
+    assert login.locator(".who").inner_text() == READER
+    context.close()

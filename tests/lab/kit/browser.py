@@ -69,3 +69,39 @@ def shoot(page: Any, name: str) -> list[Path]:
         out.append(path)
     page.set_viewport_size({"width": WIDTHS[0], "height": 900})
     return out
+
+
+# Walks the page's elements that hold text of their own and returns those whose text colour
+# against the first opaque background behind them is below the ratio (WCAG 2 relative
+# luminance). SVG text is left out (its colour is its fill, checked by eye).
+_CONTRAST_JS = """(minimum) => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.9)) return c.slice(0, 3);
+    }
+    return [255, 255, 255];
+  };
+  const bad = [];
+  for (const el of document.body.querySelectorAll('*')) {
+    if (el.closest('svg')) continue;
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim());
+    if (!own || !el.getClientRects().length) continue;
+    const fg = lum(rgb(getComputedStyle(el).color).slice(0, 3));
+    const bg = lum(background(el));
+    const ratio = (Math.max(fg, bg) + 0.05) / (Math.min(fg, bg) + 0.05);
+    if (ratio < minimum) bad.push(`${el.tagName}.${el.className}: ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}"""
+
+
+def contrast_failures(page: Any, minimum: float = 4.5) -> list[str]:
+    """Elements of ``page`` whose text contrast is below ``minimum`` (WCAG AA: 4.5)."""
+    found: list[str] = page.evaluate(_CONTRAST_JS, minimum)
+    return found
