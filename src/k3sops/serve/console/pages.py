@@ -64,6 +64,20 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items() if v}
 
 
+def check_csrf(session: Session | None, form: dict[str, str]) -> None:
+    """Raises Refused 403 unless the form carries ``session``'s CSRF token."""
+    if not csrf_ok(session, form.get("csrf")):
+        raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+
+
+async def posted(console: Console, request: Request) -> tuple[dict[str, str], Session | None]:
+    """A POSTed form and its session, the form's CSRF token checked (Refused 403)."""
+    form = await read_form(request)
+    s = console.session(request)
+    check_csrf(s, form)
+    return form, s
+
+
 class Console:
     """The console's state (sessions) and its checks, over the API's context."""
 
@@ -154,10 +168,7 @@ def _session_routes(ui: APIRouter, console: Console) -> None:
     @ui.post("/login")
     async def login(request: Request) -> Response:
         """Review the token (TokenReview); a new logged-in session on success."""
-        form = await read_form(request)
-        s = console.session(request)
-        if not csrf_ok(s, form.get("csrf")):
-            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        form, s = await posted(console, request)
         token = form.get("token", "").strip()
         try:
             user = await run_in_threadpool(ctx.authorizer.authenticate, token or None)
@@ -172,10 +183,7 @@ def _session_routes(ui: APIRouter, console: Console) -> None:
     @ui.post("/logout")
     async def logout(request: Request) -> Response:
         """End the session."""
-        form = await read_form(request)
-        s = console.session(request)
-        if not csrf_ok(s, form.get("csrf")):
-            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        _, s = await posted(console, request)
         console.sessions.drop(s.id if s else None)
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
         response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
@@ -255,8 +263,7 @@ def _ack_route(ui: APIRouter, console: Console) -> None:
         """Acknowledge a manual step as the logged-in user (the record `check ack` writes)."""
         form = await read_form(request)
         s, user = await run_in_threadpool(console.user, request, "create", "acks")
-        if not csrf_ok(s, form.get("csrf")):
-            raise Refused(403, "the form's CSRF token is missing or wrong: reload the page")
+        check_csrf(s, form)
         item = registry.MANUAL.get(form.get("item", ""))
         if item is None:
             raise Refused(400, "no such manual checklist step")
