@@ -163,6 +163,20 @@ def test_the_reader_opens_a_diagnosis_and_its_runbook(reader: Any) -> None:
     page.close()
 
 
+def test_the_alerts_and_backups_pages_answer_on_the_lab(reader: Any) -> None:
+    page = reader.new_page()
+    page.goto("/ui/alerts")
+    assert page.locator("h1").inner_text() == "Alerts"
+    shoot(page, "alerts")
+    page.goto("/ui/backups")
+    assert page.locator("h1").inner_text() == "Backups"
+    # the lab's platform.yaml has no backup: section (platform-backup.yaml has): said so
+    assert page.locator("main .card").first.inner_text() == (
+        "platform.yaml has no backup: section")
+    shoot(page, "backups")
+    page.close()
+
+
 def test_the_reader_acknowledges_a_manual_step_under_the_reviewed_name(
         reader: Any, rbac: Rbac) -> None:
     page = reader.new_page()
@@ -203,7 +217,7 @@ def test_the_pages_keep_contrast_violate_no_csp_and_work_from_the_keyboard(
     page.on("console", lambda m: violations.append(m.text)
             if "Content Security Policy" in m.text else None)
     for path in ("/ui/", "/ui/findings", "/ui/findings?namespace=development",
-                 "/ui/runbooks/pod-crashloop"):
+                 "/ui/runbooks/pod-crashloop", "/ui/alerts", "/ui/backups"):
         page.goto(path)
         for width in (1280, 390):
             page.set_viewport_size({"width": width, "height": 900})

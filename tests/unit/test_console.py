@@ -71,7 +71,8 @@ class FixedReports:
                                                       runbook=f.runbook)])
 
 
-def _app(tmp_path: Path, grants: set[tuple[str, str, str]]) -> tuple[Any, Any]:
+def _app(tmp_path: Path, grants: set[tuple[str, str, str]],
+         backups: dict[str, Any] | None = None) -> tuple[Any, Any]:
     from k3sops.adapters.store import SqliteStore
     from k3sops.serve.api import ApiContext
     from k3sops.serve.app import create_app
@@ -87,11 +88,12 @@ def _app(tmp_path: Path, grants: set[tuple[str, str, str]]) -> tuple[Any, Any]:
                      metrics=ServiceMetrics(reports.reports, reports.cache.status,
                                             lambda: True),
                      is_leader=lambda: True)
-    empty = PlatformViews(lambda: {}, lambda: {})
-    return create_app(ctx, views=empty), store
+    views = PlatformViews(lambda: backups or {}, lambda: {})
+    return create_app(ctx, views=views), store
 
 
-READER = {("alice", "get", verb) for verb in ("reports", "findings", "diagnoses", "alerts")}
+READER = {("alice", "get", verb)
+          for verb in ("reports", "findings", "diagnoses", "alerts", "backups")}
 
 
 def _browse(app: Any, flow: Callable[[httpx2.AsyncClient], Awaitable[None]]) -> None:
@@ -196,7 +198,7 @@ def test_pages_carry_a_strict_csp_and_no_inline_script(tmp_path: Path) -> None:
         pages = [await client.get("/ui/login")]
         await _login(client, ALICE)
         for path in ("/ui/", "/ui/findings", "/ui/diagnose/pod/dev/web-1",
-                     "/ui/runbooks/pod-crashloop"):
+                     "/ui/runbooks/pod-crashloop", "/ui/alerts", "/ui/backups"):
             pages.append(await client.get(path))
         for r in pages:
             assert r.status_code == 200, r.url
@@ -300,4 +302,59 @@ def test_the_overview_draws_the_stored_runs_as_svg_charts(tmp_path: Path) -> Non
         assert page.count("<circle") == 3  # one dot per run
         assert 'aria-label="Findings by severity over time"' in page
         assert "health 71</title>" in page
+    _browse(app, flow)
+
+
+def test_the_alerts_page_shows_enriched_alerts_with_object_causes_and_runbook(
+        tmp_path: Path) -> None:
+    from k3sops.adapters.store import AlertRecord
+
+    app, store = _app(tmp_path, READER)
+    root = {"resource": {"kind": "Pod", "namespace": "dev", "name": "web-1"},
+            "severity": "critical", "message": f"crashed {EVIL}", "check": "pod-crashloop"}
+    store.record_alert(AlertRecord(
+        fingerprint="f1", starts_at=datetime(2026, 12, 5, 6, 0, tzinfo=UTC),
+        alertname="KubePodCrashLooping", received_at=datetime(2026, 12, 5, 6, 1, tzinfo=UTC),
+        labels={"severity": "critical", "namespace": "dev", "pod": "web-1"},
+        enriched={"annotations": {"summary": f"web-1 restarts {EVIL}"},
+                  "object": {"kind": "Pod", "namespace": "dev", "name": "web-1",
+                             "found": True},
+                  "diagnosis": {"root_causes": [root]},
+                  "runbook": {"id": "pod-crashloop", "known": True,
+                              "title": "Container in CrashLoopBackOff"}}))
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, ALICE)
+        page = (await client.get("/ui/alerts")).text
+        assert "KubePodCrashLooping" in page
+        assert 'href="/ui/diagnose/pod/dev/web-1"' in page
+        assert 'href="/ui/runbooks/pod-crashloop"' in page
+        assert EVIL not in page and "crashed &lt;script&gt;" in page
+        resolved = (await client.get("/ui/alerts?state=resolved")).text
+        assert "KubePodCrashLooping" not in resolved and "No resolved alert stored." in resolved
+    _browse(app, flow)
+
+
+def test_the_backups_page_marks_a_flagged_target_red_with_its_reasons(tmp_path: Path) -> None:
+    targets = [{"kind": "etcd", "target": "etcd", "flagged": False, "reasons": [],
+                "newest_status": "Completed", "newest_at": "2026-12-05T06:00:00+00:00",
+                "age_seconds": 7200.0, "size": 5 * 1024 * 1024, "verified": True,
+                "verified_at": "2026-12-05T06:10:00+00:00", "drill_at": "2026-12-04T05:00:00",
+                "drill_ok": True, "drill_seconds": 4.25, "environment": None},
+               {"kind": "postgres", "target": "orders", "flagged": True,
+                "reasons": ["newest good backup is 30.0h old (over 26h)"],
+                "newest_status": "Failed", "newest_at": "2026-12-04T00:00:00+00:00",
+                "age_seconds": 108000.0, "size": None, "verified": None, "verified_at": None,
+                "drill_at": None, "drill_ok": None, "drill_seconds": None,
+                "environment": "production"}]
+    app, _ = _app(tmp_path, {("alice", "get", "backups")}, {"targets": targets})
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, ALICE)
+        r = await client.get("/ui/backups")
+        assert r.status_code == 200
+        rows = re.findall(r"<tr class=\"([^\"]*)\">", r.text)
+        assert rows == ["", "flagged"]
+        assert "30.0h old" in r.text and "4.2 s" in r.text and "5.0 MiB" in r.text
+        assert (await client.get("/ui/alerts")).status_code == 403  # no get on alerts
     _browse(app, flow)

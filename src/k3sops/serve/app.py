@@ -95,7 +95,7 @@ def create_app(ctx: ApiContext, *, in_sync: Callable[[], bool] | None = None,
     ctx.metrics.registry.register(platform_views.BackupCollector(pv))
     from k3sops.serve import console
 
-    console.mount(app, ctx)  # the web console under /ui (issue 15)
+    console.mount(app, ctx, pv)  # the web console under /ui (issue 15)
     return app
 
 

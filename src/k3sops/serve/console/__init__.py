@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from k3sops.serve.api import ApiContext
+    from k3sops.serve.views import PlatformViews
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
@@ -28,14 +29,17 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
            "Referrer-Policy": "no-referrer", "X-Frame-Options": "DENY"}
 
 
-def mount(app: FastAPI, ctx: ApiContext) -> Any:
-    """Add the console to ``app``; the :class:`~.pages.Console` (its sessions)."""
+def mount(app: FastAPI, ctx: ApiContext, views: PlatformViews | None = None) -> Any:
+    """Add the console to ``app``; the :class:`~.pages.Console` (its sessions).
+
+    ``views``: the backup and environment answers ``/api/v1`` serves (the backups page).
+    """
     from fastapi.responses import RedirectResponse
     from fastapi.staticfiles import StaticFiles
 
     from k3sops.serve.console import pages, render
 
-    console = pages.Console(ctx)
+    console = pages.Console(ctx, views=views)
     app.include_router(pages.router(console))
     app.mount(f"{pages.PREFIX}/static", StaticFiles(directory=render.HERE / "static"),
               name="console-static")

@@ -2,8 +2,9 @@
 
 Each page calls what the matching ``/api/v1`` route calls (:class:`~k3sops.serve.api.Reports`,
 the history store) and asks the same SubjectAccessReview: ``get`` on ``reports`` (overview),
-``findings`` (findings, runbooks), ``diagnoses``, ``alerts`` (the overview's alert list is
-left out without it), ``create`` on ``acks`` (the acknowledge form). No session: 303 to the
+``findings`` (findings, runbooks), ``diagnoses``, ``alerts`` (the alerts page; the overview's
+alert list is left out without it), ``backups``, ``create`` on ``acks`` (the acknowledge
+form). No session: 303 to the
 login page. Every POST carries the session's CSRF token; a missing or wrong one is 403.
 """
 
@@ -27,6 +28,7 @@ from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
 if TYPE_CHECKING:
     from k3sops.domain.findings import Finding
     from k3sops.serve.api import ApiContext
+    from k3sops.serve.views import PlatformViews
 
 PREFIX = "/ui"
 MAX_FORM = 16 * 1024
@@ -81,9 +83,11 @@ async def posted(console: Console, request: Request) -> tuple[dict[str, str], Se
 class Console:
     """The console's state (sessions) and its checks, over the API's context."""
 
-    def __init__(self, ctx: ApiContext, sessions: Sessions | None = None) -> None:
+    def __init__(self, ctx: ApiContext, sessions: Sessions | None = None,
+                 views: PlatformViews | None = None) -> None:
         self.ctx = ctx
         self.sessions = sessions or Sessions()
+        self.views = views
 
     def session(self, request: Request) -> Session | None:
         """The request's live session, if any."""
@@ -145,6 +149,7 @@ def router(console: Console) -> APIRouter:
     ui = APIRouter(prefix=PREFIX, include_in_schema=False)
     _session_routes(ui, console)
     _read_routes(ui, console)
+    _platform_routes(ui, console)
     _ack_route(ui, console)
     return ui
 
@@ -252,6 +257,31 @@ def _read_routes(ui: APIRouter, console: Console) -> None:
             raise Refused(404, f"no runbook {runbook_id[:60]!r}")
         title, body = found
         return console.html("runbook.html", s, page="findings", title=title, body=body)
+
+
+def _platform_routes(ui: APIRouter, console: Console) -> None:
+    """Alerts (the webhook's enriched records) and backups (``/api/v1/backups``' answer)."""
+    ctx = console.ctx
+
+    @ui.get("/alerts")
+    def alerts(request: Request) -> Response:
+        """Enriched alerts, newest first: object, root causes, runbook (GET ``state``)."""
+        s, _ = console.user(request, "get", "alerts")
+        state = request.query_params.get("state", "firing")
+        wanted: Any = state if state in ("firing", "resolved") else None
+        rows = ctx.reports.store.alerts(wanted, 200)
+        return console.html("alerts.html", s, page="alerts", alerts=rows,
+                            state=wanted or "all")
+
+    @ui.get("/backups")
+    def backups(request: Request) -> Response:
+        """Per target: newest backup, age, size, verification, last restore drill and RTO."""
+        s, _ = console.user(request, "get", "backups")
+        if console.views is None:
+            raise Refused(503, "backup views are not available in this service")
+        body = console.views.backups()
+        return console.html("backups.html", s, page="backups",
+                            targets=body.get("targets") or [], reason=body.get("reason"))
 
 
 def _ack_route(ui: APIRouter, console: Console) -> None:
