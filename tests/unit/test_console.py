@@ -179,7 +179,8 @@ def test_forged_or_missing_csrf_is_403(tmp_path: Path) -> None:
         good = _csrf(page.text)
         assert good != token  # a new session, a new CSRF token
         item = {"item": "review-overnight-incidents", "note": "done"}
-        for sent in ({}, {"csrf": ""}, {"csrf": token}, {"csrf": good[:-1] + "A"}):
+        wrong = good[:-1] + ("B" if good.endswith("A") else "A")  # one character off
+        for sent in ({}, {"csrf": ""}, {"csrf": token}, {"csrf": wrong}):
             r = await client.post("/ui/ack", data={**item, **sent})
             assert r.status_code == 403, sent
         assert store.acks(datetime.now(UTC)) == {}  # nothing was recorded

@@ -10,6 +10,8 @@ login page. Every POST carries the session's CSRF token; a missing or wrong one 
 
 from __future__ import annotations
 
+import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -26,7 +28,7 @@ from k3sops.serve.console import render
 from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
 
 if TYPE_CHECKING:
-    from k3sops.domain.findings import Finding
+    from k3sops.domain.findings import CheckReport, Finding
     from k3sops.serve.api import ApiContext
     from k3sops.serve.views import PlatformViews
 
@@ -34,6 +36,8 @@ PREFIX = "/ui"
 MAX_FORM = 16 * 1024
 """The largest form body read (a token is a few KiB at most)."""
 NO_ENVIRONMENT = "(none)"
+REPORT_TTL = 10.0
+"""Seconds a judged report serves the overview and findings pages."""
 
 
 class Refused(Exception):
@@ -88,6 +92,20 @@ class Console:
         self.ctx = ctx
         self.sessions = sessions or Sessions()
         self.views = views
+        self._report_lock = threading.Lock()
+        self._report: tuple[float, CheckReport] | None = None
+
+    def report(self) -> CheckReport:
+        """The daily checklist judged from the cache, reused for :data:`REPORT_TTL` seconds.
+
+        Clicking from the overview to the findings and back judges once, not per page; one
+        caller computes while the others wait for its answer.
+        """
+        with self._report_lock:
+            now = time.monotonic()
+            if self._report is None or now - self._report[0] >= REPORT_TTL:
+                self._report = (now, self.ctx.reports.run("daily"))
+            return self._report[1]
 
     def session(self, request: Request) -> Session | None:
         """The request's live session, if any."""
@@ -203,7 +221,7 @@ def _read_routes(ui: APIRouter, console: Console) -> None:
     def overview(request: Request) -> Response:
         """Health score and trend, findings per environment, new/resolved, alerts, manual."""
         s, user = console.user(request, "get", "reports")
-        report = ctx.reports.run("daily")
+        report = console.report()
         store = ctx.reports.store
         trend = [p for p in store.trend(30) if p.environment is None]
         alerts = (store.alerts("firing", 20) if console.may(user, "get", "alerts") else None)
@@ -222,7 +240,7 @@ def _read_routes(ui: APIRouter, console: Console) -> None:
         s, _ = console.user(request, "get", "findings")
         q = {k: request.query_params.get(k, "").strip()
              for k in ("environment", "namespace", "severity", "check")}
-        report = ctx.reports.run("daily")
+        report = console.report()
         rows = [f for f in report.findings
                 if (not q["environment"] or (f.environment or NO_ENVIRONMENT) == q["environment"])
                 and (not q["namespace"] or f.resource.namespace == q["namespace"])
