@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from k3sops.adapters.store import HistoryStore, SqliteStore
+from k3sops.adapters.store import HistoryStore, RemediationRecord, SqliteStore
 from k3sops.adapters.webhook import WebhookSender
 from k3sops.config.schema import Platform
 from k3sops.config.schema.serve import Remediation
@@ -351,3 +351,33 @@ def test_the_readme_lists_each_plan_s_rights_as_the_lab_test_grants_them() -> No
     granted = {plan: {(v, r) for rule in rules for v in rule["verbs"]
                       for r in rule["resources"]} for plan, rules in PLAN_RIGHTS.items()}
     assert documented == granted
+
+
+def test_a_reservation_left_by_a_killed_replica_is_closed_by_the_next_leader(
+        store: HistoryStore) -> None:
+    # a replica killed mid-apply: its reservation stays "reserved" (nothing finished it)
+    at = datetime(2026, 12, 5, 17, 0, tzinfo=UTC)
+    old = RemediationRecord(policy_id="crashloop-restart", trigger="alert:x",
+                            target=f"pods/development/{POD_NAME}", plan="restart",
+                            mode="reserved", at=at)
+    old_id = store.reserve_remediation(old, 5, at - timedelta(hours=1))
+    recent = old.model_copy(update={"at": at + timedelta(minutes=15)})
+    recent_id = store.reserve_remediation(recent, 5, at - timedelta(hours=1))
+    assert old_id is not None and recent_id is not None
+    counted: list[tuple[str, str]] = []
+    rem = Remediator(_cfg(enabled=True), _platform(), store, lambda: True, Executor(),
+                     count=lambda p, m: counted.append((p, m)),
+                     clock=lambda: at + timedelta(minutes=20))
+    [closed] = rem.close_interrupted()
+    assert closed.id == old_id and closed.mode == "failed"
+    by_id = {r.id: r for r in store.remediations()}
+    assert by_id[old_id].mode == "failed"
+    assert "interrupted" in (by_id[old_id].detail or "")
+    assert "audit log" in (by_id[old_id].detail or "")
+    # 5 minutes old: maybe still being applied by a replica that lost the Lease
+    assert by_id[recent_id].mode == "reserved"
+    assert counted == [("crashloop-restart", "failed")]
+    # a second leader change closes nothing twice; the slots stay taken in the rate
+    assert rem.close_interrupted() == []
+    third = old.model_copy(update={"at": at + timedelta(minutes=20)})
+    assert store.reserve_remediation(third, 2, at - timedelta(hours=1)) is None

@@ -33,6 +33,13 @@ Guard on ``cordon``: a policy never leaves more than half of the cluster's nodes
 a node by itself: a flapping alert at one cordon an hour would otherwise cordon every node in a
 day, and the pod's node may also run other environments' workloads. A person can still cordon
 more with `k3sops node cordon`.
+
+A replica killed while it applied a plan (``kill -9``, a lost node) leaves its reservation
+``reserved``: SIGTERM lets the plan finish, but nothing can finish it after a SIGKILL. The next
+leader finishes such rows ``failed`` as interrupted (:meth:`Remediator.close_interrupted`) once
+they are older than :data:`INTERRUPTED_AFTER` — far longer than any plan takes, so a replica
+that lost the Lease while still applying is not overtaken — and the record tells the reader to
+look at the target and the audit log (a step may or may not have been applied).
 """
 
 from __future__ import annotations
@@ -161,6 +168,15 @@ class Remediator:
         self.clock = clock
         self._lock = threading.Lock()
 
+    def close_interrupted(self) -> list[RemediationRecord]:
+        """On becoming leader: reservations a killed replica left, finished ``failed``."""
+        closed = close_interrupted(self.store, self.clock())
+        for rec in closed:
+            log.warning("remediation %s: %s", rec.policy_id, rec.detail)
+            if self.count is not None:
+                self.count(rec.policy_id, "failed")
+        return closed
+
     # -- triggers --------------------------------------------------------------------------
 
     def on_alert(self, record: Mapping[str, Any]) -> None:
@@ -276,6 +292,31 @@ class Remediator:
         (log.info if mode == "applied" else log.warning)("remediation %s %s: %s", policy.id,
                                                          mode, detail)
         return [rec]
+
+
+INTERRUPTED_AFTER = timedelta(minutes=10)
+"""A reservation older than this is no longer being applied by anyone (plans take seconds)."""
+
+
+def close_interrupted(store: HistoryStore, now: datetime,
+                      older_than: timedelta = INTERRUPTED_AFTER,
+                      ) -> list[RemediationRecord]:
+    """Finish ``failed`` the reservations a stopped replica left ``reserved``; the rows closed.
+
+    Only rows reserved before ``now - older_than``; each is finished once whichever replica
+    gets there first (:meth:`HistoryStore.finish_remediation` changes only a ``reserved`` row).
+    """
+    cutoff = now - older_than
+    closed = []
+    for rec in store.remediations(limit=1000):
+        if rec.mode != "reserved" or rec.id is None or rec.at > cutoff:
+            continue
+        detail = (f"interrupted: the replica applying plan {rec.plan} on {rec.target} stopped "
+                  f"before it finished (reserved {rec.at.isoformat(timespec='seconds')}); "
+                  "look at the target and the audit log: a step may have been applied")
+        if store.finish_remediation(rec.id, "failed", detail):
+            closed.append(rec.model_copy(update={"mode": "failed", "detail": detail}))
+    return closed
 
 
 # -- the cluster -------------------------------------------------------------------------

@@ -145,7 +145,6 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
                                            renew_seconds=max(1.0, cfg.lease.seconds / 3))
         elector.on_change(lambda leading: log.info("leadership: %s",
                                                    "leader" if leading else "follower"))
-        elector.start()
         is_leader = elector.is_leader
     metrics = ServiceMetrics(reports.reports, cache.status, is_leader)
     scheduler = None
@@ -158,6 +157,13 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
                                       metrics) if background else (None, None)
     if remediator is not None:
         reports.on_findings = remediator.on_findings
+        if elector is not None:
+            # what a replica killed mid-apply left reserved is closed by the next leader
+            elector.on_change(lambda leading: remediator.submit(remediator.close_interrupted)
+                              if leading else None)
+    if elector is not None:
+        # started once every leadership callback is registered: the first change is seen
+        elector.start()
     intake = None
     if alerts_mod is not None:
         enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
