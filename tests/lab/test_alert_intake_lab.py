@@ -20,103 +20,31 @@ from typing import Any
 
 import httpx2
 import pytest
-import yaml
+from kit.alerting import ALERT, NS, Wiring, apply_crashloop, reset_scenarios
 from pydantic import SecretStr
 
 from conftest import Lab
 from k3sops.adapters.store import HistoryStore, SqliteStore
-from k3sops.config import load_platform
 from k3sops.domain import checks as registry
-from k3sops.domain.rules import build_rules
 from k3sops.errors import PayloadInvalid
-from k3sops.lab import configs
 from k3sops.serve.alerts import AlertIntake, Receiver, cli_previous_logs, enricher
 from k3sops.services import check as check_service
 from k3sops.services.context import Settings, kube
 from webhook_sink import Sink
 
 pytestmark = pytest.mark.lab
-NS = "development"
-RULE_FILE = "k3sops-alert-intake-test.yml"
-ALERT = "KubePodCrashLooping"
-
-
-def _reload(url: str) -> None:
-    httpx2.post(f"{url}/-/reload", timeout=30).raise_for_status()
-
-
-def _crashing_pods(lab: Lab) -> set[str]:
-    items = json.loads(lab.kubectl("-n", NS, "get", "pods", "-l",
-                                   "k3sops.io/scenario=crashloop", "-o", "json").stdout)["items"]
-    return {p["metadata"]["name"] for p in items}
 
 
 @pytest.fixture
 def crashloop(lab: Lab) -> Iterator[set[str]]:
-    r = lab.k3sops("lab", "scenario", "apply", "crashloop", timeout=300)
-    assert r.returncode == 0, r.stderr
-    yield _crashing_pods(lab)
-    r = lab.k3sops("lab", "scenario", "reset", timeout=300)
-    assert r.returncode == 0, r.stderr
+    yield apply_crashloop(lab)
+    reset_scenarios(lab)
 
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[HistoryStore]:
     with SqliteStore.open_file(tmp_path / "k3sops.db") as s:
         yield s
-
-
-class Wiring:
-    """The lab's Prometheus and Alertmanager pointed at the test's intake; undone after."""
-
-    def __init__(self, lab: Lab) -> None:
-        self.lab = lab
-        self.platform = load_platform(lab.layout.platform_file)
-        mon = self.platform.monitoring
-        assert mon.prometheus.url and mon.alertmanager.url and mon.rule_files_dir
-        self.prometheus = mon.prometheus.url.rstrip("/")
-        self.alertmanager = mon.alertmanager.url.rstrip("/")
-        self.rule_file = Path(mon.rule_files_dir) / RULE_FILE
-        self.am_config = lab.layout.run_dir / "alertmanager.yml"
-
-    def deliver_to(self, url: str) -> None:
-        """Alertmanager: ALERT goes to ``url`` (repeats every 10s), the rest as before."""
-        cfg = yaml.safe_load(configs.alertmanager_yaml())
-        cfg["route"]["routes"] = [{
-            "receiver": "k3sops-serve", "matchers": [f'alertname="{ALERT}"'],
-            "group_by": ["alertname", "namespace"], "group_wait": "1s",
-            "group_interval": "5s", "repeat_interval": "10s"}]
-        cfg["receivers"].append({"name": "k3sops-serve", "webhook_configs": [
-            {"url": url, "send_resolved": True, "max_alerts": 0}]})
-        configs.write(self.am_config, yaml.safe_dump(cfg, sort_keys=False))
-        _reload(self.alertmanager)
-
-    def load_rule(self) -> dict[str, Any]:
-        """k3sops' rendered rule for development, with ``for: 0s``, loaded into Prometheus."""
-        [inst] = [i for i in build_rules(self.platform).instances
-                  if i.rule.id == ALERT and i.environment == NS]
-        rule = {**inst.to_rule(), "for": "0s"}
-        group = {"name": "k3sops-alert-intake-test", "interval": "5s", "rules": [rule]}
-        self.rule_file.write_text(yaml.safe_dump({"groups": [group]}, sort_keys=False))
-        _reload(self.prometheus)
-        return rule
-
-    def unload_rule(self) -> None:
-        self.rule_file.unlink(missing_ok=True)
-        _reload(self.prometheus)
-
-    def resolve(self, alert: dict[str, Any]) -> None:
-        """End the alert in Alertmanager (as Prometheus would once the rule stops firing)."""
-        now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
-        httpx2.post(f"{self.alertmanager}/api/v2/alerts", timeout=10, json=[{
-            "labels": alert["labels"], "annotations": alert["annotations"],
-            "startsAt": alert["startsAt"], "endsAt": now,
-            "generatorURL": alert["generatorURL"]}]).raise_for_status()
-
-    def restore(self) -> None:
-        self.unload_rule()
-        configs.write(self.am_config, configs.alertmanager_yaml())
-        _reload(self.alertmanager)
 
 
 @pytest.fixture

@@ -105,13 +105,18 @@ class Rbac:
 
 
 @contextlib.contextmanager
-def accounts(lab: Lab, ns: str, tmp: Path) -> Iterator[Rbac]:
-    """The namespace, the three ServiceAccounts and their roles; removed on exit."""
+def accounts(lab: Lab, ns: str, tmp: Path,
+             serve: dict[str, Any] | None = None) -> Iterator[Rbac]:
+    """The namespace, the three ServiceAccounts and their roles; removed on exit.
+
+    ``serve``: more keys of platform.yaml's ``serve:`` section (receivers, Alertmanager's
+    token file...).
+    """
     reader_role = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                    "metadata": {"name": f"{ns}-reader", "labels": label(ns)},
                    "rules": [{"apiGroups": ["k3sops.io"],
                               "resources": ["reports", "findings", "metrics", "diagnoses",
-                                            "backups", "environments"],
+                                            "backups", "environments", "alerts"],
                               "verbs": ["get"]}]}
     sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
                                                                        "namespace": ns}}
@@ -135,7 +140,8 @@ def accounts(lab: Lab, ns: str, tmp: Path) -> Iterator[Rbac]:
         platform = yaml.safe_load(lab.layout.platform_file.read_text())
         platform.pop("kubeconfig", None)  # the admin's: the service must not use it
         platform["serve"] = {"lease": {"namespace": ns, "name": "k3sops-serve"},
-                             "schedule": {"daily": None, "weekly": None, "monthly": None}}
+                             "schedule": {"daily": None, "weekly": None, "monthly": None},
+                             **(serve or {})}
         platform_file = tmp / "platform.yaml"
         platform_file.write_text(yaml.safe_dump(platform))
         yield Rbac(tokens=tokens, kubeconfig=kubeconfig, platform=platform_file, tmp=tmp)
