@@ -12,11 +12,15 @@ nothing is stored; then with the right one: the alert is stored once despite Ale
 repeats, enriched with the crash-loop root cause and runbook, forwarded once to each sink in
 its format, counted in /metrics, listed by `k3sops alerts list --server`, and closed and
 forwarded again when it resolves.
+
+With ``K3SOPS_RECORD_SERVE=DIR`` the service's ``GET /api/v1/alerts`` answers are written to
+DIR (how tests/data/serve_api/alerts*.json were recorded).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import subprocess
@@ -230,6 +234,14 @@ def _listed_by_the_cli(lab: Lab, rbac: Rbac, service: Running,
     assert refused.returncode == 1, refused.stderr
     assert "HTTP 403" in refused.stderr and "alerts.k3sops.io" in refused.stderr
     assert service.tokens["nobody"] not in refused.stderr + refused.stdout
+    record_to = os.environ.get("K3SOPS_RECORD_SERVE")
+    if record_to:  # the answers tests/unit/test_alerts_server.py replays
+        d = Path(record_to)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "alerts.json").write_text(json.dumps(
+            get(service, ROUTE, service.tokens["reader"]).json(), indent=1))
+        (d / "alerts-403.json").write_text(json.dumps(
+            get(service, ROUTE, service.tokens["nobody"]).json(), indent=1))
 
 
 def _resolution_closes_it(service: Running, sinks: Sinks, wiring: Wiring,

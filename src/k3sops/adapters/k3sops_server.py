@@ -81,6 +81,13 @@ class K3sopsServer:
         path = "/".join(quote(p, safe="") for p in (kind, namespace or "-", name))
         return self._get(f"/api/v1/diagnose/{path}", {}, "diagnoses")
 
+    def alerts(self, state: str | None, limit: int) -> dict[str, Any]:
+        """``GET /api/v1/alerts``: the enriched alerts the service stored, newest first."""
+        params = {"limit": str(limit)}
+        if state is not None:
+            params["state"] = state
+        return self._get("/api/v1/alerts", params, "alerts")
+
     def _get(self, path: str, params: dict[str, str], resource: str) -> dict[str, Any]:
         where = f"k3sops service {self.origin}"
         try:

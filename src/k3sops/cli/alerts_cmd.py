@@ -17,9 +17,17 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from k3sops.cli.options import OutputOpt, get_options, get_settings, output_format
+from k3sops.cli.options import (
+    OutputOpt,
+    ServerCaOpt,
+    ServerOpt,
+    TokenFileOpt,
+    get_options,
+    get_settings,
+    output_format,
+)
 from k3sops.domain.alerting import DURATION_FORMS, MATCHER_FORMS
-from k3sops.errors import ConfigError, K3sopsError
+from k3sops.errors import ConfigError, K3sopsError, UsageError
 
 if TYPE_CHECKING:
     from k3sops.config import Platform
@@ -45,6 +53,13 @@ class RenderFormat(StrEnum):
 
     rules = "rules"
     prometheusrule = "prometheusrule"
+
+
+class StoredState(StrEnum):
+    """States of the alerts the service stored (``--state`` with ``--server``)."""
+
+    firing = "firing"
+    resolved = "resolved"
 
 
 class EnvName(StrEnum):
@@ -187,9 +202,46 @@ def list_cmd(
     inhibited: Annotated[bool, typer.Option(
         "--inhibited", help="Include inhibited alerts.")] = False,
     output: OutputOpt = None,
+    server: ServerOpt = None,
+    token_file: TokenFileOpt = None,
+    server_ca: ServerCaOpt = None,
+    state: Annotated[StoredState | None, typer.Option(
+        "--state", help="With --server: only firing or only resolved alerts (default both).",
+    )] = None,
+    limit: Annotated[int | None, typer.Option(
+        "--limit", help="With --server: at most this many, newest first (default 100).",
+    )] = None,
 ) -> None:
-    """Firing alerts in Alertmanager, grouped by severity and environment."""
+    """Firing alerts in Alertmanager, grouped by severity and environment.
+
+    With --server URL: the alerts a running `k3sops serve` received from Alertmanager, each
+    with the object, root causes and runbook it added, newest first.
+    """
     from k3sops.output.render import render
+
+    if server is not None:
+        from k3sops.services import remote
+
+        if silenced or inhibited:
+            raise UsageError("--silenced and --inhibited are Alertmanager's states; the "
+                             "service stores what Alertmanager delivered",
+                             hint="drop them, or drop --server to ask Alertmanager")
+        token = remote.server_token(server, token_file, get_settings(ctx), os.environ,
+                                    Path.home())
+        stored = remote.alerts(server, token, server_ca,
+                               state=state.value if state is not None else None,
+                               limit=100 if limit is None else limit,
+                               environments=env or [], severities=severity or [],
+                               selectors=selector or [])
+        render(stored, output_format(ctx, output))
+        return
+    given = [flag for flag, value in (("--token-file", token_file), ("--server-ca", server_ca),
+                                      ("--state", state), ("--limit", limit))
+             if value is not None]
+    if given:
+        raise UsageError(", ".join(given) + (" only applies" if len(given) == 1 else
+                                             " only apply") + " with --server",
+                         hint="add --server URL (or set K3SOPS_SERVER)")
     from k3sops.services import alertmanager
 
     report = alertmanager.list_alerts(

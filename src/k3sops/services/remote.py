@@ -1,4 +1,4 @@
-"""Reports read from a running `k3sops serve` (``--server URL``) instead of the cluster.
+"""Reports (and stored alerts) read from a running `k3sops serve` (``--server URL``).
 
 The service answers with the same models the CLI builds (``CheckReport``,
 ``DiagnosisReport`` dumped as JSON), so they are validated back into those models here and
@@ -11,20 +11,24 @@ kubeconfig's current user (when it has one). It is never printed.
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
 from k3sops.adapters.k3sops_server import K3sopsServer
+from k3sops.domain import alerting
 from k3sops.domain import diagnose as dg
 from k3sops.domain.findings import CheckReport, Period
+from k3sops.domain.service_alerts import ServiceAlertList, service_alert_list
 from k3sops.errors import AdapterError, ConfigError, UsageError
 from k3sops.services.context import Settings
 
 TOKEN_ENV = "K3SOPS_SERVER_TOKEN"  # noqa: S105 (the variable's name, not a token)
 SERVER_ENV = "K3SOPS_SERVER"
+MAX_ALERTS = 1000
+"""The most alerts one ``GET /api/v1/alerts`` returns (the service's own bound)."""
 
 
 def server_token(url: str, token_file: Path | None, settings: Settings,
@@ -150,3 +154,33 @@ def diagnose(url: str, token: str | None, ca: Path | None, kind: str, namespace:
         raise AdapterError(f"k3sops service {server.origin} answered /api/v1/diagnose with "
                            f"something that is not a diagnosis ({e.error_count()} "
                            "problem(s))", hint="is the service the same k3sops version?") from e
+
+
+def alerts(url: str, token: str | None, ca: Path | None, *, state: str | None, limit: int,
+           environments: Sequence[str] = (), severities: Sequence[str] = (),
+           selectors: Sequence[str] = ()) -> ServiceAlertList:
+    """The enriched alerts the service stored (``GET /api/v1/alerts``), filtered.
+
+    Raises:
+        UsageError: a selector is not a matcher, or ``state``/``limit`` is out of range
+        (checked before the service is asked); otherwise as :func:`check`.
+    """
+    matchers = alerting.parse_matchers(selectors)
+    if state not in (None, "firing", "resolved"):
+        raise UsageError(f"--state {state[:20]!r} is not firing or resolved",
+                         hint="use --state firing or --state resolved (or leave it out: both)")
+    if not 1 <= limit <= MAX_ALERTS:
+        raise UsageError(f"--limit {limit} is out of range",
+                         hint=f"use a number from 1 to {MAX_ALERTS}")
+    server = _server(url, token, ca)
+    try:
+        body = server.alerts(state, limit)
+    finally:
+        server.close()
+    rows = body.get("alerts")
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise AdapterError(f"k3sops service {server.origin} answered /api/v1/alerts with "
+                           "something that is not a list of alerts",
+                           hint="is the service the same k3sops version?")
+    return service_alert_list(server.origin, state, rows, environments=environments,
+                              severities=severities, selectors=matchers)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
     from k3sops.domain.alerting import AlertReport, Silence, SilenceList, SilenceResult
     from k3sops.domain.rules.reports import AlertsApplyReport, RuleTestReport
+    from k3sops.domain.service_alerts import ServiceAlertList
 
 
 def _age(t: datetime | None, now: datetime) -> str:
@@ -49,6 +50,38 @@ def alerts_table(r: AlertReport, out: Console) -> None:
             t.add_row(a.alertname, state, _age(a.starts_at, now), a.summary or "",
                       ", ".join(f"{k}={v}" for k, v in sorted(extra.items())))
         out.print(t)
+
+
+@table_for("k3sops.domain.service_alerts.ServiceAlertList")
+def service_alerts_table(r: ServiceAlertList, out: Console) -> None:
+    """The enriched alerts a `k3sops serve` stored, newest first."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    now = datetime.now(UTC)
+    which = f"{r.state} " if r.state else ""
+    if not r.alerts:
+        out.print(f"no {which}alerts stored by the k3sops service at {r.server}")
+        return
+    t = Table(title=f"{r.total} {which}alert(s) stored by the k3sops service at {r.server}",
+              title_justify="left")
+    # names are copied into other commands (runbook show, diagnose): never cut; the
+    # root cause wraps instead
+    t.add_column("alert", no_wrap=True)
+    t.add_column("state", no_wrap=True)
+    t.add_column("severity/env", no_wrap=True)
+    t.add_column("object", no_wrap=True)
+    t.add_column("runbook", no_wrap=True)
+    t.add_column("root cause", min_width=30)
+    for a in r.alerts:
+        state = f"firing {_age(a.starts_at, now)}" if a.status == "firing" else (
+            f"ended {_age(a.ends_at, now)} ago" if a.ends_at else a.status)
+        cause = "\n".join(escape(c) for c in a.root_causes) or escape(
+            a.enrich_error or "-")
+        t.add_row(escape(a.alertname), state,
+                  f"{a.severity or '-'}/{a.environment or '-'}", escape(a.object or "-"),
+                  a.runbook or "-", cause)
+    out.print(t)
 
 
 @table_for("k3sops.domain.alerting.SilenceList")
