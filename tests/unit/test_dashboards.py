@@ -257,7 +257,10 @@ def test_backup_panels_use_k3sops_backup_metrics() -> None:
                    "k3sops_backup_duration_seconds", "k3sops_backup_size_bytes",
                    "k3sops_restore_drill_last_success_timestamp_seconds"):
         assert metric in exprs
-    assert "time() - k3sops_backup_last_success_timestamp_seconds" in exprs
+    # one series per (kind, target) though the service and the textfile both export them
+    assert ("time() - max by (kind, target) (k3sops_backup_last_success_timestamp_seconds)"
+            in exprs)
+    assert "max by (kind, target) (k3sops_backup_size_bytes)" in exprs
 
 
 # --- ConfigMaps for the Grafana sidecar -------------------------------------------------

@@ -246,19 +246,28 @@ def backups(ctx: DashboardContext) -> DashboardDef:
     """Freshness, duration and size of k3sops backups and restore drills."""
     del ctx  # the backup metrics are k3sops' own; nothing in platform.yaml renames them
     day = 86400.0
+
+    def one(metric: str) -> str:
+        # `k3sops serve` and node-exporter's textfile collector may both export the gauge
+        # (other job/instance labels): one series per kind and target, the newest value.
+        return f"max by (kind, target) ({metric})"
+
     row = RowDef("Backups", (
         PanelDef("Time since last successful backup", "stat",
-                 (Query("time() - k3sops_backup_last_success_timestamp_seconds"),),
+                 (Query("time() - " + one("k3sops_backup_last_success_timestamp_seconds"),
+                        "{{kind}} {{target}}"),),
                  "Age of the newest successful backup.", unit="s", width=12,
                  thresholds=(day, 2 * day), expects_data=False),
         PanelDef("Time since last restore drill", "stat",
-                 (Query("time() - k3sops_restore_drill_last_success_timestamp_seconds"),),
+                 (Query("time() - " + one("k3sops_restore_drill_last_success_timestamp_seconds"),
+                        "{{kind}} {{target}}"),),
                  "Age of the newest successful restore drill; an untested backup is a hope.",
                  unit="s", width=12, thresholds=(7 * day, 31 * day), expects_data=False),
         PanelDef("Backup duration", "timeseries",
-                 (Query("k3sops_backup_duration_seconds"),),
+                 (Query(one("k3sops_backup_duration_seconds"), "{{kind}} {{target}}"),),
                  "How long the last backup took.", unit="s", expects_data=False),
-        PanelDef("Backup size", "timeseries", (Query("k3sops_backup_size_bytes"),),
+        PanelDef("Backup size", "timeseries",
+                 (Query(one("k3sops_backup_size_bytes"), "{{kind}} {{target}}"),),
                  "Size of the last backup.", unit="bytes", expects_data=False),
     ))
     return DashboardDef("backups", "k3sops / Backups",

@@ -550,13 +550,20 @@ def _target_down_cases(i: Inputs, hold: float) -> RuleCases:
 
 def _backup_old_cases(_: Inputs, hold: float) -> RuleCases:
     n = _minutes(hold, 28 * 60)
-    labels = {"job": "k3sops", "kind": "etcd", "target": "k3s-server-1"}
+    key = {"kind": "etcd", "target": "k3s-server-1"}
+    # The same gauge scraped twice: from `k3sops serve` and from node-exporter's textfile
+    # collector (other job and instance labels). One alert per (kind, target), and the newest
+    # success of either source decides.
+    service = {"job": "k3sops", "instance": "10.0.0.5:8443", **key}
+    textfile = {"job": "node-exporter", "instance": "10.0.0.1:9100", **key}
     # promtool's clock starts at 0: the last success was at 1h (old) or at n-2h (fresh).
     old = 3600
     return RuleCases(
-        firing=Case((_series(BACKUP_METRIC, labels, _const(old, n)),), n,
-                    (ExpectedAlert(labels, n * 60 - old),)),
-        quiet=Case((_series(BACKUP_METRIC, labels, _const(n * 60 - 7200, n)),), n),
+        firing=Case((_series(BACKUP_METRIC, service, _const(old, n)),
+                     _series(BACKUP_METRIC, textfile, _const(old - 600, n))), n,
+                    (ExpectedAlert(key, n * 60 - old),)),
+        quiet=Case((_series(BACKUP_METRIC, service, _const(n * 60 - 7200, n)),
+                    _series(BACKUP_METRIC, textfile, _const(old, n))), n),
     )
 
 
@@ -918,7 +925,9 @@ CATALOGUE: tuple[RuleDef, ...] = (
         description="The last successful {{ $labels.kind }} backup of {{ $labels.target }} "
                     "finished {{ $value | humanizeDuration }} ago (threshold ${threshold}).",
         threshold_source="fixed: 26h (a daily backup plus 2h)",
-        expr=lambda _: f"time() - {BACKUP_METRIC} > {BACKUP_MAX_AGE_SECONDS}",
+        # max by: the service and the textfile collector may both export the gauge
+        expr=lambda _: f"time() - max by (kind, target) ({BACKUP_METRIC}) > "
+                       f"{BACKUP_MAX_AGE_SECONDS}",
         threshold=lambda _: "26h", cases=_backup_old_cases, fixed_for=600,
     ),
     RuleDef(
