@@ -291,6 +291,26 @@ def test_backup_stale_from_the_metric() -> None:
     assert stale.evidence["age_seconds"] == 30 * 3600
 
 
+def test_backup_stale_once_per_target_when_two_jobs_export_the_gauge() -> None:
+    # `k3sops serve` and the textfile collector both scraped: the same (kind, target) twice
+    capture = json.loads(json.dumps(FAULTS))
+    series = capture["answers"]["backup-stale:last_success"]["result"]
+    now = capture["evaluated_at"]
+    for s in list(series):
+        twin = json.loads(json.dumps(s))
+        twin["metric"].update(job="node-exporter", instance="10.0.0.1:9100")
+        twin["value"][1] = str(float(s["value"][1]) - 3600)  # the textfile an hour older
+        series.append(twin)
+    [stale] = run("backup-stale", snapshot(capture, objects={}))
+    assert stale.resource.name == "etcd/k3s-server-1"
+    assert stale.evidence["age_seconds"] == 30 * 3600  # the newest of the two
+    # a stale textfile does not make a target stale that the service reports fresh
+    fresh = [s for s in series if s["metric"]["job"] == "k3sops"]
+    for s in fresh:
+        s["value"][1] = str(now - 60)
+    assert run("backup-stale", snapshot(capture, objects={})) == []
+
+
 def test_backup_stale_from_snapshots_and_longhorn() -> None:
     found = run("backup-stale", backup_snapshot())
     got = {(f.resource.kind, f.resource.name): f for f in found}

@@ -123,21 +123,25 @@ def backup_stale(ctx: CheckContext) -> list[Finding]:
     now = ctx.snapshot.now
     out = []
     res = ctx.snapshot.metric(Q_LAST_SUCCESS)
-    for s in sorted(res.samples if res else [], key=lambda s: sorted(s.labels.items())):
-        if s.number is None:
-            continue
-        age = now.timestamp() - s.number
+    # `k3sops serve` and node-exporter's textfile collector may both export the gauge (other
+    # job/instance labels): one finding per kind and target, judged on the newest success.
+    newest: dict[tuple[str, str], tuple[float, dict[str, str]]] = {}
+    for s in res.samples if res else []:
+        key = (s.labels.get("kind", "?"), s.labels.get("target", "?"))
+        if s.number is not None and (key not in newest or s.number > newest[key][0]):
+            newest[key] = (s.number, dict(s.labels))
+    for (kind, target), (success, labels) in sorted(newest.items()):
+        age = now.timestamp() - success
         if age <= MAX_AGE_SECONDS:
             continue
-        kind, target = s.labels.get("kind", "?"), s.labels.get("target", "?")
-        last = datetime.fromtimestamp(s.number, UTC)
+        last = datetime.fromtimestamp(success, UTC)
         out.append(ctx.finding(
             "backup-stale", "warning", "Backup", None, f"{kind}/{target}",
             f"the last successful {kind} backup of {target} is {_age_text(age)} old "
             f"({_iso(last)})", "backup-stale",
             {"kind": kind, "target": target, "last_success": _iso(last),
              "age_seconds": round(age), "max_age_seconds": MAX_AGE_SECONDS,
-             "labels": s.labels}))
+             "labels": labels}))
     for where, objs in sorted(_snapshot_groups(ctx).items()):
         good = next((o for o in objs if not _snapshot_failed(o)), None)
         taken = _snapshot_time(good) if good is not None else None
