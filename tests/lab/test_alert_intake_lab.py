@@ -4,10 +4,11 @@ The lab's crashloop scenario makes a pod crash; k3sops' rendered KubePodCrashLoo
 development instance, its ``for`` lowered from 15m to 0s so it fires within the test) is loaded
 into the lab's Prometheus, which evaluates it on kube-state-metrics' real series; the lab's
 Alertmanager is configured (and reloaded) with a webhook receiver: a small HTTP server in this
-test that hands each body to :class:`AlertIntake` (the app part mounts the real endpoint
-later). The intake's snapshot is a fresh collect from the lab; its store is SQLite; it forwards
-to a second local HTTP server. Afterwards the rule file and Alertmanager's own configuration
-are restored and both servers reloaded.
+test that hands each body to :class:`AlertIntake` (tests/lab/test_serve_alertmanager_lab.py has
+Alertmanager deliver to `k3sops serve`'s own endpoint instead; the wiring is in
+tests/lab/kit/alerting.py). The intake's snapshot is a fresh collect from the lab; its store is
+SQLite; it forwards to a second local HTTP server. Afterwards the rule file and Alertmanager's
+own configuration are restored and both servers reloaded.
 """
 
 from __future__ import annotations
