@@ -116,7 +116,7 @@ def accounts(lab: Lab, ns: str, tmp: Path,
                    "metadata": {"name": f"{ns}-reader", "labels": label(ns)},
                    "rules": [{"apiGroups": ["k3sops.io"],
                               "resources": ["reports", "findings", "metrics", "diagnoses",
-                                            "backups", "environments", "alerts"],
+                                            "backups", "environments"],
                               "verbs": ["get"]}]}
     sas = [{"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": n,
                                                                        "namespace": ns}}
