@@ -207,6 +207,9 @@ def _stored_once_and_forwarded(service: Running, sinks: Sinks,
     roots = enriched["diagnosis"]["root_causes"]
     assert any(r["check"] == "pod-crashloop" and r["resource"]["name"] == pod
                for r in roots), roots
+    [crash] = [f for f in enriched["diagnosis"]["findings"] if f["check"] == "pod-crashloop"]
+    # the previous instance's log, read by the service under its own `get pods/log`
+    assert any("connection refused" in line for line in crash["evidence"]["previous_logs"])
     assert enriched["runbook"]["id"] == "pod-crash-looping" and enriched["runbook"]["steps"]
     assert enriched["receiver"] == "k3sops-serve"
     assert enriched["labels"]["cluster"] == "k3sops-lab"  # Prometheus' external label

@@ -166,7 +166,11 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
         elector.start()
     intake = None
     if alerts_mod is not None:
-        enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings)
+        # the crashed instance's log is the evidence people open first; without `get
+        # pods/log` the diagnosis says why it is missing instead
+        enrich = alerts_mod.enricher(lambda: cache.snapshot(datetime.now(UTC)), settings,
+                                     previous_logs=alerts_mod.cli_previous_logs(settings, env,
+                                                                                home))
         intake = alerts_mod.AlertIntake(store, enrich, targets,
                                         on_stored=remediator.on_alert if remediator else None)
     ctx = ApiContext(reports=reports, authorizer=Authorizer(client),

@@ -53,7 +53,9 @@ def cache_role(name: str, ns: str) -> dict[str, Any]:
     rules: list[dict[str, Any]] = [{"apiGroups": [g], "resources": sorted(r),
                                     "verbs": ["list", "watch"]}
                                    for g, r in sorted(by_group.items())]
-    rules += [{"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
+    rules += [# an alert's crash-looping container: its previous log, as `diagnose` shows it
+              {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+              {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"],
                "verbs": ["create"]},
               {"apiGroups": ["authorization.k8s.io"], "resources": ["subjectaccessreviews"],
                "verbs": ["create"]},
