@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from servekit import ALICE, BOB, Cache, Reviewer, asgi_get
+from servekit import NOBODY, READER, Cache, asgi_get, review_client
 
 from k3sops.serve.auth import Authorizer, SharedToken
 
@@ -77,18 +77,15 @@ def test_one_row_per_target_flagged_when_stale_failed_or_unverified() -> None:
         ("etcd", "etcd"), ("postgres", "orders"), ("tar", "files"), ("postgres", "never")]
 
 
-def _app(settings: Any, store: Any, tmp_path: Path, env: dict[str, str],
-         grants: set[tuple[str, str, str]]) -> Any:
+def _app(settings: Any, store: Any, tmp_path: Path, env: dict[str, str]) -> Any:
     from k3sops.serve.api import ApiContext, Reports
     from k3sops.serve.app import create_app
     from k3sops.serve.metrics import ServiceMetrics
     from k3sops.serve.views import PlatformViews
 
-    reviewer = Reviewer()
-    reviewer.grants = grants
     cache = Cache(True)
     r = Reports(settings, cache, None, store)  # type: ignore[arg-type]
-    ctx = ApiContext(reports=r, authorizer=Authorizer(reviewer),  # type: ignore[arg-type]
+    ctx = ApiContext(reports=r, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(SecretStr("am-token")),
                      metrics=ServiceMetrics(r.reports, cache.status, lambda: True),
                      is_leader=lambda: True)
@@ -98,14 +95,13 @@ def _app(settings: Any, store: Any, tmp_path: Path, env: dict[str, str],
 def test_absent_sections_answer_200_empty_with_the_reason(tmp_path: Path) -> None:
     from k3sops.services.context import Settings
 
-    grants = {("alice", "get", "backups"), ("alice", "get", "environments")}
-    app = _app(Settings(None, None, None), None, tmp_path, {}, grants)
-    b = asgi_get(app, "/api/v1/backups", ALICE)
+    app = _app(Settings(None, None, None), None, tmp_path, {})
+    b = asgi_get(app, "/api/v1/backups", READER)
     assert b.status_code == 200
     assert b.json() == {"targets": [], "reason": "platform.yaml has no backup: section"}
-    e = asgi_get(app, "/api/v1/environments", ALICE)
+    e = asgi_get(app, "/api/v1/environments", READER)
     assert e.status_code == 200 and e.json()["apps"] == [] and "gitops" in e.json()["reason"]
-    assert asgi_get(app, "/api/v1/backups", BOB).status_code == 403
+    assert asgi_get(app, "/api/v1/backups", NOBODY).status_code == 403
     assert asgi_get(app, "/api/v1/environments").status_code == 401
 
 
@@ -142,9 +138,8 @@ def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) ->
     store = SqliteStore.open(tmp_path / "history")
     store.record_restore_drill("etcd", "etcd", True, NOW, 3.25)
 
-    grants = {("alice", "get", "backups"), ("alice", "get", "metrics")}
-    app = _app(settings, store, tmp_path, env, grants)
-    resp = asgi_get(app, "/api/v1/backups", ALICE)
+    app = _app(settings, store, tmp_path, env)
+    resp = asgi_get(app, "/api/v1/backups", READER)
     assert resp.status_code == 200, resp.text
     body = resp.json()
     assert env["RESTIC_PW"] not in resp.text
@@ -157,7 +152,7 @@ def test_backups_from_a_real_repository_and_the_history_store(tmp_path: Path) ->
         == "Failed"
     assert by["tar", "files"]["reasons"] == ["no backup of this target in the repository"]
 
-    metrics = asgi_get(app, "/metrics", ALICE).text
+    metrics = asgi_get(app, "/metrics", READER).text
     labels = '{kind="etcd",target="etcd"}'
     line = next(x for x in metrics.splitlines()
                 if x.startswith(f"k3sops_backup_last_success_timestamp_seconds{labels} "))

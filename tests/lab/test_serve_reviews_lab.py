@@ -1,0 +1,103 @@
+"""`k3sops serve`'s access reviews against the lab's real API server, and their recording.
+
+The service's :class:`Authorizer` asks the real kube-apiserver, through the service's own
+least-privilege ServiceAccount, about real ServiceAccount tokens: a reader (granted ``get`` on
+the k3sops.io resources), a nobody (no rights), an invalid token, the token of a
+ServiceAccount deleted since, and the reader again once its binding is deleted. With
+``K3SOPS_RECORD_REVIEWS=1`` the exchanges are written (tokens redacted) to
+tests/data/serve_reviews/reviews.json, the answers the serve unit tests replay
+(tests/unit/servekit.py).
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx2
+import pytest
+from kit.reviews import BodyRecordingTransport, save
+from kit.serve import Rbac, accounts, sa_token
+from lightkube.config.client_adapter import verify_cluster
+
+from conftest import Lab, wait_for
+from k3sops.adapters.kube import KubeClient, KubeconfigSource
+from k3sops.adapters.kube._config import load_single
+from k3sops.serve.auth import AuthFailure, Authorizer
+
+pytestmark = pytest.mark.lab
+
+RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environments")
+"""What the reader's ClusterRole grants ``get`` on (tests/lab/kit/serve.py)."""
+
+
+@pytest.fixture(scope="module")
+def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Rbac]]:
+    ns = f"k3sops-reviews-{uuid.uuid4().hex[:5]}"
+    with accounts(lab, ns, tmp_path_factory.mktemp("reviews")) as r:
+        yield ns, r
+
+
+def _client(kubeconfig: Path) -> tuple[KubeClient, BodyRecordingTransport]:
+    source = KubeconfigSource(kubeconfig, "serve")
+    single = load_single(source, None)
+    assert single.user is not None
+    rec = BodyRecordingTransport(httpx2.HTTPTransport(
+        verify=verify_cluster(single.cluster, single.user, single.abs_file)))
+    return KubeClient(source, None, 30, transport=rec), rec
+
+
+def _status(auth: Authorizer, token: str, resource: str = "reports") -> int:
+    try:
+        auth.check(token, "get", resource)
+    except AuthFailure as e:
+        return e.status
+    return 200
+
+
+def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
+    ns, r = rbac
+    client, rec = _client(r.kubeconfig)
+    unrecorded = Authorizer(KubeClient(KubeconfigSource(r.kubeconfig, "serve")), ttl=0)
+    auth = Authorizer(client, ttl=0)  # ttl 0: every check asks the API server
+    tokens = {"reader": r.tokens["reader"], "nobody": r.tokens["nobody"],
+              # a JWT-shaped token no issuer signed
+              "invalid": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl"}
+
+    reader = auth.check(tokens["reader"], "get", "reports")
+    assert reader.name == f"system:serviceaccount:{ns}:reader"
+    assert reader.uid and "system:serviceaccounts" in reader.groups
+    for resource in RESOURCES[1:]:
+        assert auth.check(tokens["reader"], "get", resource) == reader
+
+    for resource in RESOURCES:
+        with pytest.raises(AuthFailure) as denied:
+            auth.check(tokens["nobody"], "get", resource)
+        assert denied.value.status == 403
+        assert f"system:serviceaccount:{ns}:nobody may not get {resource}" \
+            in denied.value.message
+
+    assert _status(auth, tokens["invalid"]) == 401
+
+    # a ServiceAccount's token outlives nothing: once the account is deleted it is refused
+    lab.kubectl("create", "serviceaccount", "gone", "-n", ns)
+    tokens["deleted"] = sa_token(lab, "gone", ns)
+    assert _status(unrecorded, tokens["deleted"]) == 403  # known, and granted nothing
+    lab.kubectl("delete", "serviceaccount", "gone", "-n", ns)
+    assert wait_for(lambda: _status(unrecorded, tokens["deleted"]) == 401, timeout=60)
+    assert _status(auth, tokens["deleted"]) == 401
+
+    # revoking the reader's binding: the next review (after the ttl) says no
+    lab.kubectl("delete", "clusterrolebinding", f"{ns}-reader")
+    assert wait_for(lambda: _status(unrecorded, tokens["reader"]) == 403, timeout=60)
+    rec.scene = "revoked"
+    assert _status(auth, tokens["reader"]) == 403
+
+    for x in rec.exchanges:
+        assert x["response"]["status"] == 201, x["response"]
+    if os.environ.get("K3SOPS_RECORD_REVIEWS"):
+        save(rec.exchanges, tokens, namespace=ns,
+             recorded_from=f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}",
+             users={n: f"system:serviceaccount:{ns}:{n}" for n in ("reader", "nobody")})
