@@ -271,8 +271,12 @@ def run(settings: Settings, env: Mapping[str, str], home: Path, *, listen: str |
         import uvicorn
 
         from k3sops.serve.app import create_app
+        from k3sops.serve.views import PlatformViews
 
-        app = create_app(service.context)
+        # the views keep their GitOps clone in --state-dir and read versions from the cache
+        app = create_app(service.context, views=PlatformViews.of(
+            settings, service.store, env=dict(env), home=home, state=state_dir,
+            cache=service.cache))
         # log_config None: uvicorn keeps the logging set up above instead of replacing it
         # (and disabling the k3sops loggers created before it)
         config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=True,

@@ -14,6 +14,7 @@ node-exporter textfile becomes optional.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import threading
 import time
@@ -27,10 +28,12 @@ from k3sops.errors import K3sopsError
 
 if TYPE_CHECKING:
     from k3sops.adapters.store import HistoryStore
-    from k3sops.serve.api import ApiContext
+    from k3sops.serve.api import ApiContext, CacheView
     from k3sops.services.context import Settings
 
 Provider = Callable[[], dict[str, Any]]
+ENV_KINDS = ("deployments", "applications.argoproj.io")
+"""What ``/api/v1/environments`` reads of the watch cache (Applications only if watched)."""
 
 
 class _Cached:
@@ -66,12 +69,17 @@ class PlatformViews:
 
     @classmethod
     def of(cls, settings: Settings, store: HistoryStore, *, env: dict[str, str] | None = None,
-           home: Path | None = None, ttl: float = 30.0) -> PlatformViews:
-        """The views computed by the CLI's services on ``settings`` and the history ``store``."""
+           home: Path | None = None, ttl: float = 30.0, state: Path | None = None,
+           cache: CacheView | None = None) -> PlatformViews:
+        """The views computed by the CLI's services on ``settings`` and the history ``store``.
+
+        ``state``: the service's state directory (``--state-dir``: its clone of the GitOps
+        repository goes there); ``cache``: the watch cache the running versions are read from.
+        """
         environ = dict(os.environ) if env is None else env
         where = home or Path.home()
         return cls(lambda: backups_body(settings, store, environ, where),
-                   lambda: environments_body(settings, environ, where), ttl)
+                   lambda: environments_body(settings, environ, where, state, cache), ttl)
 
 
 def backups_body(settings: Settings, store: HistoryStore, env: dict[str, str],
@@ -90,8 +98,15 @@ def backups_body(settings: Settings, store: HistoryStore, env: dict[str, str],
     return status.model_dump(mode="json")
 
 
-def environments_body(settings: Settings, env: dict[str, str], home: Path) -> dict[str, Any]:
-    """``/api/v1/environments``: apps x environments (git vs cluster), gates, approvals."""
+def environments_body(settings: Settings, env: dict[str, str], home: Path,
+                      state: Path | None = None, cache: CacheView | None = None,
+                      ) -> dict[str, Any]:
+    """``/api/v1/environments``: apps x environments (git vs cluster), gates, approvals.
+
+    With ``cache`` the running versions are the watch cache's Deployments: no API request, no
+    right beyond the cache's list/watch, and no environment ``context:`` (a name in the
+    operator's kubeconfig) is needed in the service's kubeconfig.
+    """
     from k3sops.services import gitops
     from k3sops.services.env.overview import next_promotions
     from k3sops.services.env.status import env_list, env_status
@@ -101,13 +116,15 @@ def environments_body(settings: Settings, env: dict[str, str], home: Path) -> di
         return {"environments": [], "apps": [], "next_promotions": [],
                 "reason": "platform.yaml has no gitops: section"}
     try:
-        ctx = gitops.open_context(settings, env, home)
+        ctx = gitops.open_context(settings, env, home, state)
         listed = env_list(ctx)
-        status = env_status(ctx)
+        cluster = (cache.snapshot(dt.datetime.now(dt.UTC), ENV_KINDS)
+                   if cache is not None else None)
+        status = env_status(ctx, cluster=cluster)
         pending = next_promotions(ctx, status.apps)
     except K3sopsError as e:  # the GitOps repository unreachable: said, not a 500
         return {"environments": [], "apps": [], "next_promotions": [],
-                "reason": f"the GitOps repository could not be read: {e.message}"}
+                "reason": f"the environments could not be read: {e.message}"}
     return {**listed.model_dump(mode="json"), **status.model_dump(mode="json"),
             "next_promotions": [n.model_dump(mode="json") for n in pending], "reason": None}
 

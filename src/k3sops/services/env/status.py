@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from k3sops.adapters import git
+from k3sops.adapters.kube import KubeClient
 from k3sops.domain import env as p
 from k3sops.domain import gitops as g
+from k3sops.domain.snapshot import ClusterSnapshot
 from k3sops.errors import AdapterError, UsageError
 from k3sops.services.gitops import (
     ArgoStatus,
@@ -85,8 +89,14 @@ class EnvStatus(BaseModel):
     commit: str
 
 
-def env_status(ctx: GitOpsContext, app: str | None = None) -> EnvStatus:
-    """Per app and environment: version in git, version running, ArgoCD or rollout status."""
+def env_status(ctx: GitOpsContext, app: str | None = None, *,
+               cluster: ClusterSnapshot | None = None) -> EnvStatus:
+    """Per app and environment: version in git, version running, ArgoCD or rollout status.
+
+    ``cluster``: the Deployments (and ArgoCD Applications) already at hand, such as
+    `k3sops serve`'s watch cache; they are read instead of asking each environment's context,
+    which names the operator's kubeconfig and need not exist in the service's.
+    """
     rows: list[AppEnvStatus] = []
     with workspace(ctx) as repo:
         commit = repo.head()
@@ -96,21 +106,19 @@ def env_status(ctx: GitOpsContext, app: str | None = None) -> EnvStatus:
     if app is not None and not any(app in v for v in versions.values()):
         raise UsageError(f"app {app!r} is in no environment's values file",
                          hint="see `k3sops env status` for the apps there are")
+    cached = _Cached(cluster, ctx.gitops.argocd_namespace) if cluster is not None else None
     for env in ctx.order:
         ns = ctx.namespace(env)
-        kube = kube_for(ctx, env)
+        kube = kube_for(ctx, env) if cached is None else None
         try:
-            try:
-                apps_objs = applications(kube, ctx.gitops.argocd_namespace)
-            except AdapterError:
-                apps_objs = None
+            apps_objs, find = _reader(ctx, kube, cached)
             for name, (_, ver) in sorted(versions[env].items()):
                 if app is not None and name != app:
                     continue
                 row = AppEnvStatus(app=name, env=env, namespace=ns, git_version=ver,
                                    running_version=None, in_sync=False, rollout="unknown")
                 try:
-                    d = deployment(kube, ns, name)
+                    d = find(ns, name)
                     if d is None:
                         row.rollout = "missing"
                     else:
@@ -126,8 +134,48 @@ def env_status(ctx: GitOpsContext, app: str | None = None) -> EnvStatus:
                     row.argocd = argo_status(argo)
                 rows.append(row)
         finally:
-            kube.close()
+            if kube is not None:
+                kube.close()
     return EnvStatus(apps=rows, commit=commit)
+
+
+Find = Callable[[str, str], dict[str, Any] | None]
+"""A Deployment by namespace and name (None: there is none)."""
+
+
+def _reader(ctx: GitOpsContext, kube: KubeClient | None, cached: _Cached | None,
+            ) -> tuple[dict[str, dict[str, Any]] | None, Find]:
+    """The ArgoCD Applications and the Deployment lookup: the cache's, else ``kube``'s."""
+    if cached is not None:
+        return cached.applications, cached.deployment
+    assert kube is not None  # noqa: S101  # env_status makes one of the two
+    try:
+        apps = applications(kube, ctx.gitops.argocd_namespace)
+    except AdapterError:
+        apps = None
+    return apps, functools.partial(deployment, kube)
+
+
+class _Cached:
+    """Deployments by (namespace, name) and the ArgoCD Applications of a snapshot."""
+
+    def __init__(self, cluster: ClusterSnapshot, argocd_namespace: str) -> None:
+        self._error = cluster.errors.get("deployments")
+        self._deployments = {(str(m.get("namespace")), str(m.get("name"))): d
+                             for d in cluster.objects.get("deployments") or ()
+                             for m in [d.get("metadata") or {}]}
+        self._listed = "deployments" in cluster.objects
+        items = cluster.objects.get("applications.argoproj.io")
+        self.applications = None if items is None else {
+            str((a.get("metadata") or {}).get("name")): dict(a) for a in items
+            if (a.get("metadata") or {}).get("namespace") == argocd_namespace}
+
+    def deployment(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The Deployment, None when there is none; AdapterError when none were read."""
+        if not self._listed:
+            raise AdapterError(f"deployments could not be read: {self._error or 'not watched'}")
+        d = self._deployments.get((namespace, name))
+        return None if d is None else dict(d)
 
 
 class EnvDiff(BaseModel):
