@@ -1,31 +1,36 @@
-"""`k3sops serve`'s access reviews against the lab's real API server, and their recording.
+"""`k3sops serve`'s access reviews and watch cache on the lab's real API server, recorded.
 
 The service's :class:`Authorizer` asks the real kube-apiserver, through the service's own
 least-privilege ServiceAccount, about real ServiceAccount tokens: a reader (granted ``get`` on
 the k3sops.io resources), a nobody (no rights), an invalid token, the token of a
 ServiceAccount deleted since, and the reader again once its binding is deleted. With
 ``K3SOPS_RECORD_REVIEWS=1`` the exchanges are written (tokens redacted) to
-tests/data/serve_reviews/reviews.json, the answers the serve unit tests replay
-(tests/unit/servekit.py).
+tests/data/serve_reviews/reviews.json, and a watch cache of the nodes (LIST, then one quiet
+WATCH) to cache-nodes.json: the answers the serve unit tests replay (tests/unit/servekit.py).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx2
 import pytest
-from kit.reviews import BodyRecordingTransport, save
+from kit.reviews import DATA, BodyRecordingTransport, save
 from kit.serve import Rbac, accounts, sa_token
 from lightkube.config.client_adapter import verify_cluster
 
 from conftest import Lab, wait_for
 from k3sops.adapters.kube import KubeClient, KubeconfigSource
 from k3sops.adapters.kube._config import load_single
+from k3sops.adapters.kube.recorded import recording_client
+from k3sops.adapters.kube.recorded import save as save_exchanges
 from k3sops.serve.auth import AuthFailure, Authorizer
+from k3sops.serve.cache import WatchCache
 
 pytestmark = pytest.mark.lab
 
@@ -101,3 +106,31 @@ def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
         save(rec.exchanges, tokens, namespace=ns,
              recorded_from=f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}",
              users={n: f"system:serviceaccount:{ns}:{n}" for n in ("reader", "nobody")})
+
+
+def test_a_watch_cache_of_the_nodes(lab: Lab, rbac: tuple[str, Rbac]) -> None:
+    """The service's cache of one kind through its own account: a LIST, then quiet WATCHes."""
+    _, r = rbac
+    client, rec = recording_client(KubeconfigSource(r.kubeconfig, "serve"))
+    cache = WatchCache(client, ["nodes"], watch_seconds=1)
+    cache.start()
+    try:
+        assert cache.wait_synced(60)
+
+        def watches() -> list[int]:
+            return [i for i, x in enumerate(rec.exchanges) if "watch=true" in
+                    x["request"]["query"]]
+        assert wait_for(lambda: len(watches()) >= 1, timeout=30)
+        snap = cache.snapshot(datetime.now(UTC))
+    finally:
+        cache.stop()
+    nodes = json.loads(lab.kubectl("get", "nodes", "-o", "json").stdout)["items"]
+    assert sorted(o["metadata"]["name"] for o in snap.get("nodes")) == \
+        sorted(n["metadata"]["name"] for n in nodes)
+    assert cache.status()["nodes"].objects == len(nodes)
+    kept = rec.exchanges[:watches()[0] + 1]  # up to the first whole watch: the quiet one
+    assert [x["response"]["status"] for x in kept] == [200] * len(kept)
+    if os.environ.get("K3SOPS_RECORD_REVIEWS"):
+        save_exchanges(DATA / "cache-nodes.json", kept,
+                       f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}",
+                       nodes=str(len(nodes)))

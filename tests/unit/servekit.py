@@ -1,29 +1,30 @@
 """What the serve unit tests share: the lab API server's recorded answers to TokenReviews and
-SubjectAccessReviews replayed through a real :class:`KubeClient`, a watch cache stand-in, and
-requests through the ASGI app.
+SubjectAccessReviews, and to a watch cache's LIST and WATCH of the nodes, replayed through a
+real :class:`KubeClient` (the cache is the real :class:`WatchCache`), and requests through
+the ASGI app.
 
 The review answers were recorded by tests/lab/test_serve_reviews_lab.py (run it with
 ``K3SOPS_RECORD_REVIEWS=1`` to record them again): real ServiceAccount tokens of a reader
 (``get`` on the k3sops.io resources), a nobody (no rights), an invalid token, a deleted
-ServiceAccount's token, and the reader after its binding was deleted. The tokens here are
-made up; each stands for one recorded token, and any other token gets the invalid token's
-answer (the API server knows neither).
+ServiceAccount's token, and the reader after its binding was deleted; the nodes through the
+service's own account. The tokens here are made up; each stands for one recorded token, and
+any other token gets the invalid token's answer (the API server knows neither).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
-from datetime import datetime
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx2
 
 from k3sops.adapters.kube import KubeClient, KubeconfigSource
-from k3sops.domain.findings import Source
-from k3sops.domain.snapshot import ClusterSnapshot
-from k3sops.serve.cache import KindStatus
+from k3sops.adapters.kube.recorded import ReplayTransport
+from k3sops.serve.cache import WatchCache
 
 REVIEWS = Path(__file__).parent.parent / "data" / "serve_reviews"
 RECORDED: dict[str, Any] = json.loads((REVIEWS / "reviews.json").read_text())
@@ -83,22 +84,53 @@ def unreachable_client() -> KubeClient:
     return KubeClient(KubeconfigSource(REVIEWS / "unreachable.kubeconfig", "test"), timeout=5)
 
 
-class Cache:
-    def __init__(self, synced: bool) -> None:
-        self.synced = synced
+class _QuietServer(httpx2.BaseTransport):
+    """The recorded LIST and WATCH; then that quiet WATCH again, as long as it lasted.
 
-    def snapshot(self, now: datetime, kinds: Any = None) -> ClusterSnapshot:
-        return ClusterSnapshot(now=now, objects={})
+    Nothing changed on the recorded server during its one-second watch, and nothing changes
+    here: each further watch gets the same (empty) answer, as the server would have sent.
+    """
 
-    def in_sync(self) -> bool:
-        return self.synced
+    def __init__(self, path: Path) -> None:
+        self.replay = ReplayTransport.load(path)
+        self.quiet = next(x["response"] for x in reversed(self.replay.unused)
+                          if "watch=true" in x["request"]["query"])
 
-    def status(self) -> dict[str, KindStatus]:
-        return {"pods": KindStatus(synced=self.synced, objects=3, resource_version="7",
-                                   last_event_age=1.5, relists=0, error=None)}
+    def handle_request(self, request: httpx2.Request) -> httpx2.Response:
+        """The recorded answer; a further watch gets the quiet watch's answer after 1 s."""
+        try:
+            return self.replay.handle_request(request)
+        except LookupError:
+            if "watch=true" not in request.url.query.decode():
+                raise
+            time.sleep(1)  # the recorded watch's timeoutSeconds
+            return httpx2.Response(self.quiet["status"], content=self.quiet["body"].encode(),
+                                   headers={"content-type": self.quiet["content_type"]},
+                                   request=request)
 
-    def source(self, kinds: Any = None) -> Source:
-        return Source(name="kubernetes", ok=True, endpoint="https://127.0.0.1:6443")
+
+CACHED_NODES = int(json.loads((REVIEWS / "cache-nodes.json").read_text())["nodes"])
+"""How many nodes the recorded LIST holds."""
+
+
+@functools.cache
+def synced_cache() -> WatchCache:
+    """A real watch cache of the nodes on the recorded answers, synced; one per process (the
+    tests only read it; its thread is a daemon)."""
+    client = KubeClient(KubeconfigSource(REVIEWS / "replay.kubeconfig", "test"),
+                        transport=_QuietServer(REVIEWS / "cache-nodes.json"))
+    cache = WatchCache(client, ["nodes"], watch_seconds=1)
+    cache.start()
+    assert cache.wait_synced(30), cache.status()
+    return cache
+
+
+@functools.cache
+def lagging_cache() -> WatchCache:
+    """A real watch cache of the nodes whose API server refuses the connection: never synced."""
+    cache = WatchCache(unreachable_client(), ["nodes"], retry_seconds=30)
+    cache.start()
+    return cache
 
 
 def asgi_get(app: Any, path: str, token: str | None = None, method: str = "GET",

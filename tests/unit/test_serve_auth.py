@@ -15,16 +15,18 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from servekit import (
+    CACHED_NODES,
     GONE,
     NOBODY,
     NOBODY_USER,
     READER,
     READER_USER,
     RECORDED,
-    Cache,
     Reviews,
     asgi_get,
+    lagging_cache,
     review_client,
+    synced_cache,
     unreachable_client,
 )
 
@@ -132,7 +134,7 @@ def _app(synced: bool = True, reports: dict[str, CheckReport] | None = None) -> 
     from k3sops.serve.metrics import ServiceMetrics
     from k3sops.services.context import Settings
 
-    cache = Cache(synced)
+    cache = synced_cache() if synced else lagging_cache()
     r = Reports(Settings(None, None, None), cache, None, None)  # type: ignore[arg-type]
     r.latest.update(reports or {})
     ctx = ApiContext(reports=r, authorizer=Authorizer(review_client()),
@@ -148,7 +150,7 @@ def test_probes_need_no_token_and_readyz_follows_the_cache() -> None:
     assert ready.status_code == 200 and ready.json()["ready"] is True
     lagging = asgi_get(_app(synced=False), "/readyz")
     assert lagging.status_code == 503
-    assert lagging.json()["lagging"] == ["pods"]
+    assert lagging.json()["lagging"] == ["nodes"]
 
 
 def test_metrics_need_the_right_and_show_the_latest_report() -> None:
@@ -164,7 +166,7 @@ def test_metrics_need_the_right_and_show_the_latest_report() -> None:
     assert r.status_code == 200
     assert 'k3sops_health_score{period="daily"} 97.0' in r.text
     assert 'k3sops_check_duration_seconds{period="daily"} 0.25' in r.text
-    assert 'k3sops_cache_objects{kind="pods"} 3.0' in r.text
+    assert f'k3sops_cache_objects{{kind="nodes"}} {float(CACHED_NODES)}' in r.text
     assert "k3sops_leader 1.0" in r.text
 
 

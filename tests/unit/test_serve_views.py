@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from pydantic import SecretStr
-from servekit import NOBODY, READER, Cache, asgi_get, review_client
+from servekit import NOBODY, READER, asgi_get, review_client, synced_cache
 
 from k3sops.serve.auth import Authorizer, SharedToken
 
@@ -83,7 +83,7 @@ def _app(settings: Any, store: Any, tmp_path: Path, env: dict[str, str]) -> Any:
     from k3sops.serve.metrics import ServiceMetrics
     from k3sops.serve.views import PlatformViews
 
-    cache = Cache(True)
+    cache = synced_cache()
     r = Reports(settings, cache, None, store)  # type: ignore[arg-type]
     ctx = ApiContext(reports=r, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(SecretStr("am-token")),
