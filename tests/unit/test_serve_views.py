@@ -208,3 +208,37 @@ gitops: {{repo: {bare}, branch: main, push: direct, deploy: none}}
     assert [(n.target, n.version, n.missing_approvals) for n in pending] == [
         ("staging", "1.2", 0), ("production", "1.3", 2)]
     assert pending[0].policy == "manual" and pending[0].approved_by == []
+
+
+def test_environments_read_the_watch_cache_and_say_when_it_lacks_deployments(
+        tmp_path: Path) -> None:
+    """The service's answer takes running versions from its cache, not the environments'
+    contexts (which name the operator's kubeconfig); a cache without Deployments says so per
+    row instead of losing the answer. Its GitOps clone goes to the given state directory."""
+    from k3sops.adapters import git
+    from k3sops.config import parse_platform
+    from k3sops.serve.views import environments_body
+    from k3sops.services import gitops as svc
+    from k3sops.services.context import Settings
+
+    bare = tmp_path / "remote.git"
+    git.init_remote(bare, "main")
+    text = f"""
+name: t
+environments:
+  development: {{namespaces: [dev], context: not-in-the-service-kubeconfig,
+                promotion: {{policy: auto}}}}
+  staging: {{namespaces: [stg], context: not-in-the-service-kubeconfig,
+            promotion: {{policy: manual}}}}
+gitops: {{repo: {bare}, branch: main, push: direct, deploy: none}}
+"""
+    settings = Settings(kubeconfig=None, context=None, platform=parse_platform(text))
+    svc.init_repo(settings, tmp_path / "tree", ["web=example/web:1.0"], push=str(bare))
+    state = tmp_path / "service-state"
+    body = environments_body(settings, {}, tmp_path, state, synced_cache())  # nodes only
+    assert body["reason"] is None, body
+    assert [(a["env"], a["git_version"], a["running_version"], a["error"])
+            for a in body["apps"]] == [
+        (env, "1.0", None, "deployments could not be read: not watched")
+        for env in ("development", "staging")]
+    assert (state / "gitops").is_dir() and not (tmp_path / ".local").exists()
