@@ -1,13 +1,15 @@
 """`k3sops check --server URL` against a real local HTTP server replaying the service's answers.
 
 The answers in tests/data/serve_api/ were recorded from `k3sops serve` on the lab
-(tests/lab/test_serve_remote_lab.py with K3SOPS_RECORD_SERVE). The server here is a real
-socket server: the CLI's adapter, its headers and its error mapping run as they do against the
-service.
+(tests/lab/test_serve_remote_lab.py with K3SOPS_RECORD_SERVE); an unknown token's 401 and the
+503 of a service whose API server is down are the real service app's (tests/unit/servekit.py).
+The server here is a real socket server: the CLI's adapter, its headers and its error mapping
+run as they do against the service.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import threading
 from collections.abc import Iterator
@@ -40,16 +42,41 @@ def _json(name: str) -> Any:
     return json.loads((DATA / name).read_text())
 
 
+@functools.cache
+def _service_answer(token: str, down: bool) -> tuple[int, Any]:
+    """The real service app's answer to /api/v1/report when its API server is unreachable
+    (``down``: the token cannot be reviewed) or does not know ``token`` (recorded reviews)."""
+    from pydantic import SecretStr
+    from servekit import asgi_get, lagging_cache, review_client, unreachable_client
+
+    from k3sops.serve.api import ApiContext, Reports
+    from k3sops.serve.app import create_app
+    from k3sops.serve.auth import Authorizer, SharedToken
+    from k3sops.serve.metrics import ServiceMetrics
+    from k3sops.services.context import Settings
+
+    cache = lagging_cache()
+    reports = Reports(Settings(None, None, None), cache, None, None)  # type: ignore[arg-type]
+    client = unreachable_client() if down else review_client()
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
+                     alertmanager=SharedToken(SecretStr("am")),
+                     metrics=ServiceMetrics(reports.reports, cache.status, lambda: True),
+                     is_leader=lambda: True)
+    r = asgi_get(create_app(ctx), "/api/v1/report", token)
+    return r.status_code, r.json()
+
+
 def _answer(state: Fake, path: str, auth: str | None) -> tuple[int, Any]:
-    """What the service answered on the lab for this request (recorded)."""
+    """What the service answered on the lab for this request (recorded), or what the real
+    service app answers (an unknown token; its API server down: 503)."""
     if state.status == 503:
-        return 503, {"error": "the watch cache is not in sync: pods"}
+        return _service_answer(TOKEN, down=True)
     if auth is None:
         return 401, _json("report-401.json")
     if auth == f"Bearer {NOBODY}":
         return 403, _json("report-403.json")
     if auth != f"Bearer {TOKEN}":
-        return 401, {"error": "the bearer token was not accepted"}
+        return _service_answer((auth or "").removeprefix("Bearer "), down=False)
     recorded = {"/api/v1/report": "report-daily.json",
                 "/api/v1/diagnose/service": "diagnose-service.json"}
     for prefix, name in recorded.items():
@@ -203,7 +230,7 @@ def test_503_is_service_not_ready(fake: Fake, clean_env: Path,
     code, _, err = _run(["check", "--server", fake.url, "--token-file",
                          str(_token_file(clean_env))], capsys)
     assert code == 1
-    assert "service not ready" in err and "not in sync: pods" in err
+    assert "service not ready" in err and "could not review the token" in err
 
 
 def test_unreachable_names_the_url_without_the_token(clean_env: Path,
