@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx2
 import pytest
 from kit.reviews import DATA, BodyRecordingTransport, save
-from kit.serve import Rbac, accounts, sa_token
+from kit.serve import Rbac, accounts, apply, binding, label, sa_token
 from lightkube.config.client_adapter import verify_cluster
 
 from conftest import Lab, wait_for
@@ -34,14 +34,22 @@ from k3sops.serve.cache import WatchCache
 
 pytestmark = pytest.mark.lab
 
-RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environments")
-"""What the reader's ClusterRole grants ``get`` on (tests/lab/kit/serve.py)."""
+RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environments",
+             "alerts", "remediations")
+"""What the reader may ``get``: the ClusterRole of tests/lab/kit/serve.py, plus the last two
+granted here (the alert and remediation routes)."""
 
 
 @pytest.fixture(scope="module")
 def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Rbac]]:
     ns = f"k3sops-reviews-{uuid.uuid4().hex[:5]}"
     with accounts(lab, ns, tmp_path_factory.mktemp("reviews")) as r:
+        more = f"{ns}-reader-more"
+        apply(lab, [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+                     "metadata": {"name": more, "labels": label(ns)},
+                     "rules": [{"apiGroups": ["k3sops.io"], "verbs": ["get"],
+                                "resources": ["alerts", "remediations"]}]},
+                    binding(more, more, "reader", ns)])
         yield ns, r
 
 
@@ -71,6 +79,9 @@ def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
               # a JWT-shaped token no issuer signed
               "invalid": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl"}
 
+    # the binding made in the fixture is seen by the API server's authorizer
+    assert wait_for(lambda: _status(unrecorded, tokens["reader"], "remediations") == 200,
+                    timeout=30)
     reader = auth.check(tokens["reader"], "get", "reports")
     assert reader.name == f"system:serviceaccount:{ns}:reader"
     assert reader.uid and "system:serviceaccounts" in reader.groups
