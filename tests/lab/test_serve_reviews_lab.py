@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx2
 import pytest
@@ -36,20 +37,44 @@ pytestmark = pytest.mark.lab
 
 RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environments",
              "alerts", "remediations")
-"""What the reader may ``get``: the ClusterRole of tests/lab/kit/serve.py, plus the last two
-granted here (the alert and remediation routes)."""
+"""The virtual resources the routes and console pages ``get``."""
+CREATES = ("acks", "approvals", "remediations")
+"""The virtual resources the console and API ``create``."""
+
+GRANTS: dict[str, set[tuple[str, str]]] = {
+    "reader": {("get", r) for r in RESOURCES},
+    "acker": {("get", r) for r in RESOURCES} | {("create", "acks")},
+    "reports-only": {("get", "reports")},
+    "backups-only": {("get", "backups")},
+    "nobody": set(),
+}
+"""Who may do what: the reader's ClusterRole (tests/lab/kit/serve.py) plus the rest granted
+here; every (verb, resource) of RESOURCES and CREATES is reviewed for each."""
+
+
+def _role(name: str, ns: str, rules: set[tuple[str, str]]) -> dict[str, Any]:
+    by_verb: dict[str, list[str]] = {}
+    for verb, resource in sorted(rules):
+        by_verb.setdefault(verb, []).append(resource)
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+            "metadata": {"name": name, "labels": label(ns)},
+            "rules": [{"apiGroups": ["k3sops.io"], "verbs": [v], "resources": rs}
+                      for v, rs in by_verb.items()]}
 
 
 @pytest.fixture(scope="module")
 def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Rbac]]:
     ns = f"k3sops-reviews-{uuid.uuid4().hex[:5]}"
     with accounts(lab, ns, tmp_path_factory.mktemp("reviews")) as r:
-        more = f"{ns}-reader-more"
-        apply(lab, [{"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-                     "metadata": {"name": more, "labels": label(ns)},
-                     "rules": [{"apiGroups": ["k3sops.io"], "verbs": ["get"],
-                                "resources": ["alerts", "remediations"]}]},
-                    binding(more, more, "reader", ns)])
+        # the kit's reader role lacks the last two of RESOURCES; the others start bare
+        more = {"reader": {("get", "alerts"), ("get", "remediations")},
+                **{u: GRANTS[u] for u in ("acker", "reports-only", "backups-only")}}
+        apply(lab, [{"apiVersion": "v1", "kind": "ServiceAccount",
+                     "metadata": {"name": u, "namespace": ns}} for u in more if u != "reader"])
+        for user, rules in more.items():
+            apply(lab, [_role(f"{ns}-{user}-more", ns, rules),
+                        binding(f"{ns}-{user}-more", f"{ns}-{user}-more", user, ns)])
+        r.tokens.update({u: sa_token(lab, u, ns) for u in more if u != "reader"})
         yield ns, r
 
 
@@ -75,25 +100,28 @@ def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
     client, rec = _client(r.kubeconfig)
     unrecorded = Authorizer(KubeClient(KubeconfigSource(r.kubeconfig, "serve")), ttl=0)
     auth = Authorizer(client, ttl=0)  # ttl 0: every check asks the API server
-    tokens = {"reader": r.tokens["reader"], "nobody": r.tokens["nobody"],
-              # a JWT-shaped token no issuer signed
-              "invalid": "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl"}
+    tokens = {u: r.tokens[u] for u in GRANTS}
+    # a JWT-shaped token no issuer signed
+    tokens["invalid"] = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.c2lnbmF0dXJl"
 
-    # the binding made in the fixture is seen by the API server's authorizer
-    assert wait_for(lambda: _status(unrecorded, tokens["reader"], "remediations") == 200,
-                    timeout=30)
+    # the bindings made in the fixture are seen by the API server's authorizer
+    assert wait_for(lambda: all(_status(unrecorded, tokens[u], res) == 200 for u, res in (
+        ("reader", "remediations"), ("reports-only", "reports"), ("backups-only", "backups"),
+        ("acker", "alerts"))), timeout=30)
     reader = auth.check(tokens["reader"], "get", "reports")
     assert reader.name == f"system:serviceaccount:{ns}:reader"
     assert reader.uid and "system:serviceaccounts" in reader.groups
-    for resource in RESOURCES[1:]:
-        assert auth.check(tokens["reader"], "get", resource) == reader
-
-    for resource in RESOURCES:
-        with pytest.raises(AuthFailure) as denied:
-            auth.check(tokens["nobody"], "get", resource)
-        assert denied.value.status == 403
-        assert f"system:serviceaccount:{ns}:nobody may not get {resource}" \
-            in denied.value.message
+    for user, grants in GRANTS.items():
+        for verb, resource in [("get", x) for x in RESOURCES] + [("create", x)
+                                                                 for x in CREATES]:
+            if (verb, resource) in grants:
+                assert auth.check(tokens[user], verb, resource).name.endswith(f":{user}")
+                continue
+            with pytest.raises(AuthFailure) as denied:
+                auth.check(tokens[user], verb, resource)
+            assert denied.value.status == 403
+            assert f"system:serviceaccount:{ns}:{user} may not {verb} {resource}" \
+                in denied.value.message
 
     assert _status(auth, tokens["invalid"]) == 401
 
@@ -116,7 +144,7 @@ def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
     if os.environ.get("K3SOPS_RECORD_REVIEWS"):
         save(rec.exchanges, tokens, namespace=ns,
              recorded_from=f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}",
-             users={n: f"system:serviceaccount:{ns}:{n}" for n in ("reader", "nobody")})
+             users={n: f"system:serviceaccount:{ns}:{n}" for n in GRANTS})
 
 
 def test_a_watch_cache_of_the_nodes(lab: Lab, rbac: tuple[str, Rbac]) -> None:

@@ -5,7 +5,8 @@ the ASGI app.
 
 The review answers were recorded by tests/lab/test_serve_reviews_lab.py (run it with
 ``K3SOPS_RECORD_REVIEWS=1`` to record them again): real ServiceAccount tokens of a reader
-(``get`` on the k3sops.io resources), a nobody (no rights), an invalid token, a deleted
+(``get`` on the k3sops.io resources), an acker (also ``create`` acks), two users who may get
+only reports or only backups, a nobody (no rights), an invalid token, a deleted
 ServiceAccount's token, and the reader after its binding was deleted; the nodes through the
 service's own account. The tokens here are made up; each stands for one recorded token, and
 any other token gets the invalid token's answer (the API server knows neither).
@@ -30,11 +31,21 @@ REVIEWS = Path(__file__).parent.parent / "data" / "serve_reviews"
 RECORDED: dict[str, Any] = json.loads((REVIEWS / "reviews.json").read_text())
 
 READER = "reader-token-0123456789"
+"""``get`` on reports, findings, metrics, diagnoses, backups, environments, alerts,
+remediations; no ``create``."""
+ACKER = "acker-token-0123456789"
+"""The reader's rights and ``create`` on acks."""
+REPORTS_ONLY = "reports-only-token-0123456789"
+BACKUPS_ONLY = "backups-only-token-0123456789"
 NOBODY = "nobody-token-9876543210"
 GONE = "token-of-a-deleted-service-account"
-TOKENS = {READER: "reader", NOBODY: "nobody", GONE: "deleted"}
+TOKENS = {READER: "reader", ACKER: "acker", REPORTS_ONLY: "reports-only",
+          BACKUPS_ONLY: "backups-only", NOBODY: "nobody", GONE: "deleted"}
 READER_USER: str = RECORDED["users"]["reader"]
 NOBODY_USER: str = RECORDED["users"]["nobody"]
+USERS: dict[str, str] = {token: RECORDED["users"][name] for token, name in TOKENS.items()
+                         if name in RECORDED["users"]}
+"""The user name the API server gave each token's ServiceAccount."""
 
 
 class Reviews(httpx2.BaseTransport):

@@ -1,6 +1,7 @@
 """The web console through the ASGI app: sessions, CSRF, headers, escaping, ack, pages.
 
-The reviews are answered by servekit's table of users and grants; the history store is a
+The reviews are the lab API server's recorded answers (servekit: a reader, an acker, users
+who may get only reports or only backups); the history store is a
 real SQLite store; reports are a fixed CheckReport (the lab test, tests/lab/test_console_lab.py,
 judges the lab's cluster in a real browser).
 """
@@ -17,7 +18,7 @@ from typing import Any
 import httpx2
 import pytest
 from pydantic import SecretStr
-from servekit import ALICE, BOB, Cache, Reviewer
+from servekit import ACKER, BACKUPS_ONLY, READER, REPORTS_ONLY, USERS, review_client, synced_cache
 
 from k3sops.domain.findings import CheckReport, Finding, ResourceRef, Summary
 from k3sops.serve.auth import Authorizer, SharedToken
@@ -43,7 +44,7 @@ class FixedReports:
 
         self.store = store
         self.settings = Settings(None, None, None)
-        self.cache = Cache(True)
+        self.cache = synced_cache()
         self.findings = [_finding("web-1", f"crashed: {EVIL}", new=True),
                          _finding("web-2", "back-off 5m", "warning", environment="production")]
 
@@ -71,8 +72,7 @@ class FixedReports:
                                                       runbook=f.runbook)])
 
 
-def _app(tmp_path: Path, grants: set[tuple[str, str, str]],
-         backups: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def _app(tmp_path: Path, backups: dict[str, Any] | None = None) -> tuple[Any, Any]:
     from k3sops.adapters.store import SqliteStore
     from k3sops.serve.api import ApiContext
     from k3sops.serve.app import create_app
@@ -81,19 +81,13 @@ def _app(tmp_path: Path, grants: set[tuple[str, str, str]],
 
     store = SqliteStore.open(tmp_path / "history")
     reports = FixedReports(store)
-    reviewer = Reviewer()
-    reviewer.grants = grants
-    ctx = ApiContext(reports=reports, authorizer=Authorizer(reviewer),  # type: ignore[arg-type]
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(SecretStr("am-token")),
                      metrics=ServiceMetrics(reports.reports, reports.cache.status,
                                             lambda: True),
                      is_leader=lambda: True)
     views = PlatformViews(lambda: backups or {}, lambda: {})
     return create_app(ctx, views=views), store
-
-
-READER = {("alice", "get", verb)
-          for verb in ("reports", "findings", "diagnoses", "alerts", "backups")}
 
 
 def _browse(app: Any, flow: Callable[[httpx2.AsyncClient], Awaitable[None]]) -> None:
@@ -118,7 +112,7 @@ async def _login(client: httpx2.AsyncClient, token: str) -> httpx2.Response:
 
 
 def test_no_session_redirects_every_page_to_the_login(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         for path in ("/ui/", "/ui/findings", "/ui/diagnose/pod/dev/web-1",
@@ -135,25 +129,25 @@ def test_no_session_redirects_every_page_to_the_login(tmp_path: Path) -> None:
 
 
 def test_login_sets_a_strict_cookie_that_is_not_the_token(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         anonymous = client.cookies.get("k3sops_session")
-        r = await _login(client, ALICE)
+        r = await _login(client, READER)
         assert (r.status_code, r.headers["location"]) == (303, "/ui/")
         cookie = r.headers["set-cookie"]
         assert "HttpOnly" in cookie and "Secure" in cookie and "SameSite=strict" in cookie
-        assert ALICE not in cookie
+        assert READER not in cookie
         session = client.cookies.get("k3sops_session")
         assert session and session != anonymous  # a new id after login: no fixation
         page = await client.get("/ui/")
-        assert page.status_code == 200 and "alice" in page.text
-        assert ALICE not in page.text
+        assert page.status_code == 200 and USERS[READER] in page.text
+        assert READER not in page.text
     _browse(app, flow)
 
 
 def test_a_bad_token_is_refused_on_the_login_page_without_echoing_it(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         r = await _login(client, "not-a-token-at-all-xyz")
@@ -165,16 +159,16 @@ def test_a_bad_token_is_refused_on_the_login_page_without_echoing_it(tmp_path: P
 
 
 def test_forged_or_missing_csrf_is_403(tmp_path: Path) -> None:
-    app, store = _app(tmp_path, READER | {("alice", "create", "acks")})
+    app, store = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         form = await client.get("/ui/login")
         token = _csrf(form.text)
-        assert (await client.post("/ui/login", data={"token": ALICE})).status_code == 403
+        assert (await client.post("/ui/login", data={"token": ACKER})).status_code == 403
         assert (await client.post("/ui/login", data={"csrf": token + "x",
-                                                      "token": ALICE})).status_code == 403
+                                                      "token": ACKER})).status_code == 403
         assert (await client.post("/ui/login", data={"csrf": token,
-                                                      "token": ALICE})).status_code == 303
+                                                      "token": ACKER})).status_code == 303
         page = await client.get("/ui/")
         good = _csrf(page.text)
         assert good != token  # a new session, a new CSRF token
@@ -193,11 +187,11 @@ def test_forged_or_missing_csrf_is_403(tmp_path: Path) -> None:
 
 
 def test_pages_carry_a_strict_csp_and_no_inline_script(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         pages = [await client.get("/ui/login")]
-        await _login(client, ALICE)
+        await _login(client, READER)
         for path in ("/ui/", "/ui/findings", "/ui/diagnose/pod/dev/web-1",
                      "/ui/runbooks/pod-crashloop", "/ui/alerts", "/ui/backups"):
             pages.append(await client.get(path))
@@ -219,10 +213,10 @@ def test_pages_carry_a_strict_csp_and_no_inline_script(tmp_path: Path) -> None:
 
 
 def test_a_finding_message_with_a_script_tag_is_shown_as_text(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, READER)
         for path in ("/ui/", "/ui/findings", "/ui/diagnose/pod/dev/web-1"):
             r = await client.get(path)
             assert EVIL not in r.text, path
@@ -231,10 +225,10 @@ def test_a_finding_message_with_a_script_tag_is_shown_as_text(tmp_path: Path) ->
 
 
 def test_findings_filter_by_query_and_link_diagnosis_runbook_and_plan(tmp_path: Path) -> None:
-    app, _ = _app(tmp_path, READER)
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, READER)
         everything = (await client.get("/ui/findings")).text
         assert "2 of 2 findings" in everything
         prod = (await client.get("/ui/findings?environment=production")).text
@@ -252,26 +246,27 @@ def test_findings_filter_by_query_and_link_diagnosis_runbook_and_plan(tmp_path: 
 
 
 def test_pages_ask_rbac_for_each_resource(tmp_path: Path) -> None:
-    # bob may read reports only: findings and diagnoses are refused, alerts left out
-    app, _ = _app(tmp_path, {("bob", "get", "reports")})
+    # a user who may read reports only: findings and diagnoses are refused, alerts left out
+    app, _ = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, BOB)
+        await _login(client, REPORTS_ONLY)
         overview = await client.get("/ui/")
         assert overview.status_code == 200
         assert "You may not read alerts" in overview.text
         assert 'action="/ui/ack"' not in overview.text  # no acknowledge form without create
         r = await client.get("/ui/findings")
-        assert r.status_code == 403 and "bob may not get findings.k3sops.io" in r.text
+        assert r.status_code == 403
+        assert f"{USERS[REPORTS_ONLY]} may not get findings.k3sops.io" in r.text
         assert (await client.get("/ui/diagnose/pod/dev/web-1")).status_code == 403
     _browse(app, flow)
 
 
 def test_acknowledge_writes_the_check_ack_record_as_the_reviewed_user(tmp_path: Path) -> None:
-    app, store = _app(tmp_path, READER | {("alice", "create", "acks")})
+    app, store = _app(tmp_path)
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, ACKER)
         page = await client.get("/ui/")
         assert "review-overnight-incidents" in page.text
         r = await client.post("/ui/ack", data={"csrf": _csrf(page.text), "by": "mallory",
@@ -285,18 +280,18 @@ def test_acknowledge_writes_the_check_ack_record_as_the_reviewed_user(tmp_path: 
         assert bad.status_code == 400
     _browse(app, flow)
     acks = store.acks(datetime.now(UTC).astimezone())
-    assert acks["review-overnight-incidents"]["by"] == "alice"  # the token's user, not "by"
+    assert acks["review-overnight-incidents"]["by"] == USERS[ACKER]  # the token's user, not "by"
     assert acks["review-overnight-incidents"]["note"] == "all quiet"
 
 
 def test_the_overview_draws_the_stored_runs_as_svg_charts(tmp_path: Path) -> None:
-    app, store = _app(tmp_path, READER)
+    app, store = _app(tmp_path)
     report = FixedReports(store).run("daily")
     for _ in range(3):
         store.record(report)
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, READER)
         page = (await client.get("/ui/")).text
         assert "Trend (last 3 runs)" in page
         assert 'aria-label="Health score of the last 3 runs"' in page
@@ -310,7 +305,7 @@ def test_the_alerts_page_shows_enriched_alerts_with_object_causes_and_runbook(
         tmp_path: Path) -> None:
     from k3sops.adapters.store import AlertRecord
 
-    app, store = _app(tmp_path, READER)
+    app, store = _app(tmp_path)
     root = {"resource": {"kind": "Pod", "namespace": "dev", "name": "web-1"},
             "severity": "critical", "message": f"crashed {EVIL}", "check": "pod-crashloop"}
     store.record_alert(AlertRecord(
@@ -325,7 +320,7 @@ def test_the_alerts_page_shows_enriched_alerts_with_object_causes_and_runbook(
                               "title": "Container in CrashLoopBackOff"}}))
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, READER)
         page = (await client.get("/ui/alerts")).text
         assert "KubePodCrashLooping" in page
         assert 'href="/ui/diagnose/pod/dev/web-1"' in page
@@ -348,10 +343,10 @@ def test_the_backups_page_marks_a_flagged_target_red_with_its_reasons(tmp_path: 
                 "age_seconds": 108000.0, "size": None, "verified": None, "verified_at": None,
                 "drill_at": None, "drill_ok": None, "drill_seconds": None,
                 "environment": "production"}]
-    app, _ = _app(tmp_path, {("alice", "get", "backups")}, {"targets": targets})
+    app, _ = _app(tmp_path, {"targets": targets})
 
     async def flow(client: httpx2.AsyncClient) -> None:
-        await _login(client, ALICE)
+        await _login(client, BACKUPS_ONLY)
         r = await client.get("/ui/backups")
         assert r.status_code == 200
         rows = re.findall(r"<tr class=\"([^\"]*)\">", r.text)
