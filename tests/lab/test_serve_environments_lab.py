@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from kit.serve import PORT_OFFSET, Rbac, Running, accounts, get, kill, start
+from kit.serve import PORT_OFFSET, Rbac, Running, accounts, can, get, kill, start
 
 from conftest import Lab, wait_for
 
@@ -159,6 +159,10 @@ def test_apps_by_environment_and_the_next_promotions(service: Running, rbac: Rba
         ("api", "staging", "production", "2.1", "2.0", "approval", 2, [], 2)]
     prod = body["next_promotions"][1]
     assert prod["approvers"] == ["ops-lead", "cto"] and prod["healthy_for"] == "3s"
+
+    # read from the watch cache: the service's account may list and watch Deployments, not get
+    assert not can(gitops.lab, NS, "k3sops-serve", "get", "deployments", gitops.ns["staging"])
+    assert can(gitops.lab, NS, "k3sops-serve", "list", "deployments", gitops.ns["staging"])
 
     # the service keeps its clone of the GitOps repository in its own state directory
     assert (rbac.tmp / f"state-{OFFSET}" / "gitops").is_dir()
