@@ -4,7 +4,8 @@ The alert is a recording of the lab's real Alertmanager (tests/data/alertmanager
 through the real intake (parse, enrich from the recorded pod, store in a real SQLite file) and
 its ``on_stored`` hook. The plan executor here builds the plan with the domain planners the
 CLI uses but talks to no cluster: the lab test (tests/lab/test_serve_remediation_lab.py)
-applies it to a real one.
+applies it to a real one. The reviews of the route's test are the lab API server's recorded
+answers (tests/data/serve_reviews).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from servekit import NOBODY, NOBODY_USER, READER, asgi_get, review_client
 
 from k3sops.adapters.store import HistoryStore, RemediationRecord, SqliteStore
 from k3sops.adapters.webhook import WebhookSender
@@ -254,26 +256,9 @@ def test_repeated_alert_triggers_once(store: HistoryStore) -> None:
     assert len(executor.calls) == 1
 
 
-class _Reviewer:
-    """An API server's reviews: carol may get remediations, dave may get nothing."""
-
-    def create(self, group_version: str, plural: str, namespace: str | None,
-               obj: dict[str, Any]) -> dict[str, Any]:
-        spec = obj["spec"]
-        if plural == "tokenreviews":
-            name = {"carol-token-000": "carol", "dave-token-000": "dave"}.get(spec["token"])
-            return {"status": {"authenticated": name is not None,
-                               "user": {"username": name, "uid": f"uid-{name}", "groups": []}}}
-        attrs = spec["resourceAttributes"]
-        return {"status": {"allowed": (spec["user"], attrs["verb"], attrs["resource"])
-                           == ("carol", "get", "remediations")}}
-
-
 def test_remediations_route_lists_the_records_to_who_may_get_them(
         store: HistoryStore) -> None:
-    import asyncio
-
-    import httpx2
+    # the real API server's review answers, recorded on the lab (tests/data/serve_reviews)
     from pydantic import SecretStr
 
     from k3sops.serve.api import ApiContext, Reports
@@ -283,21 +268,15 @@ def test_remediations_route_lists_the_records_to_who_may_get_them(
     intake, metrics = _wire(store, _cfg(), Executor())
     _deliver(intake)
     reports = Reports(Settings(None, None, None), None, None, store)  # type: ignore[arg-type]
-    ctx = ApiContext(reports=reports, authorizer=Authorizer(_Reviewer()),  # type: ignore[arg-type]
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(SecretStr("am")), metrics=metrics,
                      is_leader=lambda: True)
     app = create_app(ctx, in_sync=lambda: True)
 
-    def get(token: str) -> httpx2.Response:
-        async def go() -> httpx2.Response:
-            async with httpx2.AsyncClient(transport=httpx2.ASGITransport(app=app),
-                                          base_url="http://serve") as client:
-                return await client.get("/api/v1/remediations",
-                                        headers={"Authorization": f"Bearer {token}"})
-        return asyncio.run(go())
-
-    assert get("dave-token-000").status_code == 403
-    r = get("carol-token-000")
+    refused = asgi_get(app, "/api/v1/remediations", NOBODY)
+    assert refused.status_code == 403
+    assert NOBODY_USER in refused.json()["error"]
+    r = asgi_get(app, "/api/v1/remediations", READER)
     assert r.status_code == 200
     [rec] = r.json()["remediations"]
     assert (rec["policy_id"], rec["mode"], rec["target"]) == (
