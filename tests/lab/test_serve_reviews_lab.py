@@ -5,16 +5,19 @@ least-privilege ServiceAccount, about real ServiceAccount tokens: a reader (gran
 the k3sops.io resources), a nobody (no rights), an invalid token, the token of a
 ServiceAccount deleted since, and the reader again once its binding is deleted. With
 ``K3SOPS_RECORD_REVIEWS=1`` the exchanges are written (tokens redacted) to
-tests/data/serve_reviews/reviews.json, and a watch cache of the nodes (LIST, then one quiet
-WATCH) to cache-nodes.json: the answers the serve unit tests replay (tests/unit/servekit.py).
+tests/data/serve_reviews/reviews.json, a watch cache of the nodes (LIST, then one quiet
+WATCH) to cache-nodes.json: the answers the serve unit tests replay (tests/unit/servekit.py);
+and the LISTs, WATCHes and 403 that tests/unit/test_watch_cache.py replays to cache-*.json.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from typing import Any
 import httpx2
 import pytest
 from kit.reviews import DATA, BodyRecordingTransport, save
-from kit.serve import Rbac, accounts, apply, binding, label, sa_token
+from kit.serve import Rbac, accounts, apply, binding, label, sa_token, token_kubeconfig
 from lightkube.config.client_adapter import verify_cluster
 
 from conftest import Lab, wait_for
@@ -30,6 +33,8 @@ from k3sops.adapters.kube import KubeClient, KubeconfigSource
 from k3sops.adapters.kube._config import load_single
 from k3sops.adapters.kube.recorded import recording_client
 from k3sops.adapters.kube.recorded import save as save_exchanges
+from k3sops.domain.snapshot import CORE_PATHS
+from k3sops.errors import Unauthorized
 from k3sops.serve.auth import AuthFailure, Authorizer
 from k3sops.serve.cache import WatchCache
 
@@ -40,6 +45,8 @@ RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environm
 """The virtual resources the routes and console pages ``get``."""
 CREATES = ("acks", "approvals", "remediations")
 """The virtual resources the console and API ``create``."""
+WATCH_SECONDS = 5
+"""The recorded ConfigMaps WATCH's timeoutSeconds (long enough for the server's BOOKMARK)."""
 
 GRANTS: dict[str, set[tuple[str, str]]] = {
     "reader": {("get", r) for r in RESOURCES},
@@ -173,3 +180,72 @@ def test_a_watch_cache_of_the_nodes(lab: Lab, rbac: tuple[str, Rbac]) -> None:
         save_exchanges(DATA / "cache-nodes.json", kept,
                        f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}",
                        nodes=str(len(nodes)))
+
+
+def _configmap(name: str, ns: str, value: str = "1") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "namespace": ns},
+            "data": {"value": value}}
+
+
+def test_a_watch_cache_s_list_watch_and_refusals(lab: Lab, rbac: tuple[str, Rbac]) -> None:
+    """What test_watch_cache replays: ConfigMaps listed twice (the second LIST after one was
+    deleted: the relist after 410 Gone), then a WATCH with ADDED, MODIFIED, DELETED and the
+    BOOKMARK before its end; a Secret listed then changed; a LIST the API server refuses (403,
+    the nobody's)."""
+    ns, r = rbac
+    client, rec = recording_client(KubeconfigSource(r.kubeconfig, "serve"))
+    assert client.version()
+    kind = "configmaps"
+    path = CORE_PATHS[kind]
+    apply(lab, [_configmap("before", ns)])
+    first = client.listing(path, kind)
+    assert f"{ns}/before" in {f"{o['metadata']['namespace']}/{o['metadata']['name']}"
+                              for o in first.items}
+    lab.kubectl("delete", "configmap", "before", "-n", ns)
+    second = client.listing(path, kind)
+    assert "before" not in {o["metadata"]["name"] for o in second.items
+                            if o["metadata"]["namespace"] == ns}
+    with ThreadPoolExecutor(1) as pool:
+        watching = pool.submit(lambda: [
+            (e.type.value, e.object["metadata"].get("name"))
+            for e in client.watch(path, second.resource_version, WATCH_SECONDS)])
+        # the changes come while the watch is open: the server then sends a BOOKMARK about
+        # 2 s before timeoutSeconds ends the stream (not when it only replays older events)
+        time.sleep(1)
+        apply(lab, [_configmap("added", ns), _configmap("gone", ns)])
+        apply(lab, [_configmap("added", ns, "2")])
+        lab.kubectl("delete", "configmap", "gone", "-n", ns)
+        events = watching.result()
+    assert {("ADDED", "added"), ("MODIFIED", "added"), ("ADDED", "gone"),
+            ("DELETED", "gone")} <= set(events), events
+    assert events[-1][0] == "BOOKMARK", events
+
+    secrets = "/api/v1/secrets"
+    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+              "metadata": {"name": "s", "namespace": ns},
+              "stringData": {"password": "hunter2"}}
+    apply(lab, [secret])
+    listed = client.listing(secrets, "secrets")
+    apply(lab, [{**secret, "stringData": {"password": "secret", "user": "u"}}])
+    changed = [e.type.value for e in client.watch(secrets, listed.resource_version, 2)]
+    assert "MODIFIED" in changed, changed
+    # the recording keeps Secrets' values: only the test's own, made up here
+    assert {o["metadata"]["namespace"] for o in listed.items} == {ns}, \
+        "the lab holds other Secrets: record on a fresh lab"
+
+    nobody, rec_nobody = recording_client(KubeconfigSource(
+        token_kubeconfig(lab, r.tokens["nobody"], r.tmp / "nobody.kubeconfig"), "nobody"))
+    with pytest.raises(Unauthorized):
+        nobody.listing(secrets, "secrets")
+    if os.environ.get("K3SOPS_RECORD_REVIEWS"):
+        text = json.dumps(rec.exchanges + rec_nobody.exchanges)
+        assert not any(t in text for t in r.tokens.values()) and "eyJ" not in text
+        source = f"k3sops lab, kube-apiserver {lab.binaries['kubectl'].parent.name}"
+        kept = rec.exchanges
+        at = [x["request"]["path"] for x in kept]
+        save_exchanges(DATA / "cache-configmaps.json", kept[:at.index(secrets)], source,
+                       namespace=ns)
+        save_exchanges(DATA / "cache-secrets.json", kept[at.index(secrets):], source,
+                       namespace=ns)
+        save_exchanges(DATA / "cache-forbidden.json", rec_nobody.exchanges, source,
+                       namespace=ns)

@@ -1,7 +1,11 @@
 """WatchCache on recorded API server answers: 410 Gone re-lists, forbidden is unreadable.
 
-The 410 answer is the one a real kube-apiserver sent (tests/data/kube/gone.json); the other
-answers follow the API's shapes (a LIST page, watch lines, a 403 Status).
+Every answer is one the lab's real kube-apiserver sent: the 410 (tests/data/kube/gone.json),
+and the LISTs, WATCH streams and 403 recorded by tests/lab/test_serve_reviews_lab.py into
+tests/data/serve_reviews/cache-*.json (ConfigMaps listed before and after one was deleted, then
+watched: ADDED, MODIFIED, DELETED, BOOKMARK; a Secret listed then changed; the nobody account's
+LIST of Secrets). Only the 404 of a CRD that is not installed is written here: the lab installs
+every CRD the cache reads.
 """
 
 from __future__ import annotations
@@ -13,40 +17,33 @@ from pathlib import Path
 from typing import Any
 
 import httpx2
+from servekit import REVIEWS
 
 from k3sops.adapters.kube import KubeClient, KubeconfigSource
 from k3sops.adapters.kube.recorded import ReplayTransport
 from k3sops.serve.cache import WatchCache
 
 DATA = Path(__file__).parent.parent / "data" / "kube"
-GONE = json.loads((DATA / "gone.json").read_text())["exchanges"][0]["response"]["body"]
+GONE = json.loads((DATA / "gone.json").read_text())["exchanges"][0]["response"]
 
 
-def _pod(name: str, rv: str) -> dict[str, Any]:
-    return {"apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": name, "namespace": "a", "uid": f"u-{name}",
-                         "resourceVersion": rv, "managedFields": [{"manager": "x"}]}}
+def _recorded(name: str) -> tuple[str, list[dict[str, Any]]]:
+    """The namespace the recording's objects are in, and its exchanges."""
+    rec = json.loads((REVIEWS / f"cache-{name}.json").read_text())
+    return rec["namespace"], rec["exchanges"]
 
 
-def _ex(path: str, query: str, body: str | dict[str, Any], status: int = 200,
-        ) -> dict[str, Any]:
-    return {"request": {"method": "GET", "path": path, "query": query},
-            "response": {"status": status, "content_type": "application/json",
-                         "body": body if isinstance(body, str) else json.dumps(body)}}
+_, _CONFIGMAPS = _recorded("configmaps")
+VERSION = _CONFIGMAPS[0]
+"""The recorded ``/version`` (the cache asks it once, before its first LIST)."""
 
 
-def _list(path: str, rv: str, *items: dict[str, Any]) -> dict[str, Any]:
-    return _ex(path, "limit=500", {"kind": "List", "metadata": {"resourceVersion": rv},
-                                   "items": list(items)})
+def _body(x: dict[str, Any]) -> Any:
+    return json.loads(x["response"]["body"])
 
 
-def _watch(path: str, rv: str, *lines: str) -> dict[str, Any]:
-    return _ex(path, f"watch=true&timeoutSeconds=1&allowWatchBookmarks=true&resourceVersion={rv}",
-               "\n".join(lines) + "\n")
-
-
-def _event(typ: str, obj: dict[str, Any]) -> str:
-    return json.dumps({"type": typ, "object": obj})
+def _events(x: dict[str, Any]) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in x["response"]["body"].splitlines()]
 
 
 class _Idle(httpx2.BaseTransport):
@@ -72,29 +69,39 @@ def _client(tmp_path: Path, exchanges: list[dict[str, Any]]) -> tuple[KubeClient
                   "users:\n- name: u\n  user:\n    token: not-a-real-token\n"
                   "contexts:\n- name: c\n  context: {cluster: l, user: u}\n"
                   "current-context: c\n")
-    version = _ex("/version", "", {"gitVersion": "v1.34.4"})
-    idle = _Idle(ReplayTransport([version, *exchanges]))
+    idle = _Idle(ReplayTransport([VERSION, *exchanges]))
     return KubeClient(KubeconfigSource(kc, "test"), transport=idle), idle
 
 
 def test_gone_relists_and_watches_from_the_new_list(tmp_path: Path) -> None:
-    path = "/api/v1/pods"
-    k, idle = _client(tmp_path, [
-        _list(path, "2", _pod("old", "1")),
-        _watch(path, "2", GONE),
-        _list(path, "50", _pod("new", "49")),
-        _watch(path, "50", _event("ADDED", _pod("added", "51")),
-               _event("BOOKMARK", {"kind": "Pod", "metadata": {"resourceVersion": "60"}})),
-    ])
-    c = WatchCache(k, ["pods"], watch_seconds=1, retry_seconds=0.1)
+    ns, (_, old, new, watch) = _recorded("configmaps")
+    # the watch from the first LIST's resourceVersion is answered by the recorded 410 Gone
+    old_rv, new_rv = (_body(x)["metadata"]["resourceVersion"] for x in (old, new))
+    query = watch["request"]["query"].replace(f"resourceVersion={new_rv}",
+                                              f"resourceVersion={old_rv}")
+    assert query != watch["request"]["query"]
+    gone = {"request": {**watch["request"], "query": query}, "response": GONE}
+    k, idle = _client(tmp_path, [old, gone, new, watch])
+    events = _events(watch)
+    assert [e["type"] for e in events] == ["ADDED", "ADDED", "MODIFIED", "DELETED", "BOOKMARK"]
+    c = WatchCache(k, ["configmaps"], watch_seconds=5, retry_seconds=0.1)
     c.start()
     try:
         assert idle.done.wait(10), idle.replay.unused
-        st = c.status()["pods"]
-        assert st.relists == 1 and st.resource_version == "60" and st.synced
+        st = c.status()["configmaps"]
+        bookmark = events[-1]["object"]["metadata"]["resourceVersion"]
+        assert st.relists == 1 and st.resource_version == bookmark and st.synced
         snap = c.snapshot(datetime.now(UTC))
-        assert [o["metadata"]["name"] for o in snap.get("pods")] == ["added", "new"]
-        assert all("managedFields" not in o["metadata"] for o in snap.get("pods"))
+        mine = [o for o in snap.get("configmaps") if o["metadata"]["namespace"] == ns]
+        # "before" was only in the first LIST; "gone" was added and deleted in the watch
+        assert [o["metadata"]["name"] for o in mine] == ["added", "kube-root-ca.crt"]
+        assert mine[0]["data"] == {"value": "2"}  # as MODIFIED left it
+        others = [(o["metadata"]["namespace"], o["metadata"]["name"])
+                  for o in _body(new)["items"] if o["metadata"]["namespace"] != ns]
+        assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in snap.get(
+            "configmaps") if o["metadata"]["namespace"] != ns] == sorted(others)
+        assert all("managedFields" in o["metadata"] for o in _body(new)["items"])
+        assert all("managedFields" not in o["metadata"] for o in snap.get("configmaps"))
         assert snap.server_version == "v1.34.4" and not snap.errors
     finally:
         c.stop()
@@ -102,16 +109,17 @@ def test_gone_relists_and_watches_from_the_new_list(tmp_path: Path) -> None:
 
 
 def test_forbidden_is_synced_as_unreadable_and_an_absent_crd_is_absent(tmp_path: Path) -> None:
-    forbidden = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 403,
-                 "reason": "Forbidden",
-                 "message": 'secrets is forbidden: User "system:serviceaccount:a:b" cannot '
-                            'list resource "secrets" in API group "" at the cluster scope'}
+    _, [forbidden] = _recorded("forbidden")
+    assert forbidden["response"]["status"] == 403
     not_found = {"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": 404,
                  "reason": "NotFound", "message": "the server could not find the requested "
                                                   "resource"}
     k, _ = _client(tmp_path, [
-        _ex("/api/v1/secrets", "limit=500", forbidden, 403),
-        _ex("/apis/longhorn.io/v1beta2/volumes", "limit=500", not_found, 404),
+        forbidden,
+        {"request": {"method": "GET", "path": "/apis/longhorn.io/v1beta2/volumes",
+                     "query": "limit=500"},
+         "response": {"status": 404, "content_type": "application/json",
+                      "body": json.dumps(not_found)}},
     ])
     c = WatchCache(k, ["secrets", "volumes.longhorn.io"], retry_seconds=30)
     c.start()
@@ -134,17 +142,14 @@ def test_forbidden_is_synced_as_unreadable_and_an_absent_crd_is_absent(tmp_path:
 
 
 def test_secrets_keep_keys_never_values(tmp_path: Path) -> None:
-    path = "/api/v1/secrets"
-    secret = {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
-              "metadata": {"name": "s", "namespace": "a", "uid": "u1",
-                           "resourceVersion": "5"},
-              "data": {"password": "aHVudGVyMg=="}}
-    changed = {**secret, "metadata": {**secret["metadata"], "resourceVersion": "7"},
-               "data": {"password": "c2VjcmV0", "user": "dQ=="}}
-    k, idle = _client(tmp_path, [_list(path, "5", secret),
-                                 _watch(path, "5", _event("MODIFIED", changed))])
+    _, (listed, watch) = _recorded("secrets")
+    [secret] = _body(listed)["items"]
+    [changed] = _events(watch)
+    assert secret["data"] == {"password": "aHVudGVyMg=="} and changed["type"] == "MODIFIED"
+    assert changed["object"]["data"] == {"password": "c2VjcmV0", "user": "dQ=="}
+    k, idle = _client(tmp_path, [listed, watch])
     seen: list[Any] = []
-    c = WatchCache(k, ["secrets"], watch_seconds=1)
+    c = WatchCache(k, ["secrets"], watch_seconds=2)
     c.on_change(lambda kind, typ, obj: seen.append((kind, typ, obj)))
     c.start()
     try:
