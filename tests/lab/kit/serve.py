@@ -131,14 +131,7 @@ def accounts(lab: Lab, ns: str, tmp: Path,
                  binding(f"{ns}-reader", f"{ns}-reader", "reader", ns)])
     try:
         tokens = {n: sa_token(lab, n, ns) for n in ("k3sops-serve", "nobody", "reader")}
-        server = f"https://127.0.0.1:{lab.layout.port('apiserver')}"
-        kubeconfig = tmp / "serve.kubeconfig"
-        kubeconfig.write_text(
-            f"apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
-            f"    server: {server}\n"
-            f"    certificate-authority: {lab.layout.pki_dir / 'ca.crt'}\n"
-            f"users:\n- name: u\n  user:\n    token: {tokens['k3sops-serve']}\n"
-            "contexts:\n- name: c\n  context: {cluster: l, user: u}\ncurrent-context: c\n")
+        kubeconfig = token_kubeconfig(lab, tokens["k3sops-serve"], tmp / "serve.kubeconfig")
         platform = yaml.safe_load(lab.layout.platform_file.read_text())
         platform.pop("kubeconfig", None)  # the admin's: the service must not use it
         platform["serve"] = {"lease": {"namespace": ns, "name": "k3sops-serve"},
