@@ -1,7 +1,8 @@
 """What the serve unit tests share: the lab API server's recorded answers to TokenReviews and
 SubjectAccessReviews, and to a watch cache's LIST and WATCH of the nodes, replayed through a
 real :class:`KubeClient` (the cache is the real :class:`WatchCache`), and requests through
-the ASGI app.
+the ASGI app; and :class:`JsonServer`, the real HTTP(S) server on which the CLI's ``--server``
+tests replay the service's recorded answers.
 
 The review answers were recorded by tests/lab/test_serve_reviews_lab.py (run it with
 ``K3SOPS_RECORD_REVIEWS=1`` to record them again): real ServiceAccount tokens of a reader
@@ -17,9 +18,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
+import ssl
+import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import httpx2
 
@@ -152,3 +158,48 @@ def asgi_get(app: Any, path: str, token: str | None = None, method: str = "GET",
                                       base_url="http://serve") as client:
             return await client.request(method, path, headers=headers, content=body)
     return asyncio.run(go())
+
+
+class JsonServer:
+    """A real HTTP(S) server on a free port of 127.0.0.1 that answers each GET with
+    ``answer(path, Authorization header)`` as JSON, and keeps each request in ``requests``
+    (``path``, parsed ``query``, ``auth``).
+
+    ``tls``: the certificate and key files to serve HTTPS with.
+    """
+
+    def __init__(self, answer: Callable[[str, str | None], tuple[int, Any]],
+                 tls: tuple[Path, Path] | None = None) -> None:
+        self.requests: list[dict[str, Any]] = []
+        kept = self.requests
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass  # keep pytest's output clean
+
+            def do_GET(self) -> None:
+                parts = urlsplit(self.path)
+                auth = self.headers.get("Authorization")
+                kept.append({"path": parts.path, "query": parse_qs(parts.query), "auth": auth})
+                status, body = answer(parts.path, auth)
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        scheme = "http"
+        if tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(str(tls[0]), str(tls[1]))
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
+            scheme = "https"
+        self.url = f"{scheme}://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+
+    def close(self) -> None:
+        """Stop serving and close the socket."""
+        self.server.shutdown()
+        self.server.server_close()

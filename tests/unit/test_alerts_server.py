@@ -9,15 +9,13 @@ socket server, so the CLI's adapter, headers and error mapping run as against th
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from servekit import JsonServer
 
 from k3sops.cli import tree
 from k3sops.domain.alerting import parse_matchers
@@ -39,27 +37,13 @@ class Replay:
     """A real HTTP server on 127.0.0.1 answering GET /api/v1/alerts as the service did."""
 
     def __init__(self) -> None:
-        self.queries: list[dict[str, list[str]]] = []
-        replay = self
+        self.server = JsonServer(self.answer)
+        self.url = self.server.url
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args: Any) -> None:
-                pass  # keep pytest's output clean
-
-            def do_GET(self) -> None:
-                parts = urlsplit(self.path)
-                replay.queries.append(parse_qs(parts.query))
-                status, body = replay.answer(parts.path, self.headers.get("Authorization"))
-                data = json.dumps(body).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, args=(0.05,), daemon=True).start()
+    @property
+    def queries(self) -> list[dict[str, list[str]]]:
+        """Each request's parsed query, in order."""
+        return [r["query"] for r in self.server.requests]
 
     def answer(self, path: str, auth: str | None) -> tuple[int, Any]:
         if path != "/api/v1/alerts":
@@ -73,8 +57,7 @@ class Replay:
         return 200, _recorded("alerts.json")
 
     def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.server.close()
 
 
 @pytest.fixture

@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import functools
 import json
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from servekit import JsonServer, asgi_get, lagging_cache, review_client, unreachable_client
 
 from k3sops.cli import tree
 
@@ -47,7 +45,6 @@ def _service_answer(token: str, down: bool) -> tuple[int, Any]:
     """The real service app's answer to /api/v1/report when its API server is unreachable
     (``down``: the token cannot be reviewed) or does not know ``token`` (recorded reviews)."""
     from pydantic import SecretStr
-    from servekit import asgi_get, lagging_cache, review_client, unreachable_client
 
     from k3sops.serve.api import ApiContext, Reports
     from k3sops.serve.app import create_app
@@ -85,40 +82,11 @@ def _answer(state: Fake, path: str, auth: str | None) -> tuple[int, Any]:
     return 404, {"error": "not found"}
 
 
-def _serve(tls: tuple[Path, Path] | None = None) -> tuple[Fake, ThreadingHTTPServer]:
+def _serve(tls: tuple[Path, Path] | None = None) -> tuple[Fake, JsonServer]:
     """A real HTTP(S) server on a free port answering as the service did on the lab."""
     state = Fake(url="")
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:  # keep pytest's output clean
-            pass
-
-        def _send(self, status: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def do_GET(self) -> None:
-            parts = urlsplit(self.path)
-            auth = self.headers.get("Authorization")
-            state.requests.append({"path": parts.path, "query": parse_qs(parts.query),
-                                   "auth": auth})
-            self._send(*_answer(state, parts.path, auth))
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    scheme = "http"
-    if tls is not None:
-        import ssl
-
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(tls[0]), str(tls[1]))
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        scheme = "https"
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    state.url = f"{scheme}://127.0.0.1:{server.server_address[1]}"
+    server = JsonServer(lambda path, auth: _answer(state, path, auth), tls)
+    state.url, state.requests = server.url, server.requests
     return state, server
 
 
@@ -128,8 +96,7 @@ def fake() -> Iterator[Fake]:
     try:
         yield state
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 @pytest.fixture
@@ -307,8 +274,7 @@ def test_https_is_verified_with_the_system_cas_or_server_ca(
         code, _, err = _run([*args, "--server-ca", str(clean_env / "missing.crt")], capsys)
         assert code == 2 and "cannot use --server-ca" in err
     finally:
-        server.shutdown()
-        server.server_close()
+        server.close()
 
 
 def test_the_kubeconfig_token_never_goes_in_clear_text_over_a_network(
