@@ -161,6 +161,26 @@ def _write_and_compact(lab: Lab, ns: str, name: str) -> int:
     return revision
 
 
+def test_a_compressed_answer_is_recorded_and_handed_on_decoded(lab: Lab, ns: str,
+                                                              tmp_path: Path) -> None:
+    # kube-apiserver gzips answers over 128 KiB; the recorder reads (decodes) the body and
+    # must not hand it on under the server's content-encoding (the client decoded it again)
+    big = "x" * 200_000
+    (tmp_path / "data").write_text(big)
+    lab.kubectl("create", "configmap", "big", "-n", ns, f"--from-file={tmp_path / 'data'}")
+    k, rec = _client(lab)
+    try:
+        listing = k.listing(f"/api/v1/namespaces/{ns}/configmaps", "configmaps")
+    finally:
+        k.close()
+    [cm] = [o for o in listing.items if o["metadata"]["name"] == "big"]
+    assert cm["data"]["data"] == big
+    [answer] = [x["response"] for x in rec.exchanges
+                if x["request"]["path"].endswith("/configmaps")]
+    assert answer["content_encoding"] == "gzip"
+    assert json.loads(answer["body"])["kind"] == "ConfigMapList"
+
+
 def test_a_continue_token_older_than_the_compaction_is_gone(lab: Lab, ns: str) -> None:
     """Events: the API server keeps no watch cache of them, so every page comes from etcd,
     and a continue token whose revision etcd has compacted away is refused with 410."""

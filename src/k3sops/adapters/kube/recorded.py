@@ -42,8 +42,15 @@ class RecordingTransport(httpx2.BaseTransport):
                         "query": request.url.query.decode()},
             "response": {"status": resp.status_code,
                          "content_type": resp.headers.get("content-type", ""),
+                         # the body is kept decoded; this says how it travelled
+                         "content_encoding": resp.headers.get("content-encoding", ""),
                          "body": body.decode("utf-8", "replace")}})
-        return httpx2.Response(resp.status_code, headers=resp.headers, content=body,
+        # read() decoded the body: a large LIST comes gzip-compressed (kube-apiserver
+        # compresses answers over 128 KiB), and handing the decoded bytes on under the
+        # server's content-encoding/length would make the client decode them again and fail
+        headers = [(k, v) for k, v in resp.headers.multi_items()
+                   if k.lower() not in ("content-encoding", "content-length")]
+        return httpx2.Response(resp.status_code, headers=headers, content=body,
                                request=request)
 
     def close(self) -> None:
