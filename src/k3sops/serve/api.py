@@ -7,7 +7,11 @@ own bearer token.
 
 Reports are judged from the watch cache by the CLI's engine (:func:`services.check.report_from`
 on :meth:`WatchCache.snapshot`); Prometheus and Alertmanager are asked per run, as the CLI asks
-them, so a source that is down is named in the report the same way.
+them, so a source that is down is named in the report the same way. With an
+:class:`~k3sops.serve.evaluator.Evaluator` (``k3sops serve``), ``/report`` and ``/findings``
+answer the report it keeps current from the watch events, with its age in the headers
+(``X-K3sops-As-Of``, ``Age``); ``?fresh=true`` waits for a run started after the request.
+A report for one ``environment`` is judged on demand.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 # FastAPI reads the routes' annotations at run time (``request: Request``): imported here, not
 # lazily; this module is imported only when `k3sops serve` runs.
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from k3sops.domain import checks as registry
 from k3sops.domain import diagnose as dg
@@ -38,9 +42,12 @@ if TYPE_CHECKING:
     from k3sops.adapters.store import HistoryStore, StoredRun
     from k3sops.serve.auth import Authorizer, SharedToken
     from k3sops.serve.cache import KindStatus
+    from k3sops.serve.evaluator import Evaluated, Evaluator
     from k3sops.serve.metrics import ServiceMetrics
 
 PERIODS: tuple[Period, ...] = ("daily", "weekly", "monthly")
+WAIT_SECONDS = 120.0
+"""How long a request waits for the first background run of a period, or a fresh one."""
 
 
 class CacheView(Protocol):
@@ -176,6 +183,8 @@ class ApiContext:
     is_leader: Callable[[], bool]
     intake: Any = None
     """serve.alerts.AlertIntake (None without the alerts part: POST /alerts answers 503)."""
+    evaluator: Evaluator | None = None
+    """The report kept current in the background (None: every request judges the cache)."""
 
 
 def _finding_filter(findings: Iterable[Finding], namespace: str | None, severity: str | None,
@@ -207,11 +216,35 @@ def router(ctx: ApiContext) -> APIRouter:
                                      "platform.yaml")
         return environment
 
+    def _evaluated(period: Period, fresh: bool) -> Evaluated | None:
+        ev = ctx.evaluator
+        if ev is None:
+            return None
+        got = ev.fresh(period, WAIT_SECONDS) if fresh else (
+            ev.latest(period) or ev.wait(period, WAIT_SECONDS))
+        if got is None:
+            raise HTTPException(503, f"no {period} report was judged within {WAIT_SECONDS:g} s;"
+                                     " retry later", headers={"Retry-After": "10"})
+        return got
+
     @api.get("/report", dependencies=[Depends(allow("get", "reports"))])
-    def report(period: str = "daily", environment: str | None = None) -> Any:
-        """The checklist of ``period`` judged on the cache now (compared with the history)."""
-        rep = ctx.reports.run(_period(period), _env(environment))
-        return JSONResponse(rep.model_dump(mode="json"))
+    def report(period: str = "daily", environment: str | None = None,
+               fresh: bool = False) -> Any:
+        """The checklist of ``period`` judged on the cache (compared with the history).
+
+        The latest background run (its start in ``X-K3sops-As-Of``, its age in ``Age``);
+        ``fresh``: one started after this request. With ``environment``: judged now.
+        """
+        env = _env(environment)
+        got = _evaluated(_period(period), fresh) if env is None else None
+        if got is None:
+            rep = ctx.reports.run(_period(period), env)
+            return JSONResponse(rep.model_dump(mode="json"))
+        age = int(ctx.evaluator.age(got)) if ctx.evaluator is not None else 0
+        return Response(got.body, media_type="application/json",
+                        headers={"X-K3sops-As-Of": got.as_of.isoformat(),
+                                 "X-K3sops-Cache-Generation": str(got.generation),
+                                 "Age": str(age)})
 
     @api.get("/history", dependencies=[Depends(allow("get", "reports"))])
     def history(limit: int = Query(20, ge=1, le=500), period: str | None = None) -> Any:
@@ -225,8 +258,9 @@ def router(ctx: ApiContext) -> APIRouter:
     def findings(period: str = "daily", namespace: str | None = None,
                  severity: Literal["critical", "warning", "info"] | None = None,
                  check: str | None = None) -> Any:
-        """Findings of the checklist of ``period`` now, filtered by object and rule."""
-        rep = ctx.reports.run(_period(period))
+        """Findings of the checklist of ``period`` (as ``/report``), filtered."""
+        got = _evaluated(_period(period), False)
+        rep = got.report if got is not None else ctx.reports.run(_period(period))
         return {"period": period, "findings": [f.model_dump(mode="json") for f in
                                                _finding_filter(rep.findings, namespace,
                                                                severity, check)]}

@@ -115,6 +115,8 @@ class WatchCache:
         self._listeners: list[OnChange] = []
         self._server_version: str | None = None
         self._synced = threading.Condition(self._lock)
+        self._generation = 0
+        self._watchers: list[Callable[[], None]] = []
 
     # -----------------------------------------------------------------------------------------
     # Lifecycle
@@ -142,6 +144,28 @@ class WatchCache:
     def on_change(self, fn: OnChange) -> None:
         """Call ``fn(kind, event type, object)`` after each applied event (watch threads)."""
         self._listeners.append(fn)
+
+    def on_generation(self, fn: Callable[[], None]) -> None:
+        """Call ``fn()`` after every change of what :meth:`snapshot` returns (any thread).
+
+        Events, LISTs and a kind becoming unreadable all count; bookmarks do not (they move the
+        resourceVersion, not the objects). ``fn`` must return quickly: it runs on the watch
+        thread that applied the change.
+        """
+        self._watchers.append(fn)
+
+    @property
+    def generation(self) -> int:
+        """How many changes of the snapshot's content this cache has applied so far."""
+        with self._lock:
+            return self._generation
+
+    def _changed_locked(self) -> None:
+        self._generation += 1
+
+    def _notify(self) -> None:
+        for fn in self._watchers:
+            fn()
 
     # -----------------------------------------------------------------------------------------
     # State
@@ -242,7 +266,9 @@ class WatchCache:
                     s.error, s.listed, s.absent = short_reason(e), False, False
                     s.denied = isinstance(e, Unauthorized)
                 s.objects = {}
+                self._changed_locked()
                 self._synced.notify_all()
+            self._notify()
             return False
         fresh: dict[str, Obj] = {_key(o): o for o in projection.project(s.kind, listing.items)}
         with self._synced:
@@ -251,7 +277,9 @@ class WatchCache:
             s.listed, s.error, s.absent, s.denied = True, None, False, False
             s.lists += 1
             s.last_event = self._clock()
+            self._changed_locked()
             self._synced.notify_all()
+        self._notify()
         return True
 
     def _watch(self, s: _Kind) -> None:
@@ -285,5 +313,7 @@ class WatchCache:
                 s.objects[key] = projected
             s.resource_version = rv or s.resource_version
             s.last_event = self._clock()
+            self._changed_locked()
         for fn in self._listeners:
             fn(s.kind, kind.value, projected)
+        self._notify()

@@ -97,6 +97,8 @@ class Service:
     scheduler: Any = None
     workers: Any = None
     """The remediation worker (a ThreadPoolExecutor), when policies are configured."""
+    evaluator: Any = None
+    """serve.evaluator.Evaluator: the report kept current in the background."""
 
     def stop(self) -> None:
         """Scheduler, Lease (released), watch threads, store, client; each step runs."""
@@ -109,6 +111,8 @@ class Service:
                                                                        cancel_futures=True)))
         if self.elector is not None:
             steps.append(("lease", lambda: self.elector.stop(release=True)))
+        if self.evaluator is not None:
+            steps.append(("evaluator", self.evaluator.stop))
         steps += [("cache", self.cache.stop), ("store", self.store.close),
                   ("client", self.client.close)]
         for name, step in steps:
@@ -119,10 +123,12 @@ class Service:
 
 
 def build(settings: Settings, env: Mapping[str, str], home: Path,
-          state_dir: Path | None = None, *, background: bool = True) -> Service:
+          state_dir: Path | None = None, *, background: bool = True,
+          evaluate: bool | None = None) -> Service:
     """Open and start everything but the HTTP server.
 
     ``background`` False (``--once``): no leader election, no scheduler, no alert intake.
+    ``evaluate``: keep the daily report current in the background (default: ``background``).
     """
     cfg = serve_settings(settings.platform)
     # secrets first: a missing variable or file is a config error before anything starts
@@ -134,6 +140,13 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
     cache = WatchCache(client, every_kind())
     cache.start()
     reports = Reports(settings, cache, client, store)
+    evaluator = None
+    if background if evaluate is None else evaluate:
+        from k3sops.serve.evaluator import Evaluator
+
+        evaluator = Evaluator(reports, lambda: cache.generation, ready=cache.in_sync)
+        cache.on_generation(evaluator.poke)
+        evaluator.start()
     identity = f"{socket.gethostname()}-{os.getpid()}"
 
     leader_mod = _optional("k3sops.serve.leader") if background else None
@@ -175,9 +188,9 @@ def build(settings: Settings, env: Mapping[str, str], home: Path,
                                         on_stored=remediator.on_alert if remediator else None)
     ctx = ApiContext(reports=reports, authorizer=Authorizer(client),
                      alertmanager=SharedToken(token), metrics=metrics, is_leader=is_leader,
-                     intake=intake)
+                     intake=intake, evaluator=evaluator)
     return Service(cfg=cfg, client=client, cache=cache, store=store, context=ctx,
-                   elector=elector, scheduler=scheduler, workers=workers)
+                   elector=elector, scheduler=scheduler, workers=workers, evaluator=evaluator)
 
 
 def _remediator(cfg: Serve, settings: Settings, env: Mapping[str, str], home: Path,
