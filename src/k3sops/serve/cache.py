@@ -7,10 +7,13 @@ compacted) or a broken stream means events may have been missed: the kind is lis
 
 Objects are kept as the CLI's snapshot keeps them (:func:`k3sops.domain.projection.project`):
 a Secret is reduced to its keys and certificate facts as soon as its event is decoded, so no
-secret value stays in the cache. A kind the API server forbids is "synced as unreadable": its
-error is recorded (``forbidden``, as the CLI words it) and :meth:`WatchCache.snapshot` names it
-in ``errors``, so the engine leaves the rules that read it not evaluated, exactly as with the
-CLI's LISTs. A custom kind whose CRD is not installed is absent (nothing of it to judge).
+secret value stays in the cache. For the service's long life they are also compacted
+(:func:`~k3sops.domain.projection.for_cache`): no last-applied annotation, and keys and short
+strings shared across objects (each watch event is decoded alone).
+
+A kind the API server forbids is "synced as unreadable": its error is recorded (``forbidden``,
+as the CLI words it) and :meth:`WatchCache.snapshot` names it in ``errors``, so the engine
+leaves the rules that read it not evaluated, exactly as with the CLI's LISTs. A custom kind whose CRD is not installed is absent (nothing of it to judge).
 """
 
 from __future__ import annotations
@@ -270,7 +273,8 @@ class WatchCache:
                 self._synced.notify_all()
             self._notify()
             return False
-        fresh: dict[str, Obj] = {_key(o): o for o in projection.project(s.kind, listing.items)}
+        fresh: dict[str, Obj] = {_key(o): o
+                                 for o in projection.for_cache(s.kind, listing.items)}
         with self._synced:
             s.objects = fresh
             s.resource_version = listing.resource_version or None
@@ -304,7 +308,7 @@ class WatchCache:
                 s.resource_version = rv or s.resource_version
                 s.last_event = self._clock()
             return
-        projected = projection.project(s.kind, [obj])[0]
+        projected = projection.for_cache(s.kind, [obj])[0]
         key = _key(projected)
         with self._lock:
             if kind is EventType.DELETED:
