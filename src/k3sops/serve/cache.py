@@ -13,7 +13,8 @@ strings shared across objects (each watch event is decoded alone).
 
 A kind the API server forbids is "synced as unreadable": its error is recorded (``forbidden``,
 as the CLI words it) and :meth:`WatchCache.snapshot` names it in ``errors``, so the engine
-leaves the rules that read it not evaluated, exactly as with the CLI's LISTs. A custom kind whose CRD is not installed is absent (nothing of it to judge).
+leaves the rules that read it not evaluated, exactly as with the CLI's LISTs. A custom kind
+whose CRD is not installed is absent (nothing of it to judge).
 """
 
 from __future__ import annotations
