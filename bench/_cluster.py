@@ -135,11 +135,27 @@ def _create_all(http: httpx2.Client, items: Iterable[tuple[str, dict[str, Any]]]
 
 
 def count(http: httpx2.Client, path: str, params: dict[str, str] | None = None) -> int:
-    """Number of objects at a LIST path (one limit=1 request; remainingItemCount + 1)."""
+    """Number of objects at a LIST path.
+
+    One limit=1 request gives remainingItemCount + 1; the API server leaves remainingItemCount
+    out when a label selector is given, so then the pages are counted (names only matter).
+    """
     r = http.get(path, params={"limit": "1", **(params or {})})
     r.raise_for_status()
     body = r.json()
-    return len(body.get("items") or []) + int(body["metadata"].get("remainingItemCount") or 0)
+    meta = body["metadata"]
+    if "remainingItemCount" in meta or not meta.get("continue"):
+        return len(body.get("items") or []) + int(meta.get("remainingItemCount") or 0)
+    total, cont = 0, ""
+    while True:
+        r = http.get(path, params={"limit": str(PAGE), **(params or {}),
+                                   **({"continue": cont} if cont else {})})
+        r.raise_for_status()
+        body = r.json()
+        total += len(body.get("items") or [])
+        cont = body["metadata"].get("continue") or ""
+        if not cont:
+            return total
 
 
 def grow(lab: Lab, nodes: int, pods: int, namespaces: int, say: Callable[[str], None],

@@ -52,7 +52,7 @@ def _k3sops(args: argparse.Namespace, *argv: str, timeout: float = 900,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def _reader_token(http: httpx2.Client) -> str:
+def reader_token(http: httpx2.Client) -> str:
     """A ServiceAccount allowed ``get`` on reports.k3sops.io, and a token of it."""
     docs: list[tuple[str, dict[str, Any]]] = [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
@@ -129,7 +129,7 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     grow = _cluster.grow(lab, args.nodes, args.pods, args.namespaces, say)
     settled = _cluster.wait_settled(lab, say)
     with lab.client() as http:
-        token = _reader_token(http)
+        token = reader_token(http)
         json_mb = _json_bytes(http, ["/api/v1/pods", "/api/v1/nodes"]) / 2**20
     platform = args.lab_dir / "platform.yaml"
     port = args.port_base + 720
