@@ -7,14 +7,19 @@ Starts (or reuses, --reuse-lab) the benchmark lab of bench/check_scale.py (run d
 then measures in one run, on the same cluster:
 
 - the service: `serve.runner.build(..., background=False)` — the watch cache of every kind the
-  checks read, the same Reports object `/api/v1/report` answers from — the time to sync the
-  cache, then the daily check judged from it (`Reports.run("daily")`, which still asks
-  Prometheus and Alertmanager per run as the CLI does), median of --repeat;
+  checks read — the time to sync it; then the background evaluator `k3sops serve` runs
+  (serve.evaluator, started as runner.build starts it) and, median of --repeat each:
+  ``GET /api/v1/report`` through the service's ASGI app with a reader ServiceAccount's token
+  (TokenReview + SubjectAccessReview cached as the service caches them; the latest background
+  report) — what a client waits for; one background run (``Evaluator.fresh``: what a change
+  waits for); and the daily check judged per request as before the evaluator
+  (``Reports.run("daily")``, Prometheus and Alertmanager asked per run as the CLI does);
 - `k3sops -o json check --no-history` as a child process (LISTs everything each time);
 - Popeye (when found: --peers-bin or PATH) as a child process;
-- memory: the RSS this process grew by while the cache synced (after a gc), against the
-  bytes of JSON the API server sent for the same objects (one paginated LIST per kind with a
-  bare client, counted, not kept).
+- memory: the RSS this process grew by while the cache synced (after a gc, before the
+  evaluator starts), against the bytes of JSON the API server sent for the same objects (one
+  paginated LIST per kind with a bare client, counted, not kept) and against the JSON of the
+  objects as the cache keeps them.
 
 Prints a table and writes bench/results/serve_check-<date>.json. Reports ratios; asserts
 nothing.
@@ -87,6 +92,32 @@ def cached_json_mb(cache: WatchCache) -> float:
                for o in items) / 2**20
 
 
+def held_mb(cache: WatchCache) -> float:
+    """MiB of the objects the cache holds (sys.getsizeof, each Python object counted once).
+
+    Not counted: the cache's per-kind index (one dict entry and one key string per object).
+
+    What the cache itself keeps, without the allocator's free lists and fragmentation that
+    RSS also holds (the LIST pages decoded during the sync are freed, not returned).
+    """
+    snap = cache.snapshot(dt.datetime.now(dt.UTC))
+    seen: set[int] = set()
+    total = 0
+    stack: list[Any] = [o for items in snap.objects.values() for o in items]
+    while stack:
+        o = stack.pop()
+        if id(o) in seen:
+            continue
+        seen.add(id(o))
+        total += sys.getsizeof(o)
+        if isinstance(o, dict):
+            stack.extend(o.keys())
+            stack.extend(o.values())
+        elif isinstance(o, list):
+            stack.extend(o)
+    return total / 2**20
+
+
 def answer(service: runner.Service, token: str, repeat: int) -> tuple[list[float], int]:
     """Seconds of each ``GET /api/v1/report`` through the service's ASGI app, and findings.
 
@@ -115,12 +146,13 @@ def answer(service: runner.Service, token: str, repeat: int) -> tuple[list[float
     return asyncio.run(go())
 
 
-def measure(args: argparse.Namespace, lab: _cluster.Lab, work: Path, nodes: int,
-            pods: int) -> dict[str, Any]:
+def measure(args: argparse.Namespace, lab: _cluster.Lab, work: Path,  # noqa: PLR0915
+            nodes: int, pods: int) -> dict[str, Any]:
     step: dict[str, Any] = {"target": {"bench_nodes": nodes, "bench_pods": pods}}
     check_scale.say(f"growing to {nodes} bench nodes and {pods} bench pods")
-    step["creation"] = _cluster.grow(lab, nodes, pods, args.namespaces, check_scale.say)
-    step["settled"] = _cluster.wait_settled(lab, check_scale.say)
+    step["creation"] = ({} if args.no_grow else
+                        _cluster.grow(lab, nodes, pods, args.namespaces, check_scale.say))
+    step["settled"] = _cluster.wait_settled(lab, check_scale.say, args.settle_timeout)
     time.sleep(args.quiet)
     platform_file = args.lab_dir / "platform.yaml"
     env = check_scale.lab_env(args)
@@ -138,6 +170,7 @@ def measure(args: argparse.Namespace, lab: _cluster.Lab, work: Path, nodes: int,
         cache_mb = rss_mb() - before
         objects = sum(s.objects for s in service.cache.status().values())
         kept_mb = cached_json_mb(service.cache)
+        objects_mb = held_mb(service.cache)
         # the evaluator as `k3sops serve` starts it (runner.build), once the memory is read
         evaluator = Evaluator(service.context.reports, lambda: service.cache.generation,
                               ready=service.cache.in_sync)
@@ -169,13 +202,16 @@ def measure(args: argparse.Namespace, lab: _cluster.Lab, work: Path, nodes: int,
                        "on_demand_median": round(statistics.median(on_demand), 3),
                        "findings": findings, "objects": objects,
                        "cache_rss_mb": round(cache_mb, 1),
-                       "cached_objects_json_mb": round(kept_mb, 1)}
+                       "cached_objects_json_mb": round(kept_mb, 1),
+                       "cache_objects_mb": round(objects_mb, 1)}
 
     raw, listed = json_bytes(lab, {**check_scale.CORE_PATHS, **check_scale.CUSTOM_PATHS})
     step["json"] = {"bytes_mb": round(raw / 2**20, 1), "objects": listed,
                     "cache_rss_per_json": round(cache_mb / (raw / 2**20), 2) if raw else None,
                     "cache_rss_per_cached_json": round(cache_mb / kept_mb, 2) if kept_mb
-                    else None}
+                    else None,
+                    "cache_objects_per_json": round(step["service"]["cache_objects_mb"]
+                                                    / (raw / 2**20), 2) if raw else None}
 
     k3sops = str(Path(sys.executable).with_name("k3sops"))
     tools = {"cli": [k3sops, "-c", str(platform_file), "-o", "json", "check", "--no-history"]}
@@ -212,7 +248,9 @@ def table(step: dict[str, Any]) -> str:
              f"judged per request {s['on_demand_median']} s",
              f"cache RSS {s['cache_rss_mb']} MiB for {j['bytes_mb']} MiB of JSON listed "
              f"(ratio {j['cache_rss_per_json']}); {s['cached_objects_json_mb']} MiB as kept "
-             f"(ratio {j['cache_rss_per_cached_json']})"]
+             f"(ratio {j['cache_rss_per_cached_json']}); objects held "
+             f"{s['cache_objects_mb']} MiB (ratio to the JSON listed "
+             f"{j['cache_objects_per_json']})"]
     for tool in ("cli", "popeye"):
         if tool in step:
             lines.append(f"{tool}: median {step[tool]['median']} s, max RSS "
@@ -229,6 +267,10 @@ def main() -> int:
     p.add_argument("--steps", default="0.1,1", help="fractions of full size to measure at")
     p.add_argument("--repeat", type=int, default=5)
     p.add_argument("--quiet", type=float, default=20.0)
+    p.add_argument("--settle-timeout", type=float, default=900.0,
+                   help="how long to wait for kwok to run the pods (the state is recorded)")
+    p.add_argument("--no-grow", action="store_true",
+                   help="measure the lab as it is (--reuse-lab: its size is recorded)")
     p.add_argument("--peer-rss-limit-mb", type=float, default=12000)
     p.add_argument("--lab-dir", type=Path, default=Path("/tmp/k3sops-bench-lab"))  # noqa: S108
     p.add_argument("--port-base", type=int, default=20000)

@@ -26,6 +26,7 @@ import argparse
 import datetime as dt
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -153,6 +154,8 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     p.add_argument("--lab-dir", type=Path, default=Path("/tmp/k3sops-bench-lab"))  # noqa: S108
     p.add_argument("--port-base", type=int, default=20000)
     p.add_argument("--reuse-lab", action="store_true")
+    p.add_argument("--no-grow", action="store_true",
+                   help="measure the lab as it is (its size is recorded)")
     p.add_argument("--out", type=Path, default=BENCH / "results")
     args = p.parse_args()
     if args.port_base in check_scale.FORBIDDEN_PORT_BASES:
@@ -162,7 +165,8 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
             p.error(f"no running lab in {args.lab_dir}")
         check_scale.lab_up(args)
     lab = _cluster.Lab.from_run_dir(args.lab_dir, args.port_base)
-    _cluster.grow(lab, args.nodes, args.pods, args.namespaces, check_scale.say)
+    if not args.no_grow:
+        _cluster.grow(lab, args.nodes, args.pods, args.namespaces, check_scale.say)
     settled = _cluster.wait_settled(lab, check_scale.say, args.settle_timeout)
     env = check_scale.lab_env(args)
     env.pop("KUBECONFIG", None)
@@ -235,6 +239,11 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     return 0
 
 
+def _stopped(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)  # the finally blocks stop the churn and the service
+
+
 if __name__ == "__main__":
     os.environ.pop("K3SOPS_CONFIG", None)
+    signal.signal(signal.SIGTERM, _stopped)
     raise SystemExit(main())

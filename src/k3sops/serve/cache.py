@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from k3sops.adapters.kube import EventType, KubeClient
+from k3sops.adapters.kube import LIST_CHUNK, EventType, KubeClient
 from k3sops.domain import projection
 from k3sops.domain.findings import Source
 from k3sops.domain.snapshot import CORE_PATHS, CUSTOM_PATHS, ClusterSnapshot, Obj
@@ -258,7 +258,7 @@ class WatchCache:
         try:
             if self._server_version is None:
                 self._server_version = self._client.version()
-            listing = self._client.listing(s.path, s.kind)
+            fresh, resource_version = self._list_pages(s)
         except AdapterError as e:
             with self._synced:
                 if s.kind in CUSTOM_PATHS and isinstance(e, NotFound):
@@ -274,11 +274,9 @@ class WatchCache:
                 self._synced.notify_all()
             self._notify()
             return False
-        fresh: dict[str, Obj] = {_key(o): o
-                                 for o in projection.for_cache(s.kind, listing.items)}
         with self._synced:
             s.objects = fresh
-            s.resource_version = listing.resource_version or None
+            s.resource_version = resource_version or None
             s.listed, s.error, s.absent, s.denied = True, None, False, False
             s.lists += 1
             s.last_event = self._clock()
@@ -286,6 +284,29 @@ class WatchCache:
             self._synced.notify_all()
         self._notify()
         return True
+
+    def _list_pages(self, s: _Kind) -> tuple[dict[str, Obj], str]:
+        """A paged LIST of the kind, each page compacted before the next is asked for.
+
+        :meth:`KubeClient.listing` would hold every page decoded at once (30,000 whole pods)
+        before anything is dropped; page by page, the peak is the kept objects plus one page.
+        """
+        params: dict[str, str | int] = {"limit": LIST_CHUNK}
+        fresh: dict[str, Obj] = {}
+        while True:
+            resp = self._client.request("GET", s.path, verb="list", what=s.kind, params=params)
+            try:
+                body = resp.json()
+            except ValueError as e:
+                raise AdapterError(f"LIST {s.path}: the answer is not JSON "
+                                   f"(HTTP {resp.status_code})") from e
+            for o in projection.for_cache(s.kind, body.get("items") or []):
+                fresh[_key(o)] = o
+            meta = body.get("metadata") or {}
+            del body, resp  # the page's whole objects go before the next page comes
+            if not meta.get("continue"):
+                return fresh, str(meta.get("resourceVersion") or "")
+            params = {**params, "continue": meta["continue"]}
 
     def _watch(self, s: _Kind) -> None:
         while not self._stop.is_set():

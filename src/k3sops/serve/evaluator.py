@@ -204,6 +204,8 @@ class Evaluator:
                 try:
                     self._run_one(period, done)
                 except Exception:  # a failing run must not end the thread; the next may pass
+                    if self._stop.is_set():
+                        return  # the store or client closed under a run while stopping
                     log.exception("background check of %s failed", period)
             self.runs += 1
 
