@@ -8,8 +8,9 @@ grown to --nodes/--pods like serve_check.py), this starts `k3sops serve` as a ch
 second (a merge-patch of an annotation on the bench pods, round-robin: watch events no rule
 turns into a finding), repeats --probes times:
 
-- cordon a bench node (``spec.unschedulable: true``) and poll ``GET /api/v1/report`` every
-  --poll seconds until the ``node-cordoned`` finding about it is in the answer: the time from
+- cordon a bench node (``spec.unschedulable: true``) and poll
+  ``GET /api/v1/findings?check=node-cordoned`` (the kept report, filtered) every --poll
+  seconds until the finding about it is in the answer: the time from
   the PATCH's answer (the change is stored) to the first answer holding the finding;
 - uncordon it and poll until the finding is gone.
 
@@ -87,13 +88,36 @@ class Churn(threading.Thread):
         self.seconds = time.monotonic() - t0
 
 
-def cordoned(client: httpx2.Client, node: str) -> tuple[bool, dict[str, str]]:
-    """Whether the served report holds node-cordoned for ``node``; the answer's headers."""
-    r = client.get("/api/v1/report")
+def cordoned(client: httpx2.Client, node: str) -> bool:
+    """Whether the served report holds node-cordoned for ``node``.
+
+    ``/api/v1/findings`` answers from the same kept report as ``/api/v1/report`` (filtered):
+    polling the whole report, thousands of findings ten times a second, would load the
+    service it measures.
+    """
+    r = client.get("/api/v1/findings", params={"check": "node-cordoned"})
     r.raise_for_status()
-    found = any(f["check"] == "node-cordoned" and f["resource"]["name"] == node
-                for f in r.json()["findings"])
-    return found, {k: r.headers.get(k, "") for k in ("age", "x-k3sops-cache-generation")}
+    return any(f["resource"]["name"] == node for f in r.json()["findings"])
+
+
+def findings_reader(http: httpx2.Client) -> None:
+    """Let serve_report's reader account get findings too (it may get reports)."""
+    docs = [("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+              "metadata": {"name": "bench-staleness-findings"},
+              "rules": [{"apiGroups": ["k3sops.io"], "resources": ["findings"],
+                         "verbs": ["get"]}]}),
+            ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+             {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+              "metadata": {"name": "bench-staleness-findings"},
+              "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                          "name": "bench-staleness-findings"},
+              "subjects": [{"kind": "ServiceAccount", "name": "reader",
+                            "namespace": serve_report.NS}]})]
+    for path, body in docs:
+        r = http.post(path, json=body)
+        if r.status_code not in (201, 409):
+            raise SystemExit(f"creating {path}: {r.status_code} {r.text[:200]}")
 
 
 def until(client: httpx2.Client, node: str, present: bool, poll: float,
@@ -101,7 +125,7 @@ def until(client: httpx2.Client, node: str, present: bool, poll: float,
     """Seconds from now until the report says ``present`` for ``node`` (None: timed out)."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout:
-        if cordoned(client, node)[0] is present:
+        if cordoned(client, node) is present:
             return time.monotonic() - t0
         time.sleep(poll)
     return None
@@ -172,12 +196,14 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
     env.pop("KUBECONFIG", None)
     with lab.client() as http:
         token = serve_report.reader_token(http)
+        findings_reader(http)
     proc, url, log = start_serve(args, env)
     result: dict[str, Any] = {"benchmark": "serve_staleness", "machine": check_scale.machine(),
                               "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                               "args": {k: str(v) for k, v in vars(args).items()},
                               "settled": settled}
     churn = Churn(lab, args.churn, args.pods, args.namespaces)
+    probed: list[str] = []
     appear: list[float] = []
     vanish: list[float] = []
     timeouts = 0
@@ -203,6 +229,7 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
             with lab.client(connections=2) as http:
                 for i in range(args.probes):
                     node = _cluster.node_name(i * 37 % args.nodes)
+                    probed.append(node)
                     for on, out in ((True, appear), (False, vanish)):
                         set_cordon(http, node, on)
                         took = until(client, node, on, args.poll, args.timeout)
@@ -219,6 +246,9 @@ def main() -> int:  # noqa: PLR0912, PLR0915 - one linear script
         churn.join(10)
         proc.terminate()
         proc.wait(60)
+        with lab.client(connections=2) as http:
+            for node in probed:  # none left cordoned, also when stopped mid-probe
+                set_cordon(http, node, False)
     result["churn"] = {"asked_per_second": args.churn, "patched": churn.done,
                        "failed": churn.failed,
                        "achieved_per_second": round(churn.done / churn.seconds, 1)
