@@ -16,10 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 
 from conftest import Lab, wait_for
-from k3sops.adapters.kube import KubeClient, KubeconfigSource, Listing
+from k3sops.adapters.kube import KubeClient, KubeconfigSource
 from k3sops.domain import checks as registry
 from k3sops.domain.snapshot import ClusterSnapshot
 from k3sops.serve.cache import WatchCache
@@ -121,16 +122,19 @@ def test_cache_equals_a_fresh_list_after_create_update_delete(
 
 class _FirstListStale(KubeClient):
     """The real client; its first LIST of pods reports resourceVersion 2, as a LIST served
-    long before would."""
+    long before would (the cache LISTs page by page through ``request``)."""
 
     stale_given = False
 
-    def listing(self, path: str, what: str | None = None, **kw: Any) -> Listing:
-        real = super().listing(path, what, **kw)
-        if what == "pods" and not self.stale_given:
-            type(self).stale_given = True
-            return Listing(real.items, "2")
-        return real
+    def request(self, method: str, path: str, **kw: Any) -> httpx2.Response:
+        resp = super().request(method, path, **kw)
+        if kw.get("verb") == "list" and kw.get("what") == "pods" and not self.stale_given:
+            body = resp.json()
+            if not (body.get("metadata") or {}).get("continue"):  # the page the cache keeps
+                type(self).stale_given = True
+                body["metadata"]["resourceVersion"] = "2"
+                return httpx2.Response(resp.status_code, json=body, request=resp.request)
+        return resp
 
 
 def test_a_watch_from_an_old_resource_version_still_converges(

@@ -228,3 +228,16 @@ def test_the_route_is_the_same_report_with_or_without_the_evaluator(
     for body in (kept, judged):
         body["summary"].pop("duration_seconds", None)
     assert kept == judged
+
+
+def test_a_report_judged_out_of_sync_is_not_answered_once_the_cache_is_back(
+        setup: tuple[Objects, CacheReports, Evaluator]) -> None:
+    objects, _reports, ev = setup
+    objects.synced = False  # the API server went away: the run judges what the cache has
+    during = ev.wait("daily", 5)
+    assert during is not None and not during.in_sync
+    assert ev.current("daily", 5) is during  # still out of sync: the best there is
+    objects.synced = True  # re-synced: that report must not be the answer any more
+    ev.start()
+    after = ev.current("daily", 60)
+    assert after is not None and after.in_sync and after.started > during.started

@@ -220,8 +220,7 @@ def router(ctx: ApiContext) -> APIRouter:
         ev = ctx.evaluator
         if ev is None:
             return None
-        got = ev.fresh(period, WAIT_SECONDS) if fresh else (
-            ev.latest(period) or ev.wait(period, WAIT_SECONDS))
+        got = ev.fresh(period, WAIT_SECONDS) if fresh else ev.current(period, WAIT_SECONDS)
         if got is None:
             raise HTTPException(503, f"no {period} report was judged within {WAIT_SECONDS:g} s;"
                                      " retry later", headers={"Retry-After": "10"})

@@ -56,6 +56,9 @@ class Evaluated:
     """Wall time the run started: the report judges the cluster as of (at least) then."""
     seconds: float
     """How long the run took."""
+    in_sync: bool = True
+    """The cache was in sync from the run's start to its end. A report judged otherwise (the
+    API server went away during the run) is not answered once the cache is back in sync."""
 
 
 def encode(report: CheckReport) -> bytes:
@@ -174,6 +177,18 @@ class Evaluator:
                 self._cond.wait(left)
             return self._latest[period]
 
+    def current(self, period: Period, timeout: float) -> Evaluated | None:
+        """The latest run of ``period``, unless it is older than the cache's last re-sync.
+
+        A run judged while the cache was out of sync (kinds named unreadable in the report)
+        stays the answer while the cache is out of sync; once it is back, the request waits
+        for the run the re-sync started.
+        """
+        got = self.latest(period)
+        if got is not None and (got.in_sync or not self._ready()):
+            return got
+        return self.wait(period, timeout, after=None if got is None else got.started + 1e-9)
+
     def fresh(self, period: Period, timeout: float) -> Evaluated | None:
         """A run of ``period`` that started after this call: every change until now judged."""
         return self.wait(period, timeout, after=self._clock())
@@ -213,9 +228,11 @@ class Evaluator:
         gen = self._generation() if generation is None else generation
         started = self._clock()
         as_of = self._wall()
+        synced = self._ready()
         report = self._reports.run(period)
         done = Evaluated(period=period, report=report, body=encode(report), generation=gen,
-                         started=started, as_of=as_of, seconds=self._clock() - started)
+                         started=started, as_of=as_of, seconds=self._clock() - started,
+                         in_sync=synced and self._ready())
         with self._cond:
             current = self._latest.get(period)
             if current is None or current.started <= done.started:
