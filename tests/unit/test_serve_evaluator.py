@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from tests.unit.labdata import load
-from tests.unit.servekit import ALICE, Reviewer, asgi_get
+from labdata import load
+from servekit import READER, asgi_get, review_client
 
 from k3sops.adapters.store import SqliteStore
 from k3sops.domain import checks as registry
@@ -191,7 +191,7 @@ def test_another_period_joins_when_first_asked(
 def _app(reports: Reports, ev: Evaluator | None) -> Any:
     from k3sops.serve.app import create_app
 
-    ctx = ApiContext(reports=reports, authorizer=Authorizer(Reviewer()),  # type: ignore[arg-type]
+    ctx = ApiContext(reports=reports, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(None),
                      metrics=ServiceMetrics(reports.reports, lambda: {}, lambda: True),
                      is_leader=lambda: True, evaluator=ev)
@@ -203,7 +203,7 @@ def test_the_route_answers_the_kept_report_with_its_age(
     objects, reports, ev = setup
     ev.start()
     app = _app(reports, ev)
-    r = asgi_get(app, "/api/v1/report", ALICE)
+    r = asgi_get(app, "/api/v1/report", READER)
     assert r.status_code == 200, r.text
     kept = ev.latest("daily")
     assert kept is not None and r.content == kept.body
@@ -212,7 +212,7 @@ def test_the_route_answers_the_kept_report_with_its_age(
     # the CLI reading the service parses it as the report it is
     assert CheckReport.model_validate_json(r.content).findings == kept.report.findings
     objects.remove("pods", CRASHING)
-    fresh = asgi_get(app, "/api/v1/report?fresh=true", ALICE)
+    fresh = asgi_get(app, "/api/v1/report?fresh=true", READER)
     assert fresh.status_code == 200
     assert fresh.headers["x-k3sops-cache-generation"] == "1"
     assert failing(CheckReport.model_validate_json(fresh.content)) == []
@@ -223,8 +223,8 @@ def test_the_route_is_the_same_report_with_or_without_the_evaluator(
         setup: tuple[Objects, CacheReports, Evaluator]) -> None:
     _objects, reports, ev = setup
     ev.start()
-    kept = asgi_get(_app(reports, ev), "/api/v1/report", ALICE).json()
-    judged = asgi_get(_app(reports, None), "/api/v1/report", ALICE).json()
+    kept = asgi_get(_app(reports, ev), "/api/v1/report", READER).json()
+    judged = asgi_get(_app(reports, None), "/api/v1/report", READER).json()
     for body in (kept, judged):
         body["summary"].pop("duration_seconds", None)
     assert kept == judged

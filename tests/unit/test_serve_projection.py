@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from tests.unit.labdata import DATA, load
+from labdata import DATA, load
 
 from k3sops.domain import engine
 from k3sops.domain.checks import REGISTRY, CheckContext
