@@ -70,7 +70,11 @@ class K3sopsServer:
                                      follow_redirects=False)
 
     def report(self, period: str, environment: str | None) -> dict[str, Any]:
-        """``GET /api/v1/report``: the checklist of ``period`` judged by the service now."""
+        """``GET /api/v1/report``: the service's latest background report of ``period``.
+
+        With ``environment`` the service judges it on demand. The report's own time says when
+        it was judged (its ``X-K3sops-As-Of``).
+        """
         params = {"period": period}
         if environment is not None:
             params["environment"] = environment
