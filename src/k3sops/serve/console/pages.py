@@ -3,8 +3,8 @@
 Each page calls what the matching ``/api/v1`` route calls (:class:`~k3sops.serve.api.Reports`,
 the history store) and asks the same SubjectAccessReview: ``get`` on ``reports`` (overview),
 ``findings`` (findings, runbooks), ``diagnoses``, ``alerts`` (the alerts page; the overview's
-alert list is left out without it), ``backups``, ``create`` on ``acks`` (the acknowledge
-form). No session: 303 to the
+alert list is left out without it), ``backups``, ``environments``, ``create`` on ``acks``
+(the acknowledge form) and ``approvals`` (:mod:`.environments`). No session: 303 to the
 login page. Every POST carries the session's CSRF token; a missing or wrong one is 403.
 """
 
@@ -24,12 +24,13 @@ from starlette.concurrency import run_in_threadpool
 
 from k3sops.domain import checks as registry
 from k3sops.serve.auth import AuthFailure, User
-from k3sops.serve.console import render
+from k3sops.serve.console import environments, render
 from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
 
 if TYPE_CHECKING:
     from k3sops.domain.findings import CheckReport, Finding
     from k3sops.serve.api import ApiContext
+    from k3sops.serve.console.environments import GitOpsOpener
     from k3sops.serve.views import PlatformViews
 
 PREFIX = "/ui"
@@ -88,10 +89,13 @@ class Console:
     """The console's state (sessions) and its checks, over the API's context."""
 
     def __init__(self, ctx: ApiContext, sessions: Sessions | None = None,
-                 views: PlatformViews | None = None) -> None:
+                 views: PlatformViews | None = None,
+                 gitops: GitOpsOpener | None = None) -> None:
         self.ctx = ctx
         self.sessions = sessions or Sessions()
         self.views = views
+        self.gitops = gitops
+        """The GitOps context as a user (approvals); default: the CLI's, on the settings."""
         self._report_lock = threading.Lock()
         self._report: tuple[float, CheckReport] | None = None
 
@@ -169,6 +173,7 @@ def router(console: Console) -> APIRouter:
     _read_routes(ui, console)
     _platform_routes(ui, console)
     _ack_route(ui, console)
+    environments.routes(ui, console, console.gitops)
     return ui
 
 
