@@ -3,8 +3,8 @@
 Each page calls what the matching ``/api/v1`` route calls (:class:`~k3sops.serve.api.Reports`,
 the history store) and asks the same SubjectAccessReview: ``get`` on ``reports`` (overview),
 ``findings`` (findings, runbooks), ``diagnoses``, ``alerts`` (the alerts page; the overview's
-alert list is left out without it), ``backups``, ``environments``, ``create`` on ``acks``
-(the acknowledge form) and ``approvals`` (:mod:`.environments`). No session: 303 to the
+alert list is left out without it), ``backups``, ``environments``, ``capacity``, ``create``
+on ``acks`` (the acknowledge form) and ``approvals`` (:mod:`.environments`). No session: 303 to the
 login page. Every POST carries the session's CSRF token; a missing or wrong one is 403.
 """
 
@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from k3sops.domain import checks as registry
 from k3sops.serve.auth import AuthFailure, User
-from k3sops.serve.console import environments, render
+from k3sops.serve.console import capacity, environments, render
 from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
 
 if TYPE_CHECKING:
@@ -174,6 +174,7 @@ def router(console: Console) -> APIRouter:
     _platform_routes(ui, console)
     _ack_route(ui, console)
     environments.routes(ui, console, console.gitops)
+    capacity.routes(ui, console)
     return ui
 
 

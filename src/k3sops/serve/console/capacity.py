@@ -1,0 +1,224 @@
+"""The console's Capacity page: requests vs allocatable, and the forecast chart (issue 15).
+
+Requests against allocatable per node and per environment, and per resource the forecast.
+The report is `k3sops capacity`'s own, built by :func:`k3sops.services.capacity.collect`: its
+nodes and pods come from the service's watch cache instead of two LISTs
+(:class:`CacheLister`), and Prometheus is reached as the checks reach it (URL, or the service
+proxy with the service's client). The request history collect asked Prometheus for is kept
+(:class:`KeptHistory`) so the chart draws exactly the points the forecast was fitted to.
+Needs ``get`` on ``capacity.k3sops.io``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from html import escape
+from typing import TYPE_CHECKING, Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from markupsafe import Markup
+
+from k3sops.errors import AdapterError, K3sopsError
+
+if TYPE_CHECKING:
+    from k3sops.domain.capacity import CapacityReport, Forecast
+    from k3sops.domain.metrics import InstantResult
+    from k3sops.serve.api import CacheView
+    from k3sops.serve.console.pages import Console
+
+TTL = 30.0
+"""Seconds one report serves the page (its two Prometheus queries cover 7 days)."""
+WINDOW, STEP = "7d", "1h"
+"""`k3sops capacity`'s defaults."""
+MAX_NODES = 100
+"""Nodes listed, the fullest first (a 1,000-node page would be a long scroll)."""
+W, H = 600, 220
+LEFT, RIGHT, TOP, BOTTOM = 64, 16, 12, 28
+
+
+class CacheLister:
+    """What :func:`services.capacity.collect` lists, answered from the watch cache."""
+
+    def __init__(self, cache: CacheView) -> None:
+        self._cache = cache
+
+    def list_raw_many(self, paths: Mapping[str, str]) -> dict[str, Any]:
+        """``{what: objects}`` for ``nodes`` and ``pods``; a kind the cache lacks: its error."""
+        snap = self._cache.snapshot(datetime.now(UTC), list(paths))
+        out: dict[str, Any] = {}
+        for kind in paths:
+            if kind in snap.objects:
+                out[kind] = list(snap.objects[kind])
+            else:
+                out[kind] = AdapterError(snap.errors.get(kind)
+                                         or f"the service's watch cache holds no {kind}")
+        return out
+
+
+class KeptHistory:
+    """A Prometheus adapter that keeps the answers it gave (the forecast's points)."""
+
+    def __init__(self, prom: Any) -> None:
+        self._prom = prom
+        self.answers: dict[str, InstantResult | K3sopsError] = {}
+
+    def query_many(self, exprs: Mapping[str, str], at: Any = None,
+                   ) -> dict[str, InstantResult | K3sopsError]:
+        """The wrapped adapter's answers, kept."""
+        self.answers = self._prom.query_many(exprs, at)
+        return self.answers
+
+    def points(self, resource: str) -> list[tuple[float, float]]:
+        """The (time, total requests) history of ``resource`` (empty: none)."""
+        from k3sops.domain.metrics import InstantResult
+
+        ans = self.answers.get(resource)
+        if not isinstance(ans, InstantResult):
+            return []
+        return [(s.timestamp, s.number) for s in ans.samples if s.number is not None]
+
+
+def build(console: Console) -> tuple[CapacityReport, dict[str, list[tuple[float, float]]]]:
+    """The capacity report on the cache and Prometheus, and the history per resource."""
+    from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
+    from k3sops.services import capacity
+    from k3sops.services.context import monitoring
+
+    reports = console.ctx.reports
+    settings = reports.settings
+    api = None
+    prom: Any
+    try:
+        api = HttpApi.from_endpoint("Prometheus", monitoring(settings).prometheus,
+                                    reports.client)
+        prom = KeptHistory(PrometheusAdapter(api))
+    except K3sopsError as e:  # not configured, no client: the tables still come
+        prom = e
+    try:
+        report = capacity.collect(CacheLister(reports.cache),  # type: ignore[arg-type]
+                                  prom, capacity.environments(settings),
+                                  window=WINDOW, step=STEP)
+    finally:
+        if api is not None:
+            api.close()
+    kept = prom if isinstance(prom, KeptHistory) else None
+    return report, {r: kept.points(r) if kept else [] for r in ("cpu", "memory")}
+
+
+class Cached:
+    """One report per :data:`TTL` seconds, computed by one caller at a time."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._at: float | None = None
+        self._value: Any = None
+
+    def get(self, console: Console) -> Any:
+        """The report and its histories."""
+        with self._lock:
+            if self._at is None or time.monotonic() - self._at >= TTL:
+                self._value = build(console)
+                self._at = time.monotonic()
+            return self._value
+
+
+def _fmt(resource: str, value: float) -> str:
+    if resource == "cpu":
+        return f"{value:.2f}" if value < 10 else f"{value:.0f}"
+    gib = value / 2**30
+    return f"{gib:.1f} GiB" if gib < 100 else f"{gib:.0f} GiB"
+
+
+def amount(resource: str, value: float | None) -> str:
+    """A quantity as people read it: cores, or GiB."""
+    if value is None:
+        return "–"
+    return _fmt(resource, value) + (" cores" if resource == "cpu" else "")
+
+
+def percent(part: float, whole: float) -> float:
+    """``part`` as a percentage of ``whole`` (0 when there is no whole)."""
+    return 100.0 * part / whole if whole > 0 else 0.0
+
+
+def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
+                   allocatable: float, now: float) -> Markup:
+    """The forecast as SVG: total requests over the window and their fitted trend.
+
+    The trend runs to the horizon (or a little past the day requests reach the full line);
+    the full line and the allocatable are drawn across. Empty without a history.
+    """
+    from k3sops.domain.capacity import HORIZON_DAYS, linear_fit
+
+    if len(history) < 2:
+        return Markup("")
+    try:
+        slope, intercept = linear_fit(history)
+    except ValueError:
+        return Markup("")
+    t0 = min(t for t, _ in history)
+    end = now + HORIZON_DAYS * 86400
+    if f.days_left is not None and f.status == "ok":
+        end = min(end, now + max(f.days_left, 1.0) * 86400 * 1.15)
+    end = max(end, *(t for t, _ in history))
+    full = f.full_at or 0.0
+    top = max([v for _, v in history] + [full, allocatable, slope * end + intercept, 1e-9])
+    inner_w, inner_h = W - LEFT - RIGHT, H - TOP - BOTTOM
+
+    def x(t: float) -> float:
+        return LEFT + inner_w * (t - t0) / (end - t0 or 1)
+
+    def y(v: float) -> float:
+        return H - BOTTOM - inner_h * max(0.0, v) / (top * 1.05)
+
+    r = f.resource
+    parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="fc-{r}">',
+             f'<title id="fc-{r}">Total {r} requests over {WINDOW} and their trend '
+             f"to {HORIZON_DAYS} days</title>"]
+    for v in (0.0, top / 2, top):
+        parts.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{W - RIGHT}" y2="{y(v):.1f}" '
+                     f'class="grid"/><text x="{LEFT - 6}" y="{y(v) + 4:.1f}" '
+                     f'text-anchor="end" class="tick">{escape(_fmt(r, v))}</text>')
+    if allocatable > 0:
+        parts.append(f'<line x1="{LEFT}" y1="{y(allocatable):.1f}" x2="{W - RIGHT}" '
+                     f'y2="{y(allocatable):.1f}" class="alloc-line"/>')
+    if full > 0:
+        parts.append(f'<line x1="{LEFT}" y1="{y(full):.1f}" x2="{W - RIGHT}" '
+                     f'y2="{y(full):.1f}" class="full-line"/>')
+    line = " ".join(f"{x(t):.1f},{y(v):.1f}" for t, v in history)
+    parts.append(f'<polyline points="{line}" class="req-line" fill="none"/>')
+    parts.append(f'<line x1="{x(t0):.1f}" y1="{y(slope * t0 + intercept):.1f}" '
+                 f'x2="{x(end):.1f}" y2="{y(slope * end + intercept):.1f}" class="fit-line"/>')
+    parts.append(f'<line x1="{x(now):.1f}" y1="{TOP}" x2="{x(now):.1f}" y2="{H - BOTTOM}" '
+                 f'class="now-line"/>')
+    for t, anchor in ((t0, "start"), (now, "middle"), (end, "end")):
+        label = "now" if t == now else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+        parts.append(f'<text x="{x(t):.1f}" y="{H - 8}" text-anchor="{anchor}" '
+                     f'class="tick">{escape(label)}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escape()d text only
+
+
+def routes(ui: APIRouter, console: Console) -> None:
+    """``GET /capacity``."""
+    cached = Cached()
+
+    @ui.get("/capacity")
+    def capacity_page(request: Request) -> Response:
+        """Requests vs allocatable per node and environment; the forecast per resource."""
+        s, _ = console.user(request, "get", "capacity")
+        report, history = cached.get(console)
+        now = time.time()
+        alloc = {"cpu": report.cluster_cpu.allocatable,
+                 "memory": report.cluster_memory.allocatable}
+        charts = {f.resource: forecast_chart(f, history[f.resource], alloc[f.resource], now)
+                  for f in report.forecast}
+        fullest = sorted(report.nodes, key=lambda n: -max(
+            percent(n.cpu.requests, n.cpu.allocatable),
+            percent(n.memory.requests, n.memory.allocatable)))[:MAX_NODES]
+        return console.html("capacity.html", s, page="capacity", r=report, charts=charts,
+                            nodes=fullest, amount=amount, percent=percent)
