@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from k3sops.domain import checks as registry
 from k3sops.serve.auth import AuthFailure, User
-from k3sops.serve.console import capacity, environments, render
+from k3sops.serve.console import capacity, environments, render, silences
 from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
 
 if TYPE_CHECKING:
@@ -175,6 +175,7 @@ def router(console: Console) -> APIRouter:
     _ack_route(ui, console)
     environments.routes(ui, console, console.gitops)
     capacity.routes(ui, console)
+    silences.routes(ui, console)
     return ui
 
 
@@ -290,12 +291,14 @@ def _platform_routes(ui: APIRouter, console: Console) -> None:
     @ui.get("/alerts")
     def alerts(request: Request) -> Response:
         """Enriched alerts, newest first: object, root causes, runbook (GET ``state``)."""
-        s, _ = console.user(request, "get", "alerts")
-        state = request.query_params.get("state", "firing")
+        s, user = console.user(request, "get", "alerts")
+        q = request.query_params
+        state = q.get("state", "firing")
         wanted: Any = state if state in ("firing", "resolved") else None
         rows = ctx.reports.store.alerts(wanted, 200)
         return console.html("alerts.html", s, page="alerts", alerts=rows,
-                            state=wanted or "all")
+                            state=wanted or "all", sil=silences.listing(console, user),
+                            done={k: q.get(k, "")[:64] for k in ("silenced", "expired")})
 
     @ui.get("/backups")
     def backups(request: Request) -> Response:
