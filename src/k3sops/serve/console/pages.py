@@ -307,8 +307,10 @@ def _platform_routes(ui: APIRouter, console: Console) -> None:
         if console.views is None:
             raise Refused(503, "backup views are not available in this service")
         body = console.views.backups()
+        drills = ctx.reports.store.facts().get("restore_drills") or []
         return console.html("backups.html", s, page="backups",
-                            targets=body.get("targets") or [], reason=body.get("reason"))
+                            targets=body.get("targets") or [], reason=body.get("reason"),
+                            rto=render.rto_charts(drills))
 
 
 def _ack_route(ui: APIRouter, console: Console) -> None:

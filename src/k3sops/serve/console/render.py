@@ -190,3 +190,56 @@ def runbook_commands(f: Finding) -> list[str]:
         if s.automated_by:
             seen.setdefault(fill(s.automated_by, f), None)
     return list(seen)
+
+
+def rto_charts(drills: Sequence[dict[str, Any]]) -> dict[tuple[str, str], Markup]:
+    """Per (kind, target), the measured restore time of each drill over time as SVG.
+
+    ``drills``: the history store's ``restore_drills`` facts (oldest first). A failed drill
+    is a red dot; drills without a measured time are left out (nothing to draw).
+    """
+    from datetime import datetime
+
+    by_target: dict[tuple[str, str], list[tuple[float, float, bool, str]]] = {}
+    for d in drills:
+        if d.get("seconds") is None or not d.get("at"):
+            continue
+        at = datetime.fromisoformat(str(d["at"]))
+        by_target.setdefault((str(d.get("kind")), str(d.get("target"))), []).append(
+            (at.timestamp(), float(d["seconds"]), bool(d.get("ok")), str(d["at"])))
+    return {key: _rto_chart(key, points) for key, points in by_target.items()}
+
+
+def _rto_chart(key: tuple[str, str], points: list[tuple[float, float, bool, str]]) -> Markup:
+    w, h, left, right, top, bottom = 600, 160, 48, 12, 10, 26
+    inner_w, inner_h = w - left - right, h - top - bottom
+    t0, t1 = points[0][0], points[-1][0]
+    peak = max(s for _, s, _, _ in points) * 1.1 or 1.0
+
+    def x(t: float) -> float:
+        return left + inner_w / 2 if t1 == t0 else left + inner_w * (t - t0) / (t1 - t0)
+
+    def y(s: float) -> float:
+        return h - bottom - inner_h * s / peak
+
+    label = escape(f"{key[0]} {key[1]}")
+    parts = [f'<svg class="chart rto" viewBox="0 0 {w} {h}" role="img" '
+             f'aria-label="Measured restore time of {label}: {len(points)} drills">']
+    for v in (0.0, peak / 2, peak):
+        parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{w - right}" y2="{y(v):.1f}" '
+                     f'class="grid"/><text x="{left - 6}" y="{y(v) + 4:.1f}" '
+                     f'text-anchor="end" class="tick">{v:.0f} s</text>')
+    if len(points) > 1:
+        line = " ".join(f"{x(t):.1f},{y(s):.1f}" for t, s, _, _ in points)
+        parts.append(f'<polyline points="{line}" class="rto-line" fill="none"/>')
+    for t, s, ok, at in points:
+        parts.append(f'<circle cx="{x(t):.1f}" cy="{y(s):.1f}" r="4" '
+                     f'class="{"rto-ok" if ok else "rto-failed"}"><title>{escape(at[:16])}: '
+                     f'{s:.1f} s, {"passed" if ok else "failed"}</title></circle>')
+    ends = [(points[0], "start")] if len(points) == 1 else [(points[0], "start"),
+                                                              (points[-1], "end")]
+    for (t, _, _, at), anchor in ends:
+        parts.append(f'<text x="{x(t):.1f}" y="{h - 8}" text-anchor="{anchor}" '
+                     f'class="tick">{escape(at[:10])}</text>')
+    parts.append("</svg>")
+    return Markup("".join(parts))  # noqa: S704 - numbers and escape()d text only
