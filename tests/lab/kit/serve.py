@@ -146,11 +146,16 @@ def accounts(lab: Lab, ns: str, tmp: Path,
                     check=False)
 
 
-def start(lab: Lab, rbac: Rbac, offset: int) -> Running:
-    """Start `k3sops serve` on the lab's base port + ``offset``; return once /readyz is 200."""
+def start(lab: Lab, rbac: Rbac, offset: int, extra_env: dict[str, str] | None = None,
+          ) -> Running:
+    """Start `k3sops serve` on the lab's base port + ``offset``; return once /readyz is 200.
+
+    ``extra_env``: more environment for the process (e.g. ``K3SOPS_STATE_DIR``).
+    """
     port = int(lab.env["K3SOPS_LAB_PORT_BASE"]) + offset
     log = rbac.tmp / f"serve-{offset}.log"
     env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
+    env.update(extra_env or {})
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "k3sops", "-c", str(rbac.platform), "--kubeconfig",
