@@ -27,7 +27,7 @@ import yaml
 from kit.browser import browser, contrast_failures, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
-from conftest import Lab
+from conftest import Lab, wait_for
 
 pytestmark = pytest.mark.lab
 NS = f"t-console-ops-{uuid.uuid4().hex[:6]}"
@@ -226,6 +226,21 @@ def test_the_capacity_page_shows_the_lab_s_nodes(reader: Any, lab: Lab) -> None:
     assert any(e.startswith("development") for e in envs), envs
     assert page.locator("section h2", has_text="forecast").count() == 2
     shoot(page, "capacity")
+    # an hour sampled every minute: the lab's own history of requests (kube-state-metrics
+    # scraped by the lab's Prometheus) is drawn as soon as it has two points
+    page.get_by_label("History window").fill("1h")
+    page.get_by_label("Step").fill("1m")
+
+    def drawn() -> bool:
+        page.get_by_role("button", name="Show").click()
+        page.wait_for_load_state()
+        return page.locator("svg.chart polyline.req-line").count() == 2
+
+    assert wait_for(drawn, timeout=240, every=15), page.locator("main").inner_text()
+    assert "window=1h" in page.url and "step=1m" in page.url
+    points = page.locator("svg.chart polyline.req-line").first.get_attribute("points") or ""
+    assert len(points.split()) >= 2
+    shoot(page, "capacity-forecast")
     page.close()
 
 

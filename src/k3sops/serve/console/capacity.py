@@ -11,6 +11,7 @@ Needs ``get`` on ``capacity.k3sops.io``.
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,9 @@ if TYPE_CHECKING:
 TTL = 30.0
 """Seconds one report serves the page (its two Prometheus queries cover 7 days)."""
 WINDOW, STEP = "7d", "1h"
-"""`k3sops capacity`'s defaults."""
+"""`k3sops capacity`'s defaults (``--window``, ``--step``; here ``?window=&step=``)."""
+DURATION = re.compile(r"[1-9][0-9]{0,3}[smhdw]")
+"""A Prometheus duration as the page takes it (one unit: 30m, 7d)."""
 MAX_NODES = 100
 """Nodes listed, the fullest first (a 1,000-node page would be a long scroll)."""
 W, H = 600, 220
@@ -82,7 +85,8 @@ class KeptHistory:
         return [(s.timestamp, s.number) for s in ans.samples if s.number is not None]
 
 
-def build(console: Console) -> tuple[CapacityReport, dict[str, list[tuple[float, float]]]]:
+def build(console: Console, window: str = WINDOW, step: str = STEP,
+          ) -> tuple[CapacityReport, dict[str, list[tuple[float, float]]]]:
     """The capacity report on the cache and Prometheus, and the history per resource."""
     from k3sops.adapters.prometheus import HttpApi, PrometheusAdapter
     from k3sops.services import capacity
@@ -101,7 +105,7 @@ def build(console: Console) -> tuple[CapacityReport, dict[str, list[tuple[float,
     try:
         report = capacity.collect(CacheLister(reports.cache),  # type: ignore[arg-type]
                                   prom, capacity.environments(settings),
-                                  window=WINDOW, step=STEP)
+                                  window=window, step=step)
     finally:
         if api is not None:
             api.close()
@@ -110,20 +114,22 @@ def build(console: Console) -> tuple[CapacityReport, dict[str, list[tuple[float,
 
 
 class Cached:
-    """One report per :data:`TTL` seconds, computed by one caller at a time."""
+    """One report per (window, step) per :data:`TTL` seconds, one caller computing at a time."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._at: float | None = None
-        self._value: Any = None
+        self._by_key: dict[tuple[str, str], tuple[float, Any]] = {}
 
-    def get(self, console: Console) -> Any:
+    def get(self, console: Console, window: str, step: str) -> Any:
         """The report and its histories."""
         with self._lock:
-            if self._at is None or time.monotonic() - self._at >= TTL:
-                self._value = build(console)
-                self._at = time.monotonic()
-            return self._value
+            hit = self._by_key.get((window, step))
+            if hit is None or time.monotonic() - hit[0] >= TTL:
+                if len(self._by_key) > 16:  # a few windows at most are looked at
+                    self._by_key.clear()
+                hit = (time.monotonic(), build(console, window, step))
+                self._by_key[(window, step)] = hit
+            return hit[1]
 
 
 def _fmt(resource: str, value: float) -> str:
@@ -146,7 +152,7 @@ def percent(part: float, whole: float) -> float:
 
 
 def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
-                   allocatable: float, now: float) -> Markup:
+                   allocatable: float, now: float, window: str = WINDOW) -> Markup:
     """The forecast as SVG: total requests over the window and their fitted trend.
 
     The trend runs to the horizon (or a little past the day requests reach the full line);
@@ -177,7 +183,7 @@ def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
 
     r = f.resource
     parts = [f'<svg class="chart" viewBox="0 0 {W} {H}" role="img" aria-labelledby="fc-{r}">',
-             f'<title id="fc-{r}">Total {r} requests over {WINDOW} and their trend '
+             f'<title id="fc-{r}">Total {r} requests over {escape(window)} and their trend '
              f"to {HORIZON_DAYS} days</title>"]
     for v in (0.0, top / 2, top):
         parts.append(f'<line x1="{LEFT}" y1="{y(v):.1f}" x2="{W - RIGHT}" y2="{y(v):.1f}" '
@@ -210,15 +216,24 @@ def routes(ui: APIRouter, console: Console) -> None:
     @ui.get("/capacity")
     def capacity_page(request: Request) -> Response:
         """Requests vs allocatable per node and environment; the forecast per resource."""
+        from k3sops.serve.console.pages import Refused
+
         s, _ = console.user(request, "get", "capacity")
-        report, history = cached.get(console)
+        window = request.query_params.get("window", WINDOW)
+        step = request.query_params.get("step", STEP)
+        for name, value in (("window", window), ("step", step)):
+            if not DURATION.fullmatch(value):
+                raise Refused(400, f"{name} must be a Prometheus duration such as 30m or 7d, "
+                                   f"not {value[:20]!r}")
+        report, history = cached.get(console, window, step)
         now = time.time()
         alloc = {"cpu": report.cluster_cpu.allocatable,
                  "memory": report.cluster_memory.allocatable}
-        charts = {f.resource: forecast_chart(f, history[f.resource], alloc[f.resource], now)
-                  for f in report.forecast}
+        charts = {f.resource: forecast_chart(f, history[f.resource], alloc[f.resource], now,
+                                             window) for f in report.forecast}
         fullest = sorted(report.nodes, key=lambda n: -max(
             percent(n.cpu.requests, n.cpu.allocatable),
             percent(n.memory.requests, n.memory.allocatable)))[:MAX_NODES]
         return console.html("capacity.html", s, page="capacity", r=report, charts=charts,
-                            nodes=fullest, amount=amount, percent=percent)
+                            nodes=fullest, amount=amount, percent=percent, window=window,
+                            step=step)
