@@ -167,10 +167,13 @@ def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
     except ValueError:
         return Markup("")
     t0 = min(t for t, _ in history)
-    end = now + HORIZON_DAYS * 86400
-    if f.days_left is not None and f.status == "ok":
-        end = min(end, now + max(f.days_left, 1.0) * 86400 * 1.15)
-    end = max(end, *(t for t, _ in history))
+    last = max(t for t, _ in history)
+    span = (last - t0) or 60.0
+    if f.status == "ok" and f.days_left is not None:  # the trend reaches the full line
+        end = min(now + HORIZON_DAYS * 86400, now + max(f.days_left * 86400 * 1.15, span / 4))
+    else:  # no date to reach: the history alone, not squeezed against a 90-day axis
+        end = last + span * 0.05
+    end = max(end, last)
     full = f.full_at or 0.0
     top = max([v for _, v in history] + [full, allocatable, slope * end + intercept, 1e-9])
     inner_w, inner_h = W - LEFT - RIGHT, H - TOP - BOTTOM
@@ -199,14 +202,24 @@ def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
     parts.append(f'<polyline points="{line}" class="req-line" fill="none"/>')
     parts.append(f'<line x1="{x(t0):.1f}" y1="{y(slope * t0 + intercept):.1f}" '
                  f'x2="{x(end):.1f}" y2="{y(slope * end + intercept):.1f}" class="fit-line"/>')
-    parts.append(f'<line x1="{x(now):.1f}" y1="{TOP}" x2="{x(now):.1f}" y2="{H - BOTTOM}" '
-                 f'class="now-line"/>')
-    for t, anchor in ((t0, "start"), (now, "middle"), (end, "end")):
-        label = "now" if t == now else datetime.fromtimestamp(t, UTC).strftime("%Y-%m-%d")
+    ticks: list[tuple[float, str, str]] = [(t0, "start", _when(t0, span)),
+                                           (end, "end", _when(end, end - t0))]
+    if t0 < now < end:
+        parts.append(f'<line x1="{x(now):.1f}" y1="{TOP}" x2="{x(now):.1f}" '
+                     f'y2="{H - BOTTOM}" class="now-line"/>')
+        if min(x(now) - x(t0), x(end) - x(now)) > 90:  # room for its label between the ends
+            ticks.append((now, "middle", "now"))
+    for t, anchor, label in ticks:
         parts.append(f'<text x="{x(t):.1f}" y="{H - 8}" text-anchor="{anchor}" '
                      f'class="tick">{escape(label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers and escape()d text only
+
+
+def _when(t: float, span: float) -> str:
+    """A time axis label: the date over days, the time of day (UTC) within one."""
+    fmt = "%Y-%m-%d" if span > 86400 else "%H:%M UTC"
+    return datetime.fromtimestamp(t, UTC).strftime(fmt)
 
 
 def routes(ui: APIRouter, console: Console) -> None:
