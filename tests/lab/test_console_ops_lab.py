@@ -8,7 +8,9 @@ the reader ServiceAccount (its TokenReview name) or ``ops-lead``. The reader, gr
 the reader's name and the audit log says so. The nobody account, granted only ``get
 environments``, sees no form and its POST is refused (403 naming the grant); nothing is
 written. The reader creates a silence in the lab's real Alertmanager and expires it from the
-Alerts page. Each page is screenshotted at 1280 and 390 px (kit.browser.shoot).
+Alerts page. A real etcd backup restored twice by `backup verify` gives the Backups page
+two measured restore times to draw. Each page is screenshotted at 1280 and 390 px
+(kit.browser.shoot).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ NS = f"t-console-ops-{uuid.uuid4().hex[:6]}"
 OFFSET = PORT_OFFSET + 40  # this module's own service port (lab base + 740)
 READER = f"system:serviceaccount:{NS}:reader"
 NOBODY = f"system:serviceaccount:{NS}:nobody"
+RESTIC_PW = "console-ops-lab-restic-pw-41d9"
 PAGES = ("/ui/environments", "/ui/capacity", "/ui/alerts", "/ui/backups")
 
 __all__ = ["browser"]  # the fixture, used by name
@@ -98,8 +101,43 @@ def remote(lab: Lab, rbac: Rbac) -> Path:
 
 
 @pytest.fixture(scope="module")
-def service(lab: Lab, rbac: Rbac, remote: Path) -> Iterator[Running]:
-    s = start(lab, rbac, OFFSET, {"K3SOPS_STATE_DIR": str(rbac.tmp / "gitops-state")})
+def drills(lab: Lab, rbac: Rbac, remote: Path) -> list[float]:
+    """A real etcd backup in a repository of this module's own, restored twice by `backup
+    verify` (two drills, their measured RTO in the service's history store); the seconds."""
+    doc = yaml.safe_load(rbac.platform.read_text())
+    base = yaml.safe_load(lab.layout.platform_file.with_name("platform-backup.yaml")
+                          .read_text())["backup"]
+    doc["backup"] = {"repository": str(rbac.tmp / "repo"), "password_env": "TEST_RESTIC_PW",
+                     "binaries": base["binaries"], "etcd": base["etcd"],
+                     "metrics_file": str(rbac.tmp / "textfile" / "k3sops_backup.prom"),
+                     "work_dir": str(rbac.tmp / "work"), "targets": []}
+    rbac.platform.write_text(yaml.safe_dump(doc, sort_keys=False))
+    env = {**lab.env, "TEST_RESTIC_PW": RESTIC_PW,
+           "K3SOPS_STATE_DIR": str(rbac.tmp / f"state-{OFFSET}")}  # the service's store
+    subprocess.run(["restic", "init"], env={**env, "RESTIC_REPOSITORY": str(rbac.tmp / "repo"),
+                                            "RESTIC_PASSWORD": RESTIC_PW},
+                   check=True, capture_output=True, timeout=120)
+
+    def ok(*args: str) -> Any:
+        r = subprocess.run([sys.executable, "-m", "k3sops", "-c", str(rbac.platform), "-o",
+                            "json", *args], env=env, capture_output=True, text=True,
+                           timeout=600)
+        assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+        return json.loads(r.stdout)
+
+    bid = ok("backup", "etcd")["manifest"]["id"]
+    seconds = []
+    for _ in range(2):
+        rec = ok("backup", "verify", bid)["records"][0]
+        assert rec["ok"] is True, rec
+        seconds.append(float(rec["drill_seconds"]))
+    return seconds
+
+
+@pytest.fixture(scope="module")
+def service(lab: Lab, rbac: Rbac, remote: Path, drills: list[float]) -> Iterator[Running]:
+    s = start(lab, rbac, OFFSET, {"K3SOPS_STATE_DIR": str(rbac.tmp / "gitops-state"),
+                                  "TEST_RESTIC_PW": RESTIC_PW})
     yield s
     kill(s)
 
@@ -256,6 +294,21 @@ def test_the_new_pages_keep_contrast_fit_a_phone_and_violate_no_csp(reader: Any)
             assert contrast_failures(page) == [], (path, width)
             assert page.evaluate("document.documentElement.scrollWidth") <= width, (path, width)
         page.set_viewport_size({"width": 1280, "height": 900})
-    shoot(page, "backups-rto")
     assert violations == []
+    page.close()
+
+
+def test_the_backups_page_draws_the_drills_measured_rto(reader: Any,
+                                                        drills: list[float]) -> None:
+    page = reader.new_page()
+    page.goto("/ui/backups")
+    row = page.locator("table.backups tbody tr").filter(has_text="etcd")
+    assert "passed" in row.inner_text() and f"{drills[-1]:.1f} s" in row.inner_text()
+    chart = page.locator("figure.rto-fig").filter(has_text="etcd")
+    assert chart.locator("svg").get_attribute("aria-label") == (
+        "Measured restore time of etcd etcd: 2 drills")
+    titles = chart.locator("circle.rto-ok title").evaluate_all(
+        "els => els.map(e => e.textContent)")
+    assert [t.split(": ")[1] for t in titles] == [f"{s:.1f} s, passed" for s in drills]
+    shoot(page, "backups-rto")
     page.close()
