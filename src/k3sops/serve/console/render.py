@@ -214,7 +214,7 @@ def _rto_chart(key: tuple[str, str], points: list[tuple[float, float, bool, str]
     w, h, left, right, top, bottom = 600, 160, 48, 12, 10, 26
     inner_w, inner_h = w - left - right, h - top - bottom
     t0, t1 = points[0][0], points[-1][0]
-    peak = max(s for _, s, _, _ in points) * 1.1 or 1.0
+    peak = nice_ceiling(max(s for _, s, _, _ in points) * 1.05)
 
     def x(t: float) -> float:
         return left + inner_w / 2 if t1 == t0 else left + inner_w * (t - t0) / (t1 - t0)
@@ -228,7 +228,7 @@ def _rto_chart(key: tuple[str, str], points: list[tuple[float, float, bool, str]
     for v in (0.0, peak / 2, peak):
         parts.append(f'<line x1="{left}" y1="{y(v):.1f}" x2="{w - right}" y2="{y(v):.1f}" '
                      f'class="grid"/><text x="{left - 6}" y="{y(v) + 4:.1f}" '
-                     f'text-anchor="end" class="tick">{v:.0f} s</text>')
+                     f'text-anchor="end" class="tick">{v:g} s</text>')
     if len(points) > 1:
         line = " ".join(f"{x(t):.1f},{y(s):.1f}" for t, s, _, _ in points)
         parts.append(f'<polyline points="{line}" class="rto-line" fill="none"/>')
@@ -238,8 +238,23 @@ def _rto_chart(key: tuple[str, str], points: list[tuple[float, float, bool, str]
                      f'{s:.1f} s, {"passed" if ok else "failed"}</title></circle>')
     ends = [(points[0], "start")] if len(points) == 1 else [(points[0], "start"),
                                                               (points[-1], "end")]
-    for (t, _, _, at), anchor in ends:
+    same_day = points[0][3][:10] == points[-1][3][:10]
+    for (t, _, _, at), anchor in ends:  # within one day: the times, else the dates
+        label = at[11:16] if same_day and len(points) > 1 else at[:10]
         parts.append(f'<text x="{x(t):.1f}" y="{h - 8}" text-anchor="{anchor}" '
-                     f'class="tick">{escape(at[:10])}</text>')
+                     f'class="tick">{escape(label)}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))  # noqa: S704 - numbers and escape()d text only
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest of 1, 2, 2.5, 5 x 10^k at or above ``value``; 1 for nothing to show.
+
+    An axis' top whose half is a round number too, so the ticks say what their lines are.
+    """
+    import math
+
+    if value <= 0:
+        return 1.0
+    scale = 10.0 ** math.floor(math.log10(value))
+    return next(m * scale for m in (1, 2, 2.5, 5, 10) if m * scale >= value * (1 - 1e-9))
