@@ -41,16 +41,21 @@ from k3sops.serve.cache import WatchCache
 pytestmark = pytest.mark.lab
 
 RESOURCES = ("reports", "findings", "metrics", "diagnoses", "backups", "environments",
-             "alerts", "remediations")
+             "alerts", "remediations", "capacity", "silences")
 """The virtual resources the routes and console pages ``get``."""
-CREATES = ("acks", "approvals", "remediations")
+CREATES = ("acks", "approvals", "remediations", "silences")
 """The virtual resources the console and API ``create``."""
 WATCH_SECONDS = 5
 """The recorded ConfigMaps WATCH's timeoutSeconds (long enough for the server's BOOKMARK)."""
+DELETES = ("silences",)
+"""The virtual resources the console ``delete`` (a silence expired)."""
 
 GRANTS: dict[str, set[tuple[str, str]]] = {
     "reader": {("get", r) for r in RESOURCES},
     "acker": {("get", r) for r in RESOURCES} | {("create", "acks")},
+    "operator": {("get", r) for r in RESOURCES} | {("create", "approvals"),
+                                                   ("create", "silences"),
+                                                   ("delete", "silences")},
     "reports-only": {("get", "reports")},
     "backups-only": {("get", "backups")},
     "nobody": set(),
@@ -74,8 +79,10 @@ def rbac(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     ns = f"k3sops-reviews-{uuid.uuid4().hex[:5]}"
     with accounts(lab, ns, tmp_path_factory.mktemp("reviews")) as r:
         # the kit's reader role lacks the last two of RESOURCES; the others start bare
-        more = {"reader": {("get", "alerts"), ("get", "remediations")},
-                **{u: GRANTS[u] for u in ("acker", "reports-only", "backups-only")}}
+        more = {"reader": {("get", "alerts"), ("get", "remediations"), ("get", "capacity"),
+                           ("get", "silences")},
+                **{u: GRANTS[u] for u in ("acker", "operator", "reports-only",
+                                          "backups-only")}}
         apply(lab, [{"apiVersion": "v1", "kind": "ServiceAccount",
                      "metadata": {"name": u, "namespace": ns}} for u in more if u != "reader"])
         for user, rules in more.items():
@@ -114,13 +121,13 @@ def test_real_reviews_of_real_tokens(lab: Lab, rbac: tuple[str, Rbac]) -> None:
     # the bindings made in the fixture are seen by the API server's authorizer
     assert wait_for(lambda: all(_status(unrecorded, tokens[u], res) == 200 for u, res in (
         ("reader", "remediations"), ("reports-only", "reports"), ("backups-only", "backups"),
-        ("acker", "alerts"))), timeout=30)
+        ("acker", "alerts"), ("operator", "silences"))), timeout=30)
     reader = auth.check(tokens["reader"], "get", "reports")
     assert reader.name == f"system:serviceaccount:{ns}:reader"
     assert reader.uid and "system:serviceaccounts" in reader.groups
     for user, grants in GRANTS.items():
-        for verb, resource in [("get", x) for x in RESOURCES] + [("create", x)
-                                                                 for x in CREATES]:
+        for verb, resource in ([("get", x) for x in RESOURCES] + [("create", x)
+                               for x in CREATES] + [("delete", x) for x in DELETES]):
             if (verb, resource) in grants:
                 assert auth.check(tokens[user], verb, resource).name.endswith(f":{user}")
                 continue

@@ -38,14 +38,16 @@ RECORDED: dict[str, Any] = json.loads((REVIEWS / "reviews.json").read_text())
 
 READER = "reader-token-0123456789"
 """``get`` on reports, findings, metrics, diagnoses, backups, environments, alerts,
-remediations; no ``create``."""
+remediations, capacity, silences; no ``create``."""
 ACKER = "acker-token-0123456789"
 """The reader's rights and ``create`` on acks."""
+OPERATOR = "operator-token-0123456789"
+"""The reader's rights and ``create`` on approvals and silences, ``delete`` on silences."""
 REPORTS_ONLY = "reports-only-token-0123456789"
 BACKUPS_ONLY = "backups-only-token-0123456789"
 NOBODY = "nobody-token-9876543210"
 GONE = "token-of-a-deleted-service-account"
-TOKENS = {READER: "reader", ACKER: "acker", REPORTS_ONLY: "reports-only",
+TOKENS = {READER: "reader", ACKER: "acker", OPERATOR: "operator", REPORTS_ONLY: "reports-only",
           BACKUPS_ONLY: "backups-only", NOBODY: "nobody", GONE: "deleted"}
 READER_USER: str = RECORDED["users"]["reader"]
 NOBODY_USER: str = RECORDED["users"]["nobody"]

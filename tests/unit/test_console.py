@@ -9,16 +9,26 @@ judges the lab's cluster in a real browser).
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx2
 import pytest
 from pydantic import SecretStr
-from servekit import ACKER, BACKUPS_ONLY, READER, REPORTS_ONLY, USERS, review_client, synced_cache
+from servekit import (
+    ACKER,
+    BACKUPS_ONLY,
+    OPERATOR,
+    READER,
+    REPORTS_ONLY,
+    USERS,
+    review_client,
+    synced_cache,
+)
 
 from k3sops.domain.findings import CheckReport, Finding, ResourceRef, Summary
 from k3sops.serve.auth import Authorizer, SharedToken
@@ -26,6 +36,7 @@ from k3sops.serve.auth import Authorizer, SharedToken
 pytestmark = pytest.mark.unit
 
 EVIL = '<script>alert("x")</script>'
+UNREACHABLE = "http://127.0.0.1:1"
 BASE = "https://serve"  # https: the session cookie is Secure, and httpx honours that
 
 
@@ -40,11 +51,17 @@ class FixedReports:
     """The report the console shows (what Reports.run judges from the cache in the lab)."""
 
     def __init__(self, store: Any) -> None:
+        from k3sops.config import parse_platform
         from k3sops.services.context import Settings
 
         self.store = store
-        self.settings = Settings(None, None, None)
+        # Prometheus and Alertmanager where nobody listens (a real refused connection, as
+        # servekit's unreachable API server): the silences list says it could not be read
+        self.settings = Settings(None, None, parse_platform(
+            f"name: t\nenvironments: {{development: {{namespaces: [dev]}}}}\nmonitoring:\n"
+            f"  prometheus: {{url: '{UNREACHABLE}'}}\n  alertmanager: {{url: '{UNREACHABLE}'}}\n"))
         self.cache = synced_cache()
+        self.client = None  # no API server here: Prometheus by service proxy is unreachable
         self.findings = [_finding("web-1", f"crashed: {EVIL}", new=True),
                          _finding("web-2", "back-off 5m", "warning", environment="production")]
 
@@ -72,7 +89,9 @@ class FixedReports:
                                                       runbook=f.runbook)])
 
 
-def _app(tmp_path: Path, backups: dict[str, Any] | None = None) -> tuple[Any, Any]:
+def _app(tmp_path: Path, backups: dict[str, Any] | None = None, settings: Any = None,
+         environments: Callable[[], dict[str, Any]] | None = None,
+         cache: Any = None) -> tuple[Any, Any]:
     from k3sops.adapters.store import SqliteStore
     from k3sops.serve.api import ApiContext
     from k3sops.serve.app import create_app
@@ -81,12 +100,16 @@ def _app(tmp_path: Path, backups: dict[str, Any] | None = None) -> tuple[Any, An
 
     store = SqliteStore.open(tmp_path / "history")
     reports = FixedReports(store)
+    if settings is not None:
+        reports.settings = settings
+    if cache is not None:
+        reports.cache = cache
     ctx = ApiContext(reports=reports, authorizer=Authorizer(review_client()),
                      alertmanager=SharedToken(SecretStr("am-token")),
                      metrics=ServiceMetrics(reports.reports, reports.cache.status,
                                             lambda: True),
                      is_leader=lambda: True)
-    views = PlatformViews(lambda: backups or {}, lambda: {})
+    views = PlatformViews(lambda: backups or {}, environments or (lambda: {}), ttl=0.0)
     return create_app(ctx, views=views), store
 
 
@@ -343,7 +366,10 @@ def test_the_backups_page_marks_a_flagged_target_red_with_its_reasons(tmp_path: 
                 "age_seconds": 108000.0, "size": None, "verified": None, "verified_at": None,
                 "drill_at": None, "drill_ok": None, "drill_seconds": None,
                 "environment": "production"}]
-    app, _ = _app(tmp_path, {"targets": targets})
+    app, store = _app(tmp_path, {"targets": targets})
+    now = datetime.now(UTC).replace(microsecond=0)
+    for days, ok, seconds in ((3, True, 4.0), (2, False, 9.5), (1, True, 4.25)):
+        store.record_restore_drill("etcd", "etcd", ok, now - timedelta(days=days), seconds)
 
     async def flow(client: httpx2.AsyncClient) -> None:
         await _login(client, BACKUPS_ONLY)
@@ -352,5 +378,250 @@ def test_the_backups_page_marks_a_flagged_target_red_with_its_reasons(tmp_path: 
         rows = re.findall(r"<tr class=\"([^\"]*)\">", r.text)
         assert rows == ["", "flagged"]
         assert "30.0h old" in r.text and "4.2 s" in r.text and "5.0 MiB" in r.text
+        # the drills' RTO over time: one chart per target, a dot per drill, the failed red
+        charts = re.findall(r'<svg class="chart rto".*?</svg>', r.text, re.S)
+        assert len(charts) == 1 and "etcd etcd: 3 drills" in charts[0]
+        dots = re.findall(r'<circle cx="([\d.]+)" cy="([\d.]+)" r="4" class="(rto-\w+)">',
+                          charts[0])
+        assert [c for _, _, c in dots] == ["rto-ok", "rto-failed", "rto-ok"]
+        xs, ys = [float(x) for x, _, _ in dots], [float(y) for _, y, _ in dots]
+        assert xs == sorted(xs) and ys[1] < ys[2] < ys[0]  # 9.5 s highest, 4.0 s lowest
+        # the axis' ticks say what their lines are: 0, 5 and 10 s for a 9.5 s peak
+        ticks = re.findall(r'y1="([\d.]+)"[^>]*class="grid"/><text[^>]*>([^<]+)</text>',
+                           charts[0])
+        assert [t for _, t in ticks] == ["0 s", "5 s", "10 s"]
+        top = float(ticks[2][0]) + (float(ticks[0][0]) - float(ticks[2][0])) * (1 - 9.5 / 10)
+        assert abs(ys[1] - top) < 0.2
         assert (await client.get("/ui/alerts")).status_code == 403  # no get on alerts
     _browse(app, flow)
+
+
+def _gitops(tmp_path: Path, approvers: list[str]) -> tuple[Any, Callable[[], dict[str, Any]]]:
+    """A real GitOps repository (bare remote) whose production needs 2 of ``approvers``; the
+    settings and the ``/api/v1/environments`` body computed by the services on it (the
+    running versions are given: no cluster here)."""
+    from k3sops.adapters import git
+    from k3sops.config import parse_platform
+    from k3sops.services import gitops as svc
+    from k3sops.services.context import Settings
+    from k3sops.services.env.overview import next_promotions
+    from k3sops.services.env.status import AppEnvStatus, env_list
+
+    bare = tmp_path / "remote.git"
+    git.init_remote(bare, "main")
+    text = f"""
+name: t
+environments:
+  development: {{namespaces: [dev], promotion: {{policy: auto}}}}
+  staging: {{namespaces: [stg], promotion: {{policy: manual}}}}
+  production: {{namespaces: [prod], promotion: {{policy: approval,
+                approvers: {json.dumps(approvers)}, required_approvals: 2}}}}
+gitops: {{repo: {bare}, branch: main, push: direct, deploy: none}}
+"""
+    settings = Settings(kubeconfig=None, context=None, platform=parse_platform(text))
+    svc.init_repo(settings, tmp_path / "tree", ["web=example/web:1.0"], push=str(bare))
+
+    def body() -> dict[str, Any]:
+        ctx = svc.open_context(settings, {}, tmp_path, tmp_path / "reader", user="reader")
+        rows = [AppEnvStatus(app="web", env=env, namespace=env, git_version=v,
+                             running_version=r, in_sync=v == r, rollout="complete")
+                for env, v, r in (("development", "1.2", "1.2"), ("staging", "1.2", "1.2"),
+                                  ("production", "1.0", "0.9"))]
+        return {**env_list(ctx).model_dump(mode="json"),
+                "apps": [r.model_dump(mode="json") for r in rows],
+                "next_promotions": [n.model_dump(mode="json")
+                                    for n in next_promotions(ctx, rows)], "reason": None}
+    return settings, body
+
+
+def test_approve_records_env_approve_as_the_reviewed_user(tmp_path: Path,
+                                                          monkeypatch: Any) -> None:
+    monkeypatch.setenv("K3SOPS_STATE_DIR", str(tmp_path / "state"))
+    operator = USERS[OPERATOR]
+    settings, body = _gitops(tmp_path, [operator, "cto"])
+    app, _ = _app(tmp_path, settings=settings, environments=body)
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, OPERATOR)
+        page = await client.get("/ui/environments")
+        assert page.status_code == 200
+        assert "approvals 0 of 2" in page.text and 'action="/ui/approve"' in page.text
+        cells = re.findall(r'<td class="(in-sync|drift)">\s*<span class="ver">([^<]*)</span> / '
+                           r'<span class="ver">([^<]*)</span>', page.text)
+        assert cells == [("in-sync", "1.2", "1.2"), ("in-sync", "1.2", "1.2"),
+                         ("drift", "1.0", "0.9")]
+        form = {"csrf": _csrf(page.text), "app": "web", "target": "production",
+                "version": "1.2", "by": "cto", "note": "load test passed"}
+        assert (await client.post("/ui/approve", data={**form, "csrf": "x"})).status_code \
+            == 403
+        r = await client.post("/ui/approve", data=form)
+        assert r.status_code == 303, r.text
+        after = await client.get(r.headers["location"])
+        assert f"Approved web 1.2 into production as {operator}" in after.text
+        # cto's name in the form was ignored: the one approval is the operator's
+        assert f"approvals 1 of 2: {operator}, 1 missing" in after.text
+    _browse(app, flow)
+    audit = [json.loads(line) for line in
+             (tmp_path / "state" / "audit.jsonl").read_text().splitlines()]
+    assert [(a["who"], a["what"]["action"], a["result"], a["what"]["detail"]["by"])
+            for a in audit] == [(operator, "approve", "ok", operator)]
+
+
+def test_approve_needs_the_environment_to_list_the_user_besides_rbac(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("K3SOPS_STATE_DIR", str(tmp_path / "state"))
+    settings, body = _gitops(tmp_path, ["ops-lead", "cto"])
+    app, _ = _app(tmp_path, settings=settings, environments=body)
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, OPERATOR)  # RBAC lets it create approvals; production does not list it
+        page = await client.get("/ui/environments")
+        r = await client.post("/ui/approve", data={"csrf": _csrf(page.text), "app": "web",
+                                                   "target": "production", "version": "1.2"})
+        assert r.status_code == 403
+        assert f"{USERS[OPERATOR]} may not approve promotions into production" in r.text
+    _browse(app, flow)
+
+
+def test_approve_is_refused_without_the_grant_and_the_form_is_not_shown(
+        tmp_path: Path, monkeypatch: Any) -> None:
+    monkeypatch.setenv("K3SOPS_STATE_DIR", str(tmp_path / "state"))
+    settings, body = _gitops(tmp_path, [USERS[READER], "cto"])
+    app, _ = _app(tmp_path, settings=settings, environments=body)
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, READER)
+        page = await client.get("/ui/environments")
+        assert 'action="/ui/approve"' not in page.text
+        assert "You may not approve" in page.text
+        r = await client.post("/ui/approve", data={"csrf": _csrf(page.text), "app": "web",
+                                                   "target": "production", "version": "1.2"})
+        assert r.status_code == 403
+        assert f"{USERS[READER]} may not create approvals.k3sops.io" in r.text
+        assert "resources [approvals], verbs [create]" in r.text
+    _browse(app, flow)
+    assert not (tmp_path / "state" / "audit.jsonl").exists()
+
+
+class LabObjects:
+    """The service's watch cache, asked for nodes and pods: the lab's, as captured in
+    tests/data/lab-nodes.json and lab-pods.json (6 nodes, 46 pods)."""
+
+    def __init__(self) -> None:
+        data = Path(__file__).parent.parent / "data"
+        self.cache = synced_cache()
+        self.objects = {k: json.loads((data / f"lab-{k}.json").read_text())["items"]
+                        for k in ("nodes", "pods")}
+
+    def snapshot(self, now: datetime, kinds: Any = None) -> Any:
+        from k3sops.domain.snapshot import ClusterSnapshot
+
+        return ClusterSnapshot(now=now, objects=self.objects)
+
+    def __getattr__(self, name: str) -> Any:  # status, in_sync, source: the real cache's
+        return getattr(self.cache, name)
+
+
+def test_the_capacity_page_shows_requests_per_node_and_environment(tmp_path: Path) -> None:
+    from k3sops.config import parse_platform
+    from k3sops.services.context import Settings
+
+    settings = Settings(None, None, parse_platform(
+        "name: t\nenvironments:\n  development: {namespaces: [development]}\n"
+        "  production: {namespaces: [production]}\n"))
+    app, _ = _app(tmp_path, settings=settings, cache=LabObjects())
+
+    async def flow(client: httpx2.AsyncClient) -> None:
+        await _login(client, READER)
+        r = await client.get("/ui/capacity")
+        assert r.status_code == 200, r.text
+        rows = re.findall(r'<tr><th scope="row">([^<]*?)(?: <span[^>]*>([^<]*)</span>)?</th>'
+                          r'\s*<td class="num" data-label="Pods">(\d+)</td>', r.text)
+        # bound Pending/Running pods only (the Failed one and the unscheduled one are not)
+        assert rows[:2] == [("development", "development", "6"),
+                            ("production", "production", "4")]
+        nodes = rows[2:]
+        assert sorted(n for n, _, _ in nodes) == [
+            "k3s-agent-1", "k3s-agent-2", "k3s-agent-3", "k3s-server-1", "k3s-server-2",
+            "k3s-server-3"]
+        assert nodes[0][0] == "k3s-server-1"  # the fullest first: 0.40 of 4 cores
+        assert "0.40 cores of 4.00 cores (10%)" in r.text
+        assert "CPU 2.15 cores of 36 cores" in r.text  # the schedulable nodes' totals
+        assert "prometheus could not be read" in r.text and "no forecast" in r.text
+        r = await client.get("/ui/capacity?window=1h&step=1m")
+        assert r.status_code == 200 and 'value="1h"' in r.text
+        r = await client.get("/ui/capacity?window=7d)[1h")  # not a duration: not a query
+        assert r.status_code == 400 and "window must be a Prometheus duration" in r.text
+    _browse(app, flow)
+
+    async def refused(client: httpx2.AsyncClient) -> None:
+        await _login(client, REPORTS_ONLY)
+        r = await client.get("/ui/capacity")
+        assert r.status_code == 403 and "resources [capacity], verbs [get]" in r.text
+    _browse(app, refused)
+
+
+def test_the_forecast_chart_draws_the_fitted_history_to_the_full_line() -> None:
+    from k3sops.domain.capacity import Usage, forecast
+    from k3sops.serve.console.capacity import forecast_chart
+
+    now = 1_700_000_000.0
+    history = [(now - 3600 * (24 - i), 2.0 + 0.05 * i) for i in range(25)]
+    usage = Usage(allocatable=8.0, requests=3.2)
+    f = forecast("cpu", history, usage, 2)
+    assert f.status == "ok" and f.days_left is not None
+    svg = str(forecast_chart(f, history, usage.allocatable, now))
+    assert svg.startswith("<svg") and svg.endswith("</svg>")
+    points = re.search(r'<polyline points="([^"]+)" class="req-line"', svg)
+    assert points and len(points.group(1).split()) == 25
+    ys = [float(p.split(",")[1]) for p in points.group(1).split()]
+    assert ys == sorted(ys, reverse=True)  # growing requests: each point higher on screen
+    assert 'class="full-line"' in svg and 'class="fit-line"' in svg and ">now<" in svg
+    assert str(forecast_chart(f, history[:1], 8.0, now)) == ""
+    # no date to reach (too few points to forecast): the axis spans the history only
+    few = history[-3:]
+    short = forecast("cpu", few, usage, 2)
+    assert short.status == "no-data"
+    xs = re.search(r'<polyline points="([^"]+)" class="req-line"', str(
+        forecast_chart(short, few, usage.allocatable, now)))
+    assert xs and [float(p.split(",")[0]) for p in xs.group(1).split()][-1] > 500
+
+
+def test_silence_forms_keep_the_cli_rules_csrf_and_rbac(tmp_path: Path) -> None:
+    app, _ = _app(tmp_path)
+
+    async def operator(client: httpx2.AsyncClient) -> None:
+        await _login(client, OPERATOR)
+        page = await client.get("/ui/alerts")
+        assert 'action="/ui/silences"' in page.text  # create: the form
+        # get: the list is asked of Alertmanager, which this unit test does not run
+        assert "Alertmanager could not be read" in page.text
+        csrf = _csrf(page.text)
+        ok = {"csrf": csrf, "matchers": "alertname=KubePodCrashLooping", "duration": "2h",
+              "comment": "deploy"}
+        assert (await client.post("/ui/silences", data={**ok, "csrf": ""})).status_code == 403
+        # the CLI's rules, refused before Alertmanager is asked
+        r = await client.post("/ui/silences", data={**ok, "matchers": "\n \n"})
+        assert r.status_code == 400 and "a silence needs at least one matcher" in r.text
+        r = await client.post("/ui/silences", data={**ok, "duration": "forever"})
+        assert r.status_code == 400 and "forever" in r.text
+        r = await client.post("/ui/silences", data={**ok, "matchers": "alertname"})
+        assert r.status_code == 400 and "has no operator" in r.text
+        r = await client.post("/ui/silences/expire", data={"csrf": csrf, "id": "not-a-uuid"})
+        assert r.status_code == 400  # the CLI's id check, before Alertmanager is asked
+    _browse(app, operator)
+
+    async def reader(client: httpx2.AsyncClient) -> None:
+        await _login(client, READER)
+        page = await client.get("/ui/alerts")
+        assert 'action="/ui/silences"' not in page.text
+        assert "You may not create silences" in page.text
+        csrf = _csrf(page.text)
+        r = await client.post("/ui/silences", data={"csrf": csrf, "matchers": "alertname=X",
+                                                    "comment": "c"})
+        assert r.status_code == 403
+        assert f"{USERS[READER]} may not create silences.k3sops.io" in r.text
+        r = await client.post("/ui/silences/expire",
+                              data={"csrf": csrf, "id": "0b1c2d3e-0000-4000-8000-000000000000"})
+        assert r.status_code == 403 and "resources [silences], verbs [delete]" in r.text
+    _browse(app, reader)
