@@ -40,7 +40,7 @@ DURATION = re.compile(r"[1-9][0-9]{0,3}[smhdw]")
 MAX_NODES = 100
 """Nodes listed, the fullest first (a 1,000-node page would be a long scroll)."""
 W, H = 600, 220
-LEFT, RIGHT, TOP, BOTTOM = 64, 16, 12, 28
+LEFT, RIGHT, TOP, BOTTOM = 84, 16, 12, 28  # left: "36.0 GiB" at a phone's tick size
 
 
 class CacheLister:
@@ -136,7 +136,7 @@ def _fmt(resource: str, value: float) -> str:
     if resource == "cpu":
         return f"{value:.2f}" if value < 10 else f"{value:.0f}"
     gib = value / 2**30
-    return f"{gib:.1f} GiB" if gib < 100 else f"{gib:.0f} GiB"
+    return f"{gib:.1f} GiB" if gib < 10 else f"{gib:.0f} GiB"
 
 
 def amount(resource: str, value: float | None) -> str:
