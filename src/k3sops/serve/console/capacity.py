@@ -202,7 +202,7 @@ def forecast_chart(f: Forecast, history: Sequence[tuple[float, float]],
     parts.append(f'<polyline points="{line}" class="req-line" fill="none"/>')
     parts.append(f'<line x1="{x(t0):.1f}" y1="{y(slope * t0 + intercept):.1f}" '
                  f'x2="{x(end):.1f}" y2="{y(slope * end + intercept):.1f}" class="fit-line"/>')
-    ticks: list[tuple[float, str, str]] = [(t0, "start", _when(t0, span)),
+    ticks: list[tuple[float, str, str]] = [(t0, "start", _when(t0, end - t0)),
                                            (end, "end", _when(end, end - t0))]
     if t0 < now < end:
         parts.append(f'<line x1="{x(now):.1f}" y1="{TOP}" x2="{x(now):.1f}" '
