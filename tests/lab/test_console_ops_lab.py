@@ -136,8 +136,8 @@ def drills(lab: Lab, rbac: Rbac, remote: Path) -> list[float]:
 
 @pytest.fixture(scope="module")
 def service(lab: Lab, rbac: Rbac, remote: Path, drills: list[float]) -> Iterator[Running]:
-    s = start(lab, rbac, OFFSET, {"K3SOPS_STATE_DIR": str(rbac.tmp / "gitops-state"),
-                                  "TEST_RESTIC_PW": RESTIC_PW})
+    # no K3SOPS_STATE_DIR: the approvals' clone and audit log must follow --state-dir
+    s = start(lab, rbac, OFFSET, {"TEST_RESTIC_PW": RESTIC_PW})
     yield s
     kill(s)
 
@@ -188,6 +188,9 @@ def test_the_reader_approves_as_its_reviewed_name(reader: Any, rbac: Rbac,
     page.wait_for_load_state()
     status = page.locator("p[role=status]").inner_text()
     assert f"Approved web 1.1 into production as {READER}" in status, status
+    # the page after the approval counts it (not the answer computed before it)
+    promo = page.locator(".promotions > li").filter(has_text="into production")
+    assert f"approvals 1 of 2: {READER}, 1 missing" in promo.inner_text()
     shoot(page, "environments-approved")
     page.close()
     # the record `k3sops env approve` writes: in git (the remote) and the audit log
@@ -197,7 +200,7 @@ def test_the_reader_approves_as_its_reviewed_name(reader: Any, rbac: Rbac,
     assert [(a["app"], a["version"], a["by"], a.get("note")) for a in approvals] == [
         ("web", "1.1", READER, "console lab test")]
     audit = [json.loads(x) for x in
-             (rbac.tmp / "gitops-state" / "audit.jsonl").read_text().splitlines()]
+             (rbac.tmp / f"state-{OFFSET}" / "audit.jsonl").read_text().splitlines()]
     assert [(a["who"], a["what"]["action"], a["result"]) for a in audit] == [
         (READER, "approve", "ok")]
 
@@ -217,7 +220,7 @@ def test_nobody_sees_no_approve_form_and_is_refused(browser: Any, service: Runni
     assert f"{NOBODY} may not create approvals.k3sops.io" in answer.text()
     shoot(page, "environments-nobody")
     page.context.close()
-    audit = (rbac.tmp / "gitops-state" / "audit.jsonl").read_text()
+    audit = (rbac.tmp / f"state-{OFFSET}" / "audit.jsonl").read_text()
     assert NOBODY not in audit
 
 

@@ -46,6 +46,11 @@ class _Cached:
         self._at: float | None = None
         self._value: dict[str, Any] = {}
 
+    def invalidate(self) -> None:
+        """Compute afresh on the next call (after a write the answer reflects, e.g. an approval)."""
+        with self._lock:
+            self._at = None
+
     def __call__(self) -> dict[str, Any]:
         with self._lock:
             if self._at is None or time.monotonic() - self._at >= self._ttl:
@@ -63,9 +68,12 @@ class PlatformViews:
         ttl: seconds an answer is reused.
     """
 
-    def __init__(self, backups: Provider, environments: Provider, ttl: float = 30.0) -> None:
+    def __init__(self, backups: Provider, environments: Provider, ttl: float = 30.0, *,
+                 state: Path | None = None) -> None:
         self.backups = _Cached(backups, ttl)
         self.environments = _Cached(environments, ttl)
+        self.state = state
+        """The service's state directory (``--state-dir``), where its GitOps clone lives."""
 
     @classmethod
     def of(cls, settings: Settings, store: HistoryStore, *, env: dict[str, str] | None = None,
@@ -79,7 +87,8 @@ class PlatformViews:
         environ = dict(os.environ) if env is None else env
         where = home or Path.home()
         return cls(lambda: backups_body(settings, store, environ, where),
-                   lambda: environments_body(settings, environ, where, state, cache), ttl)
+                   lambda: environments_body(settings, environ, where, state, cache), ttl,
+                   state=state)
 
 
 def backups_body(settings: Settings, store: HistoryStore, env: dict[str, str],

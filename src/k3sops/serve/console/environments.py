@@ -38,13 +38,19 @@ MAX_FIELD = 200
 
 
 def default_opener(console: Console) -> GitOpsOpener:
-    """The CLI's GitOps context on the service's settings (``K3SOPS_STATE_DIR`` or home)."""
+    """The CLI's GitOps context on the service's settings, in the service's state directory.
+
+    The same directory ``/api/v1/environments`` clones into (``--state-dir``; else
+    ``K3SOPS_STATE_DIR`` or home, as the CLI): one clone, and the audit log beside the
+    service's other records.
+    """
     from k3sops.services import gitops
 
     settings = console.ctx.reports.settings
+    state = console.views.state if console.views is not None else None
 
     def open_as(user: str) -> GitOpsContext:
-        return gitops.open_context(settings, dict(os.environ), Path.home(), user=user)
+        return gitops.open_context(settings, dict(os.environ), Path.home(), state, user=user)
     return open_as
 
 
@@ -106,6 +112,9 @@ def routes(ui: APIRouter, console: Console, opener: GitOpsOpener | None = None) 
             raise Refused(403, e.message) from None
         except K3sopsError as e:  # unknown environment, no approval policy, git failed
             raise Refused(400 if e.exit_code == ExitCode.USAGE else 502, e.message) from None
+        if console.views is not None:
+            # the page the redirect shows counts this approval (not the answer of 30 s ago)
+            console.views.environments.invalidate()
         return RedirectResponse(
             "/ui/environments?" + urlencode({"approved": "1", "app": app, "target": target,
                                              "version": version, "commit": done.commit or ""}),
