@@ -21,7 +21,7 @@ import pytest
 from kit.browser import browser, contrast_failures, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
-from conftest import Lab
+from conftest import Lab, wait_for
 
 pytestmark = pytest.mark.lab
 NS = f"t-console-{uuid.uuid4().hex[:6]}"
@@ -133,9 +133,16 @@ def test_the_reader_filters_the_lab_s_findings(reader: Any, crashloop: set[str])
     page.get_by_role("button", name="Filter").click()
     page.wait_for_load_state()
     assert "namespace=development" in page.url and "severity=critical" in page.url
-    texts = page.locator("table.findings tbody tr").all_inner_texts()
-    looping = [t for t in texts if "pod-crashloop" in t and any(p in t for p in crashloop)]
-    assert looping, texts
+    texts: list[str] = []
+
+    def looping() -> list[str]:
+        # the page shows the service's kept report: a change reaches it after the run in
+        # progress plus one (seconds on a loaded machine), so reload until it has
+        nonlocal texts
+        page.reload()
+        texts = page.locator("table.findings tbody tr").all_inner_texts()
+        return [t for t in texts if "pod-crashloop" in t and any(p in t for p in crashloop)]
+    assert wait_for(lambda: bool(looping()), timeout=90, every=2), texts
     assert all("development" in t for t in texts)
     shoot(page, "findings")
     page.goto(f"/ui/findings?namespace={NS}")
@@ -146,8 +153,13 @@ def test_the_reader_filters_the_lab_s_findings(reader: Any, crashloop: set[str])
 
 def test_the_reader_opens_a_diagnosis_and_its_runbook(reader: Any) -> None:
     page = reader.new_page()
-    page.goto("/ui/findings?namespace=development&check=pod-crashloop")
-    page.locator("table.findings a[href^='/ui/diagnose/pod/development/']").first.click()
+    link = page.locator("table.findings a[href^='/ui/diagnose/pod/development/']")
+
+    def listed() -> bool:
+        page.goto("/ui/findings?namespace=development&check=pod-crashloop")
+        return link.count() > 0
+    assert wait_for(listed, timeout=90, every=2), "no pod-crashloop finding in development"
+    link.first.click()
     page.wait_for_load_state()
     assert "Diagnosis of" in page.locator("h1").inner_text()
     roots = page.locator(".roots").inner_text()
