@@ -25,7 +25,6 @@ asserts nothing.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import statistics
@@ -35,49 +34,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _cluster  # bench/ is not a package: found through sys.path above
-from serve_report import RESERVED, _env, _k3sops
+from serve_report import _env, grown_lab, lab_parser, reader_token
 
 BENCH = Path(__file__).resolve().parent
 NS = "bench-console"
 REPORT_TTL = 10.0  # k3sops.serve.console.pages.REPORT_TTL
 CHROMIUM = ("/usr/lib/chromium/chromium", "/usr/bin/chromium")
-
-
-def _reader_token(http: httpx2.Client) -> str:
-    """A ServiceAccount allowed ``get`` on reports and alerts of k3sops.io; a token of it."""
-    rbac = "/apis/rbac.authorization.k8s.io/v1"
-    docs: list[tuple[str, dict[str, Any]]] = [
-        ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                "metadata": {"name": NS}}),
-        (f"/api/v1/namespaces/{NS}/serviceaccounts",
-         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
-        (f"{rbac}/clusterroles",
-         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-          "metadata": {"name": "bench-console-reader"},
-          "rules": [{"apiGroups": ["k3sops.io"], "resources": ["reports", "alerts"],
-                     "verbs": ["get"]}]}),
-        (f"{rbac}/clusterrolebindings",
-         {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-          "metadata": {"name": "bench-console-reader"},
-          "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                      "name": "bench-console-reader"},
-          "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": NS}]}),
-    ]
-    for path, body in docs:
-        r = http.post(path, json=body)
-        if r.status_code not in (201, 409):
-            raise SystemExit(f"creating {path}: {r.status_code} {r.text[:200]}")
-    r = http.post(f"/api/v1/namespaces/{NS}/serviceaccounts/reader/token",
-                  json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
-                        "spec": {"expirationSeconds": 3600}})
-    r.raise_for_status()
-    return str(r.json()["status"]["token"])
 
 
 def _login(client: httpx2.Client, token: str) -> str:
@@ -139,32 +105,15 @@ def _median(xs: list[float]) -> float:
     return round(statistics.median(xs), 4)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lab-dir", type=Path, required=True)
-    p.add_argument("--port-base", type=int, required=True)
-    p.add_argument("--reuse-lab", action="store_true")
-    p.add_argument("--nodes", type=int, default=100)
-    p.add_argument("--pods", type=int, default=3000)
-    p.add_argument("--namespaces", type=int, default=30)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--out", type=Path, default=BENCH / "results")
-    args = p.parse_args()
-    if args.port_base in RESERVED:
-        raise SystemExit(f"port base {args.port_base} is {RESERVED[args.port_base]}'s")
+def main() -> int:
+    args = lab_parser(__doc__.splitlines()[0]).parse_args()
 
     def say(m: str) -> None:
         print(m, file=sys.stderr, flush=True)
 
-    if not args.reuse_lab:
-        up = _k3sops(args, "lab", "up", "--servers", "3", "--agents", "0")
-        if up.returncode:
-            raise SystemExit(up.stderr)
-    lab = _cluster.Lab.from_run_dir(args.lab_dir, args.port_base)
-    grow = _cluster.grow(lab, args.nodes, args.pods, args.namespaces, say)
-    settled = _cluster.wait_settled(lab, say)
+    lab, grow, settled = grown_lab(args, say)
     with lab.client() as http:
-        token = _reader_token(http)
+        token = reader_token(http, NS, ("reports", "alerts"))
     platform = args.lab_dir / "platform.yaml"
     port = args.port_base + 760
     url = f"http://127.0.0.1:{port}"

@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -52,33 +53,66 @@ def _k3sops(args: argparse.Namespace, *argv: str, timeout: float = 900,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-def reader_token(http: httpx2.Client) -> str:
-    """A ServiceAccount allowed ``get`` on reports.k3sops.io, and a token of it."""
+def reader_token(http: httpx2.Client, ns: str = NS,
+                 resources: tuple[str, ...] = ("reports",)) -> str:
+    """A ServiceAccount ``reader`` in ``ns`` allowed ``get`` on ``resources`` of k3sops.io;
+    a token of it."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
     docs: list[tuple[str, dict[str, Any]]] = [
         ("/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace",
-                                "metadata": {"name": NS}}),
-        (f"/api/v1/namespaces/{NS}/serviceaccounts",
+                                "metadata": {"name": ns}}),
+        (f"/api/v1/namespaces/{ns}/serviceaccounts",
          {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "reader"}}),
-        ("/apis/rbac.authorization.k8s.io/v1/clusterroles",
+        (f"{rbac}/clusterroles",
          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
-          "metadata": {"name": "bench-serve-reader"},
-          "rules": [{"apiGroups": ["k3sops.io"], "resources": ["reports"], "verbs": ["get"]}]}),
-        ("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings",
+          "metadata": {"name": f"{ns}-reader"},
+          "rules": [{"apiGroups": ["k3sops.io"], "resources": list(resources),
+                     "verbs": ["get"]}]}),
+        (f"{rbac}/clusterrolebindings",
          {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
-          "metadata": {"name": "bench-serve-reader"},
+          "metadata": {"name": f"{ns}-reader"},
           "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
-                      "name": "bench-serve-reader"},
-          "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": NS}]}),
+                      "name": f"{ns}-reader"},
+          "subjects": [{"kind": "ServiceAccount", "name": "reader", "namespace": ns}]}),
     ]
     for path, body in docs:
         r = http.post(path, json=body)
         if r.status_code not in (201, 409):
             raise SystemExit(f"creating {path}: {r.status_code} {r.text[:200]}")
-    r = http.post(f"/api/v1/namespaces/{NS}/serviceaccounts/reader/token",
+    r = http.post(f"/api/v1/namespaces/{ns}/serviceaccounts/reader/token",
                   json={"apiVersion": "authentication.k8s.io/v1", "kind": "TokenRequest",
                         "spec": {"expirationSeconds": 3600}})
     r.raise_for_status()
     return str(r.json()["status"]["token"])
+
+
+def lab_parser(description: str) -> argparse.ArgumentParser:
+    """The options every serve bench on a grown lab takes."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--lab-dir", type=Path, required=True)
+    p.add_argument("--port-base", type=int, required=True)
+    p.add_argument("--reuse-lab", action="store_true")
+    p.add_argument("--nodes", type=int, default=100)
+    p.add_argument("--pods", type=int, default=3000)
+    p.add_argument("--namespaces", type=int, default=30)
+    p.add_argument("--repeat", type=int, default=5)
+    p.add_argument("--out", type=Path, default=BENCH / "results")
+    return p
+
+
+def grown_lab(args: argparse.Namespace, say: Callable[[str], None],
+              ) -> tuple[_cluster.Lab, dict[str, float], dict[str, int]]:
+    """The lab (started unless --reuse-lab), grown to the asked size and settled."""
+    if args.port_base in RESERVED:
+        raise SystemExit(f"port base {args.port_base} is {RESERVED[args.port_base]}'s")
+    if not args.reuse_lab:
+        up = _k3sops(args, "lab", "up", "--servers", "3", "--agents", "0")
+        if up.returncode:
+            raise SystemExit(up.stderr)
+    lab = _cluster.Lab.from_run_dir(args.lab_dir, args.port_base)
+    grow = _cluster.grow(lab, args.nodes, args.pods, args.namespaces, say)
+    settled = _cluster.wait_settled(lab, say)
+    return lab, grow, settled
 
 
 def _json_bytes(http: httpx2.Client, paths: list[str]) -> int:
@@ -105,29 +139,12 @@ def _rss_mb(pid: int) -> tuple[float, float]:
 
 
 def main() -> int:  # noqa: PLR0915 - one linear script
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--lab-dir", type=Path, required=True)
-    p.add_argument("--port-base", type=int, required=True)
-    p.add_argument("--reuse-lab", action="store_true")
-    p.add_argument("--nodes", type=int, default=100)
-    p.add_argument("--pods", type=int, default=3000)
-    p.add_argument("--namespaces", type=int, default=30)
-    p.add_argument("--repeat", type=int, default=5)
-    p.add_argument("--out", type=Path, default=BENCH / "results")
-    args = p.parse_args()
-    if args.port_base in RESERVED:
-        raise SystemExit(f"port base {args.port_base} is {RESERVED[args.port_base]}'s")
+    args = lab_parser(__doc__.splitlines()[0]).parse_args()
 
     def say(m: str) -> None:
         print(m, file=sys.stderr, flush=True)
 
-    if not args.reuse_lab:
-        up = _k3sops(args, "lab", "up", "--servers", "3", "--agents", "0")
-        if up.returncode:
-            raise SystemExit(up.stderr)
-    lab = _cluster.Lab.from_run_dir(args.lab_dir, args.port_base)
-    grow = _cluster.grow(lab, args.nodes, args.pods, args.namespaces, say)
-    settled = _cluster.wait_settled(lab, say)
+    lab, grow, settled = grown_lab(args, say)
     with lab.client() as http:
         token = reader_token(http)
         json_mb = _json_bytes(http, ["/api/v1/pods", "/api/v1/nodes"]) / 2**20
