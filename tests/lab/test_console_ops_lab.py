@@ -26,7 +26,7 @@ from typing import Any
 import httpx2
 import pytest
 import yaml
-from kit.browser import browser, contrast_failures, shoot
+from kit.browser import browser, page_faults, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
 from conftest import Lab, wait_for
@@ -287,17 +287,7 @@ def test_the_capacity_page_shows_the_lab_s_nodes(reader: Any, lab: Lab) -> None:
 
 def test_the_new_pages_keep_contrast_fit_a_phone_and_violate_no_csp(reader: Any) -> None:
     page = reader.new_page()
-    violations: list[str] = []
-    page.on("console", lambda m: violations.append(m.text)
-            if "Content Security Policy" in m.text else None)
-    for path in PAGES:
-        page.goto(path)
-        for width in (1280, 390):
-            page.set_viewport_size({"width": width, "height": 900})
-            assert contrast_failures(page) == [], (path, width)
-            assert page.evaluate("document.documentElement.scrollWidth") <= width, (path, width)
-        page.set_viewport_size({"width": 1280, "height": 900})
-    assert violations == []
+    assert page_faults(page, PAGES) == []
     page.close()
 
 

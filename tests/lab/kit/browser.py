@@ -105,3 +105,22 @@ def contrast_failures(page: Any, minimum: float = 4.5) -> list[str]:
     """Elements of ``page`` whose text contrast is below ``minimum`` (WCAG AA: 4.5)."""
     found: list[str] = page.evaluate(_CONTRAST_JS, minimum)
     return found
+
+
+def page_faults(page: Any, paths: list[str] | tuple[str, ...]) -> list[str]:
+    """What is wrong with each page at 1280 and 390 px: text under 4.5:1 contrast, a page
+    wider than the window (tables scroll inside their card), a Content-Security-Policy
+    violation the browser reported; empty when nothing is."""
+    faults: list[str] = []
+    page.on("console", lambda m: faults.append(f"CSP: {m.text}")
+            if "Content Security Policy" in m.text else None)
+    for path in paths:
+        page.goto(path)
+        for width in (1280, 390):
+            page.set_viewport_size({"width": width, "height": 900})
+            faults += [f"{path} at {width} px: {f}" for f in contrast_failures(page)]
+            wide = page.evaluate("document.documentElement.scrollWidth")
+            if wide > width:
+                faults.append(f"{path} at {width} px: {wide} px wide")
+        page.set_viewport_size({"width": 1280, "height": 900})
+    return faults
