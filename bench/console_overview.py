@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import re
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -38,7 +37,7 @@ from pathlib import Path
 import httpx2
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from serve_report import _env, grown_lab, lab_parser, reader_token
+from serve_report import grown_lab, lab_parser, reader_token, start_serve
 
 BENCH = Path(__file__).resolve().parent
 NS = "bench-console"
@@ -114,26 +113,10 @@ def main() -> int:
     lab, grow, settled = grown_lab(args, say)
     with lab.client() as http:
         token = reader_token(http, NS, ("reports", "alerts"))
-    platform = args.lab_dir / "platform.yaml"
     port = args.port_base + 760
     url = f"http://127.0.0.1:{port}"
-    log = args.lab_dir / "logs" / "bench-console.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "k3sops", "-c", str(platform), "serve",
-                                 "--listen", f"127.0.0.1:{port}", "--state-dir",
-                                 str(args.lab_dir / "bench-console-state")],
-                                env=_env(args), stdout=out, stderr=subprocess.STDOUT)
+    proc, _, _ = start_serve(args, port, "bench-console")
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                if httpx2.get(url + "/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() - t0 > 900:
-                raise SystemExit(f"serve did not get ready: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
         times: dict[str, list[float]] = {"healthz": [], "api_report": [], "ui_cold": [],
                                          "ui_warm": []}
         with httpx2.Client(base_url=url, timeout=600) as client:

@@ -86,6 +86,30 @@ def reader_token(http: httpx2.Client, ns: str = NS,
     return str(r.json()["status"]["token"])
 
 
+def start_serve(args: argparse.Namespace, port: int, name: str,
+                ) -> tuple[subprocess.Popen[bytes], Path, float]:
+    """`k3sops serve` on the lab's platform.yaml at 127.0.0.1:``port``, state and log named
+    ``name``; waited until /readyz answers 200: (process, log, seconds until ready)."""
+    log = args.lab_dir / "logs" / f"{name}.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "k3sops", "-c",
+                                 str(args.lab_dir / "platform.yaml"), "serve",
+                                 "--listen", f"127.0.0.1:{port}", "--state-dir",
+                                 str(args.lab_dir / f"{name}-state")],
+                                env=_env(args), stdout=out, stderr=subprocess.STDOUT)
+    t0 = time.monotonic()
+    while True:
+        try:
+            if httpx2.get(f"http://127.0.0.1:{port}/readyz", timeout=5).status_code == 200:
+                return proc, log, time.monotonic() - t0
+        except httpx2.HTTPError:
+            pass
+        if proc.poll() is not None or time.monotonic() - t0 > 900:
+            proc.kill()
+            raise SystemExit(f"serve did not get ready: {log.read_text()[-2000:]}")
+        time.sleep(0.5)
+
+
 def lab_parser(description: str) -> argparse.ArgumentParser:
     """The options every serve bench on a grown lab takes."""
     p = argparse.ArgumentParser(description=description)
@@ -138,7 +162,7 @@ def _rss_mb(pid: int) -> tuple[float, float]:
     return (int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024)
 
 
-def main() -> int:  # noqa: PLR0915 - one linear script
+def main() -> int:
     args = lab_parser(__doc__.splitlines()[0]).parse_args()
 
     def say(m: str) -> None:
@@ -148,27 +172,10 @@ def main() -> int:  # noqa: PLR0915 - one linear script
     with lab.client() as http:
         token = reader_token(http)
         json_mb = _json_bytes(http, ["/api/v1/pods", "/api/v1/nodes"]) / 2**20
-    platform = args.lab_dir / "platform.yaml"
     port = args.port_base + 720
     url = f"http://127.0.0.1:{port}"
-    log = args.lab_dir / "logs" / "bench-serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "k3sops", "-c", str(platform), "serve",
-                                 "--listen", f"127.0.0.1:{port}", "--state-dir",
-                                 str(args.lab_dir / "bench-serve-state")],
-                                env=_env(args), stdout=out, stderr=subprocess.STDOUT)
+    proc, _, sync_seconds = start_serve(args, port, "bench-serve")
     try:
-        t0 = time.monotonic()
-        while True:
-            try:
-                if httpx2.get(url + "/readyz", timeout=5).status_code == 200:
-                    break
-            except httpx2.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() - t0 > 600:
-                raise SystemExit(f"serve did not get ready: {log.read_text()[-2000:]}")
-            time.sleep(0.5)
-        sync_seconds = time.monotonic() - t0
         headers = {"Authorization": f"Bearer {token}"}
         service: list[float] = []
         cli: list[float] = []
@@ -182,8 +189,8 @@ def main() -> int:  # noqa: PLR0915 - one linear script
                 r.raise_for_status()
                 findings["service"] = r.json()["summary"]["total"]
                 t = time.monotonic()
-                c = _k3sops(args, "-c", str(platform), "-o", "json", "check", "--daily",
-                            "--no-history")
+                c = _k3sops(args, "-c", str(args.lab_dir / "platform.yaml"), "-o", "json",
+                            "check", "--daily", "--no-history")
                 cli.append(time.monotonic() - t)
                 if c.returncode not in (0, 3, 4):
                     raise SystemExit(c.stderr)

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from kit.browser import browser, page_faults, shoot
+from kit.browser import browser, login, page_faults, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
 from conftest import Lab, wait_for
@@ -67,14 +67,7 @@ def service(lab: Lab, rbac: Rbac, crashloop: set[str]) -> Iterator[Running]:
 
 
 def _login(browser: Any, service: Running, token: str) -> Any:
-    context = browser.new_context(base_url=service.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto("/ui/findings")
-    assert page.url.endswith("/ui/login"), page.url  # no session: the login page
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-    return page
+    return login(browser, service.url, token, first="/ui/findings")
 
 
 def test_the_nobody_account_logs_in_but_is_refused_every_page(

@@ -26,7 +26,7 @@ from typing import Any
 import httpx2
 import pytest
 import yaml
-from kit.browser import browser, page_faults, shoot
+from kit.browser import browser, login, page_faults, shoot
 from kit.serve import PORT_OFFSET, Rbac, Running, accounts, apply, binding, kill, label, start
 
 from conftest import Lab, wait_for
@@ -143,13 +143,7 @@ def service(lab: Lab, rbac: Rbac, remote: Path, drills: list[float]) -> Iterator
 
 
 def _login(browser: Any, service: Running, token: str) -> Any:
-    context = browser.new_context(base_url=service.url, viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto("/ui/login")
-    page.get_by_label("Token").fill(token)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_load_state()
-    return page
+    return login(browser, service.url, token)
 
 
 @pytest.fixture(scope="module")

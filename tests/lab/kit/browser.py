@@ -124,3 +124,17 @@ def page_faults(page: Any, paths: list[str] | tuple[str, ...]) -> list[str]:
                 faults.append(f"{path} at {width} px: {wide} px wide")
         page.set_viewport_size({"width": 1280, "height": 900})
     return faults
+
+
+def login(browser: Any, url: str, token: str, first: str = "/ui/login") -> Any:
+    """A new 1280 px browser context logged in to the console at ``url`` with ``token``: its
+    page after the login form. ``first``: the page asked for first — another page than the
+    login form must send a browser without a session there."""
+    context = browser.new_context(base_url=url, viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(first)
+    assert page.url.endswith("/ui/login"), page.url  # no session: the login page
+    page.get_by_label("Token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_load_state()
+    return page
