@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 import yaml
+from configkit import MINIMAL, parse_error
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
@@ -27,20 +28,6 @@ from k3sops.config import (
 from k3sops.errors import ConfigError
 
 pytestmark = pytest.mark.unit
-
-MINIMAL = """\
-name: demo
-environments:
-  development:
-    context: dev
-"""
-
-
-def parse_error(text: str, source: str = "platform.yaml") -> ConfigError:
-    """Parse ``text`` expecting a ConfigError and return it."""
-    with pytest.raises(ConfigError) as info:
-        parse_platform(text, source)
-    return info.value
 
 
 def issue_lines(err: ConfigError) -> list[str]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from configkit import MINIMAL, parse_error
 
 from k3sops.adapters.store import SqliteStore, open_store
 from k3sops.config import parse_platform
@@ -16,19 +17,6 @@ from k3sops.errors import ConfigError
 from k3sops.services.history import open_history
 
 pytestmark = pytest.mark.unit
-
-MINIMAL = """\
-name: demo
-environments:
-  development:
-    context: dev
-"""
-
-
-def _error(text: str) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_platform(text, "platform.yaml")
-    return info.value
 
 
 def test_no_state_section_keeps_sqlite_in_the_state_directory(tmp_path: Path) -> None:
@@ -57,7 +45,7 @@ def test_a_sqlite_url_names_the_file(tmp_path: Path) -> None:
 ])
 def test_a_bad_database_url_is_refused_at_load_without_echoing_it(url: str,
                                                                    problem: str) -> None:
-    err = _error(MINIMAL + f"state:\n  database_url: '{url}'\n")
+    err = parse_error(MINIMAL + f"state:\n  database_url: '{url}'\n")
     assert "platform.yaml:6: state.database_url: " in err.message
     assert problem in err.message
     assert "hunter2" not in str(err) and "hunter2" not in (err.hint or "")
@@ -70,13 +58,13 @@ def test_open_store_refuses_the_same_urls_when_called_directly(tmp_path: Path) -
 
 
 def test_both_password_sources_are_refused() -> None:
-    err = _error(MINIMAL + "state:\n  database_url: postgresql://k@db/k\n"
+    err = parse_error(MINIMAL + "state:\n  database_url: postgresql://k@db/k\n"
                  "  password_env: DBPW\n  password_file: /run/pw\n")
     assert "both password_env and password_file" in err.message
 
 
 def test_a_password_key_gets_the_hint_to_name_a_variable() -> None:
-    err = _error(MINIMAL + "state:\n  password: hunter2\n")
+    err = parse_error(MINIMAL + "state:\n  password: hunter2\n")
     assert err.hint is not None and "state.password_env" in err.hint
     assert "hunter2" not in str(err)
 

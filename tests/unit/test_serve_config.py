@@ -3,24 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from configkit import MINIMAL, parse_error
 
 from k3sops.config import parse_platform
-from k3sops.errors import ConfigError
 
 pytestmark = pytest.mark.unit
-
-MINIMAL = """\
-name: demo
-environments:
-  development:
-    context: dev
-"""
-
-
-def _error(text: str) -> ConfigError:
-    with pytest.raises(ConfigError) as info:
-        parse_platform(text, "platform.yaml")
-    return info.value
 
 
 def test_no_serve_section_gets_the_defaults() -> None:
@@ -69,14 +56,14 @@ serve:
     ("8443", "no HOST:PORT"), (":8443", "no HOST:PORT"), ("0.0.0.0:0", "not 1-65535"),
     ("0.0.0.0:http", "not 1-65535"), ("0.0.0.0:70000", "not 1-65535")])
 def test_a_bad_listen_address_names_the_problem_and_the_form(listen: str, problem: str) -> None:
-    err = _error(MINIMAL + f"serve:\n  listen: '{listen}'\n")
+    err = parse_error(MINIMAL + f"serve:\n  listen: '{listen}'\n")
     assert "platform.yaml:6: serve.listen: " in err.message
     assert problem in err.message
     assert "HOST:PORT, e.g. 0.0.0.0:8443" in err.message
 
 
 def test_bad_cron_and_time_zone_are_refused_with_the_allowed_form() -> None:
-    err = _error(MINIMAL + "serve:\n  schedule:\n    daily: '61 * * * *'\n"
+    err = parse_error(MINIMAL + "serve:\n  schedule:\n    daily: '61 * * * *'\n"
                  "    timezone: Mars/Olympus\n")
     assert "serve.schedule.daily: " in err.message
     assert "minute hour day-of-month month day-of-week" in err.message
@@ -84,12 +71,12 @@ def test_bad_cron_and_time_zone_are_refused_with_the_allowed_form() -> None:
 
 
 def test_a_bad_lease_duration_is_refused() -> None:
-    err = _error(MINIMAL + "serve:\n  lease: {duration: fifteen}\n")
+    err = parse_error(MINIMAL + "serve:\n  lease: {duration: fifteen}\n")
     assert "serve.lease.duration: 'fifteen' is not a Prometheus duration" in err.message
 
 
 def test_an_inline_receiver_url_is_refused_without_echoing_it() -> None:
-    err = _error(MINIMAL + "serve:\n  receivers:\n    - name: chat\n      type: slack\n"
+    err = parse_error(MINIMAL + "serve:\n  receivers:\n    - name: chat\n      type: slack\n"
                  "      url: https://hooks.chat.example/services/T000/B000/sekrit\n")
     assert "serve.receivers[0].url: unknown key" in err.message
     assert err.hint is not None and "url_env" in err.hint and "url_file" in err.hint
@@ -99,12 +86,12 @@ def test_an_inline_receiver_url_is_refused_without_echoing_it() -> None:
 
 @pytest.mark.parametrize("body", ["{name: chat}", "{name: chat, url_env: A, url_file: /b}"])
 def test_a_receiver_needs_exactly_one_url_source(body: str) -> None:
-    err = _error(MINIMAL + f"serve:\n  receivers:\n    - {body}\n")
+    err = parse_error(MINIMAL + f"serve:\n  receivers:\n    - {body}\n")
     assert "exactly one of url_env and url_file is needed" in err.message
 
 
 def test_receiver_names_and_policy_ids_are_unique() -> None:
-    err = _error(MINIMAL + """\
+    err = parse_error(MINIMAL + """\
 serve:
   receivers: [{name: a, url_env: A}, {name: a, url_env: B}]
   remediation:
@@ -117,7 +104,7 @@ serve:
 
 
 def test_a_policy_needs_one_trigger_a_known_plan_and_an_environment() -> None:
-    err = _error(MINIMAL + """\
+    err = parse_error(MINIMAL + """\
 serve:
   remediation:
     policies:
@@ -130,12 +117,12 @@ serve:
 
 
 def test_alertmanager_token_inline_or_twice_is_refused() -> None:
-    err = _error(MINIMAL + "serve:\n  alertmanager_token: abc123secret\n")
+    err = parse_error(MINIMAL + "serve:\n  alertmanager_token: abc123secret\n")
     assert "serve.alertmanager_token: unknown key" in err.message
     assert err.hint is not None and "alertmanager_token_env" in err.hint
     assert "abc123secret" not in str(err)
-    err = _error(MINIMAL + "serve:\n  alertmanager_token_env: T\n"
+    err = parse_error(MINIMAL + "serve:\n  alertmanager_token_env: T\n"
                  "  alertmanager_token_file: /t\n")
     assert "both alertmanager_token_env and alertmanager_token_file given" in err.message
-    err = _error(MINIMAL + "serve:\n  alertmanager_token_env: 'not a name'\n")
+    err = parse_error(MINIMAL + "serve:\n  alertmanager_token_env: 'not a name'\n")
     assert "serve.alertmanager_token_env: not an environment variable name" in err.message
