@@ -36,6 +36,16 @@ class Fake:
     """Force this status (with a recorded-shaped error body) for every request."""
 
 
+
+def _token_kubeconfig(path: Path) -> Path:
+    """A kubeconfig at ``path`` whose user has the bearer token ``TOKEN`` (nobody listens)."""
+    path.write_text(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
+        "    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n"
+        f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
+        "current-context: c\n")
+    return path
+
 def _json(name: str) -> Any:
     return json.loads((DATA / name).read_text())
 
@@ -166,12 +176,7 @@ def test_token_from_env_then_from_kubeconfig(fake: Fake, clean_env: Path,
     assert code in (0, 4), err
     assert fake.requests[-1]["auth"] == f"Bearer {TOKEN}"
     monkeypatch.delenv("K3SOPS_SERVER_TOKEN")
-    kubeconfig = clean_env / "kc.yaml"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
-        "    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n"
-        f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
-        "current-context: c\n")
+    kubeconfig = _token_kubeconfig(clean_env / "kc.yaml")
     code, out, err = _run(["--kubeconfig", str(kubeconfig), "check", "-o", "json"], capsys)
     assert code in (0, 4), err
     assert fake.requests[-1]["auth"] == f"Bearer {TOKEN}"
@@ -284,12 +289,7 @@ def test_the_kubeconfig_token_never_goes_in_clear_text_over_a_network(
     from k3sops.services.context import Settings
     from k3sops.services.remote import server_token
 
-    kubeconfig = clean_env / "kc.yaml"
-    kubeconfig.write_text(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: l\n  cluster:\n"
-        "    server: https://127.0.0.1:1\nusers:\n- name: u\n  user:\n"
-        f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
-        "current-context: c\n")
+    kubeconfig = _token_kubeconfig(clean_env / "kc.yaml")
     settings = Settings(kubeconfig=kubeconfig, context=None, platform=None)
     for url in ("https://k3sops.example:8443", "http://127.0.0.1:8080", "http://localhost:80",
                 "http://[::1]:8080"):
