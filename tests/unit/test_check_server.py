@@ -36,7 +36,6 @@ class Fake:
     """Force this status (with a recorded-shaped error body) for every request."""
 
 
-
 def _token_kubeconfig(path: Path) -> Path:
     """A kubeconfig at ``path`` whose user has the bearer token ``TOKEN`` (nobody listens)."""
     path.write_text(
@@ -45,6 +44,7 @@ def _token_kubeconfig(path: Path) -> Path:
         f"    token: {TOKEN}\ncontexts:\n- name: c\n  context: {{cluster: l, user: u}}\n"
         "current-context: c\n")
     return path
+
 
 def _json(name: str) -> Any:
     return json.loads((DATA / name).read_text())
