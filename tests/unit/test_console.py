@@ -209,6 +209,60 @@ def test_forged_or_missing_csrf_is_403(tmp_path: Path) -> None:
     _browse(app, flow)
 
 
+def test_two_replicas_on_one_store_share_login_and_sessions(tmp_path: Path) -> None:
+    """Two services on one store (as two replicas on one PostgreSQL): a browser moved from
+    one to the other (no client affinity, a failover) stays logged in; logout ends it on both;
+    the store holds no session id."""
+    a, _ = _app(tmp_path)
+    b, _ = _app(tmp_path)
+
+    async def flow() -> None:
+        transports = {name: httpx2.ASGITransport(app=app) for name, app in (("a", a), ("b", b))}
+        async with httpx2.AsyncClient(transport=transports["a"], base_url=BASE) as on_a, \
+                httpx2.AsyncClient(transport=transports["b"], base_url=BASE) as on_b:
+            form = await on_a.get("/ui/login")  # the form from one replica ...
+            on_b.cookies = on_a.cookies         # (one browser: one cookie jar)
+            r = await on_b.post("/ui/login", data={"csrf": _csrf(form.text), "token": READER})
+            assert (r.status_code, r.headers["location"]) == (303, "/ui/")  # ... posted to b
+            session = on_b.cookies.get("k3sops_session")
+            assert session and on_b.cookies.get("k3sops_login") is None
+            on_a.cookies = on_b.cookies
+            page = await on_a.get("/ui/")
+            assert page.status_code == 200 and USERS[READER] in page.text
+            assert session.encode() not in (tmp_path / "history" / "k3sops.db").read_bytes()
+            r = await on_a.post("/ui/logout", data={"csrf": _csrf(page.text)})
+            assert r.status_code == 303
+            on_b.cookies.set("k3sops_session", session, domain="serve")  # a stolen copy
+            assert (await on_b.get("/ui/")).status_code == 303
+    asyncio.run(flow())
+
+
+def test_sessions_expire_when_idle_or_old_and_the_store_is_pruned(tmp_path: Path) -> None:
+    from k3sops.adapters.store import SqliteStore
+    from k3sops.serve.auth import User
+    from k3sops.serve.console import sessions
+
+    now = [datetime(2026, 12, 5, 8, tzinfo=UTC)]
+    with SqliteStore.open(tmp_path / "state") as store:
+        s = sessions.Sessions(store, clock=lambda: now[0])
+        alice = User(name="alice", groups=("system:authenticated",))
+        idle = s.new(alice)
+        got = s.get(idle.id)
+        assert got is not None and got.user == alice and got.csrf == idle.csrf
+        assert s.get(idle.id + "x") is None
+        now[0] += sessions.IDLE + timedelta(seconds=1)
+        assert s.get(idle.id) is None  # idle an hour: gone, and dropped from the store
+        assert store.session_get(sessions.store_key(idle.id)) is None
+        busy = s.new(alice)
+        for i in range(17):  # used every 30 minutes: never idle, but 8.5 hours old at the end
+            now[0] += timedelta(minutes=30)
+            assert (s.get(busy.id) is None) == (i == 16)
+        stale = s.new(alice)
+        now[0] += sessions.PRUNE_EVERY + sessions.IDLE
+        s.new(alice)  # a login prunes the expired ones (at most every PRUNE_EVERY)
+        assert store.session_get(sessions.store_key(stale.id)) is None
+
+
 def test_pages_carry_a_strict_csp_and_no_inline_script(tmp_path: Path) -> None:
     app, _ = _app(tmp_path)
 

@@ -8,6 +8,7 @@ are built from a real captured report (tests/history_kit.py). No mock anywhere.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator
@@ -83,7 +84,7 @@ def test_open_migrates_an_empty_database_and_reopening_keeps_everything(
     with opener() as s:
         assert s.runs() == [] and s.alerts() == [] and s.schedule_claims() == []
         version = s.schema_version
-        assert version == (4 if s.backend == "sqlite" else 3)
+        assert version == (5 if s.backend == "sqlite" else 4)
         run_id = s.record(report)
     # Opening an up-to-date database again is a no-op migration.
     with opener() as s:
@@ -95,13 +96,17 @@ Insert = Callable[[str, str, str], None]
 """Stores a remediation row (target, mode, detail) as the previous version's code did."""
 
 
+SQLITE_BEFORE_FOLD, POSTGRES_BEFORE_FOLD = 3, 2
+"""The schema versions before each remediation attempt became one row."""
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.lab)])
 def previous(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[Insert, Opener]]:
-    """A database at the schema version before this one: (insert into it, open it now)."""
+    """A database at the schema version before the fold: (insert into it, open it now)."""
     when = T0 - timedelta(minutes=20)
     if request.param == "sqlite":
         path = tmp_path / "k3sops.db"
-        sqlite.SqliteStore.open_file(path, upto=sqlite.SCHEMA_VERSION - 1).close()
+        sqlite.SqliteStore.open_file(path, upto=SQLITE_BEFORE_FOLD).close()
 
         def insert_lite(target: str, mode: str, detail: str) -> None:
             with contextlib.closing(sqlite3.connect(path)) as conn, conn:
@@ -113,7 +118,7 @@ def previous(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[I
         return
     lab = request.getfixturevalue("lab")
     with fresh_database(lab) as url:
-        PostgresStore.open(url, upto=postgres.SCHEMA_VERSION - 1).close()
+        PostgresStore.open(url, upto=POSTGRES_BEFORE_FOLD).close()
 
         def insert_pg(target: str, mode: str, detail: str) -> None:
             with psycopg.connect(url, autocommit=True) as conn:
@@ -146,6 +151,31 @@ def test_migration_from_the_previous_version_makes_each_attempt_one_row(
 
 
 # -- runs ------------------------------------------------------------------------------------
+
+
+def test_migration_from_the_previous_version_keeps_runs_and_adds_sessions(
+        tmp_path: Path, report: CheckReport) -> None:
+    """The version before this one had no console sessions: its runs survive the upgrade."""
+    path = tmp_path / "k3sops.db"
+    with sqlite.SqliteStore.open_file(path, upto=sqlite.SCHEMA_VERSION - 1) as old:
+        run_id = old.record(report)
+    with sqlite.SqliteStore.open_file(path) as s:
+        assert [r.id for r in s.runs()] == [run_id]
+        s.session_put("k" * 64, '{"name": "alice"}', T0)
+        assert s.session_get("k" * 64) is not None
+
+
+@pytest.mark.lab
+def test_postgres_migration_from_the_previous_version_keeps_runs_and_adds_sessions(
+        report: CheckReport, request: pytest.FixtureRequest) -> None:
+    lab = request.getfixturevalue("lab")
+    with fresh_database(lab) as url:
+        with PostgresStore.open(url, upto=postgres.SCHEMA_VERSION - 1) as old:
+            run_id = old.record(report)
+        with PostgresStore.open(url) as s:
+            assert [r.id for r in s.runs()] == [run_id]
+            s.session_put("k" * 64, '{"name": "alice"}', T0)
+            assert s.session_get("k" * 64) is not None
 
 
 def test_record_round_trip_keeps_the_whole_report(store: HistoryStore,
@@ -389,6 +419,28 @@ def test_an_interrupted_or_stale_claim_can_be_taken_over(store: HistoryStore) ->
 
 
 # -- concurrency -----------------------------------------------------------------------------
+
+
+def test_console_sessions_are_stored_touched_dropped_and_pruned(opener: Opener) -> None:
+    user = '{"extra": {}, "groups": ["system:authenticated"], "name": "alice", "uid": "u1"}'
+    with opener() as a, opener() as b:  # two replicas
+        a.session_put("a" * 64, user, T0)
+        got = b.session_get("a" * 64)
+        assert got is not None and json.loads(got.user) == json.loads(user)
+        assert (got.created_at, got.seen_at) == (T0, T0)
+        b.session_touch("a" * 64, T0 + timedelta(minutes=5))
+        got = a.session_get("a" * 64)
+        assert got is not None and (got.created_at, got.seen_at) == (
+            T0, T0 + timedelta(minutes=5))
+        a.session_put("b" * 64, user, T0 + timedelta(hours=2))
+        a.session_put("c" * 64, user, T0 - timedelta(hours=9))
+        a.session_touch("c" * 64, T0 + timedelta(hours=2))
+        # unused since before T0+1h, or created before T0-8h: "a" and "c" go, "b" stays
+        assert b.session_prune(T0 + timedelta(hours=1), T0 - timedelta(hours=8)) == 2
+        assert [k for k in ("a", "b", "c") if a.session_get(k * 64)] == ["b"]
+        b.session_drop("b" * 64)
+        b.session_drop("b" * 64)  # dropping an unknown session is no error
+        assert a.session_get("b" * 64) is None
 
 
 def test_one_store_is_safe_from_many_threads(store: HistoryStore, report: CheckReport) -> None:

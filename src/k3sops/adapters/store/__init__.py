@@ -25,6 +25,7 @@ from k3sops.adapters.store.base import (
     RemediationRecord,
     ScheduleClaim,
     StoredRun,
+    StoredSession,
     TrendPoint,
 )
 from k3sops.adapters.store.sqlite import DB_NAME, SqliteStore, default_dir
@@ -37,7 +38,7 @@ from k3sops.errors import ConfigError, HistoryError
 
 __all__ = ["DB_NAME", "AlertRecord", "AlertState", "ClaimStatus", "FinalMode", "HistoryError",
            "HistoryStore", "RemediationMode", "RemediationRecord", "ScheduleClaim",
-           "SqliteStore", "StoredRun", "TrendPoint", "default_dir", "open_store"]
+           "SqliteStore", "StoredRun", "StoredSession", "TrendPoint", "default_dir", "open_store"]
 
 
 def open_store(database_url: str | None, password: SecretStr | None,

@@ -232,8 +232,17 @@ def local_now(now: datetime | None) -> datetime:
     return (now or datetime.now()).astimezone()
 
 
+class StoredSession(BaseModel):
+    """A logged-in console session as the store keeps it (never its id: only a digest)."""
+
+    user: str
+    """The reviewed user, as JSON (name, uid, groups, extra)."""
+    created_at: datetime
+    seen_at: datetime
+
+
 class HistoryStore(ABC):
-    """The history of check runs, acknowledgements, drills, alerts, remediations and claims.
+    """Runs, acknowledgements, drills, alerts, remediations, claims and console sessions.
 
     Open one with :func:`k3sops.adapters.store.open_store` (or a backend's ``open``); close it
     with :meth:`close` or a ``with`` block. Errors are :class:`HistoryError`, naming the
@@ -395,3 +404,29 @@ class HistoryStore(ABC):
     def schedule_claims(self, limit: int = 100,
                         period: Period | None = None) -> list[ScheduleClaim]:
         """The newest ``limit`` claims (of ``period`` if given), newest ``due_at`` first."""
+
+    # -- console sessions (k3sops serve) ---------------------------------------------------
+
+    @abstractmethod
+    def session_put(self, key: str, user: str, at: datetime) -> None:
+        """Store a logged-in session under ``key`` (a digest of its id), created and seen ``at``."""
+
+    @abstractmethod
+    def session_get(self, key: str) -> StoredSession | None:
+        """The session stored under ``key``, expired or not (the caller judges its age)."""
+
+    @abstractmethod
+    def session_touch(self, key: str, at: datetime) -> None:
+        """Record that the session under ``key`` was used at ``at``."""
+
+    @abstractmethod
+    def session_drop(self, key: str) -> None:
+        """Forget the session under ``key`` (logout, expiry); nothing if it is unknown."""
+
+    @abstractmethod
+    def session_prune(self, seen_before: datetime, created_before: datetime) -> int:
+        """Forget sessions unused since ``seen_before`` or created before ``created_before``.
+
+        Returns:
+            How many were forgotten.
+        """

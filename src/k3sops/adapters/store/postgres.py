@@ -50,6 +50,7 @@ from k3sops.adapters.store.base import (
     RemediationRecord,
     ScheduleClaim,
     StoredRun,
+    StoredSession,
     TrendPoint,
     current_acks,
     iso_seconds,
@@ -64,7 +65,7 @@ from k3sops.errors import HistoryError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 SCHEMA = "k3sops"
 CONNECT_TIMEOUT_SECONDS = 10
 LOCK_TIMEOUT = "60s"
@@ -155,7 +156,16 @@ _SCHEMA_V3 = (
         AND r.policy_id = f.policy_id AND f.detail LIKE 'reservation #' || r.id || ': %'""",
     "CREATE INDEX remediations_reserved ON k3sops.remediations (policy_id, reserved, at)",
 )
-MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
+_SCHEMA_V4 = (
+    # The console's logged-in sessions, shared by every replica. The key is a SHA-256 of the
+    # session id: a copy of the database gives no live cookie.
+    """CREATE TABLE k3sops.console_sessions (
+        key text PRIMARY KEY, username jsonb NOT NULL, created_at timestamptz NOT NULL,
+        seen_at timestamptz NOT NULL)""",
+    "CREATE INDEX console_sessions_seen ON k3sops.console_sessions (seen_at)",
+)
+MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
+                                          4: _SCHEMA_V4}
 """Statements that bring the schema from version ``n - 1`` to ``n``. Released versions are
 never edited: a change is a new version."""
 
@@ -578,6 +588,43 @@ class PostgresStore(HistoryStore):
                               run_id=r, finished_at=utc(f) if f else None)
                 for p, d, o, c, s, r, f in rows]
 
+
+    # -- console sessions ------------------------------------------------------------------
+
+    def session_put(self, key: str, user: str, at: datetime) -> None:
+        """Store a logged-in session under ``key`` (a digest of its id)."""
+        at = utc(at)
+        self._tx("store a console session in", lambda conn: conn.execute(
+            "INSERT INTO k3sops.console_sessions (key, username, created_at, seen_at) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (key) DO UPDATE SET username = "
+            "EXCLUDED.username, created_at = EXCLUDED.created_at, seen_at = EXCLUDED.seen_at",
+            (key, Jsonb(json.loads(user)), at, at)))
+
+    def session_get(self, key: str) -> StoredSession | None:
+        """The session stored under ``key``, expired or not."""
+        rows = self._tx("read a console session from", lambda conn: conn.execute(
+            "SELECT username, created_at, seen_at FROM k3sops.console_sessions WHERE key = %s",
+            (key,)).fetchall())
+        if not rows:
+            return None
+        user, created, seen = rows[0]
+        return StoredSession(user=json.dumps(user), created_at=utc(created), seen_at=utc(seen))
+
+    def session_touch(self, key: str, at: datetime) -> None:
+        """Record that the session under ``key`` was used at ``at``."""
+        self._tx("record a console session's use in", lambda conn: conn.execute(
+            "UPDATE k3sops.console_sessions SET seen_at = %s WHERE key = %s", (utc(at), key)))
+
+    def session_drop(self, key: str) -> None:
+        """Forget the session under ``key``."""
+        self._tx("drop a console session from", lambda conn: conn.execute(
+            "DELETE FROM k3sops.console_sessions WHERE key = %s", (key,)))
+
+    def session_prune(self, seen_before: datetime, created_before: datetime) -> int:
+        """Forget sessions unused since ``seen_before`` or created before ``created_before``."""
+        return self._tx("prune console sessions in", lambda conn: conn.execute(
+            "DELETE FROM k3sops.console_sessions WHERE seen_at < %s OR created_at < %s",
+            (utc(seen_before), utc(created_before))).rowcount)
 
 def _jsonb_findings(findings: Iterable[Finding]) -> Jsonb:
     return Jsonb([f.model_dump(mode="json") for f in findings])

@@ -48,6 +48,7 @@ from k3sops.adapters.store.base import (
     RemediationRecord,
     ScheduleClaim,
     StoredRun,
+    StoredSession,
     TrendPoint,
     current_acks,
     dump_findings,
@@ -63,7 +64,7 @@ from k3sops.domain.findings import CheckReport, Finding, Period, Summary
 from k3sops.errors import HistoryError
 
 DB_NAME = "k3sops.db"
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 BUSY_TIMEOUT_SECONDS = 30.0
 """How long a writer waits for another one; a record is written in milliseconds."""
 
@@ -159,8 +160,16 @@ _SCHEMA_V4 = (
         remediations.policy_id AND remediations.detail LIKE 'reservation #' || r.id || ': %')""",
     "CREATE INDEX remediations_reserved ON remediations (policy_id, reserved, at_ts)",
 )
+_SCHEMA_V5 = (
+    # The console's logged-in sessions, shared by every replica using this store. The key is a
+    # SHA-256 of the session id: a copy of the database gives no live cookie.
+    """CREATE TABLE console_sessions (
+        key TEXT PRIMARY KEY, user TEXT NOT NULL, created_at TEXT NOT NULL,
+        created_ts REAL NOT NULL, seen_at TEXT NOT NULL, seen_ts REAL NOT NULL)""",
+    "CREATE INDEX console_sessions_seen ON console_sessions (seen_ts)",
+)
 MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3,
-                                          4: _SCHEMA_V4}
+                                          4: _SCHEMA_V4, 5: _SCHEMA_V5}
 """Statements that bring the schema from version ``n - 1`` to ``n``. Released versions are
 never edited: a change is a new version."""
 
@@ -548,6 +557,47 @@ class SqliteStore(HistoryStore):
                                   finished_at=parse_time(f) if f else None)
                     for p, d, o, c, s, r, f in rows]
 
+
+    # -- console sessions ------------------------------------------------------------------
+
+    def session_put(self, key: str, user: str, at: datetime) -> None:
+        """Store a logged-in session under ``key`` (a digest of its id)."""
+        with self._guard("store a console session"), self._write():
+            self._conn.execute(
+                "INSERT OR REPLACE INTO console_sessions (key, user, created_at, created_ts, "
+                "seen_at, seen_ts) VALUES (?, ?, ?, ?, ?, ?)",
+                (key, user, _key_time(at), utc(at).timestamp(), _key_time(at),
+                 utc(at).timestamp()))
+
+    def session_get(self, key: str) -> StoredSession | None:
+        """The session stored under ``key``, expired or not."""
+        with self._guard("read a console session"):
+            rows = self._rows("SELECT user, created_at, seen_at FROM console_sessions "
+                              "WHERE key = ?", (key,))
+            if not rows:
+                return None
+            user, created, seen = rows[0]
+            return StoredSession(user=user, created_at=parse_time(created),
+                                 seen_at=parse_time(seen))
+
+    def session_touch(self, key: str, at: datetime) -> None:
+        """Record that the session under ``key`` was used at ``at``."""
+        with self._guard("record a console session's use"), self._write():
+            self._conn.execute("UPDATE console_sessions SET seen_at = ?, seen_ts = ? "
+                               "WHERE key = ?", (_key_time(at), utc(at).timestamp(), key))
+
+    def session_drop(self, key: str) -> None:
+        """Forget the session under ``key``."""
+        with self._guard("drop a console session"), self._write():
+            self._conn.execute("DELETE FROM console_sessions WHERE key = ?", (key,))
+
+    def session_prune(self, seen_before: datetime, created_before: datetime) -> int:
+        """Forget sessions unused since ``seen_before`` or created before ``created_before``."""
+        with self._guard("prune console sessions"), self._write():
+            cur = self._conn.execute(
+                "DELETE FROM console_sessions WHERE seen_ts < ? OR created_ts < ?",
+                (utc(seen_before).timestamp(), utc(created_before).timestamp()))
+            return cur.rowcount
 
 def _alert(row: tuple[Any, ...]) -> AlertRecord:
     rid, fp, starts, name, status, ends, received, labels, enriched = row

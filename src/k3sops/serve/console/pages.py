@@ -23,9 +23,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from k3sops.domain import checks as registry
+from k3sops.errors import HistoryError
 from k3sops.serve.auth import AuthFailure, User
 from k3sops.serve.console import capacity, environments, render, silences
-from k3sops.serve.console.sessions import COOKIE, Session, Sessions, csrf_ok
+from k3sops.serve.console.sessions import COOKIE, LOGIN_COOKIE, Session, Sessions, csrf_ok
 
 if TYPE_CHECKING:
     from k3sops.domain.findings import CheckReport, Finding
@@ -56,10 +57,15 @@ class ToLogin(Exception):
     """No live session: the answer is a redirect to the login page."""
 
 
-def set_cookie(response: Response, session: Session) -> None:
+def set_cookie(response: Response, session: Session, name: str = COOKIE) -> None:
     """The session id cookie: HttpOnly, Secure, SameSite=Strict, for ``/`` of this host."""
-    response.set_cookie(COOKIE, session.id, httponly=True, secure=True, samesite="strict",
+    response.set_cookie(name, session.id, httponly=True, secure=True, samesite="strict",
                         path="/")
+
+
+def delete_cookie(response: Response, name: str) -> None:
+    """Remove cookie ``name`` from the browser."""
+    response.delete_cookie(name, path="/", secure=True, httponly=True, samesite="strict")
 
 
 async def read_form(request: Request) -> dict[str, str]:
@@ -82,7 +88,7 @@ def check_csrf(session: Session | None, form: dict[str, str]) -> None:
 async def posted(console: Console, request: Request) -> tuple[dict[str, str], Session | None]:
     """A POSTed form and its session, the form's CSRF token checked (Refused 403)."""
     form = await read_form(request)
-    s = console.session(request)
+    s = await run_in_threadpool(console.session, request)  # a store read: not on the loop
     check_csrf(s, form)
     return form, s
 
@@ -94,7 +100,7 @@ class Console:
                  views: PlatformViews | None = None,
                  gitops: GitOpsOpener | None = None) -> None:
         self.ctx = ctx
-        self.sessions = sessions or Sessions()
+        self.sessions = sessions or Sessions(ctx.reports.store)
         self.views = views
         self.gitops = gitops
         """The GitOps context as a user (approvals); default: the CLI's, on the settings."""
@@ -122,8 +128,11 @@ class Console:
             return self._report[1]
 
     def session(self, request: Request) -> Session | None:
-        """The request's live session, if any."""
-        return self.sessions.get(request.cookies.get(COOKIE))
+        """The request's live session, if any (Refused 503: the store cannot be read)."""
+        try:
+            return self.sessions.get(request.cookies.get(COOKIE))
+        except HistoryError as e:
+            raise Refused(503, f"the console's sessions cannot be read: {e.message}") from None
 
     def user(self, request: Request, verb: str, resource: str) -> tuple[Session, User]:
         """The logged-in session and user, allowed ``verb`` on ``resource``.
@@ -195,38 +204,52 @@ def _session_routes(ui: APIRouter, console: Console) -> None:
 
     @ui.get("/login")
     def login_form(request: Request) -> Response:
-        """The login form (a fresh anonymous session carries its CSRF token)."""
+        """The login form (its CSRF token is bound to a fresh ``k3sops_login`` cookie)."""
         s = console.session(request)
         if s is not None and s.user is not None:
             return RedirectResponse(f"{PREFIX}/", status_code=303)
-        if s is None:
-            s = console.sessions.new()
-        response = console.html("login.html", s, error=None)
-        set_cookie(response, s)
+        form = console.sessions.anonymous(request.cookies.get(LOGIN_COOKIE))
+        if form is None:
+            form = console.sessions.login_form()
+        response = console.html("login.html", form, error=None)
+        set_cookie(response, form, LOGIN_COOKIE)
         return response
 
     @ui.post("/login")
     async def login(request: Request) -> Response:
         """Review the token (TokenReview); a new logged-in session on success."""
-        form, s = await posted(console, request)
+        form = await read_form(request)
+        anonymous = console.sessions.anonymous(request.cookies.get(LOGIN_COOKIE))
+        check_csrf(anonymous, form)
         token = form.get("token", "").strip()
         try:
             user = await run_in_threadpool(ctx.authorizer.authenticate, token or None)
         except AuthFailure as e:
-            return console.html("login.html", s, status=e.status, error=e.message)
-        console.sessions.drop(s.id if s else None)
-        fresh = console.sessions.new(user)
+            return console.html("login.html", anonymous, status=e.status, error=e.message)
+        try:
+            fresh = await run_in_threadpool(console.sessions.new, user)
+        except HistoryError as e:
+            raise Refused(503, f"the console's session could not be stored: {e.message}"
+                          ) from None
+        old = request.cookies.get(COOKIE)
+        if old:  # logging in again replaces a previous session of this browser
+            await run_in_threadpool(console.sessions.drop, old)
         response = RedirectResponse(f"{PREFIX}/", status_code=303)
         set_cookie(response, fresh)
+        delete_cookie(response, LOGIN_COOKIE)
         return response
 
     @ui.post("/logout")
     async def logout(request: Request) -> Response:
         """End the session."""
         _, s = await posted(console, request)
-        console.sessions.drop(s.id if s else None)
+        try:
+            await run_in_threadpool(console.sessions.drop, s.id if s else None)
+        except HistoryError as e:
+            raise Refused(503, f"the console's session could not be ended: {e.message}"
+                          ) from None
         response = RedirectResponse(f"{PREFIX}/login", status_code=303)
-        response.delete_cookie(COOKIE, path="/", secure=True, httponly=True, samesite="strict")
+        delete_cookie(response, COOKIE)
         return response
 
 

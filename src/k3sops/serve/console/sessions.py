@@ -1,35 +1,55 @@
-"""The console's server-side sessions and their CSRF tokens.
+"""The console's sessions, kept in the shared history store, and their CSRF tokens.
 
 The browser holds only a random session id (``k3sops_session``: HttpOnly, Secure,
 SameSite=Strict). The Kubernetes token typed at login is reviewed once (TokenReview) and then
 forgotten: a session keeps the :class:`~k3sops.serve.auth.User` the API server named, and
 every page asks the API server again whether that user may (SubjectAccessReview, cached as
-for ``/api/v1``). So no token is kept in memory, in a cookie or in a log.
+for ``/api/v1``). So no token is kept in memory, in a cookie, in the store or in a log.
 
-A session before login (the login form's) is anonymous: it carries the CSRF token of the
-login form only. Logging in replaces it with a new id (no session fixation). Sessions live in
-the process: with several replicas, the Service needs client-IP affinity.
+Logged-in sessions live in the history store (``state:``), so with two replicas on one
+PostgreSQL store either replica answers any browser: the Service needs no client affinity and
+a failover does not log anyone out. The store keeps a SHA-256 of each id, never the id: a copy
+of the database gives no cookie that works.
+
+The login form needs a CSRF token before anyone is logged in. It is not stored: the form's
+GET sets a random ``k3sops_login`` cookie (HttpOnly, Secure, SameSite=Strict) and the form
+carries a token derived from it; the POST must bring both (a double-submit token bound to the
+cookie). So an anonymous visitor writes nothing to the store, and the form may be posted to
+any replica. A login replaces it with a new session id (no session fixation).
+
+The CSRF token of a session's forms is an HMAC of its id: any replica can check it without
+storing it, and it does not give the id away.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import hmac
+import json
 import secrets
 import threading
-import time
-from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from k3sops.serve.auth import User
 
+if TYPE_CHECKING:
+    from k3sops.adapters.store import HistoryStore
+
 COOKIE = "k3sops_session"
-IDLE_SECONDS = 3600.0
+LOGIN_COOKIE = "k3sops_login"
+"""The login form's cookie: what its CSRF token is derived from (no session yet)."""
+IDLE = timedelta(hours=1)
 """A session unused this long is gone (log in again)."""
-MAX_SECONDS = 8 * 3600.0
+MAX_AGE = timedelta(hours=8)
 """A session is never older than a working day, used or not."""
-MAX_SESSIONS = 10_000
-"""Beyond this many, the least recently used are dropped (anonymous login forms are cheap)."""
+TOUCH = timedelta(minutes=1)
+"""A session's last use is written at most this often (a page view is then a read only)."""
+PRUNE_EVERY = timedelta(minutes=10)
+"""How often a replica deletes expired sessions from the store (on a login)."""
 
 
 @dataclass
@@ -38,59 +58,96 @@ class Session:
 
     id: str = field(repr=False)
     csrf: str = field(repr=False)
-    created: float
-    seen: float
     user: User | None = None
 
 
+def csrf_token(session_id: str) -> str:
+    """The CSRF token of the forms of ``session_id`` (an HMAC keyed by the id)."""
+    mac = hmac.new(session_id.encode(), b"k3sops console csrf", hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).decode().rstrip("=")
+
+
+def store_key(session_id: str) -> str:
+    """What the store keys a session by: a SHA-256 of its id."""
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _user_json(user: User) -> str:
+    return json.dumps({"name": user.name, "uid": user.uid, "groups": list(user.groups),
+                       "extra": user.extra}, sort_keys=True)
+
+
+def _user(text: str) -> User:
+    raw = json.loads(text)
+    return User(name=str(raw["name"]), uid=str(raw.get("uid", "")),
+                groups=tuple(str(g) for g in raw.get("groups", ())),
+                extra={str(k): [str(x) for x in v] for k, v in raw.get("extra", {}).items()})
+
+
 class Sessions:
-    """The sessions of this process, by id.
+    """The console's sessions, in the history store every replica shares.
 
     Args:
-        clock: monotonic seconds.
+        store: the service's history store.
+        clock: the current time (UTC); the replicas' clocks are assumed roughly in step, as
+            for the schedule's claims.
     """
 
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, store: HistoryStore,
+                 clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self._store = store
         self._clock = clock
         self._lock = threading.Lock()
-        self._by_id: OrderedDict[str, Session] = OrderedDict()
+        self._pruned: datetime | None = None
 
-    def new(self, user: User | None = None) -> Session:
-        """A fresh session (random id and CSRF token)."""
+    @staticmethod
+    def login_form() -> Session:
+        """A new anonymous session for the login form: its id goes in :data:`LOGIN_COOKIE`."""
+        login_id = secrets.token_urlsafe(32)
+        return Session(id=login_id, csrf=csrf_token(login_id))
+
+    @staticmethod
+    def anonymous(login_id: str | None) -> Session | None:
+        """The login form's session of the :data:`LOGIN_COOKIE` ``login_id`` (None: no cookie)."""
+        if not login_id:
+            return None
+        return Session(id=login_id, csrf=csrf_token(login_id))
+
+    def new(self, user: User) -> Session:
+        """A new logged-in session of ``user``, stored (random id; its CSRF token)."""
         now = self._clock()
-        s = Session(id=secrets.token_urlsafe(32), csrf=secrets.token_urlsafe(32),
-                    created=now, seen=now, user=user)
-        with self._lock:
-            self._by_id[s.id] = s
-            while len(self._by_id) > MAX_SESSIONS:
-                self._by_id.popitem(last=False)
-        return s
+        session_id = secrets.token_urlsafe(32)
+        self._store.session_put(store_key(session_id), _user_json(user), now)
+        self._prune(now)
+        return Session(id=session_id, csrf=csrf_token(session_id), user=user)
 
     def get(self, session_id: str | None) -> Session | None:
         """The live session of ``session_id`` (None: absent, unknown or expired)."""
         if not session_id:
             return None
+        key = store_key(session_id)
+        stored = self._store.session_get(key)
+        if stored is None:
+            return None
         now = self._clock()
-        with self._lock:
-            s = self._by_id.get(session_id)
-            if s is None:
-                return None
-            if now - s.seen > IDLE_SECONDS or now - s.created > MAX_SECONDS:
-                del self._by_id[session_id]
-                return None
-            s.seen = now
-            self._by_id.move_to_end(session_id)
-            return s
+        if now - stored.seen_at > IDLE or now - stored.created_at > MAX_AGE:
+            self._store.session_drop(key)
+            return None
+        if now - stored.seen_at > TOUCH:
+            self._store.session_touch(key, now)
+        return Session(id=session_id, csrf=csrf_token(session_id), user=_user(stored.user))
 
     def drop(self, session_id: str | None) -> None:
-        """Forget ``session_id`` (logout; a login replacing the anonymous session)."""
+        """Forget ``session_id`` (logout)."""
         if session_id:
-            with self._lock:
-                self._by_id.pop(session_id, None)
+            self._store.session_drop(store_key(session_id))
 
-    def __len__(self) -> int:
+    def _prune(self, now: datetime) -> None:
         with self._lock:
-            return len(self._by_id)
+            if self._pruned is not None and now - self._pruned < PRUNE_EVERY:
+                return
+            self._pruned = now
+        self._store.session_prune(now - IDLE, now - MAX_AGE)
 
 
 def csrf_ok(session: Session | None, sent: str | None) -> bool:
