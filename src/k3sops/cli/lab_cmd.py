@@ -1,4 +1,4 @@
-"""`k3sops lab build | up | down | status | kubeconfig | scenario … | fault …`: the local lab.
+"""`k3sops lab build | up | down | status | kubeconfig | console | scenario … | fault …`: the lab.
 
 ``scenario`` injects single faults that look real to any client; ``fault`` applies the fault
 matrix (one YAML file per fault type in :mod:`k3sops.lab.faults`, its README.md describes the
@@ -169,6 +169,26 @@ def kubeconfig_cmd(path_only: Annotated[bool, typer.Option(
     if not layout.kubeconfig.is_file():
         raise LabError("the lab has no kubeconfig yet", hint="run `k3sops lab up`")
     typer.echo(str(layout.kubeconfig) if path_only else layout.kubeconfig.read_text(), nl=path_only)
+
+
+@lab.command("console")
+def console_cmd(listen: Annotated[str, typer.Option(
+        help="HOST:PORT the console listens on.")] = "127.0.0.1:17700") -> None:
+    """Open the web console on the lab (an account and its token file, then `serve`).
+
+    The account has every console right; its token goes to a file, never to the terminal;
+    `k3sops serve` runs in the foreground on the lab's platform file (Ctrl-C stops it).
+    """
+    from k3sops.lab.console import console_token
+
+    layout = _layout()
+    path = console_token(layout, os.environ)
+    typer.echo(f"console: http://{listen}/ - log in with the token in {path} (valid 8 h)",
+               err=True)
+    sys.stderr.flush()
+    # exec: the service is this process from now on (its signals, its exit code)
+    os.execv(sys.executable, [sys.executable, "-m", "k3sops",  # noqa: S606  # no shell: argv
+                              "-c", str(layout.platform_file), "serve", "--listen", listen])
 
 
 @scenario.command("list")
