@@ -63,7 +63,7 @@ def _progress(title: str) -> Iterator[Callable[[str], None]]:
 
 @lab.command("build")
 def build_cmd(force: Annotated[bool, typer.Option(help="Rebuild even if cached.")] = False) -> None:
-    """Build (or find cached) kube-apiserver, controller-manager, scheduler, kubectl, etcd, kwok."""
+    """Build (or find cached) the lab's Go binaries: Kubernetes, etcd, kwok, KSM, helm."""
     from rich.console import Console
     from rich.table import Table
 

@@ -28,12 +28,19 @@ DEBIAN_ETCD = Path("/usr/bin/etcd")
 
 @dataclass(frozen=True)
 class GoComponent:
-    """One tools module and the binaries it builds (binary name -> Go package path)."""
+    """One tools module and the binaries it builds (binary name -> Go package path).
+
+    ``stamp_version`` sets Kubernetes' version variables (component-base, client-go);
+    ``link_vars`` sets other Go string variables (``pkg.var`` -> value, ``{version}`` replaced
+    by the module's version) the way the tool's release build does (helm prints "v4.3" as its
+    version unless its Makefile's ``-X`` flags are given).
+    """
 
     name: str
     module: str
     binaries: Mapping[str, str]
     stamp_version: bool = False
+    link_vars: Mapping[str, str] = field(default_factory=dict)
 
     def module_dir(self, go_root: Path) -> Path:
         """Directory of this component's tools module."""
@@ -55,6 +62,9 @@ COMPONENTS: tuple[GoComponent, ...] = (
         "kube-scheduler": "k8s.io/kubernetes/cmd/kube-scheduler",
         "kubectl": "k8s.io/kubernetes/cmd/kubectl",
     }, stamp_version=True),
+    GoComponent("helm", "helm.sh/helm/v4", {"helm": "helm.sh/helm/v4/cmd/helm"},
+                link_vars={"helm.sh/helm/v4/internal/version.version": "{version}",
+                           "helm.sh/helm/v4/internal/version.gitTreeState": "clean"}),
 )
 
 DEBIAN_BINARIES: dict[str, tuple[str, ...]] = {
@@ -132,6 +142,8 @@ def _ldflags(comp: GoComponent, version: str) -> str:
                       f"-X {pkg}.gitMinor={minor}", f"-X {pkg}.gitTreeState=clean",
                       f"-X {pkg}.gitCommit=0000000000000000000000000000000000000000",
                       f"-X {pkg}.buildDate=1970-01-01T00:00:00Z"]
+    flags += [f"-X {var}={value.replace('{version}', version)}"
+              for var, value in comp.link_vars.items()]
     return " ".join(flags)
 
 
