@@ -149,6 +149,25 @@ def test_render_app_matches_the_lab_shape(files: dict[str, str]) -> None:
         g.render_app("web", "x", {"image": {"repository": "nginx"}})
 
 
+def test_render_app_follows_the_chart_on_edge_values() -> None:
+    """The rules charts/app has (tests/lab/test_helm_charts.py checks them against Helm)."""
+    image = {"repository": "example/web", "tag": "1.0"}
+    dep, svc = g.render_app("web", "ns", {"image": image, "replicas": 0, "port": 0})
+    assert dep["spec"]["replicas"] == 0 and dep["metadata"]["namespace"] == "ns"
+    assert svc["spec"]["ports"][0]["targetPort"] == 8080
+    for replicas, want in ((None, 1), ("3", 3), (2.0, 2)):
+        dep, _ = g.render_app("web", "ns", {"image": image, "replicas": replicas})
+        assert dep["spec"]["replicas"] == want
+    digest = "sha256:" + "0" * 64
+    dep, _ = g.render_app("web", "ns", {"image": {**image, "tag": digest}})
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == f"example/web@{digest}"
+    with pytest.raises(ConfigError, match=r"must be strings.*float") as err:
+        g.render_app("web", "ns", {"image": {**image, "tag": 1.28}})
+    assert 'tag: "1.28"' in (err.value.hint or "")
+    with pytest.raises(ConfigError, match="not a whole number"):
+        g.render_app("web", "ns", {"image": image, "replicas": "two"})
+
+
 @pytest.mark.parametrize(("image", "split"), [
     ("nginx:1.27", ("nginx", "1.27")),
     ("registry:5000/team/app:1.2", ("registry:5000/team/app", "1.2")),

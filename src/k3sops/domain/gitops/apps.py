@@ -68,26 +68,37 @@ def render_app(app: str, namespace: str, values: Mapping[str, Any]) -> list[dict
     """The Deployment and Service of an app from its effective values.
 
     Mirrors ``charts/app/templates`` (written by :func:`scaffold`) key for key, so that ArgoCD
-    rendering the chart and k3sops applying these objects produce the same Deployment.
+    rendering the chart and k3sops applying these objects produce the same objects (a lab test
+    compares them with ``helm template``): ``replicas`` 0 stays 0 (missing or null is 1), a
+    ``sha256:`` version is a digest (``repo@sha256:...``), a missing, empty or zero ``port`` /
+    ``service_port`` is 8080 / 80.
 
     Raises:
-        ConfigError: the values lack ``image.repository`` or ``image.tag``.
+        ConfigError: ``image.repository`` or ``image.tag`` is missing, empty or not a string
+            (Helm would render an unquoted ``20240101`` as ``2.0240101e+07``), or ``replicas``
+            is not a whole number.
     """
     image = values.get("image") or {}
-    if not image.get("repository") or image.get("tag") in (None, ""):
+    repository, tag = image.get("repository"), image.get("tag")
+    if not repository or tag in (None, ""):
         raise ConfigError(f"app {app}: image.repository and image.tag are needed",
                           hint=f"set apps.{app}.image in the environment's values file")
+    if not isinstance(repository, str) or not isinstance(tag, str):
+        raise ConfigError(f"app {app}: image.repository and image.tag must be strings "
+                          f"(tag {tag!r} reads as a {type(tag).__name__})",
+                          hint=f'quote the value in the values file, e.g. tag: "{tag}"')
+    replicas = _replicas(app, values.get("replicas"))
     labels = {"app.kubernetes.io/name": app}
     port = int(values.get("port") or 8080)
     container: dict[str, Any] = {
-        "name": app, "image": join_image(str(image["repository"]), str(image["tag"])),
+        "name": app, "image": join_image(repository, tag),
         "ports": [{"containerPort": port, "name": "http"}]}
     if values.get("resources"):
         container["resources"] = plain(values["resources"])
     deployment = {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": app, "namespace": namespace, "labels": dict(labels)},
-        "spec": {"replicas": int(values.get("replicas", 1)),
+        "spec": {"replicas": replicas,
                  "selector": {"matchLabels": dict(labels)},
                  "template": {"metadata": {"labels": dict(labels)},
                               "spec": {"containers": [container]}}}}
@@ -98,6 +109,21 @@ def render_app(app: str, namespace: str, values: Mapping[str, Any]) -> list[dict
                  "ports": [{"name": "http", "port": int(values.get("service_port") or 80),
                             "targetPort": port}]}}
     return [deployment, service]
+
+
+def _replicas(app: str, value: Any) -> int:
+    """``replicas`` as the chart renders it: missing or null is 1; 0 stays 0."""
+    if value is None:
+        return 1
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    # Helm reads every number as a float and prints 3.0 as 3; a quoted "3" renders as 3 too.
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise ConfigError(f"app {app}: replicas {value!r} is not a whole number",
+                      hint=f"set apps.{app}.replicas to 0 or more in the values file")
 
 
 def parse_app_spec(text: str) -> tuple[str, str, str]:

@@ -107,17 +107,30 @@ type: application
 version: 1.0.0
 """
 
-# Mirrors render_app: the app's values are its base (app:) merged with apps.<release>.
-_MERGE = ("{{- $v := mergeOverwrite (deepCopy .Values.app) "
-          "(index .Values.apps .Release.Name) -}}\n")
-_CHART_DEPLOYMENT = _MERGE + """apiVersion: apps/v1
+# Mirrors render_app (apps.py) key for key; a test renders both and compares the objects. The
+# app's values are its base (app:) merged with apps.<release>; a missing part is an empty map.
+_MERGE = ("{{- $v := mergeOverwrite (deepCopy (.Values.app | default dict)) "
+          "(index (.Values.apps | default dict) .Release.Name | default dict) -}}\n")
+# The image must be two non-empty strings: Helm reads an unquoted 20240101 as a float and would
+# render nginx:2.0240101e+07 (render_app refuses the same values). A sha256: version is a digest.
+_IMAGE = """{{- $image := $v.image | default dict -}}
+{{- $at := printf "apps.%s.image" .Release.Name -}}
+{{- $repository := required (printf "%s.repository is required" $at) $image.repository -}}
+{{- $tag := required (printf "%s.tag is required" $at) $image.tag -}}
+{{- if not (and (kindIs "string" $repository) (kindIs "string" $tag)) -}}
+{{- fail (printf "%s: repository and tag must be strings (quote the tag)" $at) -}}
+{{- end -}}
+"""
+_CHART_DEPLOYMENT = _MERGE + _IMAGE + """apiVersion: apps/v1
 kind: Deployment
 metadata:
   name: {{ .Release.Name }}
+  namespace: {{ .Release.Namespace }}
   labels:
     app.kubernetes.io/name: {{ .Release.Name }}
 spec:
-  replicas: {{ $v.replicas | default 1 }}
+  {{- /* 0 is a valid count (scaled down): only a missing or null value means 1 */}}
+  replicas: {{ if kindIs "invalid" $v.replicas }}1{{ else }}{{ $v.replicas }}{{ end }}
   selector:
     matchLabels:
       app.kubernetes.io/name: {{ .Release.Name }}
@@ -128,7 +141,7 @@ spec:
     spec:
       containers:
         - name: {{ .Release.Name }}
-          image: "{{ $v.image.repository }}:{{ $v.image.tag }}"
+          image: "{{ $repository }}{{ if hasPrefix "sha256:" $tag }}@{{ else }}:{{ end }}{{ $tag }}"
           ports:
             - containerPort: {{ $v.port | default 8080 }}
               name: http
@@ -141,6 +154,7 @@ _CHART_SERVICE = _MERGE + """apiVersion: v1
 kind: Service
 metadata:
   name: {{ .Release.Name }}
+  namespace: {{ .Release.Namespace }}
   labels:
     app.kubernetes.io/name: {{ .Release.Name }}
 spec:
