@@ -54,9 +54,24 @@ def _platform_values(component: str, env: str, envs: Sequence[str]) -> str:
             f"          resources: {{requests: {{storage: {_size('storage', env, envs)}}}}}\n"
             "alertmanager:\n  enabled: true\ngrafana:\n  enabled: true\n"
             "  sidecar:\n    dashboards: {enabled: true, label: grafana_dashboard}\n"),
-        "loki": ("deploymentMode: SingleBinary\nloki:\n  limits_config:\n"
+        # The chart refuses to render without a schema and a storage; retention is only
+        # enforced by the compactor; k3sops queries without X-Scope-OrgID (one tenant).
+        "loki": ("deploymentMode: SingleBinary\nloki:\n"
+                 "  auth_enabled: false  # one tenant: queried without X-Scope-OrgID\n"
+                 "  commonConfig:\n    replication_factor: 1\n"
+                 "  storage:\n    type: filesystem  # on the single binary's volume (Longhorn)\n"
+                 "  schemaConfig:\n    configs:\n"
+                 '      - {from: "2024-04-01", store: tsdb, object_store: filesystem, '
+                 "schema: v13,\n         index: {prefix: loki_index_, period: 24h}}\n"
+                 "  compactor:\n    retention_enabled: true  # retention_period is enforced here\n"
+                 "    delete_request_store: filesystem\n"
+                 "  limits_config:\n"
                  f"    retention_period: {_size('loki_retention', env, envs)}\n"
-                 "singleBinary:\n  replicas: 1\n"),
+                 "singleBinary:\n  replicas: 1\n"
+                 "# SingleBinary: the simple-scalable targets run nothing\n"
+                 "read:\n  replicas: 0\nwrite:\n  replicas: 0\nbackend:\n  replicas: 0\n"
+                 "# the memcached caches request ~10Gi of memory by default: too big here\n"
+                 "chunksCache:\n  enabled: false\nresultsCache:\n  enabled: false\n"),
         "longhorn": ("defaultSettings:\n"
                      f"  defaultReplicaCount: {_size('longhorn_replicas', env, envs)}"
                      "  # copies of each volume\n"
