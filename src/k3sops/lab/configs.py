@@ -84,6 +84,25 @@ def alertmanager_yaml() -> str:
     return yaml.safe_dump(cfg, sort_keys=False)
 
 
+def audit_policy_yaml() -> str:
+    """The API server's audit policy: ServiceAccounts' requests at Metadata level, nothing else.
+
+    Who asked for which verb on which resource, and the answer's code, without bodies: what
+    the RBAC proof reads (tests/lab/test_rbac_lab.py). The lab's own components (controllers,
+    scheduler, kwok) use certificates, not ServiceAccounts, so their traffic is not logged.
+    """
+    cfg = {"apiVersion": "audit.k8s.io/v1", "kind": "Policy",
+           "omitStages": ["RequestReceived"],
+           "rules": [{"level": "Metadata", "userGroups": ["system:serviceaccounts"]},
+                     {"level": "None"}]}
+    return yaml.safe_dump(cfg, sort_keys=False)
+
+
+def audit_log_path(layout: LabLayout) -> Path:
+    """Where the API server writes its audit log (JSON lines, rotated at 50 MB)."""
+    return layout.log_dir / "audit.log"
+
+
 def write(path: Path, text: str) -> Path:
     """Write a config file (creating its directory)."""
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -89,7 +89,11 @@ def _specs(layout: LabLayout, b: Mapping[str, Path], p: pki.Pki,
             "--kubelet-client-key", str(p.key("apiserver-kubelet-client")),
             "--kubelet-preferred-address-types=InternalIP",
             "--profiling=false", "--max-requests-inflight=800",
-            "--max-mutating-requests-inflight=400"],
+            "--max-mutating-requests-inflight=400",
+            # ServiceAccounts' requests (who, verb, resource, code): the RBAC proof reads them
+            "--audit-policy-file", str(layout.run_dir / "audit-policy.yaml"),
+            "--audit-log-path", str(configs.audit_log_path(layout)),
+            "--audit-log-maxsize=50", "--audit-log-maxbackup=1"],
             ready_url=f"https://{h}:{port('apiserver')}/readyz", timeout=120),
         "controller-manager": ProcSpec("controller-manager", [
             str(b["kube-controller-manager"]), *common_ctl,
@@ -243,6 +247,7 @@ def up(layout: LabLayout, env: Mapping[str, str], servers: int = 3, agents: int 
         configs.write(layout.run_dir / "prometheus.yml", configs.prometheus_yaml(layout, p))
         (layout.run_dir / "rules").mkdir(exist_ok=True)
         configs.write(layout.run_dir / "alertmanager.yml", configs.alertmanager_yaml())
+        configs.write(layout.run_dir / "audit-policy.yaml", configs.audit_policy_yaml())
         go_root = find_go_root(env)
         kwok_dir = stages.kwok_module_dir(go_root / "kwok", env)
         from k3sops.lab import shape
