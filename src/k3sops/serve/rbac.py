@@ -26,7 +26,6 @@ no request the commands make is refused.
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -89,27 +88,36 @@ def _group_of(path: str) -> str:
     return "" if path.startswith("/api/") else path.split("/")[2]
 
 
-_CACHE_WHY = "the watch cache (serve), check and diagnose: one LIST (then WATCH) per kind"
+_LIST_WHY = ("check and diagnose: one LIST per kind (diagnose collects every kind k3sops "
+             "knows, check those its rules declare)")
+_WATCH_WHY = "serve's watch cache: WATCH every kind a rule declares"
 
 
-def cache_grants(kinds: Iterable[str] | None = None) -> list[Grant]:
-    """list/watch on every kind the watch cache keeps (every rule's declared kinds).
+def known_kinds() -> list[str]:
+    """Every kind k3sops knows (what `diagnose` lists), in declaration order."""
+    return [*CORE_PATHS, *CUSTOM_PATHS]
 
-    Args:
-        kinds: the kinds (default: :func:`k3sops.serve.runner.every_kind`).
-    """
-    if kinds is None:
-        from k3sops.serve.runner import every_kind  # the service's own choice of kinds
 
-        kinds = every_kind()
+def watched_kinds() -> list[str]:
+    """The kinds the watch cache keeps: every kind a rule declares."""
+    from k3sops.serve.runner import every_kind  # the service's own choice of kinds
+
+    return every_kind()
+
+
+def cache_grants() -> list[Grant]:
+    """``list`` on every kind k3sops knows and ``watch`` on the cached ones, but UNGRANTED."""
     paths = {**CORE_PATHS, **CUSTOM_PATHS}
-    by_group: dict[str, list[str]] = {}
-    for kind in kinds:
-        if kind in UNGRANTED:
-            continue
-        by_group.setdefault(_group_of(paths[kind]), []).append(kind.split(".")[0])
-    return [Grant(group, tuple(sorted(resources)), ("list", "watch"), _CACHE_WHY)
-            for group, resources in sorted(by_group.items())]
+    out: list[Grant] = []
+    for verb, kinds, why in (("list", known_kinds(), _LIST_WHY),
+                             ("watch", watched_kinds(), _WATCH_WHY)):
+        by_group: dict[str, list[str]] = {}
+        for kind in kinds:
+            if kind not in UNGRANTED:
+                by_group.setdefault(_group_of(paths[kind]), []).append(kind.split(".")[0])
+        out += [Grant(group, tuple(sorted(resources)), (verb,), why)
+                for group, resources in sorted(by_group.items())]
+    return out
 
 
 SERVICE_GRANTS: tuple[Grant, ...] = (
@@ -163,7 +171,7 @@ def plan_grants() -> list[Grant]:
             for plan, rules in PLAN_RIGHTS.items() for rule in rules]
 
 
-def grants(mode: Mode, kinds: Iterable[str] | None = None) -> list[Grant]:
+def grants(mode: Mode) -> list[Grant]:
     """Every grant of ``mode``.
 
     Raises:
@@ -171,7 +179,7 @@ def grants(mode: Mode, kinds: Iterable[str] | None = None) -> list[Grant]:
     """
     if mode not in MODES:
         raise ValueError(f"unknown RBAC mode {mode!r}: one of {', '.join(MODES)}")
-    out = [*cache_grants(kinds), *SERVICE_GRANTS]
+    out = [*cache_grants(), *SERVICE_GRANTS]
     if mode == "operator":
         out += [*plan_grants(), *DRAIN_GRANTS, *SCALE_GRANTS, *BACKUP_GRANTS]
     return out
@@ -181,19 +189,27 @@ Atom = tuple[str, str, str, str]
 """(where, group, resource, verb): one right, as the API server authorizes a request."""
 
 
-def atoms(mode: Mode, kinds: Iterable[str] | None = None) -> set[Atom]:
+def atoms(mode: Mode) -> set[Atom]:
     """The rights of ``mode`` one by one."""
-    return {(g.where, g.group, r, v) for g in grants(mode, kinds) for r in g.resources
+    return {(g.where, g.group, r, v) for g in grants(mode) for r in g.resources
             for v in g.verbs}
 
+
+LAB_UNREACHED: dict[Atom, str] = {
+    (CLUSTER, "metrics.k8s.io", "nodes", "list"):
+        "diagnose performance reads NodeMetrics only when PodMetrics are served, and the lab "
+        "runs no metrics-server (its PodMetrics LIST is answered 404)",
+}
+"""Rights the lab proof cannot see used, and why; tests/lab/test_rbac_lab.py requires exactly
+these (and no other) unused."""
 
 _VERB_ORDER = ("get", "list", "watch", "create", "update", "patch", "delete")
 
 
-def rules(mode: Mode, kinds: Iterable[str] | None = None) -> dict[str, list[dict[str, Any]]]:
+def rules(mode: Mode) -> dict[str, list[dict[str, Any]]]:
     """``{where: [PolicyRule]}``: resources of one group with the same verbs in one rule."""
     verbs: dict[tuple[str, str, str], set[str]] = {}
-    for where, group, resource, verb in atoms(mode, kinds):
+    for where, group, resource, verb in atoms(mode):
         verbs.setdefault((where, group, resource), set()).add(verb)
     merged: dict[tuple[str, str, tuple[str, ...]], list[str]] = {}
     for (where, group, resource), vs in verbs.items():
@@ -206,20 +222,20 @@ def rules(mode: Mode, kinds: Iterable[str] | None = None) -> dict[str, list[dict
     return out
 
 
-def render(mode: Mode, kinds: Iterable[str] | None = None) -> str:
+def render(mode: Mode) -> str:
     """The chart's ``files/rbac/<mode>.yaml``: the rules by where they apply.
 
     ``cluster``: a ClusterRole's rules; ``release``: a Role's in the release's namespace;
     ``namespaces``: a Role's in each named namespace.
     """
-    by_where = rules(mode, kinds)
+    by_where = rules(mode)
     doc: dict[str, Any] = {
         "cluster": by_where.pop(CLUSTER, []),
         "release": by_where.pop(RELEASE, []),
         "namespaces": dict(sorted(by_where.items())),
     }
     by_why: dict[str, list[str]] = {}
-    for g in grants(mode, kinds):
+    for g in grants(mode):
         where = "" if g.where == CLUSTER else (
             " (own namespace)" if g.where == RELEASE else f" (in {g.where})")
         by_why.setdefault(g.why, []).append(f"{'/'.join(g.verbs)} {','.join(g.resources)}"
@@ -228,13 +244,20 @@ def render(mode: Mode, kinds: Iterable[str] | None = None) -> str:
               "# `python -m k3sops.serve.rbac deploy/helm/k3sops/files/rbac`: do not edit.",
               "# templates/rbac.yaml renders it; tests/unit/test_rbac_modes.py keeps it equal.",
               "# Why each right:",
-              *(f"#   {why}: " + ("list/watch on each kind a rule reads (below)"
-                                  if why == _CACHE_WHY else "; ".join(what))
+              *(f"#   {why}: " + (_cache_summary(why) if why in (_LIST_WHY, _WATCH_WHY)
+                                  else "; ".join(what))
                 for why, what in sorted(by_why.items())),
               *(f"# Not granted: {kind} ({reason}): {_cost_text(kind)}"
                 for kind, reason in UNGRANTED.items())]
     body = yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=100)
     return "\n".join(_wrap(header)) + "\n" + body
+
+
+def _cache_summary(why: str) -> str:
+    if why == _LIST_WHY:
+        return "list on every kind k3sops knows but " + ", ".join(UNGRANTED)
+    unwatched = [k for k in known_kinds() if k not in watched_kinds() and k not in UNGRANTED]
+    return "watch on the same but " + (", ".join(unwatched) or "none")
 
 
 def _cost_text(kind: str) -> str:
@@ -260,16 +283,17 @@ def readme_table() -> str:
             verbs = ", ".join(f"`{v}`" for v in g.verbs)
             resources = ", ".join(g.resources) + (f" ({g.group})" if g.group else "")
             why = g.why
-            if g.why == _CACHE_WHY or g.why in plans:
-                key = "cache" if g.why == _CACHE_WHY else "plans"
-                if key in done:
+            if why in (_LIST_WHY, _WATCH_WHY) or why in plans:
+                if why in done or (why in plans and "plans" in done):
                     continue
-                done.add(key)
-                if key == "cache":
-                    resources = "every kind a rule declares but " + ", ".join(UNGRANTED)
-                else:
+                done.add("plans" if why in plans else why)
+                if why in plans:
                     verbs, resources = "as listed", "each remediation plan's (table below)"
                     why = "remediation: serve's policies, rollout restart, pods clean, node cordon"
+                else:
+                    resources = _cache_summary(why).split(" ", 2)[2].replace(
+                        "every kind k3sops knows", "every kind k3sops knows "
+                        "(`domain/snapshot.py`)")
             rows.append(f"| {mode} | {verbs} | {resources} | {where} | {why} |")
     return "\n".join(rows) + "\n"
 
