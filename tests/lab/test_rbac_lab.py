@@ -86,12 +86,28 @@ class Proof:
     outputs: list[str] = field(default_factory=list)
 
 
+def _spawn(lab: Lab, release: Release, platform: Path, *args: str,
+           ) -> subprocess.Popen[str]:
+    """Start `k3sops` with the release's token (the commands run side by side: the audit log
+    tells each account's requests apart, not their order)."""
+    env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
+    return subprocess.Popen([sys.executable, "-m", "k3sops", "-c", str(platform),
+                             "--kubeconfig", str(release.kubeconfig), *args], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _finish(proc: subprocess.Popen[str]) -> subprocess.CompletedProcess[str]:
+    try:
+        out, err = proc.communicate(timeout=240)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
 def _k3sops(lab: Lab, release: Release, platform: Path, *args: str,
             ) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in lab.env.items() if k not in ("K3SOPS_CONFIG", "KUBECONFIG")}
-    return subprocess.run([sys.executable, "-m", "k3sops", "-c", str(platform),
-                           "--kubeconfig", str(release.kubeconfig), *args], env=env,
-                          capture_output=True, text=True, timeout=240)
+    return _finish(_spawn(lab, release, platform, *args))
 
 
 def _platform(lab: Lab, release: Release, path: Path) -> Path:
@@ -115,7 +131,7 @@ def _workloads(lab: Lab) -> None:
         spec: dict[str, Any] = {
             "replicas": 1, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"affinity": affinity,
+                         "spec": {"affinity": affinity, "terminationGracePeriodSeconds": 0,
                                   "containers": [{"name": "c", "image": "example/app:1.0"}]}}}
         if kind == "StatefulSet":
             spec["serviceName"] = name
@@ -162,10 +178,25 @@ def _failed_pod(lab: Lab) -> None:
                 "-p", json.dumps({"status": {"phase": "Failed", "reason": "Evicted"}}))
 
 
-def _readonly_runs(lab: Lab, ro: Release, tmp: Path, proof: Proof) -> None:
+def _readonly_runs(lab: Lab, ro: Release, tmp: Path,
+                   ) -> dict[str, subprocess.Popen[str]]:
+    """Start readonly's commands; return them running."""
     platform = _platform(lab, ro, tmp / "ro-platform.yaml")
+    runs = {
+        "serve --once": ("serve", "--once", "--state-dir", str(tmp / "ro-once")),
+        "check": ("-o", "json", "check", "--monthly", "--state-dir", str(tmp / "ro-check")),
+        "diagnose pod": ("-o", "json", "diagnose", "pod", "postgres-0", "-n", "production"),
+        "diagnose performance": ("-o", "json", "diagnose", "performance"),
+        "logs": ("logs", "postgres-0", "-n", "production", "--tail", "1"),
+    }
+    return {what: _spawn(lab, ro, platform, *args) for what, args in runs.items()}
+
+
+def _serve(lab: Lab, ro: Release, tmp: Path, proof: Proof) -> None:
+    """`k3sops serve` with readonly's token: synced, a reviewed request, the Lease taken and
+    released on SIGTERM."""
     service = start(lab, Rbac(tokens={"self": ro.token}, kubeconfig=ro.kubeconfig,
-                              platform=platform, tmp=tmp), SERVE_OFFSET)
+                              platform=tmp / "ro-platform.yaml", tmp=tmp), SERVE_OFFSET)
     try:
         # the service reviews the token (TokenReview) and asks whether it may get reports
         # (SubjectAccessReview): it may not, the reviews themselves are what is proven
@@ -181,18 +212,11 @@ def _readonly_runs(lab: Lab, ro: Release, tmp: Path, proof: Proof) -> None:
     finally:
         kill(service)
     proof.outputs.append(service.log.read_text())
-    runs = {
-        "serve --once": ("serve", "--once", "--state-dir", str(tmp / "ro-once")),
-        "check": ("-o", "json", "check", "--monthly", "--state-dir", str(tmp / "ro-check")),
-        "diagnose pod": ("-o", "json", "diagnose", "pod", "postgres-0", "-n", "production"),
-        "diagnose performance": ("-o", "json", "diagnose", "performance"),
-        "logs": ("logs", "postgres-0", "-n", "production", "--tail", "1"),
-    }
-    for what, args in runs.items():
-        proof.results[what] = _k3sops(lab, ro, platform, *args)
 
 
-def _operator_runs(lab: Lab, op: Release, tmp: Path, proof: Proof) -> None:
+def _operator_runs(lab: Lab, op: Release, tmp: Path, proof: Proof,
+                   ) -> dict[str, subprocess.Popen[str]]:
+    """The remediation plans (in this process), then operator's commands started."""
     platform = _platform(lab, op, tmp / "op-platform.yaml")
     settings = context.Settings(kubeconfig=op.kubeconfig, context=None, platform=None)
     execute = cluster_executor(settings, {}, Path.home(), tmp / "op-audit")
@@ -208,24 +232,21 @@ def _operator_runs(lab: Lab, op: Release, tmp: Path, proof: Proof) -> None:
             report = execute(plan, target, True)
             assert [s.result for s in report.steps] == ["ok"], report
             proof.outputs.append(report.model_dump_json())
-        lab.kubectl("uncordon", AGENT)
-        runs = {
-            "rollout restart": ("-o", "json", "rollout", "restart", "statefulset/db", "-n",
-                                WORK, "--apply", "--state-dir", str(tmp / "op")),
-            "drain": ("-o", "json", "node", "drain", AGENT, "--pod-selector", "app=web",
-                      "--timeout", "90s", "--apply", "--state-dir", str(tmp / "op")),
-            "scale deployment": ("-o", "json", "scale", "app", "deployment/web", "--replicas",
-                                 "2", "-n", WORK, "--apply", "--no-wait", "--state-dir",
-                                 str(tmp / "op")),
-            "scale statefulset": ("-o", "json", "scale", "app", "statefulset/db",
-                                  "--replicas", "2", "-n", WORK, "--apply", "--no-wait",
-                                  "--state-dir", str(tmp / "op")),
-        }
-        for what, args in runs.items():
-            proof.results[what] = _k3sops(lab, op, platform, *args)
     finally:
         lab.kubectl("uncordon", AGENT, check=False)
-    _backup_volume_calls(op, proof)
+    runs = {
+        "rollout restart": ("-o", "json", "rollout", "restart", "statefulset/db", "-n", WORK,
+                            "--apply", "--state-dir", str(tmp / "op-restart")),
+        "drain": ("-o", "json", "node", "drain", AGENT, "--pod-selector", "app=web",
+                  "--timeout", "90s", "--apply", "--state-dir", str(tmp / "op-drain")),
+        "scale deployment": ("-o", "json", "scale", "app", "deployment/web", "--replicas", "2",
+                             "-n", WORK, "--apply", "--no-wait", "--state-dir",
+                             str(tmp / "op-scale-deploy")),
+        "scale statefulset": ("-o", "json", "scale", "app", "statefulset/db", "--replicas",
+                              "2", "-n", WORK, "--apply", "--no-wait", "--state-dir",
+                              str(tmp / "op-scale-sts")),
+    }
+    return {what: _spawn(lab, op, platform, *args) for what, args in runs.items()}
 
 
 def _backup_volume_calls(op: Release, proof: Proof) -> None:
@@ -287,9 +308,15 @@ def proof(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]
             releases[mode] = install(lab, binary, mode, f"k3sops-{mode[:2]}-{TAG}",
                                      f"t-rbac-{mode[:2]}-{TAG}", tmp / f"{mode}.kubeconfig")
         proof = Proof(releases=releases)
-        _workloads(lab)
-        _readonly_runs(lab, releases["readonly"], tmp, proof)
-        _operator_runs(lab, releases["operator"], tmp, proof)
+        running = _readonly_runs(lab, releases["readonly"], tmp)
+        try:
+            _workloads(lab)
+            running.update(_operator_runs(lab, releases["operator"], tmp, proof))
+            _serve(lab, releases["readonly"], tmp, proof)
+            _backup_volume_calls(releases["operator"], proof)
+        finally:
+            proof.results.update({what: _finish(p) for what, p in running.items()})
+            lab.kubectl("uncordon", AGENT, check=False)
         refusals_at = audit_offset(lab)
         for mode, release in releases.items():
             proof.requests[mode] = requests_since(lab, start_at, release.user)
@@ -345,7 +372,9 @@ def test_the_commands_succeed_with_the_mode_s_token(proof: Proof) -> None:
     assert r["diagnose performance"].returncode in (0, 4), r["diagnose performance"].stderr
     for what in ("rollout restart", "drain", "scale deployment", "scale statefulset"):
         steps = json.loads(r[what].stdout)["steps"]
-        assert steps and {s["result"] for s in steps} == {"ok"}, (what, steps)
+        # a drained pod the restart's rollout replaced meanwhile is skipped, not evicted
+        results = [s["result"] for s in steps]
+        assert "ok" in results and set(results) <= {"ok", "skipped"}, (what, steps)
 
 
 def test_without_secrets_check_names_them_and_leaves_their_rules_not_evaluated(
