@@ -39,9 +39,11 @@ from typing import Any
 import pytest
 import yaml
 from kit.rbac import (
+    CHART,
     Release,
     Request,
     audit_offset,
+    helm,
     helm_path,
     install,
     lines,
@@ -439,3 +441,28 @@ def test_no_token_in_any_output(proof: Proof) -> None:
              *(r.stdout + r.stderr for r in proof.results.values())]
     for release in proof.releases.values():
         assert all(release.token not in t for t in texts)
+
+
+def test_helm_template_refuses_an_unknown_mode_and_can_leave_other_namespaces_out(
+        lab: Lab) -> None:
+    binary = helm_path(lab)
+    if binary is None:
+        pytest.skip("no helm binary: `k3sops lab build` builds it (or set K3SOPS_HELM)")
+
+    def template(*values: str) -> subprocess.CompletedProcess[str]:
+        return helm(lab, binary, "template", "t", str(CHART), "-n", "ops",
+                    *(a for v in values for a in ("--set", v)))
+
+    bad = template("rbac.mode=admin")
+    assert bad.returncode == 1
+    assert 'rbac.mode must be readonly or operator, not "admin"' in bad.stderr
+    for other, namespaces in ((True, {"ops", "longhorn-system"}), (False, {"ops"})):
+        r = template("rbac.mode=operator", f"rbac.otherNamespaces={str(other).lower()}")
+        assert r.returncode == 0, r.stderr
+        docs = [d for d in yaml.safe_load_all(r.stdout) if d]
+        roles = {d["metadata"]["namespace"]: d for d in docs if d["kind"] == "Role"}
+        bindings = {d["metadata"]["namespace"] for d in docs if d["kind"] == "RoleBinding"}
+        assert set(roles) == bindings == namespaces
+        assert roles["ops"]["rules"] == rbac.rules("operator")[rbac.RELEASE]
+    off = template("rbac.create=false")
+    assert off.returncode == 0 and "kind: ClusterRole" not in off.stdout
