@@ -1,14 +1,18 @@
 """The RBAC modes of the k3sops chart, derived from what the code declares (issue 16).
 
-``readonly`` is what `k3sops serve` (and `check`, `diagnose`, `logs` run in its pod) uses: the
-watch cache's list/watch of every kind a rule reads (:func:`k3sops.serve.runner.every_kind`,
-from the rules' own declarations), ``get`` on pods/log (a crash-looping container's previous
-log in a diagnosis), ``create`` on TokenReviews and SubjectAccessReviews (the API's
-authorization) and the leader election's Lease in the service's own namespace. ``operator``
-adds exactly the writes of remediation (:data:`~k3sops.serve.remediation.PLAN_RIGHTS`, plus
-``node drain``'s evictions), ``scale app`` (the scale subresource) and ``backup volume``
-(Longhorn Snapshots and Backups in ``longhorn-system``, the backup's Lease). Promotion writes to
-the GitOps repository, not the API server: it needs no right beyond the reads.
+``readonly`` is what `k3sops serve` (and `check`, `diagnose`, `logs` run in its pod) uses:
+``list`` on every kind k3sops knows (:data:`~k3sops.domain.snapshot.CORE_PATHS` and
+``CUSTOM_PATHS``: `diagnose` collects them all, `check` those its rules declare), ``watch`` on
+those the watch cache keeps (:func:`k3sops.serve.runner.every_kind`, from the rules' own
+declarations), ``get`` on pods/log (a crash-looping container's previous log; `logs`),
+``list`` on metrics.k8s.io (`diagnose performance`), ``create`` on TokenReviews and
+SubjectAccessReviews (the API's authorization) and the leader election's Lease in the service's
+own namespace. ``operator`` adds exactly the writes of remediation
+(:data:`~k3sops.serve.remediation.PLAN_RIGHTS`, plus ``node drain``'s evictions), ``scale app``
+(the scale subresource) and ``backup volume`` (Longhorn Snapshots and Backups in
+``longhorn-system``, the backup's Lease). Promotion writes to the GitOps repository, not the API
+server: it needs no right beyond the reads (``get`` deployments, ``list`` replicasets and
+applications), which operator grants.
 
 Secrets: no rule may read Secrets outside k3sops' own namespace, and the rules that read them
 (TLS Secrets of Ingresses, unused Secrets) list them cluster-wide, so neither mode grants
