@@ -38,13 +38,13 @@ from typing import Any
 
 import pytest
 import yaml
+from kit.helm import helm_path
 from kit.rbac import (
     CHART,
     Release,
     Request,
     audit_offset,
     helm,
-    helm_path,
     install,
     lines,
     requests_since,
@@ -299,9 +299,7 @@ def _refusals(lab: Lab, ro: Release, op: Release, tmp: Path, proof: Proof) -> No
 
 @pytest.fixture(scope="module")
 def proof(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
-    binary = helm_path(lab)
-    if binary is None:
-        pytest.skip("no helm binary: `k3sops lab build` builds it (or set K3SOPS_HELM)")
+    binary = helm_path(lab.binaries)
     tmp = tmp_path_factory.mktemp("rbac")
     start_at = audit_offset(lab)
     releases: dict[str, Release] = {}
@@ -445,9 +443,7 @@ def test_no_token_in_any_output(proof: Proof) -> None:
 
 def test_helm_template_refuses_an_unknown_mode_and_can_leave_other_namespaces_out(
         lab: Lab) -> None:
-    binary = helm_path(lab)
-    if binary is None:
-        pytest.skip("no helm binary: `k3sops lab build` builds it (or set K3SOPS_HELM)")
+    binary = helm_path(lab.binaries)
 
     def template(*values: str) -> subprocess.CompletedProcess[str]:
         return helm(lab, binary, "template", "t", str(CHART), "-n", "ops",

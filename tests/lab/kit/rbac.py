@@ -1,10 +1,9 @@
-"""The chart's RBAC on the lab: helm, a release per mode with its ServiceAccount's token, and the
-API server's audit log read back as (where, group, resource, verb) per request."""
+"""The chart's RBAC on the lab: `helm install` of a release per mode with its ServiceAccount's
+token, and the API server's audit log read back as (where, group, resource, verb) per request."""
 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,18 +18,6 @@ from k3sops.serve import rbac
 from kit.serve import sa_token, token_kubeconfig
 
 CHART = Path(__file__).parents[3] / "deploy" / "helm" / "k3sops"
-
-
-def helm_path(lab: Lab) -> Path | None:
-    """The helm binary: the lab's build when it has one, else ``K3SOPS_HELM`` or the
-    developers' /tmp/helm-bin/helm (until `k3sops lab build` builds helm)."""
-    built = lab.binaries.get("helm")
-    if built is not None:
-        return built
-    for candidate in (os.environ.get("K3SOPS_HELM"), "/tmp/helm-bin/helm"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    return None
 
 
 @dataclass
@@ -51,7 +38,7 @@ class Release:
 
 
 def helm(lab: Lab, binary: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    """Run helm against the lab (admin kubeconfig)."""
+    """Run helm (kit.helm.helm_path: the lab's build) against the lab (admin kubeconfig)."""
     return subprocess.run([str(binary), "--kubeconfig", str(lab.layout.kubeconfig), *args],
                           capture_output=True, text=True, timeout=120, check=False)
 
