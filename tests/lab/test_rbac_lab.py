@@ -59,6 +59,7 @@ from k3sops.adapters.lease import KubeLease
 from k3sops.adapters.longhorn import Longhorn
 from k3sops.domain import volume_backup as vb
 from k3sops.errors import Unauthorized
+from k3sops.lab.configs import audit_log_path
 from k3sops.serve import rbac
 from k3sops.serve.remediation import Target, cluster_executor
 from k3sops.services import context
@@ -300,6 +301,9 @@ def _refusals(lab: Lab, ro: Release, op: Release, tmp: Path, proof: Proof) -> No
 @pytest.fixture(scope="module")
 def proof(lab: Lab, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proof]:
     binary = helm_path(lab.binaries)
+    if not audit_log_path(lab.layout).exists():
+        pytest.fail("the lab's API server writes no audit log: it was started before the lab "
+                    "had --audit-log-path; restart it (k3sops lab down, then up)", pytrace=False)
     tmp = tmp_path_factory.mktemp("rbac")
     start_at = audit_offset(lab)
     releases: dict[str, Release] = {}
