@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything k3sops and its lab need on a fresh Debian 12 machine (idempotent, as root):
 # Debian packages (Prometheus, Alertmanager, node-exporter, PostgreSQL, restic, etcd fallback,
-# Chromium for the console's browser tests),
+# Chromium for the console's browser tests, umoci/skopeo/crun for the OCI image),
 # uv and the locked Python environment in .venv. Go itself must already be installed (1.24+).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,11 @@ have /usr/sbin/debootstrap || need+=(debootstrap)
 # The web console's browser tests: Playwright (a dev package) drives Debian's Chromium, as
 # it cannot download its own browser here.
 have /usr/bin/chromium || need+=(chromium)
+# The OCI image (scripts/build-image.sh): assembled by umoci from a debootstrapped root,
+# inspected with skopeo, run with crun.
+have /usr/bin/umoci || need+=(umoci)
+have /usr/bin/skopeo || need+=(skopeo)
+have /usr/bin/crun || need+=(crun)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}" >&2

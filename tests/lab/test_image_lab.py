@@ -1,0 +1,100 @@
+"""The k3sops OCI image (issue 16): built by scripts/build-image.sh, inspected, run.
+
+Needs no lab cluster, but root, debootstrap, umoci, skopeo and crun (scripts/install-deps.sh)
+and, on a cold cache, the Debian and PyPI archives: marked ``lab`` so that unit runs skip it.
+The image is built once per content (uv.lock, pyproject.toml, README, the script, src/: see
+``kit.image.cached_image``); the first build on a machine takes 1-2 minutes (debootstrap and
+downloads), a rebuild with the script's caches warm about 20 s, a reuse a few seconds.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+from kit import image as img
+from packaging.markers import Marker
+from packaging.utils import canonicalize_name
+
+pytestmark = pytest.mark.lab
+
+LABELS = ("title", "version", "revision", "created", "source", "licenses", "description")
+
+
+@pytest.fixture(scope="module")
+def built() -> img.Built:
+    if os.geteuid() != 0:
+        pytest.fail("the image build needs root (debootstrap, chroot)")
+    if missing := img.missing_tools():
+        pytest.fail(f"missing {', '.join(missing)}: run scripts/install-deps.sh")
+    return img.cached_image()
+
+
+@pytest.fixture(scope="module")
+def bundle(built: img.Built) -> Path:
+    return built.bundle
+
+
+def _locked_runtime_packages() -> dict[str, str]:
+    """uv.lock's run-time packages (no dev group) that apply on this platform: name -> version."""
+    r = subprocess.run(["uv", "export", "--frozen", "--no-dev", "--no-hashes", "--no-header",
+                        "--no-emit-project", "--format", "requirements-txt"], cwd=img.ROOT,
+                       capture_output=True, text=True, timeout=120, check=True)
+    out: dict[str, str] = {}
+    for raw in r.stdout.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        req, _, marker = line.partition(";")
+        if marker.strip() and not Marker(marker.strip()).evaluate():
+            continue  # e.g. colorama on Windows only
+        name, _, ver = req.strip().partition("==")
+        out[canonicalize_name(name.split("[")[0])] = ver.strip()
+    return out
+
+
+def test_inspect_shows_labels_user_and_entrypoint(built: img.Built) -> None:
+    config = img.inspect(built)["config"]
+    labels = config["Labels"]
+    head = subprocess.run(["git", "-C", str(img.ROOT), "rev-parse", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert {f"org.opencontainers.image.{k}" for k in LABELS} <= set(labels)
+    assert labels["org.opencontainers.image.title"] == "k3sops"
+    assert labels["org.opencontainers.image.version"] == img.version() == built.tag
+    assert labels["org.opencontainers.image.revision"].removesuffix("-dirty") == head
+    assert labels["org.opencontainers.image.licenses"] == "Apache-2.0"
+    assert config["User"] == "65532:65532"
+    assert config["Entrypoint"] == ["/opt/k3sops/bin/k3sops"]
+    env = dict(e.split("=", 1) for e in config["Env"])
+    assert env["HOME"] == config["WorkingDir"] == "/home/k3sops"
+    assert env["K3SOPS_STATE_DIR"] == "/var/lib/k3sops"
+
+
+def test_package_list_is_the_locked_runtime_set(built: img.Built, bundle: Path) -> None:
+    inside = (bundle / "rootfs/usr/share/k3sops/packages.txt").read_text()
+    assert (built.out / "packages.txt").read_text() == inside
+    listed = {canonicalize_name(n): v for n, _, v in
+              (line.partition("==") for line in inside.splitlines())}
+    assert listed.pop("k3sops") == img.version()
+    assert listed == _locked_runtime_packages()
+    assert "pytest" not in listed and "mypy" not in listed  # no dev group
+
+
+def test_image_runs_k3sops_as_its_user(built: img.Built, bundle: Path) -> None:
+    entry = img.inspect(built)["config"]["Entrypoint"]
+    ran = img.run_in(bundle, [*entry, "--version"])
+    print(f"runtime: {ran.runtime}; refused first: {ran.refused}")
+    assert ran.proc.returncode == 0, ran.proc.stderr
+    assert ran.proc.stdout.strip() == f"k3sops {img.version()}"
+    helped = img.run_in(bundle, [*entry, "check", "--help"])
+    assert helped.proc.returncode == 0, helped.proc.stderr
+    assert "Usage: k3sops check" in helped.proc.stdout
+    who = img.run_in(bundle, ["/usr/bin/id", "-u"])
+    assert who.proc.stdout.strip() == "65532"
+    # Not the build machine's interpreter: the root's own Debian python3.11.
+    py = img.run_in(bundle, ["/opt/k3sops/bin/python", "-c",
+                             "import sys, k3sops; print(sys.base_prefix, k3sops.__file__)"])
+    assert py.proc.stdout.split() == [
+        "/usr", "/opt/k3sops/lib/python3.11/site-packages/k3sops/__init__.py"], py.proc.stderr
