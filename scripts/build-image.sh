@@ -170,7 +170,8 @@ find "$ROOTFS/usr/share/doc" -depth -type d -empty -delete
 # --- 4. the OCI image --------------------------------------------------------------------------
 LAYOUT=$OUT/k3sops
 mkdir -p "$OUT"
-rm -rf "$LAYOUT"
+# An archive of an earlier build would sit beside this image as if it were this one.
+rm -rf "$LAYOUT" "$OUT/k3sops-$TAG.oci.tar" "$OUT/k3sops-$TAG.docker.tar"
 say "assembling $LAYOUT:$TAG with umoci"
 umoci init --layout "$LAYOUT"
 umoci new --image "$LAYOUT:$TAG"
@@ -200,8 +201,7 @@ cp "$ROOTFS/usr/share/k3sops/debian-packages.txt" "$OUT/debian-packages.txt"
 
 case "$ARCHIVE" in
   oci) skopeo copy --quiet "oci:$LAYOUT:$TAG" "oci-archive:$OUT/k3sops-$TAG.oci.tar:k3sops:$TAG" ;;
-  docker) rm -f "$OUT/k3sops-$TAG.docker.tar"
-          skopeo copy --quiet "oci:$LAYOUT:$TAG" "docker-archive:$OUT/k3sops-$TAG.docker.tar:k3sops:$TAG" ;;
+  docker) skopeo copy --quiet "oci:$LAYOUT:$TAG" "docker-archive:$OUT/k3sops-$TAG.docker.tar:k3sops:$TAG" ;;
 esac
 rm -rf "$WORK"
 say "built oci:$LAYOUT:$TAG ($(du -sh "$LAYOUT/blobs" | cut -f1) compressed; Python packages: $OUT/packages.txt)"
