@@ -14,6 +14,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from kit import image as img
 from packaging.markers import Marker
 from packaging.utils import canonicalize_name
@@ -98,3 +99,26 @@ def test_image_runs_k3sops_as_its_user(built: img.Built, bundle: Path) -> None:
                              "import sys, k3sops; print(sys.base_prefix, k3sops.__file__)"])
     assert py.proc.stdout.split() == [
         "/usr", "/opt/k3sops/lib/python3.11/site-packages/k3sops/__init__.py"], py.proc.stderr
+
+
+def test_image_does_real_work_with_its_compiled_packages(built: img.Built, bundle: Path) -> None:
+    """Beyond --help: the rules the chart ships rendered in the image, and every package with
+    compiled code (manylinux wheels on Debian's glibc) imported by the root's python."""
+    entry = img.inspect(built)["config"]["Entrypoint"]
+    rendered = img.run_in(bundle, [*entry, "alerts", "render", "--format", "prometheusrule"])
+    assert rendered.proc.returncode == 0, rendered.proc.stderr
+    docs = [d for d in yaml.safe_load_all(rendered.proc.stdout) if d]
+    assert docs and {d["kind"] for d in docs} == {"PrometheusRule"}
+    assert all(d["spec"]["groups"] for d in docs)
+    native = img.run_in(bundle, [
+        "/opt/k3sops/bin/python", "-c",
+        "import psycopg, cryptography.hazmat.bindings._rust, pydantic_core, yaml, ruamel.yaml;"
+        "print(psycopg.pq.__impl__, yaml.__with_libyaml__)"])
+    assert native.proc.stdout.split() == ["binary", "True"], native.proc.stderr
+
+
+def test_writable_paths_belong_to_the_image_user(bundle: Path) -> None:
+    rootfs = bundle / "rootfs"
+    for path in ("var/lib/k3sops", "home/k3sops"):
+        assert (rootfs / path).stat().st_uid == 65532, path
+    assert (rootfs / "tmp").stat().st_mode & 0o1777 == 0o1777
