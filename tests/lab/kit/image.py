@@ -2,10 +2,9 @@
 
 ``cached_image()`` builds the image with ``scripts/build-image.sh`` once per content: the
 build's output and the image unpacked as a runtime bundle are kept in
-``~/.cache/k3sops/image/test-<key>``, where the key digests uv.lock, pyproject.toml,
-README.md (the wheel's description), the build script and every file under src/ (so a commit
-that changes none of them reuses the image; the script's own cache keeps the debootstrapped
-root and uv's downloads).
+``~/.cache/k3sops/image/test-<key>``, where the key digests uv.lock, pyproject.toml, the
+build script and every file under src/ (so a commit that changes none of them reuses the image;
+the script's own cache keeps the debootstrapped root and uv's downloads).
 
 ``run_in()`` runs a command in an unpacked bundle the way a node would: with crun, read-only
 root filesystem, the image's user, environment and working directory. This machine mounts
@@ -50,9 +49,12 @@ def missing_tools() -> list[str]:
 
 
 def content_key() -> str:
-    """Digest of everything the image is built from (lock, metadata, script, sources)."""
+    """Digest of what the image's behaviour is built from (lock, metadata, script, sources).
+
+    Not README.md: it is only the wheel's long description, and every helper edits it.
+    """
     h = hashlib.sha256()
-    files = [ROOT / "uv.lock", ROOT / "pyproject.toml", ROOT / "README.md", SCRIPT]
+    files = [ROOT / "uv.lock", ROOT / "pyproject.toml", SCRIPT]
     files += sorted(p for p in (ROOT / "src").rglob("*")
                     if p.is_file() and "__pycache__" not in p.parts)
     for p in files:
