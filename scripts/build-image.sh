@@ -4,7 +4,8 @@
 #      cached by its package list in $CACHE/base-<hash>;
 #   2. k3sops' wheel (built here) and its locked run-time dependencies (uv.lock, no dev group,
 #      hashes checked) installed into a virtualenv /opt/k3sops made by the root's own python3,
-#      inside a chroot; bytecode compiled (the root filesystem is read-only in the chart);
+#      inside a chroot; bytecode compiled as unchecked-hash .pyc (the root filesystem is
+#      read-only in the chart, and mtime-checked .pyc go stale when a layer rounds mtimes);
 #   3. a non-root user k3sops (65532:65532), /usr/share/k3sops/{packages,debian-packages}.txt;
 #   4. assembled with umoci into an OCI layout OUT/k3sops, tag VERSION (pyproject's version).
 # Needs root (debootstrap and chroot), debootstrap, umoci, uv, python3; skopeo for --archive.
@@ -35,7 +36,7 @@ while [ $# -gt 0 ]; do
     --source) SOURCE=${2:?--source needs a URL}; shift 2 ;;
     --extra-packages) EXTRA=${2:?--extra-packages needs a comma-separated list}; shift 2 ;;
     --rebuild-base) REBUILD_BASE=1; shift ;;
-    -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; exit 0 ;;
     *) die "unknown argument '$1' (see --help)" 2 ;;
   esac
 done
@@ -133,9 +134,10 @@ chroot "$ROOTFS" /usr/bin/env -i PATH=/usr/bin:/bin HOME=/root LANG=C.UTF-8 \
   SSL_CERT_FILE=$STAGE/ca.crt /bin/sh -ec "
     python3 -m venv --without-pip /opt/k3sops
     $STAGE/uv pip install --quiet --python /opt/k3sops/bin/python --require-hashes --no-deps \
-      --compile-bytecode -r $STAGE/requirements.txt
-    $STAGE/uv pip install --quiet --python /opt/k3sops/bin/python --no-deps --compile-bytecode \
+      -r $STAGE/requirements.txt
+    $STAGE/uv pip install --quiet --python /opt/k3sops/bin/python --no-deps \
       $STAGE/$(basename "$WHEEL")
+    /opt/k3sops/bin/python -m compileall -q -j0 --invalidation-mode unchecked-hash /opt/k3sops
   " >"$WORK/install.log" 2>&1 || { tail -30 "$WORK/install.log" >&2; die "installing into the root failed"; }
 restore_cache
 trap - EXIT

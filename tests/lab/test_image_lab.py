@@ -133,3 +133,17 @@ def test_writable_paths_belong_to_the_image_user(bundle: Path) -> None:
     for path in ("var/lib/k3sops", "home/k3sops"):
         assert (rootfs / path).stat().st_uid == 65532, path
     assert (rootfs / "tmp").stat().st_mode & 0o1777 == 0o1777
+
+
+def test_bytecode_is_used_not_stale(bundle: Path) -> None:
+    """The root is read-only under the chart: a .pyc that Python finds stale is recompiled on
+    every start (in memory, not written). Layers keep whole-second mtimes, so the image holds
+    unchecked-hash .pyc, which no mtime can invalidate."""
+    r = img.run_in(bundle, ["/opt/k3sops/bin/python", "-v", "-c",
+                            "import k3sops.cli.tree, k3sops.services.check, k3sops.serve.app"])
+    assert r.proc.returncode == 0, r.proc.stderr[-2000:]
+    stale = [line for line in r.proc.stderr.splitlines() if "bytecode is stale" in line]
+    loaded = [line for line in r.proc.stderr.splitlines()
+              if line.startswith("# code object from '/opt/k3sops/")]
+    assert not stale, stale[:5]
+    assert len(loaded) > 300
