@@ -1,0 +1,85 @@
+"""Helm and the k3sops chart (deploy/helm/k3sops) for the chart's lab tests.
+
+The helm binary: ``$K3SOPS_HELM``, else the lab toolchain's (``installed_binaries``, once
+`k3sops lab build` builds helm), else /tmp/helm-bin/helm (the v4.3.2 build of this round).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[3]
+CHART = ROOT / "deploy" / "helm" / "k3sops"
+FALLBACK = Path("/tmp/helm-bin/helm")
+
+
+def helm_binary() -> Path:
+    """The helm binary the tests run (skips the test, saying how to get one, when none)."""
+    explicit = os.environ.get("K3SOPS_HELM", "")
+    if explicit:
+        return Path(explicit)
+    from k3sops.errors import LabError
+    from k3sops.lab.build import installed_binaries
+    from k3sops.lab.layout import LabLayout
+
+    with contextlib.suppress(LabError):  # another lab binary missing: helm may still be here
+        found = installed_binaries(LabLayout.from_env(os.environ, Path.home()), os.environ)
+        if "helm" in found:
+            return found["helm"]
+    if FALLBACK.is_file():
+        return FALLBACK
+    pytest.skip("no helm: run `k3sops lab build` or set K3SOPS_HELM")
+
+
+def helm(*args: str, kubeconfig: Path | None = None, check: bool = True,
+         timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run helm; its caches in a throwaway HOME-independent place, never the user's."""
+    env = {"PATH": os.environ.get("PATH", ""), "HELM_CACHE_HOME": "/tmp/k3sops-helm/cache",
+           "HELM_CONFIG_HOME": "/tmp/k3sops-helm/config",
+           "HELM_DATA_HOME": "/tmp/k3sops-helm/data"}
+    if kubeconfig is not None:
+        env["KUBECONFIG"] = str(kubeconfig)
+    result = subprocess.run([str(helm_binary()), *args], capture_output=True, text=True,
+                            env=env, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args[:2])} failed: {result.stderr.strip()}")
+    return result
+
+
+def set_args(values: Mapping[str, Any]) -> list[str]:
+    """``--set-json KEY=JSON`` for each value (so numbers, lists and maps keep their type)."""
+    import json
+
+    return [a for k, v in values.items() for a in ("--set-json", f"{k}={json.dumps(v)}")]
+
+
+def template(values: Mapping[str, Any], *, release: str = "k3sops", namespace: str = "k3sops",
+             extra: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The chart's objects as `helm template` renders them with these values."""
+    out = helm("template", release, str(CHART), "-n", namespace, *set_args(values), *extra)
+    return [d for d in yaml.safe_load_all(out.stdout) if d]
+
+
+def by_kind(objects: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    """The objects of one kind."""
+    return [o for o in objects if o["kind"] == kind]
+
+
+def pod_specs(objects: Sequence[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``kind/name`` -> the pod spec of every workload (Deployment, CronJob) rendered."""
+    out: dict[str, dict[str, Any]] = {}
+    for o in objects:
+        if o["kind"] == "Deployment":
+            out[f"Deployment/{o['metadata']['name']}"] = o["spec"]["template"]["spec"]
+        elif o["kind"] == "CronJob":
+            out[f"CronJob/{o['metadata']['name']}"] = (
+                o["spec"]["jobTemplate"]["spec"]["template"]["spec"])
+    return out
