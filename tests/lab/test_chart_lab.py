@@ -335,3 +335,20 @@ def test_the_rendered_platform_yaml_runs_serve_its_probes_answer_and_it_takes_th
         assert lease["spec"]["leaseDurationSeconds"] == 10
     finally:
         kill(running)
+
+
+def test_config_given_as_a_platform_file_is_kept_under_the_charts_settings(
+        tmp_path: Path) -> None:
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("name: shop\nenvironments:\n  staging: {namespaces: [shop]}\n"
+                    "serve:\n  listen: 127.0.0.1:1\n  schedule: {daily: '0 6 * * *'}\n")
+    objects = template({}, namespace=NS, extra=["--set-file", f"config={mine}"])
+    path = tmp_path / "platform.yaml"
+    path.write_text(by_kind(objects, "ConfigMap")[0]["data"]["platform.yaml"])
+    platform = load_platform(path)
+    assert (platform.name, list(platform.environments)) == ("shop", ["staging"])
+    assert platform.serve.schedule.daily == "0 6 * * *"
+    assert platform.serve.listen == "0.0.0.0:8443"  # the Service's port wins over the file's
+    mine.write_text("name: [\n")
+    bad = helm("template", "k3sops", str(CHART), "--set-file", f"config={mine}", check=False)
+    assert bad.returncode != 0 and "config (platform.yaml) is not valid YAML" in bad.stderr

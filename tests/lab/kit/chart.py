@@ -7,6 +7,7 @@ The helm binary: ``$K3SOPS_HELM``, else the lab toolchain's (``installed_binarie
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -41,8 +42,9 @@ def helm_binary() -> Path:
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True,
          timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run helm; its caches in a throwaway HOME-independent place, never the user's."""
-    env = {"PATH": os.environ.get("PATH", ""), "HELM_CACHE_HOME": "/tmp/k3sops-helm/cache",
+    """Run helm with its HOME and caches (kube discovery too) in /tmp/k3sops-helm."""
+    env = {"PATH": os.environ.get("PATH", ""), "HOME": "/tmp/k3sops-helm",
+           "HELM_CACHE_HOME": "/tmp/k3sops-helm/cache",
            "HELM_CONFIG_HOME": "/tmp/k3sops-helm/config",
            "HELM_DATA_HOME": "/tmp/k3sops-helm/data"}
     if kubeconfig is not None:
@@ -64,8 +66,15 @@ def set_args(values: Mapping[str, Any]) -> list[str]:
 def template(values: Mapping[str, Any], *, release: str = "k3sops", namespace: str = "k3sops",
              extra: Sequence[str] = ()) -> list[dict[str, Any]]:
     """The chart's objects as `helm template` renders them with these values."""
-    out = helm("template", release, str(CHART), "-n", namespace, *set_args(values), *extra)
-    return [d for d in yaml.safe_load_all(out.stdout) if d]
+    text = _render(("template", release, str(CHART), "-n", namespace, *set_args(values),
+                    *extra))
+    return [d for d in yaml.safe_load_all(text) if d]
+
+
+@functools.cache
+def _render(args: tuple[str, ...]) -> str:
+    # the tests render the same variants several times: helm runs once per variant
+    return helm(*args).stdout
 
 
 def by_kind(objects: Sequence[dict[str, Any]], kind: str) -> list[dict[str, Any]]:

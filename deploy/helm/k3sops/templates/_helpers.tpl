@@ -64,7 +64,16 @@ app.kubernetes.io/component: serve
 store, the paths of mounted secrets) set over it. */}}
 {{- define "k3sops.platformConfig" -}}
 {{- $dir := include "k3sops.secretsDir" . -}}
-{{- $cfg := deepCopy (.Values.config | default dict) -}}
+{{- $cfg := dict -}}
+{{- if kindIs "string" .Values.config -}}
+{{- /* --set-file config=platform.yaml passes the file as a string */ -}}
+{{- $cfg = fromYaml .Values.config -}}
+{{- if hasKey $cfg "Error" -}}
+{{- fail (printf "config (platform.yaml) is not valid YAML: %s" (get $cfg "Error")) -}}
+{{- end -}}
+{{- else if .Values.config -}}
+{{- $cfg = deepCopy .Values.config -}}
+{{- end -}}
 {{- $serve := get $cfg "serve" | default dict -}}
 {{- $_ := set $serve "listen" (printf "0.0.0.0:%v" .Values.serve.port) -}}
 {{- $_ := set $serve "lease" (dict "namespace" .Release.Namespace "name" (include "k3sops.leaseName" .) "duration" .Values.serve.lease.duration) -}}
