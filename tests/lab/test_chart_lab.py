@@ -352,3 +352,13 @@ def test_config_given_as_a_platform_file_is_kept_under_the_charts_settings(
     mine.write_text("name: [\n")
     bad = helm("template", "k3sops", str(CHART), "--set-file", f"config={mine}", check=False)
     assert bad.returncode != 0 and "config (platform.yaml) is not valid YAML" in bad.stderr
+
+
+def test_a_password_in_the_database_url_is_refused_without_echoing_it() -> None:
+    bad = helm("template", "k3sops", str(CHART), "--set",
+               "database.url=postgresql://k3sops:hunter2@db.example:5432/k3sops", check=False)
+    assert bad.returncode != 0
+    assert "database.url must not hold the password" in bad.stderr
+    assert "hunter2" not in bad.stderr + bad.stdout
+    assert "/metrics answers 401 to Prometheus" in _notes({"serviceMonitor.enabled": True})
+    assert "/metrics answers 401" not in _notes(FULL)

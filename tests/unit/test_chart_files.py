@@ -85,3 +85,12 @@ def test_table_parser_reads_nested_keys_and_continued_comments() -> None:
             "# -- top\ne: {}\n")
     assert _script().documented(text) == [("a.b", "first and more"), ("a.c.d", "deep"),
                                            ("e", "top")]
+
+
+def test_the_default_image_tag_is_this_release() -> None:
+    import tomllib
+
+    chart = yaml.safe_load((CHART / "Chart.yaml").read_text())
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert chart["appVersion"] == project["version"]
+    assert yaml.safe_load((CHART / "values.yaml").read_text())["image"]["tag"] == ""

@@ -95,6 +95,9 @@ store, the paths of mounted secrets) set over it. */}}
 {{- end -}}
 {{- $_ := set $cfg "serve" $serve -}}
 {{- if .Values.database.url -}}
+{{- if regexMatch "^[a-z]+://[^/@]*:[^/@]*@" .Values.database.url -}}
+{{- fail "database.url must not hold the password (k3sops refuses it): put it in a Secret and name it with database.passwordSecret.name" -}}
+{{- end -}}
 {{- $state := dict "database_url" .Values.database.url -}}
 {{- if .Values.database.passwordSecret.name -}}
 {{- $_ := set $state "password_file" (printf "%s/database/password" $dir) -}}
