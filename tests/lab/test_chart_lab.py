@@ -41,6 +41,8 @@ FULL: dict[str, Any] = {
     "serve.receivers": [{"name": "ops", "type": "webhook",
                          "urlSecret": {"name": "ops-webhook", "key": "url"}}],
     "serviceMonitor.enabled": True, "serviceMonitor.bearerTokenSecret.name": "prom-token",
+    "serviceMonitor.tlsConfig": {"ca": {"secret": {"name": "serve-tls", "key": "ca.crt"}},
+                                 "serverName": "k3sops"},
     "prometheusRule.enabled": True,
     "backup.enabled": True, "backup.passwordSecret.name": "restic-password",
     "config.backup": {"repository": "/var/lib/k3sops/restic", "password_env": "RESTIC_PW"},
@@ -220,6 +222,7 @@ def test_service_monitor_rules_and_dashboards_are_the_generated_ones() -> None:
     assert endpoint["port"] == service["spec"]["ports"][0]["name"]
     assert (endpoint["path"], endpoint["scheme"]) == ("/metrics", "https")
     assert endpoint["authorization"]["credentials"] == {"name": "prom-token", "key": "token"}
+    assert endpoint["tlsConfig"]["ca"]["secret"]["name"] == "serve-tls"
     generated = [d for d in yaml.safe_load_all((CHART / "files/prometheusrule.yaml").read_text())
                  if d]
     rules = by_kind(objects, "PrometheusRule")
