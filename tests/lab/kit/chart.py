@@ -1,12 +1,7 @@
-"""Helm and the k3sops chart (deploy/helm/k3sops) for the chart's lab tests.
-
-The helm binary: ``$K3SOPS_HELM``, else the lab toolchain's (``installed_binaries``, once
-`k3sops lab build` builds helm), else /tmp/helm-bin/helm (the v4.3.2 build of this round).
-"""
+"""Helm (the lab's, kit.helm) and the k3sops chart (deploy/helm/k3sops) for the chart's tests."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import subprocess
@@ -17,29 +12,23 @@ from typing import Any
 import pytest
 import yaml
 
+from kit.helm import helm_path
+
 ROOT = Path(__file__).resolve().parents[3]
 CHART = ROOT / "deploy" / "helm" / "k3sops"
-FALLBACK = Path("/tmp/helm-bin/helm")
 
 
 def helm_binary() -> Path:
-    """The helm binary the tests run (fails the test, saying how to get one, when none)."""
-    explicit = os.environ.get("K3SOPS_HELM", "")
-    if explicit:
-        return Path(explicit)
+    """The lab's helm (`k3sops lab build` builds it), as the lab fixture finds its binaries."""
     from k3sops.errors import LabError
     from k3sops.lab.build import installed_binaries
     from k3sops.lab.layout import LabLayout
 
-    with contextlib.suppress(LabError):  # another lab binary missing: helm may still be here
+    try:
         found = installed_binaries(LabLayout.from_env(os.environ, Path.home()), os.environ)
-        if "helm" in found:
-            return found["helm"]
-    if FALLBACK.is_file():
-        return FALLBACK
-    # a failure, not a skip: CI builds helm with the lab's other binaries
-    pytest.fail("no helm: run `k3sops lab build` (it builds helm) or set K3SOPS_HELM",
-                pytrace=False)
+    except LabError as e:  # a failure, not a skip: CI builds the lab's binaries
+        pytest.fail(str(e), pytrace=False)
+    return helm_path(found)
 
 
 def helm(*args: str, kubeconfig: Path | None = None, check: bool = True,
