@@ -36,7 +36,6 @@ SECRET = "k3sops-backup"  # noqa: S105 - the name of a Secret, not a secret
 """Secret holding the restic repository password (key ``restic-password``)."""
 SECRET_KEY = "restic-password"  # noqa: S105 - a key name in that Secret
 CONFIG_PATH = "/etc/k3sops/platform.yaml"
-DEFAULT_IMAGE = "ghcr.io/k3sops/k3sops:latest"
 
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 

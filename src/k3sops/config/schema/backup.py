@@ -21,6 +21,12 @@ from k3sops.config.schema.fields import (
 )
 
 
+def _version() -> str:
+    import k3sops
+
+    return k3sops.__version__
+
+
 class BackupBinaries(BaseModel):
     """Executables the backups run (names are looked up on PATH; paths are used as given)."""
 
@@ -189,8 +195,9 @@ class BackupSchedule(BaseModel):
     """Longhorn volumes to back up."""
     namespace: DnsLabel = "k3sops"
     """Namespace of the CronJobs (and of their ConfigMap, Secret and ServiceAccount)."""
-    image: str = "ghcr.io/k3sops/k3sops:latest"
-    """Container image of the CronJobs (one with k3sops, restic and etcdctl)."""
+    image: str = Field(default_factory=lambda: f"k3sops:{_version()}")
+    """Container image of the CronJobs (default: the image `scripts/build-image.sh` builds for
+    this k3sops, as the Helm chart's; one with k3sops and restic)."""
 
     @field_validator("etcd", "verify")
     @classmethod
