@@ -24,6 +24,8 @@
      ├── PlanRejected (1)            also: an admission refusal (webhook, PodSecurity, quota)
      │    ├── PromotionRefused (3)    policy or a gate refused a promotion, approval, rollback
      │    │                           (k3sops.domain.env: it carries the domain's Refusals)
+     │    ├── UpgradeRefused (3)      a preflight rule refused an upgrade (skipped minor, stale
+     │    │                           backup, quorum, a blocking PDB …); nothing changed
      │    └── GuardRefused            a remediation policy's guard refused its plan before
      │                                anything changed (`serve` records it ``refused``)
      ├── FindingsAtThreshold (3)     a check the command ran failed: findings at --fail-on,
@@ -217,6 +219,15 @@ class LabError(K3sopsError):
 
 class PlanRejected(K3sopsError):
     """A plan was refused (policy, approval, or a precondition no longer holds)."""
+
+
+class UpgradeRefused(PlanRejected):
+    """A preflight rule refused an upgrade plan (exit 3).
+
+    The message names the failed rules' reasons, the hint the command that fixes the first.
+    """
+
+    exit_code = ExitCode.FINDINGS
 
 
 class GuardRefused(PlanRejected):

@@ -56,6 +56,7 @@ LOADERS: dict[str, Loader] = {
     "node": _simple("node_cmd"),
     "scale": _simple("scale_cmd"),
     "provision": _simple("provision_cmd"),
+    "upgrade": _simple("upgrade_cmd"),
     "capacity": _simple("capacity_cmd"),
     "logs": _simple("logs_cmd"),
     "env": _simple("env_cmd"),
@@ -74,6 +75,8 @@ COMMANDS: dict[str, Entry] = {
                                 "applications (or an ad-hoc query)."),
     "provision": Entry("provision", "Install K3s on every inventory host (site playbook), wait "
                                     "for the Nodes, check them."),
+    "upgrade": Entry("upgrade", "Rolling K3s upgrades: servers first, one node at a time, "
+                                "preflight checks first."),
     "capacity": Entry("capacity", "Requests and limits vs allocatable per node and environment; "
                                   "headroom; forecast."),
     "logs": Entry("logs", "Show a pod's logs, or the lines of a LogQL query when Loki is "

@@ -1,10 +1,14 @@
-"""Node health: Ready, pressure conditions, cordoned nodes."""
+"""Node health: Ready, pressure conditions, cordoned nodes, nodes left by an upgrade."""
 
 from __future__ import annotations
 
 from k3sops.domain.checks.base import CheckContext, check
 from k3sops.domain.findings import Finding
 from k3sops.domain.snapshot import conditions, events_for, get, meta
+
+UPGRADE_ANNOTATION = "k3sops.io/upgrade-in-progress"
+"""Set on a Node by ``k3sops upgrade apply`` from its cordon until its uncordon (value: the
+target version): a cordoned node still carrying it was left by an upgrade that stopped."""
 
 PRESSURES = {"MemoryPressure": "node-memory-pressure", "DiskPressure": "node-disk-pressure",
              "PIDPressure": "node-pid-pressure"}
@@ -54,6 +58,31 @@ def node_cordoned(ctx: CheckContext) -> list[Finding]:
                         f"node {meta(n)[1]} is cordoned (unschedulable)", "node-cordoned",
                         {"taints": get(n, "spec", "taints", default=[])})
             for n in ctx.snapshot.get("nodes") if get(n, "spec", "unschedulable")]
+
+
+@check("node-upgrade-interrupted", "No node left cordoned by an upgrade", reads=("nodes",))
+def node_upgrade_interrupted(ctx: CheckContext) -> list[Finding]:
+    """A cordoned node still marked by ``k3sops upgrade apply``: the upgrade stopped there.
+
+    The annotation is removed when the node is uncordoned after its upgrade; while an upgrade
+    runs, the node it works on shows here too (for as long as its step takes).
+    """
+    out = []
+    for n in ctx.snapshot.get("nodes"):
+        target = (get(n, "metadata", "annotations", default={}) or {}).get(UPGRADE_ANNOTATION)
+        if target is None or not get(n, "spec", "unschedulable"):
+            continue
+        name = meta(n)[1]
+        version = get(n, "status", "nodeInfo", "kubeletVersion")
+        out.append(ctx.finding(
+            "node-upgrade-interrupted", "warning", "Node", None, name,
+            f"node {name} is cordoned by a k3sops upgrade to {target or '?'} that is still "
+            f"running or was interrupted (it reports {version or 'no version'}): finish it "
+            f"with `k3sops upgrade apply --to {target or 'VERSION'} --resume`",
+            "node-upgrade-interrupted",
+            {"annotation": UPGRADE_ANNOTATION, "target": target, "kubelet_version": version,
+             "command": f"k3sops upgrade apply --to {target or 'VERSION'} --resume"}))
+    return out
 
 
 @check("node-network-unavailable", "Nodes' networks are set up", reads=("nodes",))

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from datetime import UTC, datetime
 
@@ -76,10 +77,19 @@ def version_drift(ctx: CheckContext) -> list[Finding]:
     if not groups:
         return []
     listing = "; ".join(f"{v}: {', '.join(n)}" for v, n in groups.items())
+    newest = max(groups, key=_release_key)
+    command = f"k3sops upgrade plan --to {newest}"
     return [ctx.finding(
         "version-drift", "warning", "Cluster", None, "nodes",
-        f"nodes run {len(groups)} different K3s/kubelet versions ({listing})", "version-drift",
-        {"versions": groups, "api_server": ctx.snapshot.server_version})]
+        f"nodes run {len(groups)} different K3s/kubelet versions ({listing}): bring them to "
+        f"the newest with `{command}`", "version-drift",
+        {"versions": groups, "api_server": ctx.snapshot.server_version, "newest": newest,
+         "command": command})]
+
+
+def _release_key(version: str) -> tuple[int, ...]:
+    """``v1.34.4+k3s1`` -> (1, 34, 4, 1): the numbers in order (releases sort by them)."""
+    return tuple(int(x) for x in re.findall(r"[0-9]+", version))
 
 
 @check("kernel-drift", "All nodes run the same kernel", periods=("monthly",),

@@ -241,12 +241,37 @@ RUNBOOKS: list[Runbook] = [
         steps=[
             step("List the versions", "Which nodes lag.", "kubectl get nodes -o wide",
                  "The VERSION column; servers must be upgraded before agents.", "k3sops status"),
+            step("Plan the upgrade to the newest version", "Servers first, one node at a "
+                 "time; the preflight checks skew, readiness, etcd quorum, a fresh verified "
+                 "backup, disruption budgets and headroom.",
+                 "k3sops upgrade plan --to <newest version>",
+                 "Every preflight check passes (exit 0); a failure names its fix."),
             step("Finish the upgrade one node at a time", "Drain, upgrade, uncordon: the order "
                  "k3s-ansible's upgrade playbook follows.",
                  "kubectl drain <node> --ignore-daemonsets --delete-emptydir-data",
                  "Every node on the same version: `kubectl get nodes`."),
         ],
         related=["kernel-drift"]),
+    Runbook(
+        id="node-upgrade-interrupted", title="Node left cordoned by an interrupted upgrade",
+        summary="`k3sops upgrade apply` cordons a node and marks it "
+                "k3sops.io/upgrade-in-progress until its upgrade is done; a cordoned node "
+                "still marked means the upgrade stopped there (a failure, Ctrl-C, a lost SSH "
+                "session): its capacity is lost and the cluster runs mixed versions.",
+        severity_hint="warning",
+        steps=[
+            step("See where it stopped", "The node's version and readiness tell whether K3s "
+                 "was upgraded before the stop.",
+                 "kubectl get node <node> -o wide; kubectl get node <node> -o "
+                 "jsonpath='{.metadata.annotations}'",
+                 "The VERSION column against the annotation's target version.",
+                 "k3sops upgrade plan --to <version>"),
+            step("Resume the upgrade", "Continues from the recorded progress: nodes already "
+                 "upgraded are not upgraded again; the node is uncordoned when Ready on the new "
+                 "version.", "k3sops upgrade apply --to <version> --resume",
+                 "The node Ready, schedulable, on the target version; the annotation gone."),
+        ],
+        related=["node-cordoned", "version-drift"]),
     Runbook(
         id="kernel-drift", title="Nodes run different kernels",
         summary="Nodes run different kernel versions: usually a host patched and rebooted "
