@@ -192,3 +192,25 @@ def test_table_output_shows_the_order_and_the_fix(backed_up: Setup) -> None:
     for text in ("Upgrade to v1.35.0+k3s1", "k3s-server-1", "Preflight", "etcd-backup",
                  "FAIL", "k3sops backup etcd"):
         assert text in r.stdout, text
+
+
+def test_check_reports_a_node_left_cordoned_by_an_upgrade(lab: Lab) -> None:
+    """A node cordoned and marked as `upgrade apply` marks it, as an interrupted run leaves it."""
+    node = "k3s-agent-2"
+    lab.kubectl("cordon", node)
+    lab.kubectl("annotate", "node", node, f"k3sops.io/upgrade-in-progress={NEXT}", "--overwrite")
+    try:
+        r = lab.k3sops("-o", "json", "check", "--state-dir", str(lab.layout.run_dir / "up-state"),
+                       timeout=180)
+        assert r.returncode in (0, 3), r.stderr
+        found = [f for f in json.loads(r.stdout)["findings"]
+                 if f["check"] == "node-upgrade-interrupted"]
+        assert [(f["resource"]["name"], f["severity"]) for f in found] == [(node, "warning")]
+        assert f"`k3sops upgrade apply --to {NEXT} --resume`" in found[0]["message"]
+        _, p, _ = plan(lab, "--to", NEXT)
+        assert any(f"{node} carries k3sops.io/upgrade-in-progress={NEXT}" in n
+                   for n in p["notes"])
+        assert next(n for n in p["nodes"] if n["name"] == node)["in_progress"] == NEXT
+    finally:
+        lab.kubectl("annotate", "node", node, "k3sops.io/upgrade-in-progress-", check=False)
+        lab.kubectl("uncordon", node, check=False)
