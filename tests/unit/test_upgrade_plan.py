@@ -390,3 +390,35 @@ def test_version_drift_names_the_upgrade_to_the_newest_version() -> None:
     [f] = _run("version-drift", nodes)
     assert "`k3sops upgrade plan --to v1.34.10+k3s1`" in f.message
     assert f.evidence["command"] == "k3sops upgrade plan --to v1.34.10+k3s1"
+
+
+# --------------------------------------------------------------------------------------------
+# Bad input is refused before anything is read (exit 2)
+
+
+@pytest.mark.parametrize(("kw", "says"), [
+    ({"to": "1.35.0"}, "--to '1.35.0' is not a K3s version"),
+    ({"to": "v1.35.0+k3s1", "max_unavailable": 0}, "--max-unavailable 0"),
+    ({"to": "v1.35.0+k3s1", "backup_max_age": 0.0}, "--backup-max-age must be positive"),
+])
+def test_bad_input_is_a_usage_error_before_any_request(kw: dict[str, Any], says: str,
+                                                       tmp_path: Path) -> None:
+    from k3sops.errors import UsageError
+    from k3sops.services import context
+    from k3sops.services import upgrade as svc
+
+    # A kubeconfig that does not exist: reaching for the cluster would fail differently.
+    settings = context.Settings(kubeconfig=tmp_path / "missing", context=None, platform=None)
+    with pytest.raises(UsageError) as e:
+        svc.plan(settings, {}, tmp_path, **kw)
+    assert says in e.value.message and e.value.exit_code == 2
+
+
+def test_no_backup_section_is_reported_as_such(tmp_path: Path) -> None:
+    from k3sops.services import context
+    from k3sops.services import upgrade as svc
+
+    settings = context.Settings(kubeconfig=None, context=None, platform=None)
+    facts = svc.backup_facts(settings, {}, tmp_path)
+    assert facts.backups == [] and facts.error is not None
+    assert "no backup section" in facts.error
