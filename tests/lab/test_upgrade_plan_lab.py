@@ -77,6 +77,8 @@ def test_healthy_lab_with_a_fresh_verified_backup_passes(backed_up: Setup) -> No
         ("agent", ["k3s-agent-1", "k3s-agent-2"]), ("agent", ["k3s-agent-3"])]
     checks = {c["rule"]: c for c in p["preflight"]}
     assert checks["etcd-quorum"]["status"] == "pass" and "3 of 3" in checks["etcd-quorum"]["reason"]
+    # etcd's own view: the lab's real etcd, scraped by the lab's Prometheus.
+    assert checks["etcd-health"]["status"] == "pass", checks["etcd-health"]
     assert checks["etcd-backup"]["status"] == "pass" and "verified" in (
         checks["etcd-backup"]["reason"])
     assert all(c["status"] == "pass" for c in p["preflight"]), p["preflight"]

@@ -21,6 +21,7 @@ import pytest
 
 from k3sops.domain import upgrade as up
 from k3sops.domain.checks import REGISTRY, CheckContext
+from k3sops.domain.metrics import parse_result
 from k3sops.domain.snapshot import ClusterSnapshot
 
 pytestmark = pytest.mark.unit
@@ -28,6 +29,8 @@ pytestmark = pytest.mark.unit
 DATA = Path(__file__).parent.parent / "data"
 SCALE = json.loads((DATA / "rules" / "autoscaling.json").read_text())["objects"]
 HEALTHY = json.loads((DATA / "check-healthy-lab.json").read_text())["objects"]
+DEVLAB = json.loads((DATA / "check-prom-devlab.json").read_text())["answers"]
+FAULTS = json.loads((DATA / "check-prom-faults.json").read_text())["answers"]
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 LAB_VERSION = "v1.34.4+k3s1"
 LAB_NODES = {"k3s-server-1", "k3s-server-2", "k3s-server-3", "k3s-agent-1", "k3s-agent-2",
@@ -57,11 +60,18 @@ def set_version(nodes: list[dict[str, Any]], version: str, *names: str) -> None:
         node(nodes, name)["status"]["nodeInfo"]["kubeletVersion"] = version
 
 
+def etcd_answers(capture: dict[str, Any]) -> up.EtcdView:
+    """etcd's view judged from a capture's answers to the etcd-health check's queries."""
+    answers = {k: parse_result(v) for k, v in capture.items() if k.startswith("etcd-health:")}
+    return up.etcd_view(answers, None, NOW)
+
+
 def plan(to: str, nodes: list[dict[str, Any]], pods: list[dict[str, Any]] | None = None,
          pdbs: list[dict[str, Any]] | None = None, backups: up.BackupFacts | None = None,
          **kw: Any) -> up.UpgradePlan:
     target = up.parse_version(to)
     assert target is not None
+    kw.setdefault("etcd_view", etcd_answers(DEVLAB))  # the dev lab's healthy etcd
     return up.plan(target, nodes, pods or [], pdbs or [], backups or fresh_backup(), now=NOW,
                    **kw)
 
@@ -108,7 +118,7 @@ def test_healthy_lab_passes_every_check_and_orders_servers_first() -> None:
     assert {n.version for n in p.nodes} == {LAB_VERSION}
     assert {r.rule for r in p.preflight} == {
         "version-format", "no-downgrade", "minor-skew", "agents-not-newer", "nodes-ready",
-        "etcd-quorum", "etcd-backup", "pdb-drain", "headroom"}
+        "etcd-quorum", "etcd-health", "etcd-backup", "pdb-drain", "headroom"}
     # The JSON schema README documents.
     data = p.model_dump(mode="json")
     assert list(data) == ["target", "max_unavailable", "backup_max_age_seconds", "nodes",
@@ -238,6 +248,31 @@ def test_single_server_is_a_warning_not_a_refusal() -> None:
     [etcd] = verdicts(p, "etcd-quorum")
     assert etcd.status == "warn" and "kine/sqlite" in etcd.reason
     assert p.refused == []
+
+
+def test_etcd_member_without_a_leader_is_refused_and_slow_disks_warn() -> None:
+    """The fault capture: 10.0.0.11 without a leader, 10.0.0.12 with a slow WAL fsync and a
+    database at 91% of its quota (the check's own findings, not a second judgement)."""
+    nodes, pods, _ = lab()
+    p = plan("v1.35.0+k3s1", nodes, pods, etcd_view=etcd_answers(FAULTS))
+    health = verdicts(p, "etcd-health")
+    [fail] = [h for h in health if h.status == "fail"]
+    assert "etcd member 10.0.0.11:2381 has no leader" in fail.reason
+    assert fail.command == "k3sops runbook show etcd-no-leader"
+    warned = {h.command for h in health if h.status == "warn"}
+    assert {"k3sops runbook show etcd-slow-disk"} <= warned
+    assert p.refused == [fail]
+
+
+def test_etcd_health_not_read_is_a_warning_that_says_why() -> None:
+    nodes, pods, _ = lab()
+    p = plan("v1.35.0+k3s1", nodes, pods,
+             etcd_view=up.EtcdView(unread="prometheus: connection refused"))
+    [h] = verdicts(p, "etcd-health")
+    assert h.status == "warn" and "prometheus: connection refused" in h.reason
+    assert "judged by K3s' node conditions only" in h.reason and p.refused == []
+    [h] = verdicts(plan("v1.35.0+k3s1", nodes, pods, etcd_view=up.EtcdView()), "etcd-health")
+    assert h.status == "warn" and "scrapes no etcd member" in h.reason
 
 
 @pytest.mark.parametrize(("facts", "says", "command"), [

@@ -22,6 +22,10 @@ fixes it; any ``fail`` refuses the plan):
 - ``etcd-quorum``: with embedded etcd (K3s' ``EtcdIsVoter`` condition on the servers), the
   healthy voting members minus the one being upgraded still make a quorum; without (kine or an
   external datastore) a single server means the API is down while it upgrades (a warning);
+- ``etcd-health``: etcd's own view, judged by the check's ``etcd-health`` rule on the members
+  Prometheus scrapes (the same rule, not a second implementation): a member without a leader
+  refuses; a slow disk or a nearly full database warns; a view that could not be read (no
+  Prometheus, no member scraped) warns and says so;
 - ``etcd-backup``: a Completed etcd backup, verified, newer than ``backup_max_age``;
 - ``pdb-drain``: no PodDisruptionBudget lets fewer of its pods go than one step would evict
   (``disruptionsAllowed``), naming the budget and the node;
@@ -39,13 +43,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from k3sops.config.schema import Platform
 from k3sops.domain import capacity
 from k3sops.domain.checks.capacity import pod_request
 from k3sops.domain.checks.nodes import UPGRADE_ANNOTATION
+from k3sops.domain.findings import Finding
 from k3sops.domain.index import selector_matches
+from k3sops.domain.metrics import InstantResult
 from k3sops.domain.remediate import MIRROR_ANNOTATION
 from k3sops.domain.sizing import format_cpu, show_memory
-from k3sops.domain.snapshot import conditions, get, meta
+from k3sops.domain.snapshot import ClusterSnapshot, conditions, get, meta
 
 SERVER_LABELS = ("node-role.kubernetes.io/control-plane", "node-role.kubernetes.io/master")
 VOTER_CONDITION = "EtcdIsVoter"
@@ -345,6 +352,44 @@ def etcd_rule(nodes: Iterable[Mapping[str, Any]]) -> Preflight:
         command=fix)
 
 
+class EtcdView(BaseModel):
+    """etcd's own view as the check's ``etcd-health`` rule judged it, or why it is missing."""
+
+    members: int = Field(0, description="members answering etcd_server_has_leader")
+    findings: list[Finding] = Field(default_factory=list)
+    unread: str | None = Field(None, description="why the view could not be read")
+
+
+def etcd_view(answers: Mapping[str, InstantResult], platform: Platform | None,
+              now: datetime) -> EtcdView:
+    """Judge Prometheus' answers to the ``etcd-health`` check's queries with that check."""
+    from k3sops.domain.checks import REGISTRY, CheckContext
+    from k3sops.domain.checks.controlplane import Q_LEADER
+
+    snap = ClusterSnapshot(now=now, objects={}, metrics=answers)
+    findings = REGISTRY["etcd-health"].fn(CheckContext(snapshot=snap, platform=platform,
+                                                       period="daily"))
+    leader = answers.get(Q_LEADER)
+    return EtcdView(members=len(leader.samples) if leader is not None else 0,
+                    findings=findings)
+
+
+def etcd_health_rule(view: EtcdView) -> list[Preflight]:
+    """``etcd-health``: no member without a leader (fail); disk and quota warnings (warn)."""
+    if view.unread is not None or view.members == 0:
+        why = view.unread or "Prometheus scrapes no etcd member (etcd_server_has_leader)"
+        return [Preflight(rule="etcd-health", status="warn",
+                          reason=f"etcd's own health was not read ({why}): judged by K3s' "
+                                 "node conditions only", command=None)]
+    out = [Preflight(rule="etcd-health",
+                     status="fail" if f.severity == "critical" else "warn",
+                     reason=f.message, command=f"k3sops runbook show {f.runbook}")
+           for f in view.findings if f.severity in ("critical", "warning")]
+    return out or [Preflight(rule="etcd-health", status="pass",
+                             reason=f"{view.members} scraped etcd member(s) have a leader, fast "
+                                    "disks and room in their quota")]
+
+
 def backup_rule(facts: BackupFacts, now: datetime, max_age: float) -> Preflight:
     """``etcd-backup``: a verified, Completed etcd backup newer than ``max_age`` seconds."""
     take = "k3sops backup etcd && k3sops backup verify --since 1h"
@@ -474,7 +519,8 @@ def headroom_rule(batches: Sequence[Batch], nodes: Sequence[Mapping[str, Any]],
 def plan(target: K3sVersion, nodes: Sequence[Mapping[str, Any]],
          pods: Sequence[Mapping[str, Any]], pdbs: Sequence[Mapping[str, Any]],
          backups: BackupFacts, *, now: datetime, max_unavailable: int = 1,
-         backup_max_age: float = DEFAULT_BACKUP_MAX_AGE) -> UpgradePlan:
+         backup_max_age: float = DEFAULT_BACKUP_MAX_AGE,
+         etcd_view: EtcdView | None = None) -> UpgradePlan:
     """The whole plan: nodes, order and every preflight verdict (see the module docstring)."""
     states = node_states(nodes, target)
     batches = order(states, max_unavailable)
@@ -489,7 +535,9 @@ def plan(target: K3sVersion, nodes: Sequence[Mapping[str, Any]],
     notes.append("headroom counts requests against allocatable only: taints, affinity and "
                  "topology spread are not simulated")
     checks = [*version_rules(states, batches, target, max_unavailable), *ready_rule(states),
-              etcd_rule(nodes), backup_rule(backups, now, backup_max_age),
+              etcd_rule(nodes),
+              *etcd_health_rule(etcd_view or EtcdView(unread="not gathered")),
+              backup_rule(backups, now, backup_max_age),
               *pdb_rule(batches, pods, pdbs), *headroom_rule(batches, nodes, pods, target,
                                                               max_unavailable)]
     return UpgradePlan(target=str(target), max_unavailable=max_unavailable,

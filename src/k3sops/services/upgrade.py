@@ -1,8 +1,9 @@
 """`k3sops upgrade plan`: gather what the upgrade planner judges, read-only.
 
-One concurrent LIST each of nodes, pods and PodDisruptionBudgets, and the etcd backups of the
-platform's restic repository (one ``restic snapshots``, as ``backup list`` reads it); the plan
-and every preflight verdict are :mod:`k3sops.domain.upgrade`. Nothing is changed.
+One concurrent LIST each of nodes, pods and PodDisruptionBudgets, the etcd backups of the
+platform's restic repository (one ``restic snapshots``, as ``backup list`` reads it), and
+etcd's own metrics from Prometheus (the ``etcd-health`` check's queries, judged by that check);
+the plan and every preflight verdict are :mod:`k3sops.domain.upgrade`. Nothing is changed.
 """
 
 from __future__ import annotations
@@ -52,6 +53,32 @@ def backup_facts(settings: context.Settings, env: Mapping[str, str], home: Path,
         for e in entries if e.kind == "etcd" and e.cluster in (name, "")])
 
 
+def etcd_view(settings: context.Settings, env: Mapping[str, str], home: Path,
+              now: dt.datetime) -> up.EtcdView:
+    """The etcd members' own health: the ``etcd-health`` check's rule on Prometheus' answers."""
+    from k3sops.adapters.prometheus import PrometheusAdapter
+    from k3sops.domain.checks import REGISTRY
+    from k3sops.services.scale.common import connect_prometheus
+
+    platform = settings.platform
+    if platform is not None and not platform.monitoring.etcd_metrics:
+        return up.EtcdView(unread="monitoring.etcd_metrics is false")
+    prom = connect_prometheus(settings, env, home)
+    if isinstance(prom, K3sopsError):
+        return up.EtcdView(unread=f"prometheus: {prom.message}")
+    try:
+        results = prom.query_many(REGISTRY["etcd-health"].queries_for(platform))
+    finally:
+        if isinstance(prom, PrometheusAdapter):
+            prom.close()
+    answers = {}
+    for name, res in results.items():
+        if isinstance(res, K3sopsError):
+            return up.EtcdView(unread=f"prometheus: {res.message}")
+        answers[name] = res
+    return up.etcd_view(answers, platform, now)
+
+
 def plan(settings: context.Settings, env: Mapping[str, str], home: Path, *, to: str,
          max_unavailable: int = 1, backup_max_age: float = up.DEFAULT_BACKUP_MAX_AGE,
          state: Path | None = None, now: Callable[[], dt.datetime] | None = None,
@@ -81,7 +108,8 @@ def plan(settings: context.Settings, env: Mapping[str, str], home: Path, *, to: 
             raise listed
         got[what] = listed
     facts = backup_facts(settings, env, home, state)
-    clock = now or (lambda: dt.datetime.now(dt.UTC))
+    at = (now or (lambda: dt.datetime.now(dt.UTC)))()
+    view = etcd_view(settings, env, home, at)
     return up.plan(target, got["nodes"], got["pods"], got["poddisruptionbudgets"], facts,
-                   now=clock(),
+                   now=at, etcd_view=view,
                    max_unavailable=max_unavailable, backup_max_age=backup_max_age)
