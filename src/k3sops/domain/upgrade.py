@@ -321,8 +321,10 @@ def etcd_rule(nodes: Iterable[Mapping[str, Any]]) -> Preflight:
             return Preflight(
                 rule="etcd-quorum", status="warn",
                 reason="a single server without embedded etcd (kine/sqlite): the API server is "
-                       "down while that server upgrades (workloads keep running)",
-                command="k3sops scale nodes add NODE1 NODE2 --server --apply")
+                       "down while that server upgrades (workloads keep running); more servers "
+                       "need embedded etcd (K3s: restart the server with --cluster-init) "
+                       "or an external datastore",
+                command=None)
         return Preflight(
             rule="etcd-quorum", status="pass",
             reason=f"{len(servers)} servers on an external datastore (no embedded etcd): one "
