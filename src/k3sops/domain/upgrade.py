@@ -527,11 +527,10 @@ def plan(target: K3sVersion, nodes: Sequence[Mapping[str, Any]],
     states = node_states(nodes, target)
     batches = order(states, max_unavailable)
     notes = [f"{s.name} already runs {s.version}: left out" for s in states
-             if not s.upgrade and parse_version(s.version) is not None
-             and parse_version(s.version) == target]
+             if parse_version(s.version) == target]
     notes += [f"{s.name} carries {UPGRADE_ANNOTATION}={s.in_progress}: an upgrade stopped "
-              "there; `k3sops upgrade apply --resume` finishes it" for s in states
-              if s.in_progress is not None]
+              f"there; `k3sops upgrade apply --to {s.in_progress} --resume` finishes it"
+              for s in states if s.in_progress is not None]
     if not batches:
         notes.append(f"every node already runs {target} (or newer): nothing to upgrade")
     notes.append("headroom counts requests against allocatable only: taints, affinity and "
