@@ -212,7 +212,8 @@ def test_upgrade_then_reset(cluster: tuple[list[TestHost], Path, Path]) -> None:
     (airgap / "k3s").write_text("#!/bin/sh\necho 'k3s version v1.32.1+k3s1 (test stub)'\n")
     events: list[ansible.AnsibleEvent] = []
     up = ansible.run_playbook("upgrade", inv, secrets={"token": _token()},
-                              extravars={"kube_steps": False}, on_event=events.append)
+                              extravars={"kube_steps": False, "k3s_version": "v1.32.1+k3s1"},
+                              on_event=events.append)
     assert up.ok
     # One node at a time, servers first: the binary changed on each host in inventory order.
     order = [e.host for e in events if e.kind == "changed"

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from rich.console import Console
 
     from k3sops.domain.upgrade import UpgradePlan
+    from k3sops.domain.upgrade_apply import ApplyReport
 
 _STATUS = {"pass": "[green]pass[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
 
@@ -37,3 +38,36 @@ def upgrade_plan_table(r: UpgradePlan, out: Console) -> None:
     out.print(t)
     for note in r.notes:
         out.print(f"note: {escape(note)}")
+
+
+_RESULT = {"planned": "planned", "ok": "[green]ok[/]", "skipped": "skipped",
+           "failed": "[red]FAILED[/]", "not-run": "not run"}
+
+
+@table_for("k3sops.domain.upgrade_apply.ApplyReport")
+def upgrade_apply_table(r: ApplyReport, out: Console) -> None:
+    """The plan (dry-run), the steps planned or run, and where a run stopped."""
+    from rich.markup import escape
+    from rich.table import Table
+
+    if not r.applied:
+        upgrade_plan_table(r.plan, out)
+    title = "Steps" + ("" if r.applied else " (dry-run: nothing changed; --yes runs them)")
+    t = Table("batch", "node", "step", "what", "result", title=title)
+    for s in r.steps:
+        t.add_row(str(s.batch), s.node, s.step, escape(s.what),
+                  _RESULT[s.result] + (f": {escape(s.error)}" if s.error else ""))
+    out.print(t)
+    if r.skipped:
+        out.print(f"already at {r.target}, left alone: {', '.join(r.skipped)}")
+    if not r.steps:
+        out.print(f"nothing to do: every node runs {r.target}")
+    if r.stopped is not None:
+        st = r.stopped
+        out.print(f"[red]stopped[/] at node {st.node}, step {st.step}: {escape(st.reason)}")
+        out.print(f"node {st.node} is {'left cordoned' if st.cordoned else 'not cordoned'}")
+        out.print(f"resume: {escape(st.resume)}")
+        for c in st.rollback:
+            out.print(f"roll back: {escape(c)}")
+    if r.state_file and r.applied:
+        out.print(f"progress: {r.state_file}")
