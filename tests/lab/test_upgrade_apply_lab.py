@@ -200,6 +200,8 @@ def cluster(lab: Lab, test_hosts: HostPool, tmp_path_factory: pytest.TempPathFac
     (rec,) = backup.ok("backup", "verify", bid)["records"]
     assert rec["ok"] is True, rec
 
+    # A namespace left terminating by an earlier run cannot take the ServiceAccount yet.
+    lab.kubectl("delete", "namespace", NS, "--ignore-not-found", "--timeout=120s")
     lab.kubectl("apply", "-f", "-", input=RBAC)
     token = lab.kubectl("create", "token", "k3s-stub", "-n", NS, "--duration", "2h").stdout
     server = yaml.safe_load(lab.layout.kubeconfig.read_text())["clusters"][0]["cluster"]
@@ -360,11 +362,16 @@ def test_a_blocking_budget_stops_before_the_host_is_touched(cluster: Cluster) ->
     node = cluster.node("k3s-server-1")
     assert node["spec"].get("unschedulable") is True
     assert node["metadata"]["annotations"][UPGRADE_ANNOTATION] == NEXT2
+    # While the budget stands, a new run is refused by the preflight (exit 3, naming it).
+    code, _, err = cluster.apply("--to", NEXT2, "--yes", "--resume")
+    assert code == 3, err
+    assert f"refused by preflight pdb-drain: poddisruptionbudget {NS}/guarded" in err
+    lab.kubectl("delete", "-n", NS, "pdb/guarded", "deployment/guarded")
     # Without --resume a new run is refused (exit 2) and says how to continue.
     code, _, err = cluster.apply("--to", NEXT2, "--yes")
     assert code == 2, err
-    assert "--resume" in err and "k3s-server-1" in err
-    lab.kubectl("delete", "-n", NS, "pdb/guarded", "deployment/guarded")
+    assert "stopped at node k3s-server-1, step drain" in err and "--resume" in err
+    assert len(cluster.upgrade_records()) == before + 2
 
 
 def test_a_failing_node_stops_and_resume_finishes(cluster: Cluster) -> None:
