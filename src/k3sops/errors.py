@@ -28,6 +28,8 @@
      │    │                           backup, quorum, a blocking PDB …); nothing changed
      │    └── GuardRefused            a remediation policy's guard refused its plan before
      │                                anything changed (`serve` records it ``refused``)
+     ├── UpgradeStopped (1)          `upgrade apply` stopped at a failed step; carries its report
+     │                               (node, step, cordoned or not, resume and rollback commands)
      ├── FindingsAtThreshold (3)     a check the command ran failed: findings at --fail-on,
      │                               a failed backup verify, dashboard panels without data,
      │                               undocumented env differences (--strict), emergency checks
@@ -228,6 +230,18 @@ class UpgradeRefused(PlanRejected):
     """
 
     exit_code = ExitCode.FINDINGS
+
+
+class UpgradeStopped(K3sopsError):
+    """A step of ``upgrade apply`` failed; the run stopped in the state ``report`` describes.
+
+    ``report`` is the ApplyReport (k3sops.domain.upgrade_apply): the steps run and ``stopped``
+    (node, step, reason, cordoned, resume and rollback commands), printed before the error.
+    """
+
+    def __init__(self, message: str, report: Any, *, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.report = report
 
 
 class GuardRefused(PlanRejected):

@@ -47,6 +47,7 @@ from kit.backup import make_setup
 from conftest import Lab
 from hosts import HostPool, TestHost
 from k3sops.domain.checks.nodes import UPGRADE_ANNOTATION
+from k3sops.errors import UpgradeStopped
 
 pytestmark = pytest.mark.lab
 
@@ -342,7 +343,7 @@ def test_a_blocking_budget_stops_before_the_host_is_touched(cluster: Cluster) ->
         if msg.strip().startswith("k3s-server-1: drain"):
             lab.kubectl("apply", "-f", "-", input=BUDGET)
 
-    with pytest.raises(upgrade_apply.UpgradeStopped) as caught:
+    with pytest.raises(UpgradeStopped) as caught:
         upgrade_apply.apply(settings, cluster.env, Path.home(), to=NEXT2, yes=True,
                             drain_timeout=8.0, ready_timeout=60.0, progress=progress)
     stop = caught.value.report.stopped

@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from k3sops.cli.options import OutputOpt, StateDir, get_options, get_settings, output_format
-from k3sops.errors import UpgradeRefused, UsageError
+from k3sops.errors import UpgradeRefused, UpgradeStopped, UsageError
 
 upgrade_app = typer.Typer(
     no_args_is_help=True,
@@ -132,7 +132,7 @@ def apply_cmd(
                 get_settings(ctx), os.environ, Path.home(), to=to,
                 max_unavailable=max_unavailable, yes=yes, resume=resume, drain_timeout=drain,
                 ready_timeout=ready, backup_max_age=max_age, state=state_dir, progress=say)
-        except upgrade_apply.UpgradeStopped as e:
+        except UpgradeStopped as e:
             render(e.report, fmt)
             raise
     render(report, fmt)

@@ -37,6 +37,7 @@ from k3sops.errors import (
     PlanRejected,
     Timeout,
     UpgradeRefused,
+    UpgradeStopped,
     UsageError,
 )
 from k3sops.services import context, remediate
@@ -46,14 +47,6 @@ from k3sops.services.provision import Provisioner
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
-
-
-class UpgradeStopped(K3sopsError):
-    """A step failed: the run stopped leaving the state the report describes (exit 1)."""
-
-    def __init__(self, message: str, report: ua.ApplyReport, *, hint: str | None = None) -> None:
-        super().__init__(message, hint=hint)
-        self.report = report
 
 
 def refusal(plan: up.UpgradePlan) -> UpgradeRefused | None:
