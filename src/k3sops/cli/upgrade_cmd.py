@@ -17,6 +17,14 @@ import typer
 from k3sops.cli.options import OutputOpt, StateDir, get_options, get_settings, output_format
 from k3sops.errors import UpgradeRefused, UpgradeStopped, UsageError
 
+# The options `plan` and `apply` share (apply plans first, with the same meaning).
+ToOpt = Annotated[str, typer.Option("--to", help="The K3s version to upgrade to "
+                                                 "(vX.Y.Z+k3sN, e.g. v1.34.4+k3s1).")]
+MaxUnavailableOpt = Annotated[int, typer.Option(
+    "--max-unavailable", help="Agents drained and upgraded at a time (servers: one).")]
+BackupMaxAgeOpt = Annotated[str, typer.Option(
+    "--backup-max-age", help="How old the newest verified etcd backup may be.")]
+
 upgrade_app = typer.Typer(
     no_args_is_help=True,
     help="Rolling K3s upgrades: servers first, one node at a time, preflight checks first.")
@@ -30,12 +38,9 @@ def register(app: typer.Typer) -> None:
 @upgrade_app.command("plan")
 def plan_cmd(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="The K3s version to upgrade to "
-                                                 "(vX.Y.Z+k3sN, e.g. v1.34.4+k3s1).")],
-    max_unavailable: Annotated[int, typer.Option(
-        "--max-unavailable", help="Agents drained and upgraded at a time (servers: one).")] = 1,
-    backup_max_age: Annotated[str, typer.Option(
-        "--backup-max-age", help="How old the newest verified etcd backup may be.")] = "24h",
+    to: ToOpt,
+    max_unavailable: MaxUnavailableOpt = 1,
+    backup_max_age: BackupMaxAgeOpt = "24h",
     output: OutputOpt = None,
 ) -> None:
     """Read-only: each node's version, the upgrade order and the preflight checks.
@@ -96,10 +101,8 @@ def _progress(quiet: bool) -> Iterator[Callable[[str], None]]:
 @upgrade_app.command("apply")
 def apply_cmd(
     ctx: typer.Context,
-    to: Annotated[str, typer.Option("--to", help="The K3s version to upgrade to "
-                                                 "(vX.Y.Z+k3sN, e.g. v1.34.4+k3s1).")],
-    max_unavailable: Annotated[int, typer.Option(
-        "--max-unavailable", help="Agents drained and upgraded at a time (servers: one).")] = 1,
+    to: ToOpt,
+    max_unavailable: MaxUnavailableOpt = 1,
     yes: Annotated[bool, typer.Option(
         "--yes", help="Run the upgrade (default: print the plan and the steps).")] = False,
     resume: Annotated[bool, typer.Option(
@@ -108,8 +111,7 @@ def apply_cmd(
         "--drain-timeout", help="How long a node's drain may wait on its evictions.")] = "120s",
     ready_timeout: Annotated[str, typer.Option(
         "--ready-timeout", help="How long to wait for the new version and Ready.")] = "5m",
-    backup_max_age: Annotated[str, typer.Option(
-        "--backup-max-age", help="How old the newest verified etcd backup may be.")] = "24h",
+    backup_max_age: BackupMaxAgeOpt = "24h",
     state_dir: StateDir = None,
     output: OutputOpt = None,
 ) -> None:
