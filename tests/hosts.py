@@ -60,9 +60,10 @@ def _sh(*args: str, check: bool = True, timeout: float = 60,
 
 
 @contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    _LOCK.parent.mkdir(parents=True, exist_ok=True)
-    with open(_LOCK, "w") as f:
+def file_lock(path: Path = _LOCK) -> Iterator[None]:
+    """Hold an exclusive flock on ``path`` (another xdist worker or run waits for it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as f:
         fcntl.flock(f, fcntl.LOCK_EX)
         try:
             yield
@@ -77,7 +78,7 @@ def ensure_base_root() -> Path:
     if shutil.which("debootstrap") is None or not Path("/usr/sbin/sshd").exists():
         pytest.fail("test hosts need debootstrap and openssh-server: run scripts/install-deps.sh")
     CACHE.mkdir(parents=True, exist_ok=True)
-    with _locked():
+    with file_lock():
         if (BASE_ROOT / _READY).exists():
             return BASE_ROOT
         tmp = CACHE / "bookworm.tmp"
@@ -202,7 +203,7 @@ class HostPool:
         self.known_hosts = self.workdir / "known_hosts"
         self.known_hosts.write_text("")
         self._hosts: dict[int, TestHost] = {}
-        with _locked():
+        with file_lock():
             _reap_stale()
             free = sorted(set(range(200, 250)) - _used_octets())
             if not free:

@@ -18,18 +18,18 @@ image's user (no read-only root then), and the result says which way ran and wha
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import hashlib
 import json
 import shutil
 import subprocess
 import tomllib
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from hosts import file_lock
 
 ROOT = Path(__file__).resolve().parents[3]
 SCRIPT = ROOT / "scripts" / "build-image.sh"
@@ -92,23 +92,12 @@ def build(out: Path, *extra: str, env: dict[str, str] | None = None,
                           capture_output=True, text=True, timeout=timeout, check=False)
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def cached_image() -> Built:
     """The image of the current sources, built once per content key (older ones removed)."""
     key = content_key()
     out = CACHE / f"test-{key}"
     ready = out / ".ready"
-    with _locked(CACHE / ".test-lock"):
+    with file_lock(CACHE / ".test-lock"):
         if not ready.exists():
             for old in CACHE.glob("test-*"):
                 shutil.rmtree(old, ignore_errors=True)
